@@ -1,0 +1,5 @@
+"""All WebSocket routes; each app contributes its own list."""
+
+from training.routing import websocket_urlpatterns as training_ws
+
+websocket_urlpatterns = [*training_ws]

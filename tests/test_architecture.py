@@ -1,0 +1,62 @@
+"""Layering rules from DESIGN.md that a test must keep true."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE_PACKAGES = ["tutor/core", "training/core"]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def python_files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", CORE_PACKAGES)
+def test_it_keeps_django_out_of_core_sources(package):
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in imported_modules(path) if m.split(".")[0] == "django")
+        for path in python_files(package)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_it_imports_every_core_module_without_loading_django():
+    modules = [
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for package in CORE_PACKAGES
+        for path in python_files(package)
+    ]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "loaded = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_it_keeps_training_independent_of_tutor():
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in python_files("training")
+        if any(m.split(".")[0] == "tutor" for m in imported_modules(path))
+    ]
+    assert offenders == []

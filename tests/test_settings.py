@@ -1,0 +1,82 @@
+"""Settings come from the environment; production settings are safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRODUCTION_ENV = {
+    "DEBUG": "0",
+    "SECRET_KEY": "x" * 20 + "-a-long-random-production-secret-key-0123456789",
+    "ALLOWED_HOSTS": "teachloop.example.com",
+}
+
+
+def run_django(code: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")}
+    full_env = {**clean, "DJANGO_SETTINGS_MODULE": "teachloop.settings", "TEACHLOOP_DATA_DIR": str(tmp_path), **env}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True,
+                          timeout=120)
+
+
+SHOW = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'db': str(s.DATABASES['default']['NAME']), "
+    "'layer': s.CHANNEL_LAYERS['default']['BACKEND'], 'debug': s.DEBUG, 'hosts': s.ALLOWED_HOSTS, "
+    "'worker': s.TEACHLOOP_INPROCESS_WORKER}))"
+)
+
+
+def test_it_defaults_to_sqlite_and_in_memory_layer(tmp_path):
+    result = run_django(SHOW, {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["engine"] == "django.db.backends.sqlite3"
+    assert shown["db"].startswith(str(tmp_path))
+    assert shown["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert shown["worker"] is True
+
+
+def test_it_uses_postgres_and_redis_from_urls(tmp_path):
+    env = {"DATABASE_URL": "postgres://u:p@db.internal:5432/teach", "REDIS_URL": "redis://cache:6379/1"}
+    result = run_django(SHOW, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["engine"] == "django.db.backends.postgresql"
+    assert shown["db"] == "teach"
+    assert shown["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert shown["worker"] is False  # workers are separate processes once Redis carries messages
+
+
+def test_it_refuses_to_start_without_secret_key_in_production(tmp_path):
+    result = run_django(SHOW, {"DEBUG": "0", "ALLOWED_HOSTS": "example.com"}, tmp_path)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_it_passes_deploy_checks_with_production_settings(tmp_path):
+    code = "import sys; from django.core.management import execute_from_command_line as e; " \
+           "e(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])"
+    result = run_django(code, PRODUCTION_ENV, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_it_rejects_a_malformed_boolean(tmp_path):
+    result = run_django(SHOW, {"DEBUG": "maybe"}, tmp_path)
+    assert result.returncode != 0
+    assert "DEBUG must be a boolean" in result.stderr
+
+
+def test_it_keeps_the_generated_dev_secret_key_across_restarts(tmp_path):
+    code = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"
+    first = run_django(code, {}, tmp_path)
+    second = run_django(code, {}, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout and len(first.stdout.strip()) >= 50

@@ -1,0 +1,108 @@
+"""WebSocket consumers of the training app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
+
+from training import services
+from training.core.llm import GenerationParams, LLMError
+from training.models import LanguageModel
+
+MAX_PROMPT_CHARS = 4000
+MAX_STREAM_CHARS = 8000  # model output is untrusted: stop showing it past a sane length
+FORBIDDEN = 4403
+
+
+class ModelTryConsumer(AsyncWebsocketConsumer):
+    """Streams a registered model's reply to a prompt, piece by piece, to staff only.
+
+    Messages from htmx's ws extension are JSON form values: ``prompt`` to start, ``stop`` to
+    stop. Replies are HTML fragments (escaped by the template) swapped in by ``id``.
+    Generation runs in a worker thread (never on the event loop or Django's shared sync thread).
+    """
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if not (user and user.is_authenticated and user.is_staff):
+            await self.close(code=FORBIDDEN)
+            return
+        self.model = await _get_model(self.scope["url_route"]["kwargs"]["model_id"])
+        if self.model is None:
+            await self.close(code=4404)
+            return
+        self.stop_event = threading.Event()
+        self.pump: asyncio.Task | None = None
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "stop_event", None) is not None:
+            self.stop_event.set()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            data = json.loads(text_data or "{}")
+        except json.JSONDecodeError:
+            return
+        if "stop" in data:
+            self.stop_event.set()
+            return
+        prompt = str(data.get("prompt", "")).strip()[:MAX_PROMPT_CHARS]
+        if not prompt:
+            await self._send("status", {"status": "Type a prompt first."})
+            return
+        if self.pump is not None and not self.pump.done():
+            await self._send("status", {"status": "Still generating: stop it first."})
+            return
+        self.stop_event = threading.Event()
+        self.pump = asyncio.create_task(self._stream(prompt))
+
+    async def _stream(self, prompt: str) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        stop_event = self.stop_event
+        model = self.model
+
+        def produce() -> None:
+            # Runs in an executor thread: loading and generating block.
+            shown = 0
+            try:
+                llm = services.language_model_llm(model=model)
+                params: GenerationParams = model.generation_params()
+                for piece in llm.stream([{"role": "user", "content": prompt}], params):
+                    if stop_event.is_set() or shown >= MAX_STREAM_CHARS:
+                        break
+                    piece = piece[: MAX_STREAM_CHARS - shown]
+                    shown += len(piece)
+                    loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+                loop.call_soon_threadsafe(queue.put_nowait, ("done", "Stopped." if stop_event.is_set() else "Done."))
+            except LLMError as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", str(exc)))
+            except Exception as exc:  # never a traceback in the browser
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", f"{model.name}: {type(exc).__name__}: {exc}"))
+
+        await self._send("start", {"status": "Generating…"})
+        future = loop.run_in_executor(None, produce)
+        while True:
+            kind, value = await queue.get()
+            if kind == "piece":
+                await self._send("piece", {"piece": value})
+                continue
+            await self._send("status", {"status": value, "error": kind == "error"})
+            break
+        await future
+
+    async def _send(self, fragment: str, context: dict) -> None:
+        html = render_to_string("training/partials/try_stream.html#" + fragment,
+                                {"model": self.model, **context})
+        await self.send(text_data=html)
+
+
+@database_sync_to_async
+def _get_model(model_id: int) -> LanguageModel | None:
+    return LanguageModel.objects.filter(pk=model_id, enabled=True).first()

@@ -1,0 +1,1 @@
+"""Plain-Python training and model code. Nothing under ``core`` may import Django."""

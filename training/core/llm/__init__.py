@@ -1,0 +1,20 @@
+"""Language-model backends behind one interface (see :mod:`.base`)."""
+
+from .base import (
+    LLM,
+    BACKENDS,
+    Conversation,
+    Generation,
+    GenerationError,
+    GenerationParams,
+    LLMError,
+    Message,
+    ModelLoadError,
+    ModelSpec,
+    UnsupportedOperation,
+)
+
+__all__ = [
+    "LLM", "BACKENDS", "Conversation", "Generation", "GenerationError", "GenerationParams",
+    "LLMError", "Message", "ModelLoadError", "ModelSpec", "UnsupportedOperation",
+]

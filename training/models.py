@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from training.core.llm import GenerationParams, ModelSpec
+
+
+class LanguageModel(models.Model):
+    """A teacher and/or student model: where it lives, how to talk to it, how to sample."""
+
+    class Backend(models.TextChoices):
+        TRANSFORMERS = "transformers", "transformers (Hugging Face id or local folder)"
+        GGUF = "gguf", "GGUF file (loaded through transformers)"
+        OPENAI = "openai", "OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp…)"
+
+    name = models.SlugField(max_length=100, unique=True, help_text="Short unique name, e.g. smollm2-135m.")
+    is_teacher = models.BooleanField("teacher", default=False)
+    is_student = models.BooleanField("student", default=False)
+    is_default_teacher = models.BooleanField(default=False)
+    is_default_student = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True)
+
+    backend = models.CharField(max_length=20, choices=Backend.choices, default=Backend.TRANSFORMERS)
+    source = models.CharField(
+        max_length=500,
+        help_text="transformers: Hugging Face id or local folder · gguf: path to the .gguf file · "
+        "openai: the model name the server serves.",
+    )
+    # Not URLField: Django's URL validator rejects dotless hosts such as "gpu-box" or a compose
+    # service name ("vllm"), which is where OpenAI-compatible servers usually live.
+    base_url = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[RegexValidator(r"^https?://[^\s/?#]+(/[^\s]*)?$",
+                                   "Give an http(s) URL such as http://vllm:8000/v1.")],
+        help_text="openai only, e.g. http://127.0.0.1:8001/v1",
+    )
+    api_key_env = models.CharField(
+        "API key environment variable",
+        max_length=100,
+        blank=True,
+        validators=[RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use a variable name, e.g. OPENAI_API_KEY.")],
+        help_text="openai only: the NAME of the environment variable holding the key (never the key).",
+    )
+    chat_template = models.TextField(blank=True, help_text="Jinja chat template; empty = the model's own.")
+
+    temperature = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(5.0)],
+                                    help_text="0 = greedy.")
+    top_p = models.FloatField(default=1.0, validators=[MinValueValidator(0.01), MaxValueValidator(1.0)])
+    max_new_tokens = models.PositiveIntegerField(default=256, validators=[MinValueValidator(1),
+                                                                         MaxValueValidator(32768)])
+
+    last_try_output = models.TextField(blank=True)
+    last_try_error = models.TextField(blank=True)
+    last_tried_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_default_teacher"], condition=Q(is_default_teacher=True),
+                                    name="one_default_teacher"),
+            models.UniqueConstraint(fields=["is_default_student"], condition=Q(is_default_student=True),
+                                    name="one_default_student"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def roles(self) -> list[str]:
+        return [role for role, on in (("teacher", self.is_teacher), ("student", self.is_student)) if on]
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if not (self.is_teacher or self.is_student):
+            errors["is_teacher"] = "Give the model at least one role: teacher or student."
+        if self.is_default_teacher and not self.is_teacher:
+            errors["is_default_teacher"] = "Only a teacher can be the default teacher."
+        if self.is_default_student and not self.is_student:
+            errors["is_default_student"] = "Only a student can be the default student."
+        if self.backend == self.Backend.OPENAI:
+            if not self.base_url:
+                errors["base_url"] = "An OpenAI-compatible model needs the server's base URL."
+        else:
+            if self.base_url:
+                errors["base_url"] = "Only the openai backend uses a base URL."
+        if self.backend == self.Backend.GGUF and not self.source.lower().endswith(".gguf"):
+            errors["source"] = "A GGUF model's source is the path to its .gguf file."
+        if errors:
+            raise ValidationError(errors)
+
+    def generation_params(self) -> GenerationParams:
+        return GenerationParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                                top_p=self.top_p)
+
+    def to_spec(self) -> ModelSpec:
+        return ModelSpec(
+            name=self.name,
+            backend=self.backend,  # type: ignore[arg-type]
+            source=self.source,
+            base_url=self.base_url,
+            api_key_env=self.api_key_env,
+            chat_template=self.chat_template,
+            defaults=self.generation_params(),
+        )

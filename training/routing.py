@@ -1,0 +1,7 @@
+from django.urls import path
+
+from training import consumers
+
+websocket_urlpatterns = [
+    path("ws/training/models/<int:model_id>/try/", consumers.ModelTryConsumer.as_asgi()),
+]

@@ -1,0 +1,93 @@
+"""Model registry services (HackSoft style: keyword-only ``<entity>_<action>`` functions)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from training.core.bundled import BUNDLED_MODEL_NAME, bundled_gguf_path
+from training.core.llm import LLM, LLMError
+from training.core.llm.registry import forget, get_llm
+from training.models import LanguageModel
+
+logger = logging.getLogger(__name__)
+
+TRY_CONVERSATION = [{"role": "user", "content": "In two sentences, explain what a fraction is."}]
+TRY_MAX_NEW_TOKENS = 48
+MAX_STORED_OUTPUT = 4000  # model output is untrusted and unbounded: keep what we store sane
+
+
+def language_model_llm(*, model: LanguageModel, progress: Callable[[str], None] | None = None) -> LLM:
+    """The loaded (cached per process) backend for a registered model."""
+    return get_llm(model.to_spec(), cache_dir=Path(settings.TEACHLOOP_MODEL_CACHE_DIR), progress=progress)
+
+
+def language_model_try(*, model: LanguageModel) -> LanguageModel:
+    """Generate a short sample; store the text or a one-line error on the model. Never raises."""
+    output, error = "", ""
+    try:
+        llm = language_model_llm(model=model)
+        params = model.generation_params().replace(max_new_tokens=min(TRY_MAX_NEW_TOKENS, model.max_new_tokens))
+        output = llm.generate([TRY_CONVERSATION], params)[0].text.strip() or "(the model returned no text)"
+    except LLMError as exc:
+        error = str(exc)
+    except Exception as exc:  # an unexpected failure: the admin still gets one line, the log the trace
+        logger.exception("trying model %s failed", model.name)
+        error = f"{model.name}: unexpected error: {type(exc).__name__}: {exc}"
+    model.last_try_output = output[:MAX_STORED_OUTPUT]
+    model.last_try_error = error[:MAX_STORED_OUTPUT]
+    model.last_tried_at = timezone.now()
+    model.save(update_fields=["last_try_output", "last_try_error", "last_tried_at", "updated_at"])
+    return model
+
+
+def language_model_forget(*, model: LanguageModel) -> None:
+    """Drop the process's loaded copy (after an edit changes how the model loads)."""
+    forget(model.to_spec())
+
+
+@transaction.atomic
+def language_model_set_default(*, model: LanguageModel, teacher: bool = False, student: bool = False) -> None:
+    """Make ``model`` the default teacher and/or student, clearing the previous default."""
+    if teacher:
+        LanguageModel.objects.filter(is_default_teacher=True).exclude(pk=model.pk).update(is_default_teacher=False)
+        model.is_teacher = model.is_default_teacher = True
+    if student:
+        LanguageModel.objects.filter(is_default_student=True).exclude(pk=model.pk).update(is_default_student=False)
+        model.is_student = model.is_default_student = True
+    model.save()
+
+
+@transaction.atomic
+def language_model_register_bundled(*, make_default: bool = True) -> tuple[LanguageModel, bool]:
+    """Register (or refresh the path of) the bundled SmolLM2-135M-Instruct as teacher and student.
+
+    It becomes the default teacher/student only where no other default exists, so
+    re-running bootstrap never overrides a choice an admin made.
+    """
+    path = bundled_gguf_path()
+    model, created = LanguageModel.objects.get_or_create(
+        name=BUNDLED_MODEL_NAME,
+        defaults={"backend": LanguageModel.Backend.GGUF, "source": str(path), "is_teacher": True,
+                  "is_student": True, "max_new_tokens": 256, "temperature": 0.0},
+    )
+    if model.source != str(path):  # the venv moved or the package was reinstalled elsewhere
+        model.source = str(path)
+        model.save(update_fields=["source", "updated_at"])
+    if make_default:
+        language_model_set_default(
+            model=model,
+            teacher=not LanguageModel.objects.filter(is_default_teacher=True).exists(),
+            student=not LanguageModel.objects.filter(is_default_student=True).exists(),
+        )
+    return model, created
+
+
+def default_model(*, role: str) -> LanguageModel | None:
+    field = {"teacher": "is_default_teacher", "student": "is_default_student"}[role]
+    return LanguageModel.objects.filter(**{field: True, "enabled": True}).first()

@@ -1,0 +1,1 @@
+"""Plain-Python pedagogy code. Nothing under ``core`` may import Django."""
