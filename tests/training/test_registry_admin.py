@@ -101,7 +101,7 @@ class TryModelTestCase(BaseTestCase):
         self.assertIn("ghost", model.last_try_error)
         self.assertNotIn("Traceback", model.last_try_error)
         self.assertEqual(len(model.last_try_error.splitlines()), 1)
-        self.assertContains(response, "ghost could not generate")
+        self.assertContains(response, "could not generate: ghost: no such folder")
 
 
 class BaseUrlTestCase(BaseTestCase):

@@ -1,0 +1,348 @@
+"""Any OpenAI-compatible chat server (vLLM, Ollama, llama.cpp server, LM Studio, OpenAI itself).
+
+Plain Python (no Django): the registry builds one :class:`OpenAICompatLLM` per :class:`ModelSpec`.
+Retries, backoff and timeouts are the ``openai`` package's own: every request is retried up to
+``spec.max_retries`` times on connection errors, timeouts, 408/409/429 and 5xx, with exponential
+backoff (0.5 s doubling, at most 8 s, minus up to 25 % jitter) unless the server sends
+``Retry-After``/``retry-after-ms`` (honoured up to 2 minutes; longer means "don't retry").
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import openai
+
+from .base import (
+    LLM,
+    Conversation,
+    Generation,
+    GenerationError,
+    GenerationParams,
+    LLMError,
+    ModelLoadError,
+    ModelSpec,
+    validate_conversation,
+)
+
+__all__ = ["OpenAICompatLLM"]
+
+PLACEHOLDER_API_KEY = "not-needed"
+"""Sent when no key is configured: local servers ignore it, but the client needs some key."""
+
+MAX_CONCURRENT_REQUESTS = 8
+"""Requests in flight per :meth:`OpenAICompatLLM.generate` call; servers batch them internally."""
+
+MAX_SERVER_STOPS = 4
+"""The OpenAI API accepts at most 4 stop strings; any further ones are applied locally."""
+
+
+class OpenAICompatLLM(LLM):
+    """A model served over the OpenAI chat-completions API at ``spec.base_url``.
+
+    * ``spec.source`` is the model name on the server.
+    * ``spec.api_key_env`` names the environment variable holding the API key; it is read at
+      every request (so a key set after start-up is picked up). With no name, or the variable
+      unset, a placeholder key is sent, which keyless local servers accept.
+    * ``adapter="x"`` asks the server for model ``"x"`` instead of ``spec.source``: servers that
+      serve LoRA adapters do so under their own model names (vLLM ``--lora-modules x=/path``).
+      :meth:`load_adapter` is unsupported: adapters are configured on the server.
+    * Log-likelihoods are unsupported (chat APIs don't return prompt log-probabilities).
+
+    Every failure is raised as one :class:`ModelLoadError` (server unreachable, bad key, unknown
+    model) or :class:`GenerationError` (timeout, server errors after retries, malformed reply),
+    naming the model and the cause and chained to the ``openai`` exception.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        self._lock = threading.Lock()
+        self._client: openai.OpenAI | None = None
+
+    # -- client ------------------------------------------------------------------------------
+
+    def _api_key(self) -> str:
+        # Called by the openai client before every attempt, so key rotation needs no restart.
+        env = self.spec.api_key_env
+        return (os.environ.get(env) if env else None) or PLACEHOLDER_API_KEY
+
+    def _get_client(self) -> openai.OpenAI:
+        """The shared client (one connection pool); re-created lazily after :meth:`close`."""
+        with self._lock:
+            if self._client is None:
+                self._client = openai.OpenAI(
+                    base_url=self.spec.base_url,
+                    api_key=self._api_key,
+                    timeout=self.spec.timeout_s,
+                    max_retries=self.spec.max_retries,
+                )
+            return self._client
+
+    def close(self) -> None:
+        """Close the HTTP connection pool. Safe to call twice; a later request reopens it."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _request(self, conversation: Conversation, params: GenerationParams,
+                 adapter: str | None) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": adapter or self.spec.source,
+            "messages": [dict(m) for m in conversation],
+            # max_tokens, not max_completion_tokens: the latter is unknown to many local servers.
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
+        if params.stop:
+            request["stop"] = list(params.stop[:MAX_SERVER_STOPS])
+        if params.seed is not None:
+            request["seed"] = params.seed
+        return request
+
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        params: GenerationParams | None = None,
+        *,
+        adapter: str | None = None,
+    ) -> list[Generation]:
+        """One request per conversation, at most 8 in flight at once; results in input order.
+
+        If any request fails, the first failure (in input order) is raised and requests not
+        yet sent are cancelled. Stop strings beyond the API's 4 (and any a server ignores) are
+        applied here by truncating the text; token counts are then still the server's.
+        """
+        p = self._params(params)
+        conversations = list(conversations)
+        for conversation in conversations:  # all checked before anything is sent
+            validate_conversation(self.name, conversation)
+        if not conversations:
+            return []
+        client = self._get_client()
+        if len(conversations) == 1:
+            return [self._complete(client, conversations[0], p, adapter)]
+        pool = ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_REQUESTS, len(conversations)),
+                                  thread_name_prefix=f"llm-{self.name}")
+        try:
+            futures = [pool.submit(self._complete, client, c, p, adapter) for c in conversations]
+            return [f.result() for f in futures]
+        finally:
+            # On failure don't start queued requests, and don't wait for the ones in flight.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _complete(self, client: openai.OpenAI, conversation: Conversation, params: GenerationParams,
+                  adapter: str | None) -> Generation:
+        request = self._request(conversation, params, adapter)
+        try:
+            completion = client.chat.completions.create(**request)
+        except openai.OpenAIError as exc:
+            raise self._error(exc, request["model"]) from exc
+        try:
+            return self._to_generation(completion, params)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            raise GenerationError(self.name, f"malformed reply from {self.spec.base_url}: {exc}") from exc
+
+    def _to_generation(self, completion: Any, params: GenerationParams) -> Generation:
+        # The client does not validate replies (non-strict mode) and non-OpenAI servers vary,
+        # so check the few fields we use instead of trusting the types.
+        if isinstance(completion, str):  # what the client returns for a non-JSON body
+            raise ValueError(f"not JSON: {completion[:80]!r}")
+        choices = getattr(completion, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise ValueError("no choices in the reply")
+        message = choices[0].message
+        if message is None:
+            raise ValueError("the first choice has no message")
+        text = message.content
+        if text is None:
+            text = ""  # some servers send null content for an empty reply
+        if not isinstance(text, str):
+            raise ValueError(f"reply content is {type(text).__name__}, not text")
+        finish = "length" if choices[0].finish_reason == "length" else "stop"
+        cut = _first_stop(text, params.stop)
+        if cut is not None:
+            text, finish = text[:cut], "stop"
+        usage = getattr(completion, "usage", None)
+        return Generation(
+            text=text,
+            prompt_tokens=_int(getattr(usage, "prompt_tokens", 0)),
+            completion_tokens=_int(getattr(usage, "completion_tokens", 0)),
+            finish_reason=finish,
+        )
+
+    def stream(
+        self,
+        conversation: Conversation,
+        params: GenerationParams | None = None,
+        *,
+        adapter: str | None = None,
+    ) -> Iterator[str]:
+        """Yield text pieces as the server sends them.
+
+        The conversation is checked now; the request is sent on the first ``next()``. Stopping
+        early (``break``, ``close()``, garbage collection) closes the HTTP stream. With stop
+        strings, the last few characters are held back until it is clear they don't start one.
+        """
+        validate_conversation(self.name, conversation)
+        p = self._params(params)
+        return self._stream(self._request(conversation, p, adapter), p)
+
+    def _stream(self, request: dict[str, Any], params: GenerationParams) -> Iterator[str]:
+        client = self._get_client()
+        try:
+            response = client.chat.completions.create(**request, stream=True)
+        except openai.OpenAIError as exc:
+            raise self._error(exc, request["model"]) from exc
+        stops = _StopScanner(params.stop)
+        try:
+            for chunk in response:
+                piece = self._delta(chunk)
+                if not piece:
+                    continue
+                out, stopped = stops.feed(piece)
+                if out:
+                    yield out
+                if stopped:
+                    return
+            tail = stops.flush()
+            if tail:
+                yield tail
+        except openai.OpenAIError as exc:  # the connection dropped or the server sent an error event
+            raise self._error(exc, request["model"]) from exc
+        finally:
+            response.close()  # releases the connection even when the consumer stopped early
+
+    def _delta(self, chunk: Any) -> str:
+        choices = getattr(chunk, "choices", None)
+        if choices is None or choices == []:
+            return ""  # e.g. a final usage-only chunk
+        try:
+            content = choices[0].delta.content
+        except (AttributeError, IndexError, KeyError, TypeError) as exc:
+            raise GenerationError(self.name,
+                                  f"malformed stream chunk from {self.spec.base_url}: {exc}") from exc
+        if content is not None and not isinstance(content, str):
+            raise GenerationError(self.name, f"malformed stream chunk from {self.spec.base_url}: "
+                                             f"content is {type(content).__name__}")
+        return content or ""
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _error(self, exc: openai.OpenAIError, model: str) -> LLMError:
+        """Translate an ``openai`` exception into one clear error naming the model and cause."""
+        url = self.spec.base_url
+        if isinstance(exc, openai.APITimeoutError):  # subclass of APIConnectionError: check first
+            return GenerationError(self.name, f"no reply from {url} within {self.spec.timeout_s:g} s"
+                                              f"{_attempts(exc.request)}")
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelLoadError(self.name, f"cannot reach {url} ({_connection_reason(exc)})"
+                                             f"{_attempts(exc.request)} — is the server running?")
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            detail = _server_message(exc)
+            if status in (401, 403):
+                return ModelLoadError(self.name, f"the server rejected the API key ({self._key_hint()})"
+                                                 f"{detail and f': {detail}'}")
+            if status == 404:
+                return ModelLoadError(self.name, f"model '{model}' not found at {url} (or wrong base URL)"
+                                                 f"{detail and f': {detail}'}")
+            if status == 429 or status >= 500:
+                return GenerationError(self.name, f"the server answered {status}"
+                                                  f"{detail and f' ({detail})'}{_attempts(exc.request)}")
+            return GenerationError(self.name, f"the server refused the request with {status}"
+                                              f"{detail and f': {detail}'}")
+        if isinstance(exc, openai.APIError):  # e.g. an error event in the middle of a stream
+            return GenerationError(self.name, f"the server reported an error: {exc.message}")
+        return GenerationError(self.name, f"request failed: {exc}")
+
+    def _key_hint(self) -> str:
+        env = self.spec.api_key_env
+        if not env:
+            return "no key configured: set api_key_env to the name of an environment variable holding it"
+        if not os.environ.get(env):
+            return f"set env var {env}: it is not set, so a placeholder key was sent"
+        return f"set env var {env} to a valid key"
+
+
+class _StopScanner:
+    """Cuts a streamed reply at the first stop string, even one split across pieces."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        # A stop string not yet fully received can only start in the last len(stop)-1 characters.
+        self.hold = max((len(s) for s in self.stops), default=1) - 1
+        self.buffer = ""
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """Return the text that is safe to emit and whether a stop string was reached."""
+        self.buffer += piece
+        cut = _first_stop(self.buffer, self.stops)
+        if cut is not None:
+            out, self.buffer = self.buffer[:cut], ""
+            return out, True
+        split = max(len(self.buffer) - self.hold, 0)
+        out, self.buffer = self.buffer[:split], self.buffer[split:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.buffer = self.buffer, ""
+        return out
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Index of the earliest stop string in ``text`` (the stop itself is not part of the reply)."""
+    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _attempts(request: Any) -> str:
+    """" after N retries", from the retry counter the openai client puts on every request."""
+    try:
+        retries = int(request.headers.get("x-stainless-retry-count", ""))
+    except (AttributeError, TypeError, ValueError):
+        return ""
+    return f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries > 0 else ""
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """A short human cause for a connection failure, found in the exception chain."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        text = str(cause).lower()
+        if isinstance(cause, ConnectionRefusedError) or "refused" in text:
+            return "connection refused"
+        if isinstance(cause, socket.gaierror) or "name or service not known" in text \
+                or "nodename nor servname" in text or "getaddrinfo" in text or "name resolution" in text:
+            return "host name not found"
+        cause = cause.__cause__ or cause.__context__
+    last = seen[-1]
+    return f"connection failed: {type(last).__name__}: {last}" if str(last) else "connection failed"
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    """The server's own error message, if it sent one (OpenAI-style ``{"error": {"message"}}``)."""
+    body = exc.body
+    message: Any = None
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("detail") or body.get("error")
+    elif isinstance(body, str):
+        message = body
+    if not isinstance(message, str):
+        return ""
+    message = " ".join(message.split())
+    return message[:300] + ("…" if len(message) > 300 else "")
