@@ -33,7 +33,7 @@ run: setup
 
 ## A separate task worker (when REDIS_URL is set and web and workers are separate processes).
 worker: setup
-	$(PY) manage.py db_worker --queue-name '*'
+	$(PY) manage.py worker
 
 ## The whole suite, slow tests included, on SQLite with the in-memory channel layer.
 test: $(VENV)/.dev

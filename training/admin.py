@@ -4,13 +4,14 @@ import time
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.text import Truncator
 from django_tasks import TaskResultStatus
 
-from training import services, tasks
-from training.models import LanguageModel
+from training import jobs, services, tasks
+from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
 
 
 @admin.register(LanguageModel)
@@ -89,3 +90,60 @@ class LanguageModelAdmin(admin.ModelAdmin):
         model = queryset.get()
         services.language_model_set_default(model=model, **role)
         self.message_user(request, f"{model.name} is now the default {' and '.join(r for r in role)}.")
+
+
+@admin.register(TrainingDataset)
+class TrainingDatasetAdmin(admin.ModelAdmin):
+    list_display = ["name", "method", "record_count", "source", "created_by", "created_at"]
+    list_filter = ["method"]
+    # Frozen: a job's data must never change under it.
+    readonly_fields = ["name", "method", "record_count", "sha256", "source", "created_by", "created_at", "records"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # upload through the Fine-tune pages, which validate line by line
+
+
+@admin.register(Adapter)
+class AdapterAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "method", "parent", "path", "created_at"]
+    list_filter = ["base_model", "method"]
+    readonly_fields = ["base_model", "version", "parent", "path", "method", "config", "metrics", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "dataset", "status", "step", "total_steps", "loss", "attempts", "worker", "created_at"]
+    list_filter = ["status", "method", "base_model"]
+    actions = ["enqueue", "cancel", "retry"]
+    readonly_fields = ["base_model", "parent_adapter", "dataset", "method", "config", "status", "cancel_requested",
+                       "step", "total_steps", "loss", "eval_loss", "tokens_per_s", "eta_s", "last_error", "events",
+                       "attempts", "worker", "lease", "heartbeat_at", "task_id", "adapter", "created_by",
+                       "created_at", "started_at", "finished_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # created through the Fine-tune form or `manage.py train`
+
+    @admin.action(description="Enqueue again (queued jobs whose task was lost)")
+    def enqueue(self, request: HttpRequest, queryset: QuerySet[TrainingJob]) -> None:
+        queued = queryset.filter(status=TrainingJob.Status.QUEUED)
+        for job in queued:
+            jobs.training_job_enqueue(job=job)
+        self.message_user(request, f"Enqueued {queued.count()} queued job(s); a job already running is never "
+                          "started twice.")
+
+    @admin.action(description="Cancel")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[TrainingJob]) -> None:
+        for job in queryset:
+            jobs.training_job_cancel(job=job)
+        self.message_user(request, f"Cancel requested for {queryset.count()} job(s).")
+
+    @admin.action(description="Retry (resume from the last checkpoint)")
+    def retry(self, request: HttpRequest, queryset: QuerySet[TrainingJob]) -> None:
+        for job in queryset:
+            try:
+                jobs.training_job_retry(job=job)
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), messages.WARNING)

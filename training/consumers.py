@@ -11,6 +11,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from training import services
+from training.jobs import job_group
 from training.core.llm import GenerationParams, LLMError
 from training.models import LanguageModel
 
@@ -106,3 +107,48 @@ class ModelTryConsumer(AsyncWebsocketConsumer):
 @database_sync_to_async
 def _get_model(model_id: int) -> LanguageModel | None:
     return LanguageModel.objects.filter(pk=model_id, enabled=True).first()
+
+
+class TrainingJobConsumer(AsyncWebsocketConsumer):
+    """Live state of one training job: on connect the current state and every past metric,
+    then each update. Staff, or the user who created the job, only."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        if not (user and user.is_authenticated):
+            await self.close(code=FORBIDDEN)
+            return
+        snapshot = await _job_snapshot(job_id, user)
+        if snapshot is None:
+            await self.close(code=FORBIDDEN)
+            return
+        self.group = job_group(job_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        html, points = snapshot
+        await self.send(text_data=_with_points(html, points))
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def job_update(self, event: dict) -> None:
+        await self.send(text_data=_with_points(event["html"], event.get("points", [])))
+
+
+def _with_points(html: str, points: list[dict]) -> str:
+    """The state fragment plus the new chart points as escaped JSON in a data attribute."""
+    return html + render_to_string("training/partials/job_points.html", {"points": json.dumps(points)})
+
+
+@database_sync_to_async
+def _job_snapshot(job_id: int, user) -> tuple[str, list[dict]] | None:
+    from training.jobs import job_state_html
+    from training.models import TrainingJob
+
+    job = TrainingJob.objects.filter(pk=job_id).select_related("base_model", "adapter").first()
+    if job is None or not (user.is_staff or job.created_by_id == user.pk):
+        return None
+    points = [{"step": m.step, "loss": m.loss, "eval_loss": m.eval_loss} for m in job.metrics.all()]
+    return job_state_html(job), points

@@ -108,3 +108,137 @@ class LanguageModel(models.Model):
             chat_template=self.chat_template,
             defaults=self.generation_params(),
         )
+
+
+class TrainingDataset(models.Model):
+    """Training records frozen at creation: later edits to feedback never change a job's data.
+
+    Records use the chat format of TRL and OpenAI fine-tuning files (``messages``) for SFT,
+    ``prompt``/``chosen``/``rejected`` for DPO and ``prompt``/``completion``/``label`` for KTO.
+    """
+
+    class Method(models.TextChoices):
+        SFT = "sft", "SFT (chat records)"
+        DPO = "dpo", "DPO (preference pairs)"
+        KTO = "kto", "KTO (thumbs up/down)"
+
+    name = models.CharField(max_length=200)
+    method = models.CharField(max_length=10, choices=Method.choices, default=Method.SFT)
+    records = models.JSONField(default=list)
+    record_count = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, editable=False)
+    source = models.CharField(max_length=200, blank=True, help_text="upload file name, or what built it")
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.record_count} {self.method} records)"
+
+
+class Adapter(models.Model):
+    """A trained LoRA adapter (a standard PEFT folder), versioned per base model."""
+
+    base_model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="adapters")
+    version = models.PositiveIntegerField()
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    path = models.CharField(max_length=1000)
+    method = models.CharField(max_length=10, choices=TrainingDataset.Method.choices)
+    config = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["base_model__name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["base_model", "version"], name="adapter_version_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.base_model.name} v{self.version}"
+
+    @property
+    def lineage(self) -> list[Adapter]:
+        """This adapter and its ancestors, newest first."""
+        chain, node, seen = [], self, set()
+        while node is not None and node.pk not in seen:
+            seen.add(node.pk)
+            chain.append(node)
+            node = node.parent
+        return chain
+
+
+class TrainingJob(models.Model):
+    """One fine-tuning run of a LoRA adapter, executed by a background worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    base_model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="training_jobs")
+    parent_adapter = models.ForeignKey(Adapter, null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="child_jobs")
+    dataset = models.ForeignKey(TrainingDataset, on_delete=models.PROTECT, related_name="jobs")
+    method = models.CharField(max_length=10, choices=TrainingDataset.Method.choices)
+    config = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    cancel_requested = models.BooleanField(default=False)
+
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    loss = models.FloatField(null=True, blank=True)
+    eval_loss = models.FloatField(null=True, blank=True)
+    tokens_per_s = models.FloatField(null=True, blank=True)
+    eta_s = models.FloatField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    events = models.JSONField(default=list, help_text="a short log of what happened, newest last")
+
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it")
+    lease = models.CharField(max_length=64, blank=True, help_text="token of the attempt that owns the job")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+
+    adapter = models.OneToOneField(Adapter, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="job")
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.method} {self.base_model.name}, {self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def progress_percent(self) -> int:
+        return int(100 * self.step / self.total_steps) if self.total_steps else 0
+
+
+class TrainingMetric(models.Model):
+    """One logged training step, so a chart can be redrawn at any time."""
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="metrics")
+    step = models.PositiveIntegerField()
+    loss = models.FloatField(null=True)
+    learning_rate = models.FloatField(null=True)
+    grad_norm = models.FloatField(null=True)
+    tokens_per_s = models.FloatField(null=True)
+    eval_loss = models.FloatField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "step"]
+        constraints = [models.UniqueConstraint(fields=["job", "step"], name="one_metric_per_job_step")]

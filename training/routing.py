@@ -4,4 +4,5 @@ from training import consumers
 
 websocket_urlpatterns = [
     path("ws/training/models/<int:model_id>/try/", consumers.ModelTryConsumer.as_asgi()),
+    path("ws/training/jobs/<int:job_id>/", consumers.TrainingJobConsumer.as_asgi()),
 ]

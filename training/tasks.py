@@ -13,3 +13,11 @@ def try_language_model(model_id: int) -> dict[str, str]:
     """Generate a short sample with a registered model and store it on the row."""
     model = services.language_model_try(model=LanguageModel.objects.get(pk=model_id))
     return {"output": model.last_try_output, "error": model.last_try_error}
+
+
+@task(queue_name="training")
+def run_training_job(job_id: int) -> str:
+    """Run one training job (claimed atomically; a duplicate delivery is skipped)."""
+    from training.jobs import training_job_run
+
+    return training_job_run(job_id=job_id)

@@ -5,4 +5,12 @@ from training import views
 app_name = "training"
 urlpatterns = [
     path("models/", views.model_list, name="models"),
+    path("jobs/", views.job_list, name="jobs"),
+    path("jobs/<int:job_id>/", views.job_detail, name="job"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+    path("jobs/<int:job_id>/retry/", views.job_retry, name="job-retry"),
+    path("fine-tune/", views.fine_tune, name="fine-tune"),
+    path("datasets/upload/", views.dataset_upload, name="dataset-upload"),
+    path("adapters/", views.adapter_list, name="adapters"),
+    path("adapters/<int:adapter_id>/download/", views.adapter_download, name="adapter-download"),
 ]

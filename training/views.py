@@ -1,10 +1,22 @@
 from __future__ import annotations
 
-from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import io
+import zipfile
+from pathlib import Path
 
-from training.models import LanguageModel
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from training import jobs
+from training.core.datasets import DatasetError
+from training.forms import DatasetUploadForm, FineTuneForm
+from training.models import Adapter, LanguageModel, TrainingJob
 
 
 @staff_member_required
@@ -12,3 +24,95 @@ def model_list(request: HttpRequest) -> HttpResponse:
     """Registered models, each with a box that streams a reply over WebSocket."""
     models = LanguageModel.objects.filter(enabled=True)
     return render(request, "training/model_list.html", {"models": models})
+
+
+def _visible_jobs(user):
+    qs = TrainingJob.objects.select_related("base_model", "dataset", "adapter")
+    return qs if user.is_staff else qs.filter(created_by=user)
+
+
+@login_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "training/job_list.html", {"jobs": _visible_jobs(request.user)[:200]})
+
+
+@login_required
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(_visible_jobs(request.user), pk=job_id)
+    return render(request, "training/job_detail.html", {"job": job})
+
+
+@staff_member_required
+@require_POST
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = jobs.training_job_cancel(job=get_object_or_404(TrainingJob, pk=job_id))
+    messages.info(request, f"Job {job.pk}: {'cancel requested' if job.status == 'running' else job.status}.")
+    return redirect("training:job", job_id=job.pk)
+
+
+@staff_member_required
+@require_POST
+def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
+    try:
+        jobs.training_job_retry(job=get_object_or_404(TrainingJob, pk=job_id))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("training:job", job_id=job_id)
+
+
+@staff_member_required
+def fine_tune(request: HttpRequest) -> HttpResponse:
+    form = FineTuneForm(request.POST or None, initial={"dataset": request.GET.get("dataset")})
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        base_model, dataset, parent = data.pop("base_model"), data.pop("dataset"), data.pop("parent_adapter")
+        try:
+            job = jobs.training_job_create(base_model=base_model, dataset=dataset, parent_adapter=parent,
+                                           user=request.user, **data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            return redirect("training:job", job_id=job.pk)
+    return render(request, "training/fine_tune.html", {"form": form})
+
+
+@staff_member_required
+def dataset_upload(request: HttpRequest) -> HttpResponse:
+    form = DatasetUploadForm(request.POST or None, request.FILES or None)
+    line_errors: list[tuple[int, str]] = []
+    if request.method == "POST" and form.is_valid():
+        try:
+            dataset = jobs.dataset_create_from_jsonl(name=form.cleaned_data["name"], method=form.cleaned_data["method"],
+                                                     text=form.cleaned_data["file"], user=request.user,
+                                                     source=request.FILES["file"].name)
+        except DatasetError as exc:
+            line_errors = exc.errors[:100]
+            form.add_error("file", f"{len(exc.errors)} bad line(s); nothing was saved.")
+        else:
+            messages.success(request, f"Saved {dataset}.")
+            return redirect(f"{reverse('training:fine-tune')}?dataset={dataset.pk}")
+    return render(request, "training/dataset_upload.html", {"form": form, "line_errors": line_errors})
+
+
+@login_required
+def adapter_list(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_staff:
+        raise PermissionDenied
+    adapters = Adapter.objects.select_related("base_model", "parent").all()
+    return render(request, "training/adapter_list.html", {"adapters": adapters})
+
+
+@staff_member_required
+def adapter_download(request: HttpRequest, adapter_id: int) -> HttpResponse:
+    """The adapter's PEFT folder as a zip."""
+    adapter = get_object_or_404(Adapter, pk=adapter_id)
+    folder = Path(adapter.path)
+    if not folder.is_dir():
+        raise Http404(f"the files of {adapter} are gone from {folder}")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, Path(f"{adapter.base_model.name}-v{adapter.version}") / path.relative_to(folder))
+    buffer.seek(0)
+    return FileResponse(buffer, as_attachment=True, filename=f"{adapter.base_model.name}-v{adapter.version}.zip")

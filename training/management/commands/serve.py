@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django_tasks_db.management.commands.db_worker import Worker
 
+from training.management.commands.worker import make_worker, start_recovery_thread
+
 logger = logging.getLogger(__name__)
 
 
-def start_inprocess_worker(*, interval: float = 1.0) -> tuple[Worker, threading.Thread]:
+def start_inprocess_worker(*, interval: float = 1.0, queues: str = "*") -> tuple[Worker, threading.Thread]:
     """Run the django-tasks-db worker loop in a daemon thread.
 
     The in-memory channel layer cannot cross processes, so on the embedded default the
@@ -23,17 +24,17 @@ def start_inprocess_worker(*, interval: float = 1.0) -> tuple[Worker, threading.
     durable in the database, so one interrupted by a shutdown can be recovered. Set
     ``worker.running = False`` to stop it after its current task.
     """
-    worker = Worker(
-        queue_names=["*"],
-        interval=interval,
-        batch=False,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id=f"{socket.gethostname()}-inprocess-{os.getpid()}"[:64],
-        excluded_queue_names=[],
-    )
-    thread = threading.Thread(target=worker.run, name="teachloop-worker", daemon=True)
+    worker = make_worker(interval=interval, queues=queues)
+
+    def run() -> None:
+        from django.db import connections
+
+        try:
+            worker.run()
+        finally:
+            connections.close_all()  # this thread's connections; PostgreSQL would keep them open
+
+    thread = threading.Thread(target=run, name=f"teachloop-worker-{queues}", daemon=True)
     thread.start()
     return worker, thread
 
@@ -41,7 +42,7 @@ def start_inprocess_worker(*, interval: float = 1.0) -> tuple[Worker, threading.
 class Command(BaseCommand):
     help = ("Serve TeachLoop over HTTP and WebSocket with daphne. On the embedded default "
             "(no REDIS_URL) a background-task worker runs in the same process; otherwise run "
-            "`python manage.py db_worker` separately.")
+            "`python manage.py worker` separately.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default=os.environ.get("TEACHLOOP_HOST", "127.0.0.1"))
@@ -52,9 +53,12 @@ class Command(BaseCommand):
         from daphne.cli import CommandLineInterface
 
         if settings.TEACHLOOP_INPROCESS_WORKER and not no_worker:
-            start_inprocess_worker()
-            self.stdout.write("Background worker running in this process.")
+            start_recovery_thread(threading.Event())
+            # Two loops, so a short task (a model try) never waits behind a long training job.
+            start_inprocess_worker(queues="default")
+            start_inprocess_worker(queues="training")
+            self.stdout.write("Background workers (queues: default, training) running in this process.")
         else:
-            self.stdout.write("No in-process worker: run `python manage.py db_worker` to process jobs.")
+            self.stdout.write("No in-process worker: run `python manage.py worker` to process jobs.")
         self.stdout.write(f"Serving TeachLoop at http://{host}:{port}/ (Ctrl-C to stop)")
         CommandLineInterface().run(["--bind", host, "--port", str(port), "teachloop.asgi:application"])

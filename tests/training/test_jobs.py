@@ -1,0 +1,217 @@
+"""Training jobs: datasets frozen on creation, claiming, cancel/retry, recovery, pages."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.base import BaseTestCase
+from training import jobs
+from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
+
+CHAT = [{"messages": [{"role": "user", "content": f"What is {i}+{i}?"},
+                      {"role": "assistant", "content": f"{i}+{i} = {2 * i}"}]} for i in range(8)]
+TINY_HYPER = {"max_steps": 4, "batch_size": 4, "learning_rate": 5e-3, "lora_r": 4, "checkpoint_every": 2}
+
+
+def jsonl(records) -> str:
+    return "\n".join(json.dumps(r) for r in records) + "\n"
+
+
+class JobTestCase(BaseTestCase):
+    @pytest.fixture(autouse=True)
+    def _tiny(self, tiny_model_dir, settings):
+        self.tiny_dir = tiny_model_dir
+        # Training tests run jobs explicitly (or through the CLI); nothing runs at enqueue.
+        settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend",
+                                      "QUEUES": ["default", "training"]}}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.model = LanguageModel.objects.create(name="tiny", is_student=True, source=str(self.tiny_dir))
+        self.dataset = jobs.dataset_create(name="sums", method="sft", records=CHAT, user=self.alice)
+
+    def create_job(self, **hyper) -> TrainingJob:
+        with self.captureOnCommitCallbacks(execute=True):
+            return jobs.training_job_create(base_model=self.model, dataset=self.dataset, user=self.alice,
+                                            **{**TINY_HYPER, **hyper})
+
+
+class DatasetTestCase(JobTestCase):
+    def test_it_freezes_records_when_created(self):
+        records = [dict(r) for r in CHAT]
+        dataset = jobs.dataset_create(name="copy", method="sft", records=records)
+        records[0]["messages"][1]["content"] = "changed later"
+        dataset.refresh_from_db()
+        self.assertEqual(dataset.records[0]["messages"][1]["content"], "0+0 = 0")
+        self.assertEqual(dataset.record_count, 8)
+        self.assertEqual(len(dataset.sha256), 64)
+
+    def test_it_lists_every_bad_line_of_an_upload_and_saves_nothing(self):
+        self.client.force_login(self.alice)
+        text = jsonl(CHAT[:2]) + "{not json\n" + json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n"
+        upload = io.BytesIO(text.encode())
+        upload.name = "bad.jsonl"
+        response = self.client.post(reverse("training:dataset-upload"), {"name": "bad", "method": "sft", "file": upload})
+        self.assertContains(response, "2 bad line(s); nothing was saved")
+        lines = [line for line, _ in response.context["line_errors"]]
+        self.assertEqual(lines, [3, 4])
+        self.assertFalse(TrainingDataset.objects.filter(name="bad").exists())
+        self.assertFalse(TrainingJob.objects.exists())
+
+    def test_it_accepts_a_good_upload_and_offers_to_fine_tune(self):
+        self.client.force_login(self.alice)
+        upload = io.BytesIO(jsonl(CHAT).encode())
+        upload.name = "good.jsonl"
+        response = self.client.post(reverse("training:dataset-upload"), {"name": "good", "method": "sft", "file": upload})
+        dataset = TrainingDataset.objects.get(name="good")
+        self.assertRedirects(response, f"{reverse('training:fine-tune')}?dataset={dataset.pk}")
+
+    def test_it_keeps_learners_out_of_uploads(self):
+        self.client.force_login(self.bob)
+        self.assertEqual(self.client.get(reverse("training:dataset-upload")).status_code, 302)
+
+
+class CreateJobTestCase(JobTestCase):
+    def test_it_creates_and_enqueues_a_job_from_the_form(self):
+        self.client.force_login(self.alice)
+        with self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post(reverse("training:fine-tune"), {
+                "base_model": self.model.pk, "dataset": self.dataset.pk, "learning_rate": "0.001",
+                "num_epochs": "1", "max_steps": "3", "batch_size": "2", "lora_r": "4"})
+        job = TrainingJob.objects.get()
+        self.assertRedirects(response, reverse("training:job", args=[job.pk]))
+        self.assertEqual(job.status, "queued")
+        self.assertTrue(job.task_id)
+        self.assertEqual((job.config["max_steps"], job.config["lora_r"]), (3, 4))
+
+    def test_it_refuses_learners(self):
+        self.client.force_login(self.bob)
+        response = self.client.post(reverse("training:fine-tune"), {"base_model": self.model.pk})
+        self.assertEqual(response.status_code, 302)
+        self.assertFalse(TrainingJob.objects.exists())
+
+    def test_it_refuses_to_fine_tune_a_served_model(self):
+        served = LanguageModel.objects.create(name="served", is_teacher=True, backend="openai", source="m",
+                                              base_url="http://x:1/v1")
+        from django.core.exceptions import ValidationError
+        with self.assertRaisesMessage(ValidationError, "only local models"):
+            jobs.training_job_create(base_model=served, dataset=self.dataset)
+
+    def test_it_rejects_bad_hyper_parameters_clearly(self):
+        from django.core.exceptions import ValidationError
+        with self.assertRaisesMessage(ValidationError, "learning_rate"):
+            jobs.training_job_create(base_model=self.model, dataset=self.dataset, learning_rate=-1)
+
+
+class RunJobTestCase(JobTestCase):
+    def test_it_trains_an_adapter_and_records_every_step(self):
+        job = self.create_job()
+        self.assertEqual(jobs.training_job_run(job_id=job.pk), "succeeded")
+        job.refresh_from_db()
+        self.assertEqual((job.status, job.step, job.total_steps, job.attempts), ("succeeded", 4, 4, 1))
+        self.assertEqual(list(job.metrics.values_list("step", flat=True)), [1, 2, 3, 4])
+        self.assertEqual(job.adapter.version, 1)
+        self.assertTrue((__import__("pathlib").Path(job.adapter.path) / "adapter_config.json").is_file())
+        self.assertIn("succeeded", job.events[-1]["message"])
+
+    def test_it_never_runs_a_job_twice(self):
+        job = self.create_job()
+        self.assertIsNotNone(jobs.training_job_claim(job_id=job.pk))
+        self.assertIsNone(jobs.training_job_claim(job_id=job.pk))
+        self.assertEqual(jobs.training_job_run(job_id=job.pk), "skipped")
+
+    def test_it_cancels_a_queued_job_at_once(self):
+        job = jobs.training_job_cancel(job=self.create_job())
+        self.assertEqual(job.status, "cancelled")
+        self.assertEqual(jobs.training_job_run(job_id=job.pk), "skipped")
+
+    def test_it_stops_a_running_job_when_cancelled(self):
+        job = self.create_job(max_steps=50)
+
+        def cancel_at_step_2(event):
+            if event.step == 2:
+                TrainingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
+
+        status = jobs.training_job_run(job_id=job.pk, on_event=cancel_at_step_2)
+        job.refresh_from_db()
+        self.assertEqual(status, "cancelled")
+        self.assertLessEqual(job.step, 4)
+
+    def test_it_continues_from_the_previous_adapter(self):
+        first = self.create_job()
+        jobs.training_job_run(job_id=first.pk)
+        first.refresh_from_db()
+        with self.captureOnCommitCallbacks(execute=True):
+            second = jobs.training_job_create(base_model=self.model, dataset=self.dataset,
+                                              parent_adapter=first.adapter, **TINY_HYPER)
+        self.assertEqual(jobs.training_job_run(job_id=second.pk), "succeeded")
+        second.refresh_from_db()
+        self.assertEqual(second.adapter.version, 2)
+        self.assertEqual([a.version for a in second.adapter.lineage], [2, 1])
+
+    def test_it_downloads_an_adapter_as_a_zip(self):
+        job = self.create_job()
+        jobs.training_job_run(job_id=job.pk)
+        job.refresh_from_db()
+        self.client.force_login(self.alice)
+        response = self.client.get(reverse("training:adapter-download", args=[job.adapter.pk]))
+        import zipfile
+        names = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
+        self.assertIn("tiny-v1/adapter_config.json", names)
+        self.assertIn("tiny-v1/adapter_model.safetensors", names)
+
+
+class RecoverJobTestCase(JobTestCase):
+    def test_it_requeues_a_job_whose_worker_stopped(self):
+        job = self.create_job()
+        jobs.training_job_claim(job_id=job.pk)
+        TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+        with self.captureOnCommitCallbacks(execute=True):
+            self.assertEqual(jobs.training_jobs_recover(), [job.pk])
+        job.refresh_from_db()
+        self.assertEqual(job.status, "queued")
+        self.assertIn("re-queued", job.events[-1]["message"])
+        self.assertEqual(jobs.training_job_run(job_id=job.pk), "succeeded")
+        job.refresh_from_db()
+        self.assertEqual(job.attempts, 2)
+
+    def test_it_fails_a_job_that_keeps_losing_its_worker(self):
+        job = self.create_job()
+        TrainingJob.objects.filter(pk=job.pk).update(max_attempts=1)
+        jobs.training_job_claim(job_id=job.pk)
+        TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+        jobs.training_jobs_recover()
+        job.refresh_from_db()
+        self.assertEqual(job.status, "failed")
+        self.assertIn("stopped responding", job.last_error)
+
+    def test_it_leaves_live_jobs_alone(self):
+        job = self.create_job()
+        jobs.training_job_claim(job_id=job.pk)
+        self.assertEqual(jobs.training_jobs_recover(), [])
+
+
+class TrainCommandTestCase(JobTestCase):
+    def test_it_trains_from_a_jsonl_file_and_prints_the_adapter_path(self):
+        path = self.tiny_dir.parent / "cli.jsonl"
+        path.write_text(jsonl(CHAT))
+        out, err = io.StringIO(), io.StringIO()
+        call_command("train", "--student", "tiny", "--data", str(path), "--max-steps", "2", "--lora-r", "4",
+                     stdout=out, stderr=err)
+        adapter = Adapter.objects.get()
+        self.assertEqual(out.getvalue().strip().splitlines()[-1], adapter.path)
+
+    def test_it_reports_bad_lines_and_trains_nothing(self):
+        from django.core.management.base import CommandError
+        path = self.tiny_dir.parent / "bad.jsonl"
+        path.write_text(jsonl(CHAT[:1]) + "oops\n")
+        with self.assertRaisesMessage(CommandError, "line 2"):
+            call_command("train", "--student", "tiny", "--data", str(path))
+        self.assertFalse(TrainingJob.objects.exists())

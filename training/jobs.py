@@ -1,0 +1,327 @@
+"""Training-job services: create, enqueue, claim, run, cancel, retry, recover.
+
+Rules that matter:
+- a job's dataset is frozen when the job is created;
+- a job is claimed atomically (queued → running with a fresh lease token), so it never runs
+  twice at once; every progress write checks the lease, and an attempt that lost it stops;
+- a running job whose heartbeat stops (worker killed, machine lost) is re-queued to resume
+  from its last checkpoint, or failed with the reason once its attempts are used up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from collections.abc import Callable
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from training.core.config import TrainConfig
+from training.core.datasets import DatasetError, parse_jsonl, validate_records
+from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob, TrainingMetric
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_S = 10.0
+STALE_AFTER_S = 90.0
+MAX_EVENTS = 200
+
+
+def job_group(job_id: int) -> str:
+    return f"training.job.{job_id}"
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- datasets ---------------------------------------------------------------------------
+
+def dataset_create(*, name: str, method: str, records: list[dict[str, Any]], user=None,
+                   source: str = "") -> TrainingDataset:
+    """Freeze validated records into a dataset (raises DatasetError listing every bad record)."""
+    validate_records(records, method)
+    blob = json.dumps(records, sort_keys=True, ensure_ascii=False).encode()
+    return TrainingDataset.objects.create(name=name, method=method, records=records, record_count=len(records),
+                                          sha256=hashlib.sha256(blob).hexdigest(), created_by=user,
+                                          source=source)
+
+
+def dataset_create_from_jsonl(*, name: str, method: str, text: str, user=None, source: str = "") -> TrainingDataset:
+    """Parse a JSONL upload; a bad line raises DatasetError with every bad line's number."""
+    return dataset_create(name=name, method=method, records=parse_jsonl(text, method), user=user, source=source)
+
+
+# --- creating and controlling jobs ------------------------------------------------------
+
+def training_base_path(*, model: LanguageModel) -> str:
+    """The folder (or hub id) the trainer loads: GGUF models train from their safetensors cache."""
+    if model.backend == LanguageModel.Backend.OPENAI:
+        raise ValidationError(f"{model.name} is served over HTTP; only local models "
+                              "(transformers or GGUF) can be fine-tuned here.")
+    if model.backend == LanguageModel.Backend.GGUF:
+        from training.core.llm.local import ensure_gguf_cache
+
+        return str(ensure_gguf_cache(Path(model.source), Path(settings.TEACHLOOP_MODEL_CACHE_DIR)))
+    return model.source
+
+
+def job_dir(job: TrainingJob) -> Path:
+    return Path(settings.TEACHLOOP_DATA_DIR) / "jobs" / str(job.pk)
+
+
+def training_job_create(*, base_model: LanguageModel, dataset: TrainingDataset, user=None,
+                        parent_adapter: Adapter | None = None, enqueue: bool = True, **hyper: Any) -> TrainingJob:
+    """Validate the configuration, create the job and (unless ``enqueue=False``, as when the CLI
+    runs it in-process) enqueue it for a worker once the transaction commits."""
+    if parent_adapter is not None and parent_adapter.base_model_id != base_model.pk:
+        raise ValidationError(f"adapter {parent_adapter} was trained on {parent_adapter.base_model.name}, "
+                              f"not {base_model.name}")
+    if base_model.backend == LanguageModel.Backend.OPENAI:
+        training_base_path(model=base_model)  # raises the clear error
+    try:
+        config = TrainConfig(base_model=base_model.source, method=dataset.method,
+                             parent_adapter=parent_adapter.path if parent_adapter else None, **hyper)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(str(exc)) from exc
+    with transaction.atomic():
+        job = TrainingJob.objects.create(base_model=base_model, dataset=dataset, method=dataset.method,
+                                         parent_adapter=parent_adapter, config=config.to_dict(),
+                                         created_by=user)
+        _log(job, f"created by {user or 'system'}: {dataset.record_count} records, {dataset.method}")
+        if enqueue:
+            transaction.on_commit(lambda: training_job_enqueue(job=job))
+    return job
+
+
+def training_job_enqueue(*, job: TrainingJob) -> None:
+    from training.tasks import run_training_job
+
+    result = run_training_job.using(queue_name="training").enqueue(job.pk)
+    TrainingJob.objects.filter(pk=job.pk).update(task_id=str(result.id)[:64])
+
+
+def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
+    """A queued job is cancelled at once; a running one stops at its next step."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+        if job.status == TrainingJob.Status.QUEUED:
+            job.status, job.finished_at = TrainingJob.Status.CANCELLED, timezone.now()
+            job.save(update_fields=["status", "finished_at"])
+            _log(job, "cancelled before it started")
+        elif job.status == TrainingJob.Status.RUNNING:
+            job.cancel_requested = True
+            job.save(update_fields=["cancel_requested"])
+            _log(job, "cancel requested")
+    broadcast_state(job)
+    return job
+
+
+def training_job_retry(*, job: TrainingJob) -> TrainingJob:
+    """Run a failed or cancelled job again, resuming from its last checkpoint."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+        if job.status not in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
+            raise ValidationError(f"job {job.pk} is {job.status}; only failed or cancelled jobs can be retried")
+        job.status, job.cancel_requested, job.last_error, job.finished_at = TrainingJob.Status.QUEUED, False, "", None
+        job.max_attempts = job.attempts + max(1, job.max_attempts - job.attempts)
+        job.save(update_fields=["status", "cancel_requested", "last_error", "finished_at", "max_attempts"])
+        _log(job, "retry requested")
+        transaction.on_commit(lambda: training_job_enqueue(job=job))
+    broadcast_state(job)
+    return job
+
+
+def training_jobs_recover(*, stale_after_s: float = STALE_AFTER_S) -> list[int]:
+    """Re-queue (or fail) running jobs whose worker stopped sending heartbeats."""
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    recovered = []
+    for job_id in TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING,
+                                             heartbeat_at__lt=cutoff).values_list("pk", flat=True):
+        with transaction.atomic():
+            job = TrainingJob.objects.select_for_update().get(pk=job_id)
+            if job.status != TrainingJob.Status.RUNNING or job.heartbeat_at >= cutoff:
+                continue
+            lost = f"worker {job.worker} stopped responding (no heartbeat since {job.heartbeat_at:%H:%M:%S})"
+            if job.cancel_requested:
+                job.status, job.finished_at = TrainingJob.Status.CANCELLED, timezone.now()
+                _log(job, f"{lost}; it was being cancelled")
+            elif job.attempts >= job.max_attempts:
+                job.status, job.finished_at = TrainingJob.Status.FAILED, timezone.now()
+                job.last_error = f"{lost}; gave up after {job.attempts} attempts"
+                _log(job, job.last_error)
+            else:
+                job.status = TrainingJob.Status.QUEUED
+                _log(job, f"{lost}; re-queued to resume from its last checkpoint")
+                transaction.on_commit(lambda job=job: training_job_enqueue(job=job))
+            job.lease = ""
+            job.save()
+            recovered.append(job.pk)
+        broadcast_state(job)
+    return recovered
+
+
+# --- running (called by the worker's task) ----------------------------------------------
+
+def training_job_claim(*, job_id: int) -> tuple[TrainingJob, str] | None:
+    """Atomically take a queued job; None when it is not queued (already taken or cancelled)."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status != TrainingJob.Status.QUEUED:
+            return None
+        lease = uuid.uuid4().hex
+        now = timezone.now()
+        job.status, job.lease, job.worker, job.heartbeat_at = TrainingJob.Status.RUNNING, lease, worker_id(), now
+        job.attempts += 1
+        job.started_at = job.started_at or now
+        job.save()
+        _log(job, f"attempt {job.attempts} started on {job.worker}")
+    return job, lease
+
+
+def training_job_run(*, job_id: int, on_event: Callable[[Any], None] | None = None) -> str:
+    """Claim and run a job with the training engine; returns the final status.
+
+    ``on_event`` also receives each progress event (the CLI draws its progress bar with it).
+    """
+    from training.core.trainer import train
+
+    claimed = training_job_claim(job_id=job_id)
+    if claimed is None:
+        return "skipped"
+    job, lease = claimed
+    broadcast_state(job)
+    progress = _Progress(job, lease, on_event)
+    stop_heartbeat = threading.Event()
+    heart = threading.Thread(target=_heartbeat, args=(job.pk, lease, stop_heartbeat), daemon=True,
+                             name=f"heartbeat-{job.pk}")
+    heart.start()
+    try:
+        config = TrainConfig.from_dict({**job.config, "base_model": training_base_path(model=job.base_model)})
+        result = train(config, job.dataset.records, job_dir(job), progress=progress.on_event,
+                       should_stop=progress.should_stop, resume=True)
+    except Exception as exc:
+        logger.exception("training job %s crashed", job.pk)
+        _finish(job, lease, status=TrainingJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return TrainingJob.Status.FAILED
+    finally:
+        stop_heartbeat.set()
+    if progress.lost_lease:
+        return "lost"
+    adapter = None
+    if result.adapter_dir is not None and result.status == "succeeded":
+        adapter = _register_adapter(job, result)
+    _finish(job, lease, status=result.status, error=result.reason if result.status == "failed" else "",
+            adapter=adapter, note=result.reason)
+    return result.status
+
+
+class _Progress:
+    """Adapts engine progress events to database rows and WebSocket broadcasts."""
+
+    def __init__(self, job: TrainingJob, lease: str, on_event: Callable[[Any], None] | None = None) -> None:
+        self.job, self.lease, self.lost_lease, self.extra = job, lease, False, on_event
+
+    def on_event(self, event) -> None:
+        data = asdict(event)
+        updated = TrainingJob.objects.filter(pk=self.job.pk, lease=self.lease).update(
+            step=event.step, total_steps=event.total_steps, loss=event.loss, eval_loss=event.eval_loss,
+            tokens_per_s=event.tokens_per_s, eta_s=event.eta_s, heartbeat_at=timezone.now())
+        if not updated:
+            self.lost_lease = True
+            return
+        TrainingMetric.objects.update_or_create(job_id=self.job.pk, step=event.step, defaults={
+            "loss": event.loss, "learning_rate": data.get("learning_rate"), "grad_norm": data.get("grad_norm"),
+            "tokens_per_s": event.tokens_per_s, "eval_loss": event.eval_loss})
+        self.job.refresh_from_db()
+        broadcast_step(self.job, event)
+        if self.extra is not None:
+            self.extra(event)
+
+    def should_stop(self) -> bool:
+        row = TrainingJob.objects.filter(pk=self.job.pk).values("cancel_requested", "lease").first()
+        if row is None or row["lease"] != self.lease:
+            self.lost_lease = True
+            return True
+        return row["cancel_requested"]
+
+
+def _heartbeat(job_id: int, lease: str, stop: threading.Event) -> None:
+    """Keep the job alive while a slow step or a model load gives no progress events."""
+    from django.db import connection
+
+    try:
+        while not stop.wait(HEARTBEAT_S):
+            TrainingJob.objects.filter(pk=job_id, lease=lease).update(heartbeat_at=timezone.now())
+    finally:
+        connection.close()
+
+
+def _register_adapter(job: TrainingJob, result) -> Adapter:
+    with transaction.atomic():
+        last = Adapter.objects.select_for_update().filter(base_model=job.base_model).order_by("-version").first()
+        return Adapter.objects.create(base_model=job.base_model, version=(last.version + 1) if last else 1,
+                                      parent=job.parent_adapter, path=str(result.adapter_dir), method=job.method,
+                                      config=job.config, metrics=result.metrics)
+
+
+def _finish(job: TrainingJob, lease: str, *, status: str, error: str = "", adapter: Adapter | None = None,
+            note: str = "") -> None:
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+        if job.lease != lease:
+            return  # another attempt owns the job now
+        job.status, job.last_error, job.finished_at, job.lease = status, error, timezone.now(), ""
+        if adapter is not None:
+            job.adapter = adapter
+        job.save()
+        _log(job, f"{status}" + (f": {note}" if note else "") + (f"; adapter {adapter}" if adapter else ""))
+    broadcast_state(job)
+
+
+def _log(job: TrainingJob, message: str) -> None:
+    """Append to the job's event log (kept short) and save it."""
+    events = list(TrainingJob.objects.filter(pk=job.pk).values_list("events", flat=True).first() or [])
+    events.append({"at": timezone.now().isoformat(timespec="seconds"), "message": message})
+    job.events = events[-MAX_EVENTS:]
+    TrainingJob.objects.filter(pk=job.pk).update(events=job.events)
+
+
+# --- live updates -----------------------------------------------------------------------
+
+def job_state_html(job: TrainingJob) -> str:
+    return render_to_string("training/partials/job_state.html", {"job": job})
+
+
+def _send(job_id: int, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(job_group(job_id), message)
+    except Exception:  # a broken channel layer must never fail the training itself
+        logger.exception("could not broadcast job %s update", job_id)
+
+
+def broadcast_state(job: TrainingJob) -> None:
+    _send(job.pk, {"type": "job.update", "html": job_state_html(job), "points": []})
+
+
+def broadcast_step(job: TrainingJob, event) -> None:
+    point = {"step": event.step, "loss": event.loss, "eval_loss": event.eval_loss}
+    _send(job.pk, {"type": "job.update", "html": job_state_html(job), "points": [point]})

@@ -1,0 +1,67 @@
+"""Run background tasks (training jobs, model tries) and recover jobs whose worker died."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from django.core.management.base import BaseCommand
+from django_tasks_db.management.commands.db_worker import Worker
+
+logger = logging.getLogger(__name__)
+RECOVER_EVERY_S = float(os.environ.get("TEACHLOOP_RECOVER_EVERY_S", "30"))
+
+
+def start_recovery_thread(stop: threading.Event, *, every_s: float = RECOVER_EVERY_S) -> threading.Thread:
+    """Periodically re-queue (or fail) running jobs that stopped sending heartbeats."""
+    from django.db import connection
+
+    from training.jobs import training_jobs_recover
+
+    def loop() -> None:
+        try:
+            while True:
+                try:
+                    recovered = training_jobs_recover()
+                    if recovered:
+                        logger.warning("recovered training jobs whose worker died: %s", recovered)
+                except Exception:
+                    logger.exception("job recovery failed; trying again in %.0f s", every_s)
+                if stop.wait(every_s):
+                    return
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, name="teachloop-recovery", daemon=True)
+    thread.start()
+    return thread
+
+
+def make_worker(*, interval: float = 1.0, queues: str = "*") -> Worker:
+    return Worker(queue_names=queues.split(","), interval=interval, batch=False, backend_name="default",
+                  startup_delay=False, max_tasks=None, worker_id=f"{socket.gethostname()}-{os.getpid()}-{queues}"[:64],
+                  excluded_queue_names=[])
+
+
+class Command(BaseCommand):
+    help = ("Run a background worker: training jobs (one at a time per worker: start one worker per GPU) and "
+            "other tasks from the database queue. It also re-queues jobs whose worker died, to resume from "
+            "their last checkpoint.")
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--queues", default="*", help="comma-separated queue names (default: all)")
+        parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls when idle")
+
+    def handle(self, *args, queues: str, interval: float, **options) -> None:
+        logging.getLogger("django_tasks_db").setLevel(logging.INFO)
+        stop = threading.Event()
+        start_recovery_thread(stop)
+        worker = make_worker(interval=interval, queues=queues)
+        worker.configure_signals()
+        self.stdout.write(f"worker {worker.worker_id} taking tasks from queues {queues}")
+        try:
+            worker.run()
+        finally:
+            stop.set()
