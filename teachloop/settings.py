@@ -150,6 +150,11 @@ TASKS = {
 # when REDIS_URL is unset and workers are separate processes: their progress could not reach
 # the browser through the in-memory channel layer).
 TEACHLOOP_INPROCESS_WORKER = env_bool("TEACHLOOP_INPROCESS_WORKER", not REDIS_URL)
+# Training jobs send a heartbeat this often; one silent for TEACHLOOP_JOB_STALE_AFTER_S has lost
+# its worker and is re-queued (resuming from its checkpoint) or failed after max attempts.
+TEACHLOOP_JOB_HEARTBEAT_S = float(os.environ.get("TEACHLOOP_JOB_HEARTBEAT_S", "10"))
+TEACHLOOP_JOB_STALE_AFTER_S = float(os.environ.get("TEACHLOOP_JOB_STALE_AFTER_S", "90"))
+TEACHLOOP_RECOVER_EVERY_S = float(os.environ.get("TEACHLOOP_RECOVER_EVERY_S", "30"))
 # How long the admin "try it" action waits for the background worker before saying it is queued.
 TEACHLOOP_TRY_WAIT_S = float(os.environ.get("TEACHLOOP_TRY_WAIT_S", "90"))
 

@@ -37,8 +37,6 @@ from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_S = 10.0
-STALE_AFTER_S = 90.0
 MAX_EVENTS = 200
 
 
@@ -147,8 +145,10 @@ def training_job_retry(*, job: TrainingJob) -> TrainingJob:
     return job
 
 
-def training_jobs_recover(*, stale_after_s: float = STALE_AFTER_S) -> list[int]:
+def training_jobs_recover(*, stale_after_s: float | None = None) -> list[int]:
     """Re-queue (or fail) running jobs whose worker stopped sending heartbeats."""
+    if stale_after_s is None:
+        stale_after_s = settings.TEACHLOOP_JOB_STALE_AFTER_S
     cutoff = timezone.now() - timedelta(seconds=stale_after_s)
     recovered = []
     for job_id in TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING,
@@ -236,6 +236,7 @@ class _Progress:
 
     def __init__(self, job: TrainingJob, lease: str, on_event: Callable[[Any], None] | None = None) -> None:
         self.job, self.lease, self.lost_lease, self.extra = job, lease, False, on_event
+        self.first = True
 
     def on_event(self, event) -> None:
         data = asdict(event)
@@ -245,6 +246,10 @@ class _Progress:
         if not updated:
             self.lost_lease = True
             return
+        if self.first:
+            self.first = False
+            if event.step > 1:
+                _log(self.job, f"resumed from the checkpoint at step {event.step - 1}")
         TrainingMetric.objects.update_or_create(job_id=self.job.pk, step=event.step, defaults={
             "loss": event.loss, "learning_rate": data.get("learning_rate"), "grad_norm": data.get("grad_norm"),
             "tokens_per_s": event.tokens_per_s, "eval_loss": event.eval_loss})
@@ -266,7 +271,7 @@ def _heartbeat(job_id: int, lease: str, stop: threading.Event) -> None:
     from django.db import connection
 
     try:
-        while not stop.wait(HEARTBEAT_S):
+        while not stop.wait(settings.TEACHLOOP_JOB_HEARTBEAT_S):
             TrainingJob.objects.filter(pk=job_id, lease=lease).update(heartbeat_at=timezone.now())
     finally:
         connection.close()

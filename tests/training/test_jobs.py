@@ -215,3 +215,78 @@ class TrainCommandTestCase(JobTestCase):
         with self.assertRaisesMessage(CommandError, "line 2"):
             call_command("train", "--student", "tiny", "--data", str(path))
         self.assertFalse(TrainingJob.objects.exists())
+
+
+class JobPagesTestCase(JobTestCase):
+    def test_it_lists_jobs_with_progress(self):
+        job = self.create_job()
+        TrainingJob.objects.filter(pk=job.pk).update(status="running", step=2, total_steps=4)
+        self.client.force_login(self.alice)
+        response = self.client.get(reverse("training:jobs"))
+        self.assertContains(response, f"#{job.pk}")
+        self.assertContains(response, '<progress max="100" value="50">')
+
+    def test_it_shows_a_live_job_page(self):
+        job = self.create_job()
+        self.client.force_login(self.alice)
+        response = self.client.get(reverse("training:job", args=[job.pk]))
+        self.assertContains(response, f'ws-connect="/ws/training/jobs/{job.pk}/"')
+        self.assertContains(response, "vendor/uPlot.iife.min.js")
+        self.assertContains(response, "Cancel")
+
+    def test_it_shows_learners_only_their_own_jobs(self):
+        job = self.create_job()
+        self.client.force_login(self.bob)
+        self.assertEqual(self.client.get(reverse("training:job", args=[job.pk])).status_code, 404)
+        self.assertNotContains(self.client.get(reverse("training:jobs")), f"#{job.pk}")
+
+    def test_it_lets_only_staff_cancel(self):
+        job = self.create_job()
+        self.client.force_login(self.bob)
+        self.client.post(reverse("training:job-cancel", args=[job.pk]))
+        job.refresh_from_db()
+        self.assertEqual(job.status, "queued")
+        self.client.force_login(self.alice)
+        self.client.post(reverse("training:job-cancel", args=[job.pk]))
+        job.refresh_from_db()
+        self.assertEqual(job.status, "cancelled")
+
+    def test_it_escapes_error_text_on_the_job_page(self):
+        job = self.create_job()
+        TrainingJob.objects.filter(pk=job.pk).update(status="failed", last_error="<script>x()</script>")
+        self.client.force_login(self.alice)
+        response = self.client.get(reverse("training:job", args=[job.pk]))
+        self.assertNotContains(response, "<script>x()")
+        self.assertContains(response, "&lt;script&gt;x()")
+
+
+class JobAdminTestCase(JobTestCase):
+    URL = reverse("admin:training_trainingjob_changelist")
+
+    def act(self, action: str, job: TrainingJob):
+        self.client.force_login(self.alice)
+        with self.captureOnCommitCallbacks(execute=True):
+            return self.client.post(self.URL, {"action": action, "_selected_action": [job.pk]}, follow=True)
+
+    def test_it_cancels_and_retries_from_the_admin(self):
+        job = self.create_job()
+        self.act("cancel", job)
+        job.refresh_from_db()
+        self.assertEqual(job.status, "cancelled")
+        self.act("retry", job)
+        job.refresh_from_db()
+        self.assertEqual(job.status, "queued")
+        self.assertEqual(jobs.training_job_run(job_id=job.pk), "succeeded")
+
+    def test_it_refuses_to_retry_a_running_job(self):
+        job = self.create_job()
+        jobs.training_job_claim(job_id=job.pk)
+        response = self.act("retry", job)
+        self.assertContains(response, "only failed or cancelled jobs can be retried")
+
+    def test_it_re_enqueues_only_queued_jobs(self):
+        job = self.create_job()
+        TrainingJob.objects.filter(pk=job.pk).update(task_id="")
+        self.act("enqueue", job)
+        job.refresh_from_db()
+        self.assertTrue(job.task_id)

@@ -11,14 +11,16 @@ from django.core.management.base import BaseCommand
 from django_tasks_db.management.commands.db_worker import Worker
 
 logger = logging.getLogger(__name__)
-RECOVER_EVERY_S = float(os.environ.get("TEACHLOOP_RECOVER_EVERY_S", "30"))
 
 
-def start_recovery_thread(stop: threading.Event, *, every_s: float = RECOVER_EVERY_S) -> threading.Thread:
+def start_recovery_thread(stop: threading.Event, *, every_s: float | None = None) -> threading.Thread:
     """Periodically re-queue (or fail) running jobs that stopped sending heartbeats."""
+    from django.conf import settings
     from django.db import connection
 
     from training.jobs import training_jobs_recover
+
+    every_s = every_s if every_s is not None else settings.TEACHLOOP_RECOVER_EVERY_S
 
     def loop() -> None:
         try:
