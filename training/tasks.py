@@ -1,4 +1,4 @@
-"""Background tasks (run by the database-backed worker; see ``manage.py serve`` / ``db_worker``)."""
+"""Background tasks (run by the database-backed worker; see ``manage.py serve`` / ``worker``)."""
 
 from __future__ import annotations
 
