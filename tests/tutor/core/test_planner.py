@@ -1,0 +1,169 @@
+"""The round planner: prerequisites, learning progress, exploration, escalation, and the control."""
+
+from __future__ import annotations
+
+import pytest
+
+from tutor.core.course import Skill
+from tutor.core.packs import arithmetic_pack
+from tutor.core.planner import Plan, Planner, random_plan
+
+SKILLS = (
+    Skill("a", "A"),
+    Skill("b", "B", prerequisites=("a",)),
+    Skill("c", "C", prerequisites=("a",)),
+    Skill("d", "D", prerequisites=("b", "c")),
+)
+LEVELS = {"a": 3, "b": 2, "c": 2, "d": 1}
+
+
+def planner(**options) -> Planner:
+    return Planner(SKILLS, max_levels=LEVELS, **options)
+
+
+def test_it_teaches_only_unlocked_skills_on_the_first_round():
+    plan = planner().plan({}, 20, seed=0)
+    assert plan.items_per_skill == {"a": 20, "b": 0, "c": 0, "d": 0}
+    assert plan.reasons["b"].startswith("locked: needs a (not examined)")
+    assert plan.reasons["a"].startswith("first round: uniform")
+    assert plan.difficulty_per_skill == {"a": 1, "b": 1, "c": 1, "d": 1}
+
+
+def test_it_unlocks_a_skill_once_every_prerequisite_is_mastered():
+    history = {"a": [0.9], "b": [0.85], "c": [0.5], "d": [0.0]}
+    plan = planner(review_share=0.0).plan(history, 30, seed=1)
+    assert plan.items_per_skill["d"] == 0
+    assert "locked: needs c (0.50 < 0.8)" in plan.reasons["d"]
+    assert plan.items_per_skill["c"] == 30  # a and b are mastered, c is the only active skill
+    plan = planner().plan(history | {"c": [0.5, 0.8]}, 30, seed=1)
+    assert plan.items_per_skill["d"] > 0
+
+
+def test_it_gives_mastered_skills_a_small_review_share():
+    history = {"a": [0.95], "b": [0.4], "c": [0.3]}
+    plan = planner(review_share=0.1).plan(history, 50, seed=3)
+    assert plan.items_per_skill["a"] == 5
+    assert plan.items_per_skill["b"] + plan.items_per_skill["c"] == 45
+    assert plan.reasons["a"].startswith("mastered (0.95 >= 0.8): review")
+
+
+def test_it_reviews_everything_when_all_skills_are_mastered():
+    history = {k: [0.7, 0.9] for k in LEVELS}
+    plan = planner().plan(history, 40, seed=0)
+    assert plan.total == 40
+    assert all(n > 0 for n in plan.items_per_skill.values())
+    assert all("mastered" in reason for reason in plan.reasons.values())
+
+
+def test_it_plans_nothing_for_a_zero_budget():
+    plan = planner().plan({"a": [0.2, 0.75]}, 0, seed=0)
+    assert plan.total == 0
+    assert plan.difficulty_per_skill["a"] == 2  # levels are still planned
+
+
+def test_it_gives_more_items_to_skills_with_more_learning_progress():
+    # b moved 0.4, c moved 0.05: b should get most of the budget on average.
+    history = {"a": [0.9, 0.9], "b": [0.1, 0.5], "c": [0.3, 0.35]}
+    p = planner(epsilon=0.2, review_share=0.0)
+    totals = {"b": 0, "c": 0}
+    for seed in range(200):
+        plan = p.plan(history, 20, seed=seed)
+        totals["b"] += plan.items_per_skill["b"]
+        totals["c"] += plan.items_per_skill["c"]
+    share_b = totals["b"] / (totals["b"] + totals["c"])
+    # Expected: 0.8 * 0.4/0.45 + 0.1 = 0.811
+    assert share_b == pytest.approx(0.811, abs=0.03)
+
+
+def test_it_counts_a_fall_in_accuracy_as_progress():
+    history = {"a": [0.9, 0.9], "b": [0.7, 0.3], "c": [0.3, 0.3]}
+    plan = planner(epsilon=0.0, review_share=0.0).plan(history, 20, seed=0)
+    assert plan.items_per_skill == {"a": 0, "b": 20, "c": 0, "d": 0}
+
+
+def test_it_keeps_exploring_skills_without_progress():
+    history = {"a": [0.9, 0.9], "b": [0.1, 0.5], "c": [0.3, 0.3]}
+    p = planner(epsilon=0.2, review_share=0.0)
+    c_items = sum(p.plan(history, 50, seed=seed).items_per_skill["c"] for seed in range(100))
+    assert c_items / (50 * 100) == pytest.approx(0.1, abs=0.02)  # epsilon / K = 0.2 / 2
+    assert p.plan(history, 50, seed=0).reasons["c"].startswith("learning progress 0.00")
+
+
+def test_it_tries_a_newly_unlocked_skill_at_once():
+    # c has one measurement: no progress yet, so it counts as the highest progress seen.
+    history = {"a": [0.7, 0.9], "b": [0.1, 0.5], "c": [0.2]}
+    plan = planner(epsilon=0.0, review_share=0.0).plan(history, 40, seed=0)
+    assert plan.items_per_skill["c"] > 10
+    assert "no progress yet" in plan.reasons["c"]
+
+
+def test_it_samples_uniformly_when_no_skill_made_progress():
+    history = {"a": [0.9, 0.9], "b": [0.4, 0.4], "c": [0.3, 0.3]}
+    plan = planner(review_share=0.0).plan(history, 40, seed=0)
+    assert plan.reasons["b"].startswith("no progress measured anywhere: uniform")
+
+
+def test_it_escalates_difficulty_one_level_at_a_time_up_to_the_maximum():
+    p = planner()
+    levels = None
+    seen = []
+    for accuracy in (0.5, 0.72, 0.75, 0.9, 0.95):
+        levels = p.plan({"a": [accuracy]}, 10, seed=0, difficulty=levels).difficulty_per_skill
+        seen.append(levels["a"])
+    assert seen == [1, 2, 3, 3, 3]  # a's highest level is 3
+    plan = p.plan({"a": [0.95]}, 10, seed=0, difficulty={"a": 3})
+    assert "(highest)" in plan.reasons["a"]
+
+
+def test_it_never_lowers_difficulty_when_accuracy_drops():
+    plan = planner().plan({"a": [0.9, 0.3]}, 10, seed=0, difficulty={"a": 2})
+    assert plan.difficulty_per_skill["a"] == 2
+
+
+def test_it_is_deterministic_for_a_seed():
+    history = {"a": [0.9, 0.9], "b": [0.1, 0.5], "c": [0.3, 0.35]}
+    p = planner()
+    assert p.plan(history, 37, seed=4) == p.plan(history, 37, seed=4)
+    assert any(p.plan(history, 37, seed=4) != p.plan(history, 37, seed=s) for s in range(5, 10))
+
+
+def test_it_spends_exactly_the_budget():
+    history = {"a": [0.9, 0.95], "b": [0.1, 0.5], "c": [0.3, 0.35]}
+    for budget in (1, 7, 64):
+        assert planner().plan(history, budget, seed=0).total == budget
+
+
+def test_it_reads_levels_from_a_course():
+    p = Planner.from_course(arithmetic_pack(per_skill_per_split=4))
+    assert p.max_levels["add_3d"] == 4
+    plan = p.plan({}, 10, seed=0)
+    assert plan.items_per_skill["add_1d"] == 10
+
+
+def test_it_makes_a_random_control_plan_over_all_skills():
+    plan = random_plan(SKILLS, 400, seed=0, max_levels=LEVELS)
+    assert plan.total == 400
+    assert all(n > 50 for n in plan.items_per_skill.values())  # d is not locked in the control
+    assert all(1 <= plan.difficulty_per_skill[k] <= LEVELS[k] for k in LEVELS)
+    assert set(plan.reasons.values()) == {"random control: uniform over all skills"}
+    assert plan == random_plan(SKILLS, 400, seed=0, max_levels=LEVELS)
+    assert random_plan(SKILLS, 0, seed=0).total == 0
+
+
+def test_it_rejects_bad_inputs():
+    with pytest.raises(ValueError):
+        planner().plan({}, -1, seed=0)
+    with pytest.raises(ValueError, match="unknown skill"):
+        planner().plan({"zzz": [0.5]}, 5, seed=0)
+    with pytest.raises(ValueError, match="accuracy of a"):
+        planner().plan({"a": [1.5]}, 5, seed=0)
+    with pytest.raises(ValueError, match="epsilon"):
+        planner(epsilon=1.5)
+    with pytest.raises(ValueError, match="unknown prerequisite"):
+        Planner((Skill("x", "X", prerequisites=("y",)),))
+
+
+def test_it_returns_a_plan_that_covers_every_skill():
+    plan = planner().plan({"a": [0.5]}, 5, seed=0)
+    assert isinstance(plan, Plan)
+    assert set(plan.items_per_skill) == set(plan.difficulty_per_skill) == set(plan.reasons) == set(LEVELS)
