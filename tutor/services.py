@@ -1,0 +1,51 @@
+"""Course services (HackSoft style: keyword-only ``<entity>_<action>`` functions)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from tutor.core import course as core
+from tutor.models import Course, Exercise, Skill
+
+
+class CourseExists(Exception):
+    pass
+
+
+@transaction.atomic
+def course_save(*, course: core.Course, source: str = "", replace: bool = False) -> Course:
+    """Store a validated core course, all or nothing.
+
+    An existing course with the same key is an error unless ``replace`` is given, in which case
+    it is deleted and stored afresh (its teaching history goes with it).
+    """
+    existing = Course.objects.filter(key=course.key).first()
+    if existing is not None:
+        if not replace:
+            raise CourseExists(f"a course with key {course.key!r} exists already (use --replace to overwrite it)")
+        existing.delete()
+    row = Course.objects.create(key=course.key, name=course.name, source=source)
+    skills: dict[str, Skill] = {}
+    for order, skill in enumerate(course.skills):
+        skills[skill.key] = Skill.objects.create(course=row, key=skill.key, name=skill.name,
+                                                 description=skill.description, order=order)
+    for skill in course.skills:
+        skills[skill.key].prerequisites.set([skills[key] for key in skill.prerequisites])
+    Exercise.objects.bulk_create(
+        Exercise(skill=skills[e.skill], key=e.key, prompt=e.prompt, answer=e.answer, answer_type=e.answer_type,
+                 options=list(e.options), solution=e.solution, difficulty=e.difficulty, split=e.split)
+        for e in course.exercises
+    )
+    return row
+
+
+def course_to_core(*, course: Course) -> core.Course:
+    """Rebuild the plain-Python course (for the planner, grading and the teaching loop)."""
+    skills = [core.Skill(key=s.key, name=s.name, description=s.description,
+                         prerequisites=tuple(p.key for p in s.prerequisites.all()))
+              for s in course.skills.prefetch_related("prerequisites")]
+    exercises = [core.Exercise(key=e.key, skill=e.skill.key, prompt=e.prompt, answer=e.answer,
+                               answer_type=e.answer_type, options=tuple(e.options), solution=e.solution,
+                               difficulty=e.difficulty, split=e.split)
+                 for e in Exercise.objects.filter(skill__course=course).select_related("skill").order_by("pk")]
+    return core.Course(key=course.key, name=course.name, skills=skills, exercises=exercises)
