@@ -155,6 +155,11 @@ TEACHLOOP_INPROCESS_WORKER = env_bool("TEACHLOOP_INPROCESS_WORKER", not REDIS_UR
 TEACHLOOP_JOB_HEARTBEAT_S = float(os.environ.get("TEACHLOOP_JOB_HEARTBEAT_S", "10"))
 TEACHLOOP_JOB_STALE_AFTER_S = float(os.environ.get("TEACHLOOP_JOB_STALE_AFTER_S", "90"))
 TEACHLOOP_RECOVER_EVERY_S = float(os.environ.get("TEACHLOOP_RECOVER_EVERY_S", "30"))
+# GPUs one training job uses: "auto" = every GPU this worker sees (several → accelerate launch, DDP),
+# or a number; CPU hosts always train in the worker process.
+TEACHLOOP_TRAIN_GPUS = os.environ.get("TEACHLOOP_TRAIN_GPUS", "auto")
+if TEACHLOOP_TRAIN_GPUS.strip().lower() != "auto" and not TEACHLOOP_TRAIN_GPUS.strip().isdigit():
+    raise ImproperlyConfigured(f"TEACHLOOP_TRAIN_GPUS must be 'auto' or a number, got {TEACHLOOP_TRAIN_GPUS!r}")
 # How long the admin "try it" action waits for the background worker before saying it is queued.
 TEACHLOOP_TRY_WAIT_S = float(os.environ.get("TEACHLOOP_TRY_WAIT_S", "90"))
 

@@ -194,11 +194,22 @@ def training_job_claim(*, job_id: int) -> tuple[TrainingJob, str] | None:
     return job, lease
 
 
+def train_processes() -> int:
+    """How many processes a job trains with: TEACHLOOP_TRAIN_GPUS ("auto" = every visible GPU, or N),
+    never more than the GPUs there are; 1 (in this process) on CPU."""
+    from training.core.launch import num_gpus
+
+    wanted = str(settings.TEACHLOOP_TRAIN_GPUS).strip().lower()
+    gpus = num_gpus()
+    return max(1, min(gpus if wanted == "auto" else int(wanted), gpus))
+
+
 def training_job_run(*, job_id: int, on_event: Callable[[Any], None] | None = None) -> str:
     """Claim and run a job with the training engine; returns the final status.
 
     ``on_event`` also receives each progress event (the CLI draws its progress bar with it).
     """
+    from training.core.launch import run_distributed
     from training.core.trainer import train
 
     claimed = training_job_claim(job_id=job_id)
@@ -213,8 +224,14 @@ def training_job_run(*, job_id: int, on_event: Callable[[Any], None] | None = No
     heart.start()
     try:
         config = TrainConfig.from_dict({**job.config, "base_model": training_base_path(model=job.base_model)})
-        result = train(config, job.dataset.records, job_dir(job), progress=progress.on_event,
-                       should_stop=progress.should_stop, resume=True)
+        kwargs = {"progress": progress.on_event, "should_stop": progress.should_stop, "resume": True}
+        processes = train_processes()
+        if processes > 1:  # all GPUs of this host, under `accelerate launch` (docs/multi-gpu.md)
+            _log(job, f"training on {processes} GPUs under accelerate launch")
+            result = run_distributed(config, job.dataset.records, job_dir(job), num_processes=processes,
+                                     poll_s=1.0, **kwargs)
+        else:
+            result = train(config, job.dataset.records, job_dir(job), **kwargs)
     except Exception as exc:
         logger.exception("training job %s crashed", job.pk)
         _finish(job, lease, status=TrainingJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}")

@@ -290,3 +290,38 @@ class JobAdminTestCase(JobTestCase):
         self.act("enqueue", job)
         job.refresh_from_db()
         self.assertTrue(job.task_id)
+
+
+class TrainProcessesTestCase(JobTestCase):
+    def test_it_trains_in_process_without_gpus(self):
+        from unittest import mock
+        with mock.patch("training.core.launch.num_gpus", return_value=0):
+            self.assertEqual(jobs.train_processes(), 1)
+
+    def test_it_uses_every_gpu_or_the_number_asked_for(self):
+        from unittest import mock
+        with mock.patch("training.core.launch.num_gpus", return_value=4):
+            self.assertEqual(jobs.train_processes(), 4)
+            with self.settings(TEACHLOOP_TRAIN_GPUS="2"):
+                self.assertEqual(jobs.train_processes(), 2)
+            with self.settings(TEACHLOOP_TRAIN_GPUS="8"):
+                self.assertEqual(jobs.train_processes(), 4)
+
+    def test_it_launches_a_distributed_run_on_a_multi_gpu_host(self):
+        from unittest import mock
+
+        from training.core.trainer import TrainResult
+        job = self.create_job()
+        calls = []
+
+        def fake_run_distributed(config, records, output_dir, *, num_processes, **kwargs):
+            calls.append(num_processes)
+            return TrainResult(status="failed", reason="stopped by the test", adapter_dir=None, metrics={},
+                               last_checkpoint=None)
+
+        with mock.patch("training.core.launch.num_gpus", return_value=2), \
+                mock.patch("training.core.launch.run_distributed", fake_run_distributed):
+            self.assertEqual(jobs.training_job_run(job_id=job.pk), "failed")
+        self.assertEqual(calls, [2])
+        job.refresh_from_db()
+        self.assertIn("training on 2 GPUs", " ".join(e["message"] for e in job.events))

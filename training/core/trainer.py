@@ -337,6 +337,9 @@ def _build_trainer(config: TrainConfig, model, tokenizer, peft_config, train_dat
         # gradient_checkpointing (TRL still defaults that old name to True, with a FutureWarning).
         activation_checkpointing=cuda,
         report_to="none", push_to_hub=False, disable_tqdm=True, dataloader_num_workers=0,
+        # Under DDP (training/core/launch.py): every LoRA weight gets a gradient each step, so skip the graph
+        # walk that looks for unused ones (a PeftModel is no PreTrainedModel, so the Trainer would do it).
+        ddp_find_unused_parameters=False,
     )
     inputs = dict(model=model, train_dataset=train_dataset, eval_dataset=eval_dataset,
                   processing_class=tokenizer, peft_config=peft_config, callbacks=[watcher])
@@ -431,7 +434,7 @@ class _ProgressCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        if state.is_world_process_zero and folder.is_dir():  # one writer, as for the checkpoint itself
             self.config.save(folder)
             (folder / STATE_FILENAME).write_text(json.dumps({"tokens_seen": self.tokens}) + "\n")
 
