@@ -1,0 +1,68 @@
+"""The exam guard of a teaching run: exam items never reach explanations, generated items or records.
+
+Two layers, as in :mod:`tutor.core.course`:
+
+- items that feed explanations, scoring, generation or records go through
+  :func:`~tutor.core.course.training_safe` (an exam item there is a bug and raises);
+- text the *teacher* writes is checked for copies of exam questions: a teacher may quote or
+  "generate" an exam question. Such an explanation or generated item is dropped and counted
+  (the teacher's behaviour, not our bug), and :meth:`ExamGuard.check_records` raises
+  :class:`~tutor.core.course.ExamLeakError` if a record still holds one, the last line of defence.
+
+A copy is an exam prompt appearing in the text, compared case-folded with whitespace collapsed, as
+whole words ("What is 7 + 8?" is not found inside "What is 17 + 8?").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from tutor.core.course import Course, ExamLeakError
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+class ExamGuard:
+    def __init__(self, course: Course) -> None:
+        exam = course.split("exam")
+        self.exam_keys = frozenset(e.key for e in exam)
+        prompts = sorted({_norm(e.prompt) for e in exam}, key=len, reverse=True)
+        # One alternation: a record is scanned once, not once per exam item.
+        self._pattern = re.compile(
+            r"(?<![\w])(?:" + "|".join(re.escape(p) for p in prompts) + r")(?![\w])"
+        ) if prompts else None
+
+    def exam_copy(self, text: str) -> str | None:
+        """The exam prompt (normalised) that ``text`` contains, or None."""
+        if self._pattern is None:
+            return None
+        m = self._pattern.search(_norm(text))
+        return m.group(0) if m else None
+
+    def check_records(self, records: Iterable[dict[str, Any]]) -> None:
+        """Raise ExamLeakError if a record names an exam item or holds an exam question's text."""
+        for number, record in enumerate(records, start=1):
+            meta = record.get("meta", {})
+            named = {meta.get("item"), meta.get("source_item")} & self.exam_keys
+            if named:
+                raise ExamLeakError(f"record {number} was built from exam item {sorted(named)[0]}")
+            copy = self.exam_copy("\n".join(_texts(record)))
+            if copy:
+                raise ExamLeakError(f"record {number} contains the exam question {copy!r}")
+
+
+def _texts(value: Any) -> Iterable[str]:
+    """Every string inside the training fields of a record (not its metadata)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            if key != "meta":
+                yield from _texts(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _texts(inner)

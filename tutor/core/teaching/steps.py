@@ -1,0 +1,577 @@
+"""The steps of one teaching round, one function each: ``step(ctx, round_state) -> info``.
+
+Each step reads what earlier steps left in the :class:`~.state.RoundState`, writes its own results
+there, and returns a small ``info`` dict for progress reports. Every model call is batched: a step
+calls each model's ``generate`` at most once per purpose with all its conversations (and not at
+all when there is nothing to ask), so a step costs a handful of calls whatever the item count.
+
+Rules per step (the teaching loop of DESIGN.md):
+
+1. **diagnose**: the student (with its current adapter) answers the probe items (all, or the first
+   ``probe_per_skill`` of each skill, the same ones every round so rounds compare); per-skill
+   accuracy; every answer kept, the wrong ones listed.
+2. **plan**: :class:`~tutor.core.planner.Planner` on the probe accuracies so far ("adaptive"), or
+   :func:`~tutor.core.planner.random_plan` ("random"); then concrete training items per skill, at
+   the planned level (nearest level when none), items not practised in earlier rounds first.
+3. **explain**: the student practises the planned items (one batch); candidates are its wrong
+   training items, then its wrong probe items of planned skills, taken round-robin over skills
+   from the lowest probe accuracy up ("explain where the student is most likely wrong") until
+   ``explain_budget``. The teacher sees the student's answer and up to 2 earlier explanations of
+   the skill that helped (highest score first, human-approved ones before them). **Gate**: the
+   explanation's final answer, extracted by :func:`~tutor.core.grading.grade`, must be the gold
+   answer, and it must not quote an exam question; otherwise it is kept for display, marked
+   ``passed_gate=False`` with a reason, and counted.
+4. **score**: the student re-answers each explained item and ``siblings`` other train/probe items
+   of its skill (same level first) with the explanation in context; score = mean correctness
+   after - mean correctness before (before: this round's answers without it, asked for now where
+   missing), in [-1, 1].
+5. **generate**: for up to ``generate_budget`` wrong training items (same order as step 3) the
+   teacher writes ``generate_k`` new items in the strict format of
+   :func:`~.prompts.generation_prompt`. **Kept only when verified**: when the packs' code solver
+   (:func:`~tutor.core.packs.verify`) can read the question, it must agree with the stated answer;
+   when it cannot, a second, independent teacher answer to the bare question (greedy, no solution
+   shown) must grade as correct against the stated answer. Malformed items, exam-question copies,
+   duplicates and disagreements are dropped with a reason. Provenance: source item, round, teacher.
+6. **build_data**: SFT records ``{"messages": [user, assistant], "meta": {...}}`` whose user turn is
+   the student prompt and whose answer is the worked solution (:func:`~.prompts.solution_part`):
+   from explanations that helped (:attr:`~.state.Explanation.helped`: through the gate with
+   score > 0, or approved by a person, including earlier rounds' explanations approved since) and
+   from kept generated items. Preference pairs (DPO format, conversational)
+   kept apart: a helpful explanation's solution over the student's own wrong answer, and over an
+   explanation of the same item that did not help. Replay: earlier rounds' new SFT records are
+   sampled in so that they make ``replay_share`` of the set, ``n = round(new * s / (1 - s))``
+   (capped by what exists). Every record passes :meth:`~.guard.ExamGuard.check_records`.
+7. **train**: ``train_fn(records, round_index, parent_adapter)``; a path is loaded into the student
+   as adapter ``round<i>``; None (training disabled) or no records leave the adapter as it was.
+8. **reexamine**: the student (new adapter) on the exam split, per skill; the base model's exam
+   answers (once, cached), the teacher's exam answers (once, cached); accuracy vs base and vs
+   the previous round (round 0: vs the base model); a forgetting probe: up to
+   ``forgetting_probe_per_skill`` probe items of each skill not taught this round, re-answered,
+   against this round's diagnose answers; agreement with the teacher (share of exam items where
+   the student's extracted answer equals the teacher's) next to gold accuracy, and
+   :func:`teacher_hacking_warning`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.core.llm.base import LLM, GenerationParams
+from tutor.core.course import Course, CourseError, Exercise, training_safe
+from tutor.core.grading import REMAINDER_RE, extract_answer, grade, normalize_text
+from tutor.core.packs import verify
+from tutor.core.planner import Planner, random_plan
+from tutor.core.teaching import prompts
+from tutor.core.teaching.guard import ExamGuard
+from tutor.core.teaching.state import Answer, Explanation, GeneratedItem, RoundState, RunConfig, RunState
+
+TrainFn = Callable[[list[dict[str, Any]], int, "str | None"], "str | Path | None"]
+
+
+@dataclass
+class Context:
+    """Everything a step needs besides its round; built once per :func:`~.loop.run_teaching` call."""
+
+    course: Course
+    teacher: LLM
+    student: LLM
+    config: RunConfig
+    state: RunState
+    train_fn: TrainFn | None = None
+    guard: ExamGuard = field(init=False)
+    items: dict[str, Exercise] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guard = ExamGuard(self.course)
+        self.items = {e.key: e for e in self.course.exercises}
+
+    @property
+    def teacher_name(self) -> str:
+        return getattr(self.teacher, "name", "teacher")
+
+    def student_params(self) -> GenerationParams:
+        return GenerationParams(max_new_tokens=self.config.student_max_new_tokens, temperature=0.0,
+                                seed=self.config.seed)
+
+    def teacher_params(self, factor: int = 1) -> GenerationParams:
+        tokens = min(self.config.teacher_max_new_tokens * max(factor, 1), 4096)
+        return GenerationParams(max_new_tokens=tokens, temperature=0.0, seed=self.config.seed)
+
+    def round_seed(self, index: int, purpose: str) -> str:
+        return f"{self.config.seed}:{index}:{purpose}"
+
+
+def ask(llm: LLM, conversations: Sequence[list[dict[str, str]]], params: GenerationParams, *,
+        adapter: str | None = None) -> list[str]:
+    """One batched call; no call at all for no conversations."""
+    if not conversations:
+        return []
+    generations = llm.generate(list(conversations), params, adapter=adapter)
+    if len(generations) != len(conversations):  # a backend bug would otherwise pair answers with wrong items
+        raise RuntimeError(f"{llm.name}: {len(generations)} replies to {len(conversations)} prompts")
+    return [g.text for g in generations]
+
+
+def graded(exercise: Exercise, text: str) -> Answer:
+    result = grade(exercise, text)
+    return Answer(item=exercise.key, text=text, extracted=result.extracted, correct=result.correct)
+
+
+def answer_key(exercise: Exercise, text: str) -> str | None:
+    """The answer ``text`` gives, in a form two answers can be compared by (agreement)."""
+    if exercise.answer_type == "number":
+        return extract_answer(text, "number")
+    if exercise.answer_type == "choice":
+        return extract_answer(text, "choice", exercise.options)
+    if REMAINDER_RE.match(exercise.answer):
+        return extract_answer(text, "remainder")
+    got = extract_answer(text, "text")
+    return normalize_text(got) if got else None
+
+
+def _mean(values: Sequence[bool | float]) -> float:
+    return sum(float(v) for v in values) / len(values) if values else 0.0
+
+
+def _per_skill(items: Sequence[Exercise], answers: dict[str, Answer]) -> dict[str, float]:
+    by_skill: dict[str, list[bool]] = defaultdict(list)
+    for e in items:
+        if e.key in answers:
+            by_skill[e.skill].append(answers[e.key].correct)
+    return {skill: round(_mean(v), 4) for skill, v in by_skill.items()}
+
+
+# ---------------------------------------------------------------- 1. diagnose
+
+
+def probe_items(ctx: Context) -> list[Exercise]:
+    limit = ctx.config.probe_per_skill
+    chosen: list[Exercise] = []
+    for skill in ctx.course.skills:
+        pool = ctx.course.exercises_for(skill.key, "probe")
+        chosen.extend(pool[:limit] if limit else pool)
+    return chosen
+
+
+def diagnose(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    items = list(training_safe(probe_items(ctx)))  # probe only: diagnose answers feed explanations
+    rnd.adapter_before = ctx.state.adapter_name
+    texts = ask(ctx.student, [prompts.student_prompt(e) for e in items], ctx.student_params(),
+                adapter=rnd.adapter_before)
+    for e, text in zip(items, texts, strict=True):
+        rnd.answers[e.key] = graded(e, text)
+    rnd.probe_accuracy = _per_skill(items, rnd.answers)
+    rnd.wrong = [e.key for e in items if not rnd.answers[e.key].correct]
+    return {"accuracy": rnd.probe_accuracy, "examined": len(items), "wrong": len(rnd.wrong)}
+
+
+# ---------------------------------------------------------------- 2. plan
+
+
+def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    course, config, state = ctx.course, ctx.config, ctx.state
+    seed = config.seed * 10_007 + rnd.index
+    if config.plan == "adaptive":
+        history = {s.key: [r.probe_accuracy[s.key] for r in state.rounds[: rnd.index + 1]
+                           if s.key in r.probe_accuracy] for s in course.skills}
+        previous = state.rounds[rnd.index - 1].plan.get("difficulty_per_skill") if rnd.index else None
+        chosen = Planner.from_course(course).plan(history, config.plan_budget, seed=seed, difficulty=previous)
+    else:
+        levels = {s.key: course.max_difficulty(s.key) for s in course.skills}
+        chosen = random_plan(course.skills, config.plan_budget, seed=seed, max_levels=levels)
+    rnd.plan = {"items_per_skill": dict(chosen.items_per_skill),
+                "difficulty_per_skill": dict(chosen.difficulty_per_skill), "reasons": dict(chosen.reasons)}
+    practised = {k for r in state.rounds[: rnd.index] for k in r.planned_items}
+    picked: list[str] = []
+    for skill, count in chosen.items_per_skill.items():
+        if not count:
+            continue
+        level = chosen.difficulty_per_skill.get(skill, 1)
+        rng = random.Random(ctx.round_seed(rnd.index, f"plan:{skill}"))
+        pool = sorted(course.exercises_for(skill, "train"),
+                      key=lambda e: (e.key in practised, abs(e.difficulty - level), rng.random()))
+        picked.extend(e.key for e in pool[:count])
+    rnd.planned_items = [e.key for e in training_safe(ctx.items[k] for k in picked)]
+    return {"items_per_skill": rnd.plan["items_per_skill"], "planned": len(rnd.planned_items)}
+
+
+# ---------------------------------------------------------------- 3. explain
+
+
+def _by_need(ctx: Context, rnd: RoundState, items: Sequence[Exercise]) -> list[Exercise]:
+    """Round-robin over skills, lowest probe accuracy first; within a skill, input order."""
+    by_skill: dict[str, list[Exercise]] = defaultdict(list)
+    for e in items:
+        by_skill[e.skill].append(e)
+    skills = sorted(by_skill, key=lambda s: (rnd.probe_accuracy.get(s, 0.0), s))
+    ordered: list[Exercise] = []
+    while any(by_skill[s] for s in skills):
+        for s in skills:
+            if by_skill[s]:
+                ordered.append(by_skill[s].pop(0))
+    return ordered
+
+
+def _practise(ctx: Context, rnd: RoundState, items: Sequence[Exercise]) -> None:
+    """This round's answers (before training) for any of ``items`` not answered yet, in one batch."""
+    todo = [e for e in training_safe(items) if e.key not in rnd.answers]
+    texts = ask(ctx.student, [prompts.student_prompt(e) for e in todo], ctx.student_params(),
+                adapter=rnd.adapter_before)
+    for e, text in zip(todo, texts, strict=True):
+        rnd.answers[e.key] = graded(e, text)
+
+
+def _helpful_before(ctx: Context, rnd: RoundState) -> dict[str, list[Explanation]]:
+    """Per skill, earlier rounds' explanations that helped: approved first, then by score."""
+    by_skill: dict[str, list[Explanation]] = defaultdict(list)
+    for r in ctx.state.rounds[: rnd.index]:
+        for x in r.explanations:
+            if x.helped:
+                by_skill[x.skill].append(x)
+    for skill in by_skill:
+        by_skill[skill].sort(key=lambda x: (x.approved is not True, -(x.score or 0.0), x.id))
+    return by_skill
+
+
+def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    planned = [ctx.items[k] for k in rnd.planned_items]
+    _practise(ctx, rnd, planned)
+    taught = {s for s, n in rnd.plan.get("items_per_skill", {}).items() if n}
+    wrong_train = [e for e in planned if not rnd.answers[e.key].correct]
+    # The whole pool is checked, not only what the budget takes: a leak anywhere is a bug upstream.
+    wrong_probe = [e for e in training_safe(ctx.items[k] for k in rnd.wrong) if e.skill in taught]
+    candidates = _by_need(ctx, rnd, wrong_train + wrong_probe)
+    chosen = candidates[: ctx.config.explain_budget]
+    helpful = _helpful_before(ctx, rnd)
+    shown = {e.key: helpful.get(e.skill, [])[:2] for e in chosen}
+    conversations = [
+        prompts.explanation_prompt(e, rnd.answers[e.key].text,
+                                   [(prompts.question_text(ctx.items[h.item]), h.text) for h in shown[e.key]])
+        for e in chosen
+    ]
+    texts = ask(ctx.teacher, conversations, ctx.teacher_params())
+    for e, text in zip(chosen, texts, strict=True):
+        result = grade(e, text)
+        copy = ctx.guard.exam_copy(text)
+        reason = (f"quotes the exam question {copy!r}" if copy
+                  else "" if result.correct else f"teacher's final answer is wrong ({result.reason})")
+        rnd.explanations.append(Explanation(
+            id=f"r{rnd.index}-{e.key}", round=rnd.index, item=e.key, skill=e.skill, split=e.split,
+            student_answer=rnd.answers[e.key].text, text=text, teacher_answer=result.extracted,
+            passed_gate=not reason, gate_reason=reason, quotes_exam=bool(copy),
+            shown_helpful=[h.id for h in shown[e.key]],
+        ))
+    dropped = sum(not x.passed_gate for x in rnd.explanations)
+    return {"practised": len(planned), "candidates": len(candidates), "explained": len(chosen),
+            "kept": len(chosen) - dropped, "dropped": dropped}
+
+
+# ---------------------------------------------------------------- 4. score
+
+
+def siblings_of(ctx: Context, item: Exercise, n: int, round_index: int) -> list[Exercise]:
+    """``n`` other train/probe items of the same skill, same level first, seeded per round and item."""
+    rng = random.Random(ctx.round_seed(round_index, f"siblings:{item.key}"))
+    pool = [e for e in ctx.course.exercises_for(item.skill) if e.split != "exam" and e.key != item.key]
+    pool.sort(key=lambda e: (abs(e.difficulty - item.difficulty), rng.random()))
+    return pool[:n]
+
+
+def score(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    kept = [x for x in rnd.explanations if x.passed_gate]
+    groups: list[tuple[Explanation, list[Exercise]]] = []
+    for x in kept:
+        item = ctx.items[x.item]
+        group = list(training_safe([item, *siblings_of(ctx, item, ctx.config.siblings, rnd.index)]))
+        x.siblings = [e.key for e in group[1:]]
+        groups.append((x, group))
+    # One batch: the missing "before" answers (no explanation), then every "after" answer.
+    missing = list({e.key: e for _, group in groups for e in group if e.key not in rnd.answers}.values())
+    after = [(x, e) for x, group in groups for e in group]
+    texts = ask(ctx.student,
+                [prompts.student_prompt(e) for e in missing]
+                + [prompts.student_prompt_with_explanation(e, x.text) for x, e in after],
+                ctx.student_params(), adapter=rnd.adapter_before)
+    for e, text in zip(missing, texts[: len(missing)], strict=True):
+        rnd.answers[e.key] = graded(e, text)
+    after_correct: dict[str, list[bool]] = defaultdict(list)
+    for (x, e), text in zip(after, texts[len(missing):], strict=True):
+        after_correct[x.id].append(graded(e, text).correct)
+    for x, group in groups:
+        x.before = [rnd.answers[e.key].correct for e in group]
+        x.after = after_correct[x.id]
+        x.score = round(_mean(x.after) - _mean(x.before), 4)
+    scores = [x.score for x, _ in groups]
+    return {"scored": len(groups), "mean_score": round(_mean(scores), 4) if scores else None,
+            "helped": sum(s > 0 for s in scores)}
+
+
+# ---------------------------------------------------------------- 5. generate
+
+
+def _stated_answer(source: Exercise, draft: prompts.DraftItem) -> str | None:
+    """The draft's answer in the form the source's answer type stores, or None if unreadable."""
+    if source.answer_type == "number":
+        return extract_answer(f"Answer: {draft.answer}", "number")
+    if source.answer_type == "choice":
+        return extract_answer(f"Answer: {draft.answer}", "choice", draft.options)
+    if REMAINDER_RE.match(source.answer):
+        return extract_answer(f"Answer: {draft.answer}", "remainder")
+    return draft.answer.strip() or None
+
+
+def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    config = ctx.config
+    planned = [ctx.items[k] for k in rnd.planned_items]
+    wrong = [e for e in planned if e.key in rnd.answers and not rnd.answers[e.key].correct]
+    budget = config.generate_budget if config.generate_k else 0
+    sources = list(training_safe(_by_need(ctx, rnd, wrong)[:budget]))
+    texts = ask(ctx.teacher, [prompts.generation_prompt(e, config.generate_k) for e in sources],
+                ctx.teacher_params(config.generate_k))
+    seen = {" ".join(e.prompt.casefold().split()) for e in ctx.course.exercises}
+    unchecked: list[tuple[GeneratedItem, Exercise]] = []
+    for source, text in zip(sources, texts, strict=True):
+        for j, draft in enumerate(prompts.parse_generated(text)[: config.generate_k]):
+            item = GeneratedItem(
+                key=f"gen-r{rnd.index}-{source.key}-{j}", skill=source.skill, prompt=draft.question,
+                answer=draft.answer, answer_type=source.answer_type, solution=draft.solution,
+                difficulty=source.difficulty, source_item=source.key, round=rnd.index,
+                teacher=ctx.teacher_name, options=list(draft.options),
+            )
+            rnd.generated.append(item)
+            stated = _stated_answer(source, draft)
+            identity = " ".join(draft.question.casefold().split())
+            if ctx.guard.exam_copy(draft.question):
+                item.reason = "copies an exam question"
+                continue
+            if identity in seen:
+                item.reason = "duplicates an existing item"
+                continue
+            if stated is None:
+                item.reason = f"answer {draft.answer!r} is not a {source.answer_type} answer"
+                continue
+            try:
+                exercise = Exercise(key=item.key, skill=item.skill, prompt=item.prompt, answer=stated,
+                                    answer_type=source.answer_type, options=draft.options,
+                                    solution=item.solution, difficulty=item.difficulty, split="train")
+            except CourseError as exc:
+                item.reason = f"malformed: {exc}"
+                continue
+            seen.add(identity)
+            item.answer = stated
+            verdict = verify(exercise)
+            if verdict is True:
+                item.kept, item.verified_by = True, "solver"
+            elif verdict is False:
+                item.reason = "the code solver disagrees with the stated answer"
+            else:
+                unchecked.append((item, exercise))
+    # No solver could read these: a second, independent teacher answer must agree (one batch).
+    second = ask(ctx.teacher, [prompts.student_prompt(e) for _, e in unchecked], ctx.teacher_params())
+    for (item, exercise), text in zip(unchecked, second, strict=True):
+        if grade(exercise, text).correct:
+            item.kept, item.verified_by = True, "teacher_agreement"
+        else:
+            item.reason = "a second teacher answer disagrees with the stated answer"
+    kept = sum(g.kept for g in rnd.generated)
+    return {"sources": len(sources), "written": len(rnd.generated), "kept": kept,
+            "dropped": len(rnd.generated) - kept}
+
+
+def generated_exercise(item: GeneratedItem) -> Exercise:
+    return Exercise(key=item.key, skill=item.skill, prompt=item.prompt, answer=item.answer,
+                    answer_type=item.answer_type, options=tuple(item.options), solution=item.solution,
+                    difficulty=item.difficulty, split="train")
+
+
+# ---------------------------------------------------------------- 6. build data
+
+
+def _sft(exercise: Exercise, answer: str, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": [*prompts.student_prompt(exercise), {"role": "assistant", "content": answer}],
+            "meta": meta}
+
+
+def _pair(exercise: Exercise, chosen: str, rejected: str, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"prompt": prompts.student_prompt(exercise), "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}], "meta": meta}
+
+
+def replay_count(new: int, available: int, share: float) -> int:
+    """Earlier records to mix in so they make ``share`` of the set: ``round(new * share / (1 - share))``."""
+    return min(available, round(new * share / (1 - share))) if share > 0 else 0
+
+
+def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    state = ctx.state
+    earlier = state.rounds[: rnd.index]
+    used = {r["meta"].get("explanation") for p in earlier for r in p.sft_records}
+    # This round's explanations, and earlier ones approved by a person since their round was built.
+    candidates = [x for p in earlier for x in p.explanations if x.approved is True] + rnd.explanations
+    helped = [x for x in candidates if x.helped and x.id not in used]
+    training_safe(ctx.items[x.item] for x in helped)
+    sft = [_sft(ctx.items[x.item], prompts.solution_part(x.text),
+                {"source": "explanation", "explanation": x.id, "item": x.item, "skill": x.skill,
+                 "round": rnd.index, "score": x.score, "approved": x.approved}) for x in helped]
+    for g in rnd.generated:
+        if g.kept:
+            sft.append(_sft(generated_exercise(g), g.solution,
+                            {"source": "generated", "item": g.key, "source_item": g.source_item,
+                             "skill": g.skill, "round": rnd.index, "teacher": g.teacher,
+                             "verified_by": g.verified_by}))
+    new = len(sft)
+    pool = [r for p in earlier for r in p.sft_records if "replayed_from" not in r["meta"]]
+    rng = random.Random(ctx.round_seed(rnd.index, "replay"))
+    replayed = rng.sample(pool, replay_count(new, len(pool), ctx.config.replay_share))
+    sft += [{**r, "meta": {**r["meta"], "replayed_from": r["meta"]["round"], "round": rnd.index}}
+            for r in replayed]
+
+    everything = [x for p in [*earlier, rnd] for x in p.explanations
+                  if not x.quotes_exam and (x.passed_gate or x.approved is False)]
+    pairs = []
+    for x in helped:
+        exercise, solution = ctx.items[x.item], prompts.solution_part(x.text)
+        if x.student_answer.strip() and x.student_answer.strip() != solution:
+            pairs.append(_pair(exercise, solution, x.student_answer.strip(),
+                               {"kind": "solution_over_wrong_answer", "item": x.item, "chosen": x.id,
+                                "round": rnd.index}))
+        for other in everything:
+            worse = other.item == x.item and other.id != x.id and not other.helped
+            if worse and prompts.solution_part(other.text) != solution:
+                pairs.append(_pair(exercise, solution, prompts.solution_part(other.text),
+                                   {"kind": "helped_over_not", "item": x.item, "chosen": x.id,
+                                    "rejected": other.id, "round": rnd.index}))
+    ctx.guard.check_records(sft + pairs)
+    rnd.sft_records, rnd.dpo_records, rnd.replayed = sft, pairs, len(replayed)
+    return {"sft": len(sft), "new": new, "replayed": len(replayed), "dpo": len(pairs)}
+
+
+# ---------------------------------------------------------------- 7. train
+
+
+def train(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    state, records = ctx.state, rnd.sft_records
+    parent = state.adapter_path
+    if not records:
+        rnd.train = {"adapter_path": parent, "adapter_name": state.adapter_name, "records": 0,
+                     "note": "no training data this round; the adapter stays"}
+        return dict(rnd.train)
+    if ctx.train_fn is None:
+        raise ValueError("a train_fn is needed to train (it may return None when training is disabled)")
+    ctx.guard.check_records(records)
+    path = ctx.train_fn(records, rnd.index, parent)
+    if path is None:
+        note = "training disabled; the adapter stays"
+    else:
+        name = f"round{rnd.index}"
+        ctx.student.load_adapter(name, str(path))
+        state.adapter_path, state.adapter_name = str(path), name
+        note = f"trained on {len(records)} records" + (f", continuing {parent}" if parent else "")
+    rnd.train = {"adapter_path": state.adapter_path, "adapter_name": state.adapter_name,
+                 "records": len(records), "note": note}
+    return dict(rnd.train)
+
+
+# ---------------------------------------------------------------- 8. re-examine
+
+
+def teacher_hacking_warning(prev_agreement: float | None, agreement: float | None,
+                            prev_accuracy: float | None, accuracy: float | None, *,
+                            rise: float = 0.10, stall: float = 0.02) -> str | None:
+    """A warning when the student agrees more with the teacher but is not more often right.
+
+    Fires when agreement rose by at least ``rise`` (absolute, default 0.10) since the previous
+    measurement (the previous round's exam; for round 0 the base model's) while gold exam
+    accuracy rose by less than ``stall`` (default 0.02, or fell): the student is learning to
+    copy the teacher, mistakes included, instead of the skill.
+    """
+    if None in (prev_agreement, agreement, prev_accuracy, accuracy):
+        return None
+    up, gain = agreement - prev_agreement, accuracy - prev_accuracy  # type: ignore[operator]
+    if up >= rise and gain < stall:
+        return (f"possible teacher hacking: agreement with the teacher rose {prev_agreement:.2f} -> "
+                f"{agreement:.2f} (+{up:.2f} >= {rise}) while exam accuracy went {prev_accuracy:.2f} -> "
+                f"{accuracy:.2f} ({gain:+.2f} < {stall})")
+    return None
+
+
+def _agreement(exam: Sequence[Exercise], answers: dict[str, Answer],
+               teacher: dict[str, Answer]) -> dict[str, Any]:
+    same, on_errors = [], []
+    for e in exam:
+        mine, theirs = answers[e.key], teacher[e.key]
+        key_t = answer_key(e, theirs.text)
+        agree = key_t is not None and answer_key(e, mine.text) == key_t
+        same.append(agree)
+        if not theirs.correct:
+            on_errors.append(agree)
+    return {"agreement": round(_mean(same), 4),
+            "agreement_on_teacher_errors": round(_mean(on_errors), 4) if on_errors else None}
+
+
+def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    state, config = ctx.state, ctx.config
+    exam = list(ctx.course.split("exam"))
+    taught = {s for s, n in rnd.plan.get("items_per_skill", {}).items() if n}
+    untaught = [s.key for s in ctx.course.skills if s.key not in taught]
+    forgetting_items: list[Exercise] = []
+    for skill in untaught:  # probe items answered in this round's diagnose, before training
+        answered = [e for e in probe_items(ctx) if e.skill == skill and e.key in rnd.answers]
+        forgetting_items.extend(answered[: config.forgetting_probe_per_skill])
+    asked = exam + forgetting_items
+    texts = ask(ctx.student, [prompts.student_prompt(e) for e in asked], ctx.student_params(),
+                adapter=state.adapter_name)
+    answers = {e.key: graded(e, t) for e, t in zip(asked, texts, strict=True)}
+    if not state.base_exam:
+        if state.adapter_name is None:  # still the base model: these are its answers
+            state.base_exam = {e.key: answers[e.key] for e in exam}
+        else:
+            base = ask(ctx.student, [prompts.student_prompt(e) for e in exam], ctx.student_params())
+            state.base_exam = {e.key: graded(e, t) for e, t in zip(exam, base, strict=True)}
+    if not state.teacher_exam:
+        said = ask(ctx.teacher, [prompts.student_prompt(e) for e in exam], ctx.teacher_params())
+        state.teacher_exam = {e.key: graded(e, t) for e, t in zip(exam, said, strict=True)}
+
+    accuracy = round(_mean([answers[e.key].correct for e in exam]), 4) if exam else None
+    base_accuracy = round(_mean([state.base_exam[e.key].correct for e in exam]), 4) if exam else None
+    agreement = _agreement(exam, answers, state.teacher_exam) if exam else {}
+    base_agreement = _agreement(exam, state.base_exam, state.teacher_exam) if exam else {}
+    previous = state.rounds[rnd.index - 1].exam if rnd.index else None
+    prev_accuracy = previous["accuracy"] if previous else base_accuracy
+    prev_agreement = previous.get("agreement") if previous else base_agreement.get("agreement")
+    before = {s: _mean([rnd.answers[e.key].correct for e in forgetting_items if e.skill == s])
+              for s in untaught if any(e.skill == s for e in forgetting_items)}
+    after = {s: _mean([answers[e.key].correct for e in forgetting_items if e.skill == s]) for s in before}
+    rnd.exam = {
+        "adapter": state.adapter_name,
+        "accuracy": accuracy,
+        "per_skill": _per_skill(exam, answers),
+        "base_accuracy": base_accuracy,
+        "base_per_skill": _per_skill(exam, state.base_exam),
+        "vs_base": round(accuracy - base_accuracy, 4) if exam else None,
+        "vs_previous": round(accuracy - prev_accuracy, 4) if exam else None,
+        "teacher_accuracy": round(_mean([state.teacher_exam[e.key].correct for e in exam]), 4)
+        if exam else None,
+        **agreement,
+        "base_agreement": base_agreement.get("agreement"),
+        "forgetting": {s: {"before": round(before[s], 4), "after": round(after[s], 4)} for s in before},
+        "answers": {e.key: {"text": answers[e.key].text, "extracted": answers[e.key].extracted,
+                            "correct": answers[e.key].correct} for e in exam},
+    }
+    warning = teacher_hacking_warning(prev_agreement, agreement.get("agreement"), prev_accuracy, accuracy,
+                                      rise=config.hacking_agreement_rise, stall=config.hacking_accuracy_stall)
+    if warning:
+        rnd.warnings.append(warning)
+    return {k: rnd.exam[k] for k in ("accuracy", "vs_base", "vs_previous", "agreement", "teacher_accuracy")
+            } | {"warning": warning}
+
+
+STEP_FUNCTIONS: dict[str, Callable[[Context, RoundState], dict[str, Any]]] = {
+    "diagnose": diagnose, "plan": plan, "explain": explain, "score": score, "generate": generate,
+    "build_data": build_data, "train": train, "reexamine": reexamine,
+}
