@@ -10,7 +10,7 @@ from tutor import services
 from tutor.core.course import CourseError
 from tutor.core.course_io import CourseImportError, parse_course_jsonl
 from tutor.forms import CourseUploadForm
-from tutor.models import Course, Exercise, Skill
+from tutor.models import Course, Exercise, Skill, TeachingRun
 
 
 @admin.register(Course)
@@ -60,3 +60,21 @@ class ExerciseAdmin(admin.ModelAdmin):
     list_display = ["__str__", "split", "answer_type", "difficulty", "answer"]
     list_filter = ["split", "answer_type", "skill__course", "skill"]
     search_fields = ["prompt", "key"]
+
+
+@admin.register(TeachingRun)
+class TeachingRunAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "current_round", "current_step", "created_at", "finished_at"]
+    list_filter = ["status", "course"]
+    readonly_fields = ["course", "student", "teacher", "config", "train_config", "status", "current_round",
+                       "current_step", "results", "adapter_path", "last_error", "created_by", "created_at",
+                       "started_at", "finished_at"]
+    actions = ["cancel"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # started with `manage.py teach`
+
+    @admin.action(description="Cancel after the current step (resume later with manage.py teach --resume)")
+    def cancel(self, request: HttpRequest, queryset) -> None:
+        count = queryset.filter(status__in=["queued", "running"]).update(cancel_requested=True)
+        self.message_user(request, f"Cancel requested for {count} run(s).")

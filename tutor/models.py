@@ -74,3 +74,41 @@ class Exercise(models.Model):
 
     def __str__(self) -> str:
         return f"{self.skill.key}/{self.key}"
+
+
+class TeachingRun(models.Model):
+    """Rounds of diagnose → plan → explain → score → generate → build data → train → re-examine.
+
+    The full, resumable state lives in a JSON file under the data directory (``state_path``);
+    this row holds what pages and tables need: status, where the run is, per-round results.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    course = models.ForeignKey(Course, on_delete=models.PROTECT, related_name="runs")
+    student = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="runs_as_student")
+    teacher = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="runs_as_teacher")
+    config = models.JSONField(default=dict)
+    train_config = models.JSONField(default=dict, help_text="hyper-parameters of each round's training job")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    current_round = models.PositiveIntegerField(default=0)
+    current_step = models.CharField(max_length=30, blank=True)
+    results = models.JSONField(default=list, help_text="per round: probe and exam accuracy per skill, warnings")
+    adapter_path = models.CharField(max_length=1000, blank=True)
+    last_error = models.TextField(blank=True)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk}: {self.student} taught by {self.teacher} on {self.course}"
