@@ -60,3 +60,10 @@ def test_it_keeps_training_independent_of_tutor():
         if any(m.split(".")[0] == "tutor" for m in imported_modules(path))
     ]
     assert offenders == []
+
+
+@pytest.mark.django_db
+def test_it_has_a_migration_for_every_model_change():
+    from django.core.management import call_command
+
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)  # exits non-zero when one is missing
