@@ -5,21 +5,23 @@ from django import forms
 from training.models import Adapter, LanguageModel, TrainingDataset
 
 
+def read_text_upload(upload, *, max_mb: int) -> str:
+    """An uploaded file as UTF-8 text, or a form error saying why not."""
+    if upload.size > max_mb * 1024 * 1024:
+        raise forms.ValidationError(f"The file is larger than {max_mb} MB.")
+    try:
+        return upload.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise forms.ValidationError(f"The file is not UTF-8 text (byte {exc.start}).") from exc
+
+
 class DatasetUploadForm(forms.Form):
     name = forms.CharField(max_length=200)
     method = forms.ChoiceField(choices=TrainingDataset.Method.choices, initial="sft")
     file = forms.FileField(help_text="JSONL: one record per line, in the chat format of TRL / OpenAI fine-tuning.")
 
-    MAX_BYTES = 50 * 1024 * 1024
-
-    def clean_file(self):
-        upload = self.cleaned_data["file"]
-        if upload.size > self.MAX_BYTES:
-            raise forms.ValidationError("The file is larger than 50 MB.")
-        try:
-            return upload.read().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise forms.ValidationError(f"The file is not UTF-8 text (byte {exc.start}).") from exc
+    def clean_file(self) -> str:
+        return read_text_upload(self.cleaned_data["file"], max_mb=50)
 
 
 class FineTuneForm(forms.Form):
