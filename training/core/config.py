@@ -48,7 +48,9 @@ class TrainConfig:
     chat_template: str | None = None  # Jinja; overrides (or supplies) the tokenizer's template
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    # 0 as in peft's own default: on a CPU, dropout masks were ~20% of a SmolLM2-135M step and ~0.4 GB of
+    # activations (docs/benchmarks/train_throughput.md); set it for long runs on little data.
+    lora_dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None  # None: per-architecture default, then peft's own
     learning_rate: float = 2e-4
     lr_scheduler: str = "linear"

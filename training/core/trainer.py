@@ -34,7 +34,6 @@ How each method trains (TRL 1.16):
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import json
@@ -55,13 +54,11 @@ from datasets import Dataset
 from jinja2.exceptions import TemplateError
 from peft import LoraConfig, PeftModel
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-from transformers import (AttentionInterface, AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback,
-                          set_seed)
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback, set_seed
 from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
 
 from training.core.config import CONFIG_FILENAME, TrainConfig, default_target_modules
+from training.core.cpu_paths import attend_within_each_sequence, dense_lm_head_on_labelled_positions
 from training.core.datasets import DatasetError, validate_records
 
 logger = logging.getLogger(__name__)
@@ -156,7 +153,7 @@ def train(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, 
                            "set chat_template to train on conversations", checkpoints)
         model = _load_model(config, torch.bfloat16 if bf16 else torch.float32)
         if not cuda:
-            _attend_within_each_sequence(model)
+            attend_within_each_sequence(model)
         model, peft_config, note = _attach_lora(model, config)
     except AdapterMismatch as exc:
         return _failed(str(exc), checkpoints)
@@ -181,7 +178,7 @@ def train(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, 
 
     # 5. Train. Out of memory is an expected end: say where, and what to turn down.
     try:
-        with _lm_head_on_labelled_positions_only():
+        with dense_lm_head_on_labelled_positions():  # CPU only; other devices keep TRL's kernels
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except (torch.OutOfMemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
@@ -267,39 +264,6 @@ def _load_model(config: TrainConfig, dtype):
     # compute_loss passes use_cache=False too; this covers every other forward).
     model.config.use_cache = False
     return model
-
-
-PER_SEQUENCE_SDPA = "teachloop_per_sequence_sdpa"
-
-
-def _attend_within_each_sequence(model) -> None:
-    """On a CPU, attend within each sequence of a padding-free row rather than over the whole row.
-
-    sdpa with the row's block-diagonal mask computes every query against every key of the row (its length squared,
-    ~8x the work for 8 records) and expands the grouped key/value heads; per sequence it is causal, unmasked and
-    exact. Measured on SmolLM2-135M, 2 cores, batch 8: attention fell from ~15% of a step to ~5%. On a GPU one kernel
-    per layer is cheaper than one per sequence, so GPUs keep plain sdpa.
-    """
-    if model.config._attn_implementation != "sdpa":  # eager on purpose, or a model without sdpa
-        return
-    AttentionInterface.register(PER_SEQUENCE_SDPA, _per_sequence_sdpa)
-    AttentionMaskInterface.register(PER_SEQUENCE_SDPA, sdpa_mask)  # batches that are not padding-free keep their mask
-    model.set_attn_implementation(PER_SEQUENCE_SDPA)
-
-
-def _per_sequence_sdpa(module, query, key, value, attention_mask, *, cu_seq_lens_q=None, cu_seq_lens_k=None,
-                       **kwargs):
-    """sdpa run sequence by sequence over a padding-free row (TRL's collator passes the boundaries); any other
-    batch (padded, or with a cache) goes to plain sdpa with its mask."""
-    packed = (cu_seq_lens_q is not None and query.shape[0] == 1 and query.shape[2] == key.shape[2]
-              and (cu_seq_lens_k is None or torch.equal(cu_seq_lens_q, cu_seq_lens_k)))
-    if not packed:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    bounds = cu_seq_lens_q.tolist()
-    parts = [sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-                                    None, **kwargs)[0]  # no mask: causal within the sequence (module.is_causal)
-             for start, end in zip(bounds, bounds[1:]) if end > start]
-    return torch.cat(parts, dim=1), None
 
 
 def _attach_lora(model, config: TrainConfig):
@@ -399,28 +363,6 @@ def _build_trainer(config: TrainConfig, model, tokenizer, peft_config, train_dat
         trainer = KTOTrainer(args=args, **inputs)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; progress() reports instead
     return trainer
-
-
-@contextlib.contextmanager
-def _lm_head_on_labelled_positions_only():
-    """Let TRL's fused LM head score only the labelled positions on a CPU too, as it does on a GPU.
-
-    TRL 1.16 projects only the positions that carry a label on Triton devices, but every position elsewhere, so that
-    an XLA-style compiler (Neuron) sees fixed tile shapes. A CPU compiles nothing, and with completion-only loss most
-    positions are prompt: the LM head (49k vocabulary x every token, recomputed in backward) was a quarter of a
-    SmolLM2-135M step on CPU. The loss and gradients are the same; masked positions are zero either way.
-    """
-    import trl.trainer.utils as trl_utils
-
-    on_triton = getattr(trl_utils, "_use_triton", None)
-    if on_triton is None:  # another TRL: leave it as it is
-        yield
-        return
-    trl_utils._use_triton = lambda device: device.type == "cpu" or on_triton(device)
-    try:
-        yield
-    finally:
-        trl_utils._use_triton = on_triton
 
 
 def _truncate(dataset, max_length: int):

@@ -12,7 +12,7 @@ from training.core.config import ALL_PROJECTIONS, CONFIG_FILENAME, TrainConfig, 
 
 def test_it_has_the_documented_defaults():
     config = TrainConfig(base_model="some/model")
-    assert (config.method, config.lora_r, config.lora_alpha, config.lora_dropout) == ("sft", 16, 32, 0.05)
+    assert (config.method, config.lora_r, config.lora_alpha, config.lora_dropout) == ("sft", 16, 32, 0.0)
     assert (config.learning_rate, config.lr_scheduler, config.max_steps) == (2e-4, "linear", -1)
     assert config.target_modules is None and config.parent_adapter is None
     assert config.eval_fraction == 0.0
