@@ -197,7 +197,7 @@ def test_it_registers_the_served_teacher_with_the_documented_command(stack):
     command = teacher["command"]
     port, served = command[command.index("--port") + 1], command[command.index("--served-model-name") + 1]
     guide = (ROOT / "docs" / "deploy.md").read_text()
-    register = re.search(r"register_model\s+(\S+)\s+--backend openai[^\n]*\n?[^\n]*", guide)
+    register = re.search(r"register_model \S+ --backend openai(?:[^\n]*\\\n)*[^\n]*", guide)
     assert register, "docs/deploy.md gives no register_model command for the teacher service"
     assert f"--base-url http://teacher:{port}/v1" in register.group(0)
     assert f"--source {served}" in register.group(0)
@@ -400,3 +400,14 @@ def test_it_refuses_more_gpus_per_worker_than_there_are(tmp_path):
     _, stderr = worker.communicate(timeout=30)
     assert worker.returncode != 0
     assert "4 GPU(s) per worker asked, but only 2 to claim" in stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_it_sends_the_build_everything_the_dockerfile_copies(dockerfile):
+    # BuildKit reads <Dockerfile>.dockerignore; it ignores everything but what is listed, so a new
+    # COPY source must be listed too (or the build fails on a path "not found").
+    ignore = Path(f"{dockerfile}.dockerignore").read_text().splitlines()
+    included = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copied = {source for step in instructions(dockerfile) if step.startswith("COPY ") and "--from=" not in step
+              for source in step.split()[1:-1]}
+    assert copied and copied <= included, f"COPY of {copied - included}, which {dockerfile.name}.dockerignore leaves out"
