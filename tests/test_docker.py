@@ -50,9 +50,9 @@ def env_names_read(path: Path) -> set[str]:
             func = ast.unparse(node.func)
             if func in ("os.environ.get", "os.getenv", "env_bool", "env_list"):
                 names.add(node.args[0].value)
-        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
-            if isinstance(node.slice, ast.Constant):
-                names.add(node.slice.value)
+        elif (isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ"
+              and isinstance(node.slice, ast.Constant)):
+            names.add(node.slice.value)
     return names
 
 
