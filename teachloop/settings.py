@@ -2,7 +2,7 @@
 
 Embedded default (nothing set): SQLite, in-memory channel layer, DEBUG on, a generated dev
 secret key, data under ./var. Production: set DEBUG=0, SECRET_KEY, ALLOWED_HOSTS,
-DATABASE_URL (PostgreSQL) and REDIS_URL. See docs/configuration.md.
+DATABASE_URL (PostgreSQL) and REDIS_URL. See "Configuration" in README.md and docs/deploy.md.
 """
 
 from __future__ import annotations
