@@ -30,7 +30,7 @@ class ScriptedLLM:
     def __init__(self, pieces=("Hello", " there"), decision="Error type: slip\nStrategy: hint\nIntention: check the sum",
                  error=None, stream_error=None, gate=None):
         self.pieces, self.decision, self.error, self.stream_error = list(pieces), decision, error, stream_error
-        self.gate = gate  # a threading.Event the stream waits on between pieces (for stop tests)
+        self.gate = gate  # a threading.Event the stream waits on after its first piece
         self.calls: list[tuple[str, list]] = []
 
     def generate(self, conversations, params=None, *, adapter=None):
@@ -45,8 +45,8 @@ class ScriptedLLM:
         self.calls.append(("stream", conversation))
         if self.error:
             raise self.error
-        for piece in self.pieces:
-            if self.gate is not None:
+        for i, piece in enumerate(self.pieces):
+            if self.gate is not None and i > 0:
                 self.gate.wait(5)
             yield piece
         if self.stream_error:
