@@ -108,6 +108,18 @@ class SessionPageTestCase(LearnViewsTestCase):
         self.assertEqual(list(TutorFeedback.objects.values_list("value", flat=True)), ["helpful"])
         self.assertEqual(self.client.post(url, {"kind": "helpful", "value": "meh"}).status_code, 400)
 
+    def test_it_records_the_clearer_of_two_alternatives_and_updates_both(self):
+        other = TutorMessage.objects.create(session=self.session, kind="explanation", skill=self.message.skill,
+                                            prompt=self.message.prompt, alternative_to=self.message,
+                                            text="Example: 2 + 3 = 5.", status="done")
+        page = self.client.get(reverse("learn:session", args=[self.session.pk]))
+        self.assertContains(page, "This one is clearer", count=2)
+        response = self.client.post(reverse("learn:feedback", args=[other.pk]), {"kind": "choice", "value": "chosen"})
+        self.assertContains(response, "You found this one clearer")
+        self.assertContains(response, f'id="tmsg-{self.message.pk}-feedback" class="feedback" hx-swap-oob="true"')
+        choice = TutorFeedback.objects.get(kind="choice")
+        self.assertEqual((choice.message, choice.rejected), (other, self.message))
+
     def test_it_shows_the_full_solution_as_a_tutor_message(self):
         self.client.post(reverse("learn:solution", args=[self.session.pk]))
         solution = self.session.messages.get(kind="solution")
