@@ -36,7 +36,7 @@ DEBUG = env_bool("DEBUG", True)
 
 DATA_DIR = Path(os.environ.get("TEACHLOOP_DATA_DIR", BASE_DIR / "var")).resolve()
 TEACHLOOP_DATA_DIR = DATA_DIR
-TEACHLOOP_MODEL_CACHE_DIR = DATA_DIR / "models"
+TEACHLOOP_MODEL_CACHE_DIR = Path(os.environ.get("TEACHLOOP_MODEL_CACHE_DIR", DATA_DIR / "models")).resolve()
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -162,6 +162,16 @@ if TEACHLOOP_TRAIN_GPUS.strip().lower() != "auto" and not TEACHLOOP_TRAIN_GPUS.s
     raise ImproperlyConfigured(f"TEACHLOOP_TRAIN_GPUS must be 'auto' or a number, got {TEACHLOOP_TRAIN_GPUS!r}")
 # How long the admin "try it" action waits for the background worker before saying it is queued.
 TEACHLOOP_TRY_WAIT_S = float(os.environ.get("TEACHLOOP_TRY_WAIT_S", "90"))
+
+# --- tutoring human learners ----------------------------------------------------------
+# The share of concept explanations shown as two alternatives for the learner to choose the
+# clearer one (pairwise preference data for DPO); 0 turns pairs off.
+TEACHLOOP_TUTOR_ALTERNATIVES_SHARE = float(os.environ.get("TEACHLOOP_TUTOR_ALTERNATIVES_SHARE", "0.2"))
+if not 0.0 <= TEACHLOOP_TUTOR_ALTERNATIVES_SHARE <= 1.0:
+    raise ImproperlyConfigured("TEACHLOOP_TUTOR_ALTERNATIVES_SHARE must be between 0 and 1, "
+                               f"got {TEACHLOOP_TUTOR_ALTERNATIVES_SHARE}")
+# Anyone may create a learner account at /learn/signup/; off: accounts come from an admin.
+TEACHLOOP_OPEN_SIGNUP = env_bool("TEACHLOOP_OPEN_SIGNUP", True)
 
 # --- auth ------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

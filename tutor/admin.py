@@ -17,6 +17,7 @@ from tutor.models import Course, Exercise, Skill, TeachingRun
 class CourseAdmin(admin.ModelAdmin):
     list_display = ["name", "key", "teacher", "source", "created_at"]
     search_fields = ["name", "key"]
+    filter_horizontal = ["instructors"]
     change_list_template = "admin/tutor/course/change_list.html"
 
     def get_urls(self):
@@ -78,3 +79,5 @@ class TeachingRunAdmin(admin.ModelAdmin):
     def cancel(self, request: HttpRequest, queryset) -> None:
         count = queryset.filter(status__in=["queued", "running"]).update(cancel_requested=True)
         self.message_user(request, f"Cancel requested for {count} run(s).")
+
+from tutor import admin_learn  # noqa: E402,F401  (learner-side models; kept in their own module)
