@@ -485,11 +485,12 @@ def run_context(run: TeachingRun) -> dict[str, Any]:
             "feedback_jobs": [jobs[str(pk)] for pk in run.feedback_jobs if str(pk) in jobs]}
 
 
-def run_state_html(run: TeachingRun) -> str:
-    """The run page's live part and the run's row in the list, swapped in by id (htmx ws)."""
+def run_fragments(run: TeachingRun) -> dict[str, str]:
+    """The run page's live part ("state") and the run's row in the list ("row"), swapped in by id
+    (htmx ws); each socket is sent the one its page shows."""
     ctx = run_context(run)
-    return (render_to_string("tutor/runs/partials/run_state.html", ctx)
-            + render_to_string("tutor/runs/partials/run_row.html", ctx))
+    return {"state": render_to_string("tutor/runs/partials/run_state.html", ctx),
+            "row": render_to_string("tutor/runs/partials/run_row.html", ctx)}
 
 
 def broadcast_run(run: TeachingRun) -> None:
@@ -497,6 +498,6 @@ def broadcast_run(run: TeachingRun) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(run_group(run.pk), {"type": "run.update", "html": run_state_html(run)})
+        async_to_sync(layer.group_send)(run_group(run.pk), {"type": "run.update", "fragments": run_fragments(run)})
     except Exception:  # a broken channel layer must never stop the run itself
         logger.exception("could not broadcast run %s update", run.pk)

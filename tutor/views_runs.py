@@ -11,7 +11,9 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from training.services import default_model
 from tutor import teaching
@@ -65,8 +67,13 @@ def run_new(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(_runs(), pk=run_id)
     return render(request, "tutor/runs/run_detail.html",
-                  {**teaching.run_context(run), "resume_form": ResumeForm(),
-                   "approved": run.explanations.filter(rating=True).count()})
+                  {**teaching.run_context(run), "approved": run.explanations.filter(rating=True).count()})
+
+
+def _back_to_run(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The run page again (its controls post with htmx, so htmx is told to go there)."""
+    url = reverse("runs:detail", args=[run_id])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 @staff_required
@@ -74,7 +81,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     run = teaching.teaching_run_cancel(run=get_object_or_404(TeachingRun, pk=run_id))
     messages.info(request, f"Run {run.pk}: {'stopping after the current step' if run.cancel_requested else run.status}.")
-    return redirect("runs:detail", run_id=run.pk)
+    return _back_to_run(request, run.pk)
 
 
 @staff_required
@@ -88,7 +95,7 @@ def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
         messages.error(request, " ".join(exc.messages))
     else:
         messages.success(request, f"Run {run_id} queued; it continues from its last finished step.")
-    return redirect("runs:detail", run_id=run_id)
+    return _back_to_run(request, run_id)
 
 
 @staff_required
@@ -122,9 +129,12 @@ def _explanation(run_id: int, explanation_id: int) -> RunExplanation:
 def _card(request: HttpRequest, explanation: RunExplanation, *, form: ExplanationEditForm | None = None) -> HttpResponse:
     if not request.htmx and form is None:
         return redirect("runs:explanations", run_id=explanation.run_id)
-    template = "tutor/runs/partials/explanation_edit.html" if form is not None else \
-        "tutor/runs/partials/explanation.html"
-    return render(request, template, {"x": explanation, "form": form})
+    if form is not None:
+        return render(request, "tutor/runs/partials/explanation_edit.html", {"x": explanation, "form": form})
+    # The card, and the fine-tune button with its new count of approvals (swapped out of band).
+    run = explanation.run
+    return render(request, "tutor/runs/partials/explanation_card.html",
+                  {"x": explanation, "run": run, "oob": True, "approved": run.explanations.filter(rating=True).count()})
 
 
 @staff_required

@@ -26,8 +26,8 @@ def run(monkeypatch):
                                         rounds=1, plan_budget=4, explain_budget=2)
 
 
-async def connect(run_id, user):
-    communicator = WebsocketCommunicator(router, f"/ws/tutor/runs/{run_id}/")
+async def connect(run_id, user, query: str = ""):
+    communicator = WebsocketCommunicator(router, f"/ws/tutor/runs/{run_id}/{query}")
     communicator.scope["user"] = user
     connected, _ = await communicator.connect()
     return communicator, connected
@@ -50,25 +50,33 @@ async def test_it_sends_the_current_state_from_the_database_on_connect(run, djan
     communicator, connected = await connect(run.pk, staff)
     assert connected
     html = await communicator.receive_from(timeout=10)
-    assert f'id="run-state-{run.pk}"' in html and f'id="run-row-{run.pk}"' in html
+    assert f'id="run-state-{run.pk}"' in html and "run-row" not in html
     assert 'class="step step-current">score<' in html and 'class="step step-done">explain<' in html
     assert "25%" in html and "possible teacher hacking: test" in html
     await communicator.disconnect()
 
+    listing, _ = await connect(run.pk, staff, "?part=row")  # the run list's socket: the row only
+    row = await listing.receive_from(timeout=10)
+    assert row.startswith(f'<tr id="run-row-{run.pk}"') and "Running" in row and "score" in row
+    await listing.disconnect()
+
 
 async def test_it_pushes_each_step_of_a_running_run_to_every_watcher(run, django_user_model):
     staff = await django_user_model.objects.acreate(username="alice", is_staff=True)
-    first, _ = await connect(run.pk, staff)
-    second, _ = await connect(run.pk, staff)
-    for communicator in (first, second):
+    page, _ = await connect(run.pk, staff)
+    listing, _ = await connect(run.pk, staff, "?part=row")
+    for communicator in (page, listing):
         assert "Queued" in await communicator.receive_from(timeout=10)
 
     await sync_to_async(teaching.teaching_run_execute, thread_sensitive=False)(run=run)
 
-    for communicator in (first, second):
-        seen: list[str] = []
-        while not seen or "Succeeded" not in seen[-1]:  # the last message: the run's end
-            seen.append(await communicator.receive_from(timeout=10))
-        assert any("step <strong>explain</strong>" in html for html in seen)
-        assert "Succeeded" in seen[-1] and 'class="step step-done">reexamine<' in seen[-1]
+    seen = {}
+    for name, communicator in (("page", page), ("list", listing)):
+        seen[name] = [await communicator.receive_from(timeout=10)]
+        while "Succeeded" not in seen[name][-1]:  # the run's end is its last message
+            seen[name].append(await communicator.receive_from(timeout=10))
         await communicator.disconnect()
+    assert any("step <strong>explain</strong>" in html for html in seen["page"])
+    assert 'class="step step-done">reexamine<' in seen["page"][-1]
+    assert any("round 1/1 · explain" in html for html in seen["list"])
+    assert all(html.startswith(f'<tr id="run-row-{run.pk}"') for html in seen["list"])

@@ -190,6 +190,29 @@ class ControlTestCase(RunsTestCase):
         self.assertEqual(run.status, "succeeded", run.last_error)
         self.assertEqual(self.fakes["scripted-teacher"].count("explain"), 1)  # not paid for twice
 
+    def test_it_offers_cancel_while_a_run_goes_and_resume_after_it_stopped(self):
+        run = self.create_run()
+        page = self.client.get(reverse("runs:detail", args=[run.pk]))
+        self.assertContains(page, f'hx-post="{reverse("runs:cancel", args=[run.pk])}"')
+        self.assertNotContains(page, reverse("runs:resume", args=[run.pk]))
+        response = self.client.post(reverse("runs:cancel", args=[run.pk]), HTTP_HX_REQUEST="true")
+        self.assertEqual(response["HX-Redirect"], reverse("runs:detail", args=[run.pk]))
+        page = self.client.get(reverse("runs:detail", args=[run.pk]))
+        self.assertContains(page, f'hx-post="{reverse("runs:resume", args=[run.pk])}"')
+        self.assertNotContains(page, reverse("runs:cancel", args=[run.pk]))
+
+    def test_it_cancels_and_resumes_runs_from_the_admin(self):
+        run = self.create_run()
+        url = reverse("admin:tutor_teachingrun_changelist")
+        self.client.post(url, {"action": "cancel", "_selected_action": [run.pk]})
+        run.refresh_from_db()
+        self.assertEqual(run.status, "cancelled")
+        with self.captureOnCommitCallbacks(execute=True):
+            self.client.post(url, {"action": "resume", "_selected_action": [run.pk]})
+        run.refresh_from_db()
+        self.assertEqual(run.status, "queued")
+        self.assertEqual(self.client.get(reverse("admin:tutor_runexplanation_changelist")).status_code, 200)
+
     def test_it_refuses_to_resume_a_running_run(self):
         run = self.create_run()
         TeachingRun.objects.filter(pk=run.pk).update(status="running")
