@@ -140,24 +140,29 @@ def teaching_runs_recover(*, stale_after_s: float | None = None) -> list[int]:
     """Re-queue (or fail) running runs whose worker stopped sending heartbeats.
 
     The round's training job ran in the same dead process: it is failed here (never re-queued on
-    its own), and the resumed run resumes it from its checkpoint.
+    its own), and the resumed run resumes it from its checkpoint. A run without a lease was run by
+    ``manage.py teach``, not a worker: it is failed (resume it), never given to a worker.
     """
     if stale_after_s is None:
         stale_after_s = settings.TEACHLOOP_JOB_STALE_AFTER_S
     cutoff = timezone.now() - timedelta(seconds=stale_after_s)
     recovered = []
-    for run_id in TeachingRun.objects.filter(status=TeachingRun.Status.RUNNING, lease__gt="",
+    for run_id in TeachingRun.objects.filter(status=TeachingRun.Status.RUNNING,
                                              heartbeat_at__lt=cutoff).values_list("pk", flat=True):
         with transaction.atomic():
             run = TeachingRun.objects.select_for_update().get(pk=run_id)
-            if run.status != TeachingRun.Status.RUNNING or not run.lease or run.heartbeat_at >= cutoff:
+            if run.status != TeachingRun.Status.RUNNING or run.heartbeat_at >= cutoff:
                 continue
-            lost = f"worker {run.worker} stopped responding (no heartbeat since {run.heartbeat_at:%H:%M:%S})"
+            who = f"worker {run.worker}" if run.lease else "the process running it (manage.py teach?)"
+            lost = f"{who} stopped responding (no heartbeat since {run.heartbeat_at:%H:%M:%S})"
             TrainingJob.objects.filter(pk__in=run.round_jobs.values(), status=TrainingJob.Status.RUNNING).update(
                 status=TrainingJob.Status.FAILED, lease="", finished_at=timezone.now(),
                 last_error=f"{lost}; its teaching run {run.pk} resumes it")
             if run.cancel_requested:
                 run.status, run.finished_at = TeachingRun.Status.CANCELLED, timezone.now()
+            elif not run.lease:
+                run.status, run.finished_at = TeachingRun.Status.FAILED, timezone.now()
+                run.last_error = f"{lost}; resume it to go on"
             elif run.attempts >= run.max_attempts:
                 run.status, run.finished_at = TeachingRun.Status.FAILED, timezone.now()
                 run.last_error = f"{lost}; gave up after {run.attempts} attempts (resume it to try again)"
@@ -195,17 +200,10 @@ def teaching_run_work(*, run_id: int) -> str:
         return "skipped"
     run, lease = claimed
     broadcast_run(run)
-    stop = threading.Event()
-    heart = threading.Thread(target=_heartbeat, args=(run.pk, lease, stop), daemon=True, name=f"run-heartbeat-{run.pk}")
-    heart.start()
     try:
         teaching_run_execute(run=run, lease=lease)
-    except Exception as exc:  # an unexpected crash must not leave the run "running" forever
-        logger.exception("teaching run %s crashed", run.pk)
-        _finish(run, _stopped_or(run, TeachingRun.Status.FAILED), error=f"{type(exc).__name__}: {exc}",
-                lease=lease)
-    finally:
-        stop.set()
+    except Exception:  # recorded on the run by teaching_run_execute; the worker goes on
+        pass
     return TeachingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first() or "gone"
 
 
@@ -229,9 +227,13 @@ def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
 
     With ``lease`` (a worker's attempt), every write checks it, and an attempt that lost it (its
     run was recovered and given to another worker) stops before its next step and writes nothing.
+    Either way the run sends heartbeats while it runs, and an unexpected exception (or Ctrl-C in
+    ``manage.py teach``) is recorded on the run, failed (cancelled), before it propagates: a run
+    never stays "running" after the process running it stopped.
     """
     mine = TeachingRun.objects.filter(pk=run.pk, **({"lease": lease} if lease else {}))
-    mine.update(status=TeachingRun.Status.RUNNING, last_error="", started_at=run.started_at or timezone.now())
+    mine.update(status=TeachingRun.Status.RUNNING, last_error="", started_at=run.started_at or timezone.now(),
+                heartbeat_at=timezone.now())
     lost = threading.Event()
 
     def on_progress(step: str, round_index: int, info: dict[str, Any]) -> None:
@@ -264,6 +266,9 @@ def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
         return {key: text or None for key, text in
                 RunExplanation.objects.filter(run_id=run.pk).values_list("key", "edited_text")}
 
+    stop = threading.Event()
+    threading.Thread(target=_heartbeat, args=(run.pk, lease or "", stop), daemon=True,
+                     name=f"run-heartbeat-{run.pk}").start()
     try:
         state = run_teaching(course_to_core(course=run.course), language_model_llm(model=run.teacher),
                              language_model_llm(model=run.student), RunConfig(**run.config), state_path(run),
@@ -273,6 +278,17 @@ def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
         if not lost.is_set():
             _finish(run, _stopped_or(run, TeachingRun.Status.FAILED), error=str(exc), lease=lease)
         return None
+    except KeyboardInterrupt:
+        _finish(run, TeachingRun.Status.CANCELLED, error="interrupted; resume it to go on", lease=lease)
+        raise
+    except Exception as exc:
+        logger.exception("teaching run %s crashed", run.pk)
+        if not lost.is_set():
+            _finish(run, _stopped_or(run, TeachingRun.Status.FAILED), error=f"{type(exc).__name__}: {exc}",
+                    lease=lease)
+        raise
+    finally:
+        stop.set()
     if lost.is_set():
         return state
     finished = len(state.rounds) == state.config.rounds and all(

@@ -164,3 +164,19 @@ def test_it_resumes_a_round_job_that_failed_with_its_worker(run, models, fake_tr
     job.refresh_from_db()
     assert fake_training.ran == [job.pk] and path == job.adapter.path
     assert TrainingJob.objects.count() == 1 and job.last_error == ""
+
+
+def test_it_fails_a_headless_run_whose_process_died_instead_of_queueing_it(run, dummy_tasks):
+    stale(run, lease="")  # `manage.py teach` runs without a worker's lease
+    assert teaching.teaching_runs_recover() == [run.pk]
+    run.refresh_from_db()
+    assert run.status == "failed" and "resume it" in run.last_error
+    assert dummy_tasks.results == []
+
+
+def test_a_crash_in_the_command_line_path_is_recorded_before_it_propagates(run, models):
+    models[0]["scripted-teacher"].generate = lambda *a, **k: 1 / 0
+    with pytest.raises(ZeroDivisionError):
+        teaching.teaching_run_execute(run=run)
+    run.refresh_from_db()
+    assert run.status == "failed" and run.last_error.startswith("ZeroDivisionError")
