@@ -10,7 +10,7 @@ from tutor import services
 from tutor.core.course import CourseError
 from tutor.core.course_io import CourseImportError, parse_course_jsonl
 from tutor.forms import CourseUploadForm
-from tutor.models import Course, Exercise, Skill, TeachingRun
+from tutor.models import Course, Exercise, RunExplanation, Skill, TeachingRun
 
 
 @admin.register(Course)
@@ -65,19 +65,47 @@ class ExerciseAdmin(admin.ModelAdmin):
 
 @admin.register(TeachingRun)
 class TeachingRunAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "status", "current_round", "current_step", "created_at", "finished_at"]
+    list_display = ["__str__", "status", "current_round", "current_step", "attempts", "created_at", "finished_at"]
     list_filter = ["status", "course"]
     readonly_fields = ["course", "student", "teacher", "config", "train_config", "status", "current_round",
-                       "current_step", "results", "adapter_path", "last_error", "created_by", "created_at",
-                       "started_at", "finished_at"]
-    actions = ["cancel"]
+                       "current_step", "results", "adapter_path", "last_error", "attempts", "worker",
+                       "heartbeat_at", "round_jobs", "feedback_jobs", "created_by", "created_at", "started_at",
+                       "finished_at"]
+    exclude = ["lease"]
+    actions = ["cancel", "resume"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # started with `manage.py teach`
+        return False  # started from /runs/new/ or with `manage.py teach`
 
-    @admin.action(description="Cancel after the current step (resume later with manage.py teach --resume)")
+    @admin.action(description="Cancel after the current step")
     def cancel(self, request: HttpRequest, queryset) -> None:
-        count = queryset.filter(status__in=["queued", "running"]).update(cancel_requested=True)
-        self.message_user(request, f"Cancel requested for {count} run(s).")
+        from tutor.teaching import teaching_run_cancel
+
+        runs = list(queryset.filter(status__in=["queued", "running"]))
+        for run in runs:
+            teaching_run_cancel(run=run)
+        self.message_user(request, f"Cancel requested for {len(runs)} run(s).")
+
+    @admin.action(description="Resume failed or cancelled runs from their last finished step")
+    def resume(self, request: HttpRequest, queryset) -> None:
+        from tutor.teaching import teaching_run_resume
+
+        runs = list(queryset.filter(status__in=["failed", "cancelled"]))
+        for run in runs:
+            teaching_run_resume(run=run)
+        self.message_user(request, f"Queued {len(runs)} run(s) again.")
+
+
+@admin.register(RunExplanation)
+class RunExplanationAdmin(admin.ModelAdmin):
+    """Read-only mirror of the runs' explanations; people rate and edit them on the run's page."""
+
+    list_display = ["__str__", "skill", "passed_gate", "score", "rating", "rated_by"]
+    list_filter = ["rating", "passed_gate", "run"]
+    search_fields = ["key", "item", "text", "edited_text"]
+    readonly_fields = [f.name for f in RunExplanation._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 from tutor import admin_learn  # noqa: E402,F401  (learner-side models; kept in their own module)

@@ -112,6 +112,16 @@ class TeachingRun(models.Model):
     results = models.JSONField(default=list, help_text="per round: probe and exam accuracy per skill, warnings")
     adapter_path = models.CharField(max_length=1000, blank=True)
     last_error = models.TextField(blank=True)
+    # A run started from the web runs in a worker, like a training job: claimed with a lease,
+    # kept alive by heartbeats, re-queued (to resume) or failed when its worker dies.
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it")
+    lease = models.CharField(max_length=64, blank=True, help_text="token of the attempt that owns the run")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    round_jobs = models.JSONField(default=dict, blank=True, help_text="round index -> training job id")
+    feedback_jobs = models.JSONField(default=list, blank=True,
+                                     help_text="training jobs started from people's ratings (fine-tune now)")
     created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -122,6 +132,68 @@ class TeachingRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk}: {self.student} taught by {self.teacher} on {self.course}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
+
+    @property
+    def latest_result(self) -> dict | None:
+        """The last round with an exam result, for one-line summaries."""
+        examined = [r for r in self.results if r.get("accuracy") is not None]
+        return examined[-1] if examined else None
+
+
+class RunExplanation(models.Model):
+    """One explanation of a teaching run, mirrored from the run's state file for pages and ratings.
+
+    The state-derived fields are overwritten by every sync (the state file is the loop's memory);
+    ``rating`` and ``edited_text`` belong to people and are never touched by a sync. The loop reads
+    them back before each step (``run_teaching(ratings=..., edits=...)``).
+    """
+
+    run = models.ForeignKey(TeachingRun, on_delete=models.CASCADE, related_name="explanations")
+    key = models.CharField(max_length=200, help_text="the explanation's id in the run's state")
+    round = models.PositiveIntegerField()
+    item = models.CharField(max_length=100)
+    skill = models.CharField(max_length=100)
+    split = models.CharField(max_length=10)
+    question = models.TextField(blank=True)
+    gold_answer = models.CharField(max_length=500, blank=True)
+    student_answer = models.TextField(blank=True, help_text="the student's answer before the explanation")
+    answer_after = models.TextField(blank=True, help_text="the student's answer with the explanation in context")
+    text = models.TextField(help_text="the teacher's explanation, as written (model output: untrusted)")
+    teacher_answer = models.CharField(max_length=500, blank=True)
+    passed_gate = models.BooleanField(default=False)
+    gate_reason = models.TextField(blank=True)
+    quotes_exam = models.BooleanField(default=False)
+    before = models.JSONField(default=list, blank=True, help_text="correct before: the item, then its siblings")
+    after = models.JSONField(default=list, blank=True)
+    siblings = models.JSONField(default=list, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    rating = models.BooleanField(null=True, blank=True, help_text="a person's thumbs up (true) or down (false)")
+    edited_text = models.TextField(blank=True, help_text="a person's rewrite; it replaces the text in training")
+    rated_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "round", "pk"]
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="explanation_key_per_run")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} {self.key}"
+
+    @property
+    def final_text(self) -> str:
+        return self.edited_text if self.edited_text.strip() else self.text
+
+    @property
+    def correct_before(self) -> int:
+        return sum(bool(v) for v in self.before)
+
+    @property
+    def correct_after(self) -> int:
+        return sum(bool(v) for v in self.after)
 
 
 # ---------------------------------------------------------------- human learners (issue 5)

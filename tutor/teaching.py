@@ -1,29 +1,69 @@
 """Teaching-run services: the plain-Python loop (tutor/core/teaching) wired to the registry,
-the course tables and the training app."""
+the course tables and the training app.
+
+Rules that matter:
+- the run's JSON state file is the loop's memory (resumable from the last finished step); the
+  ``TeachingRun`` row mirrors what pages need (status, step, per-round results) and
+  ``RunExplanation`` rows mirror the explanations, synced after every finished step (idempotent),
+  plus people's ratings and edits, which only people write and the loop reads before each step;
+- a run started from the web is run by a worker task (:func:`teaching_run_work`) on the
+  ``training`` queue: claimed atomically with a lease, kept alive by heartbeats, and re-queued to
+  resume (or failed once its attempts are used) when its worker dies (:func:`teaching_runs_recover`,
+  called by the workers' recovery loop), the way training jobs are;
+- each round's training job runs inside the run's task (it needs the same machine) and is
+  remembered per round, so a resumed run reuses a finished job's adapter or resumes the job from its
+  checkpoint instead of training again;
+- every change is pushed to the run's WebSocket group ``tutor.run.<id>`` as HTML fragments.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+import uuid
 from collections.abc import Callable
+from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from training import jobs as training_jobs
-from training.models import Adapter, LanguageModel, TrainingJob
+from training.core.datasets import DatasetError
+from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
 from training.services import language_model_llm
+from tutor.core.course import ExamLeakError
+from tutor.core.teaching.guard import ExamGuard
 from tutor.core.teaching.loop import run_teaching
-from tutor.core.teaching.state import RunConfig, RunState, TeachingError
-from tutor.models import Course, TeachingRun
+from tutor.core.teaching.state import STEPS, Explanation, RunConfig, RunState, TeachingError
+from tutor.core.teaching.steps import feedback_records
+from tutor.models import Course, Exercise, RunExplanation, TeachingRun
 from tutor.services import course_to_core
 
+logger = logging.getLogger(__name__)
+
 Progress = Callable[[str, int, dict[str, Any]], None]
+MAX_EDIT_CHARS = 8000
+
+
+def run_group(run_id: int) -> str:
+    return f"tutor.run.{run_id}"
 
 
 def teaching_run_create(*, course: Course, student: LanguageModel, teacher: LanguageModel, user=None,
-                        train: dict[str, Any] | None = None, **config: Any) -> TeachingRun:
+                        train: dict[str, Any] | None = None, enqueue: bool = False,
+                        **config: Any) -> TeachingRun:
+    """Validate the settings and create the run; with ``enqueue`` a worker starts it once the
+    transaction commits (the CLI runs it in its own process instead)."""
     if student.backend == LanguageModel.Backend.OPENAI:
         raise ValidationError(f"{student.name} is served over HTTP; a student must be a local model "
                               "(its LoRA adapters are trained and loaded here).")
@@ -31,52 +71,246 @@ def teaching_run_create(*, course: Course, student: LanguageModel, teacher: Lang
         run_config = RunConfig(**config)
     except (TypeError, ValueError) as exc:
         raise ValidationError(str(exc)) from exc
-    from dataclasses import asdict
+    with transaction.atomic():
+        run = TeachingRun.objects.create(course=course, student=student, teacher=teacher,
+                                         config=asdict(run_config), train_config=train or {}, created_by=user)
+        if enqueue:
+            transaction.on_commit(lambda: teaching_run_enqueue(run=run))
+    return run
 
-    return TeachingRun.objects.create(course=course, student=student, teacher=teacher, config=asdict(run_config),
-                                      train_config=train or {}, created_by=user)
+
+def teaching_run_enqueue(*, run: TeachingRun) -> None:
+    from tutor.tasks import run_teaching_run
+
+    # The training queue: a run generates with the student and trains it, so it belongs on the
+    # machines (one worker per GPU) that take training jobs.
+    run_teaching_run.using(queue_name="training").enqueue(run.pk)
 
 
 def state_path(run: TeachingRun) -> Path:
     return Path(settings.TEACHLOOP_DATA_DIR) / "runs" / str(run.pk) / "state.json"
 
 
-def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None) -> RunState | None:
-    """Run (or resume, from the last finished step) a teaching run in this process."""
-    TeachingRun.objects.filter(pk=run.pk).update(status=TeachingRun.Status.RUNNING, last_error="",
-                                                 started_at=run.started_at or timezone.now())
+def load_state(run: TeachingRun) -> RunState | None:
+    path = state_path(run)
+    return RunState.load(path) if path.exists() else None
+
+
+# --- controlling a run ------------------------------------------------------------------
+
+def teaching_run_cancel(*, run: TeachingRun) -> TeachingRun:
+    """A queued run is cancelled at once; a running one stops before its next step (and its
+    current training job, if any, at its next training step)."""
+    with transaction.atomic():
+        run = TeachingRun.objects.select_for_update().get(pk=run.pk)
+        if run.status == TeachingRun.Status.QUEUED:
+            run.status, run.finished_at = TeachingRun.Status.CANCELLED, timezone.now()
+            run.save(update_fields=["status", "finished_at"])
+        elif run.status == TeachingRun.Status.RUNNING:
+            run.cancel_requested = True
+            run.save(update_fields=["cancel_requested"])
+    if run.status == TeachingRun.Status.RUNNING:
+        for job in TrainingJob.objects.filter(pk__in=run.round_jobs.values(), status=TrainingJob.Status.RUNNING):
+            training_jobs.training_job_cancel(job=job)
+    broadcast_run(run)
+    return run
+
+
+def teaching_run_resume(*, run: TeachingRun, extra_rounds: int = 0) -> TeachingRun:
+    """Queue a failed or cancelled run again (or a finished one with ``extra_rounds`` more rounds);
+    it continues from its last finished step, so no teacher call is paid for twice, and reads the
+    ratings and edits people made since."""
+    with transaction.atomic():
+        run = TeachingRun.objects.select_for_update().get(pk=run.pk)
+        resumable = (TeachingRun.Status.FAILED, TeachingRun.Status.CANCELLED)
+        if not (run.status in resumable or (run.status == TeachingRun.Status.SUCCEEDED and extra_rounds > 0)):
+            raise ValidationError(f"run {run.pk} is {run.status}; only a failed or cancelled run can be resumed, "
+                                  "and a finished one only with more rounds")
+        if extra_rounds:
+            run.config = {**run.config, "rounds": run.config["rounds"] + extra_rounds}
+        run.status, run.cancel_requested, run.last_error, run.finished_at = TeachingRun.Status.QUEUED, False, "", None
+        run.max_attempts = run.attempts + max(1, run.max_attempts - run.attempts)
+        run.save()
+        transaction.on_commit(lambda: teaching_run_enqueue(run=run))
+    broadcast_run(run)
+    return run
+
+
+def teaching_runs_recover(*, stale_after_s: float | None = None) -> list[int]:
+    """Re-queue (or fail) running runs whose worker stopped sending heartbeats.
+
+    The round's training job ran in the same dead process: it is failed here (never re-queued on
+    its own), and the resumed run resumes it from its checkpoint. A run without a lease was run by
+    ``manage.py teach``, not a worker: it is failed (resume it), never given to a worker.
+    """
+    if stale_after_s is None:
+        stale_after_s = settings.TEACHLOOP_JOB_STALE_AFTER_S
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    recovered = []
+    for run_id in TeachingRun.objects.filter(status=TeachingRun.Status.RUNNING,
+                                             heartbeat_at__lt=cutoff).values_list("pk", flat=True):
+        with transaction.atomic():
+            run = TeachingRun.objects.select_for_update().get(pk=run_id)
+            if run.status != TeachingRun.Status.RUNNING or run.heartbeat_at >= cutoff:
+                continue
+            who = f"worker {run.worker}" if run.lease else "the process running it (manage.py teach?)"
+            lost = f"{who} stopped responding (no heartbeat since {run.heartbeat_at:%H:%M:%S})"
+            TrainingJob.objects.filter(pk__in=run.round_jobs.values(), status=TrainingJob.Status.RUNNING).update(
+                status=TrainingJob.Status.FAILED, lease="", finished_at=timezone.now(),
+                last_error=f"{lost}; its teaching run {run.pk} resumes it")
+            if run.cancel_requested:
+                run.status, run.finished_at = TeachingRun.Status.CANCELLED, timezone.now()
+            elif not run.lease:
+                run.status, run.finished_at = TeachingRun.Status.FAILED, timezone.now()
+                run.last_error = f"{lost}; resume it to go on"
+            elif run.attempts >= run.max_attempts:
+                run.status, run.finished_at = TeachingRun.Status.FAILED, timezone.now()
+                run.last_error = f"{lost}; gave up after {run.attempts} attempts (resume it to try again)"
+            else:
+                run.status, run.last_error = TeachingRun.Status.QUEUED, f"{lost}; re-queued to resume"
+                transaction.on_commit(lambda run=run: teaching_run_enqueue(run=run))
+            run.lease = ""
+            run.save()
+            recovered.append(run.pk)
+        broadcast_run(run)
+    return recovered
+
+
+# --- running ------------------------------------------------------------------------------
+
+def teaching_run_claim(*, run_id: int) -> tuple[TeachingRun, str] | None:
+    """Atomically take a queued run; None when it is not queued (already taken or cancelled)."""
+    with transaction.atomic():
+        run = TeachingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != TeachingRun.Status.QUEUED:
+            return None
+        lease, now = uuid.uuid4().hex, timezone.now()
+        run.status, run.lease, run.worker, run.heartbeat_at = TeachingRun.Status.RUNNING, lease, \
+            training_jobs.worker_id(), now
+        run.attempts += 1
+        run.started_at = run.started_at or now
+        run.save()
+    return run, lease
+
+
+def teaching_run_work(*, run_id: int) -> str:
+    """The worker's side: claim the run, keep it alive, run it; returns the final status."""
+    claimed = teaching_run_claim(run_id=run_id)
+    if claimed is None:
+        return "skipped"
+    run, lease = claimed
+    broadcast_run(run)
+    try:
+        teaching_run_execute(run=run, lease=lease)
+    except Exception:  # recorded on the run by teaching_run_execute; the worker goes on
+        pass
+    return TeachingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first() or "gone"
+
+
+def _heartbeat(run_id: int, lease: str, stop: threading.Event) -> None:
+    """Keep the run alive while a long step (a big batch, a training job) gives no progress."""
+    from django.db import connection
+
+    try:
+        while not stop.wait(settings.TEACHLOOP_JOB_HEARTBEAT_S):
+            try:
+                TeachingRun.objects.filter(pk=run_id, lease=lease).update(heartbeat_at=timezone.now())
+            except Exception:  # a busy database now and then must not silence the run for good
+                logger.warning("heartbeat of teaching run %s failed; trying again", run_id, exc_info=True)
+    finally:
+        connection.close()
+
+
+def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
+                         lease: str | None = None) -> RunState | None:
+    """Run (or resume, from the last finished step) a teaching run in this process.
+
+    With ``lease`` (a worker's attempt), every write checks it, and an attempt that lost it (its
+    run was recovered and given to another worker) stops before its next step and writes nothing.
+    Either way the run sends heartbeats while it runs, and an unexpected exception (or Ctrl-C in
+    ``manage.py teach``) is recorded on the run, failed (cancelled), before it propagates: a run
+    never stays "running" after the process running it stopped.
+    """
+    mine = TeachingRun.objects.filter(pk=run.pk, **({"lease": lease} if lease else {}))
+    mine.update(status=TeachingRun.Status.RUNNING, last_error="", started_at=run.started_at or timezone.now(),
+                heartbeat_at=timezone.now())
+    lost = threading.Event()
 
     def on_progress(step: str, round_index: int, info: dict[str, Any]) -> None:
-        TeachingRun.objects.filter(pk=run.pk).update(current_round=round_index, current_step=step)
+        fields: dict[str, Any] = {"current_round": round_index, "current_step": step}
+        if lease:
+            fields["heartbeat_at"] = timezone.now()
+        if info.get("status") == "done":
+            state = load_state(run)
+            if state is not None:
+                fields["results"] = round_summaries(state)
+                run_explanations_sync(run=run, state=state)
+        if not mine.update(**fields):
+            lost.set()
+            return
+        broadcast_run(TeachingRun.objects.get(pk=run.pk))
         if progress is not None:
             progress(step, round_index, info)
 
     def should_stop() -> bool:
-        return TeachingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+        row = TeachingRun.objects.filter(pk=run.pk).values("cancel_requested", "lease").first()
+        if row is None or (lease and row["lease"] != lease):
+            lost.set()
+            return True
+        return bool(row["cancel_requested"])
 
+    def ratings() -> dict[str, bool | None]:
+        return dict(RunExplanation.objects.filter(run_id=run.pk).values_list("key", "rating"))
+
+    def edits() -> dict[str, str | None]:
+        return {key: text or None for key, text in
+                RunExplanation.objects.filter(run_id=run.pk).values_list("key", "edited_text")}
+
+    stop = threading.Event()
+    threading.Thread(target=_heartbeat, args=(run.pk, lease or "", stop), daemon=True,
+                     name=f"run-heartbeat-{run.pk}").start()
     try:
         state = run_teaching(course_to_core(course=run.course), language_model_llm(model=run.teacher),
                              language_model_llm(model=run.student), RunConfig(**run.config), state_path(run),
-                             train_fn=_train_fn(run), progress=on_progress, should_stop=should_stop)
+                             train_fn=_train_fn(run), progress=on_progress, should_stop=should_stop,
+                             ratings=ratings, edits=edits)
     except (TeachingError, ValidationError) as exc:
-        _finish(run, TeachingRun.Status.FAILED, error=str(exc))
+        if not lost.is_set():
+            _finish(run, _stopped_or(run, TeachingRun.Status.FAILED), error=str(exc), lease=lease)
         return None
+    except KeyboardInterrupt:
+        _finish(run, TeachingRun.Status.CANCELLED, error="interrupted; resume it to go on", lease=lease)
+        raise
+    except Exception as exc:
+        logger.exception("teaching run %s crashed", run.pk)
+        if not lost.is_set():
+            _finish(run, _stopped_or(run, TeachingRun.Status.FAILED), error=f"{type(exc).__name__}: {exc}",
+                    lease=lease)
+        raise
+    finally:
+        stop.set()
+    if lost.is_set():
+        return state
     finished = len(state.rounds) == state.config.rounds and all(
         "reexamine" in r.done_steps for r in state.rounds)
-    _finish(run, TeachingRun.Status.SUCCEEDED if finished else TeachingRun.Status.CANCELLED, state=state)
+    _finish(run, TeachingRun.Status.SUCCEEDED if finished else TeachingRun.Status.CANCELLED, state=state,
+            lease=lease)
     return state
+
+
+def _stopped_or(run: TeachingRun, status: str) -> str:
+    """Cancelled when someone asked for it (a cancelled training job ends its round with an error)."""
+    asked = TeachingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+    return TeachingRun.Status.CANCELLED if asked else status
 
 
 def _train_fn(run: TeachingRun):
     def train(records: list[dict[str, Any]], round_index: int, parent_adapter: str | None) -> str | None:
         if not records or run.train_config.get("disabled"):
             return None  # nothing that helped this round: the student keeps its adapter
-        dataset = training_jobs.dataset_create(name=f"run {run.pk} round {round_index}", method="sft",
-                                               records=records, source=f"teaching run {run.pk}")
-        parent = Adapter.objects.filter(path=parent_adapter).first() if parent_adapter else None
-        hyper = {k: v for k, v in run.train_config.items() if k != "disabled"}
-        job = training_jobs.training_job_create(base_model=run.student, dataset=dataset, parent_adapter=parent,
-                                                user=run.created_by, enqueue=False, **hyper)
+        job = _round_job(run, round_index, records, parent_adapter)
+        if job.status == TrainingJob.Status.SUCCEEDED and job.adapter is not None:
+            return job.adapter.path  # trained before an interruption: not again
         status = training_jobs.training_job_run(job_id=job.pk)
         job.refresh_from_db()
         if status != TrainingJob.Status.SUCCEEDED or job.adapter is None:
@@ -86,17 +320,200 @@ def _train_fn(run: TeachingRun):
     return train
 
 
+def _round_job(run: TeachingRun, round_index: int, records: list[dict[str, Any]],
+               parent_adapter: str | None) -> TrainingJob:
+    """This round's training job: the one made before an interruption (made runnable again), or a new one."""
+    known = (TeachingRun.objects.filter(pk=run.pk).values_list("round_jobs", flat=True).first() or {})
+    job = TrainingJob.objects.select_related("adapter").filter(pk=known.get(str(round_index))).first()
+    if job is not None and job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
+        # Resume from its checkpoint in this process (training_job_run claims a queued job).
+        TrainingJob.objects.filter(pk=job.pk).update(status=TrainingJob.Status.QUEUED, cancel_requested=False,
+                                                     last_error="", finished_at=None,
+                                                     max_attempts=F("attempts") + 1)
+        job.refresh_from_db()
+    if job is not None:
+        return job
+    dataset = training_jobs.dataset_create(name=f"run {run.pk} round {round_index}", method="sft",
+                                           records=records, source=f"teaching run {run.pk}")
+    parent = Adapter.objects.filter(path=parent_adapter).first() if parent_adapter else None
+    hyper = {k: v for k, v in run.train_config.items() if k != "disabled"}
+    job = training_jobs.training_job_create(base_model=run.student, dataset=dataset, parent_adapter=parent,
+                                            user=run.created_by, enqueue=False, **hyper)
+    # The run owns its job's retries: the training recovery must not queue it on its own.
+    TrainingJob.objects.filter(pk=job.pk).update(max_attempts=1)
+    TeachingRun.objects.filter(pk=run.pk).update(round_jobs={**known, str(round_index): job.pk})
+    return job
+
+
 def round_summaries(state: RunState) -> list[dict[str, Any]]:
-    """Per round: probe accuracy and exam accuracy per skill (with the base), warnings."""
+    """Per round: probe accuracy and exam accuracy per skill (with the base), warnings, progress."""
     return [{"round": r.index, "probe": r.probe_accuracy, "exam": r.exam.get("per_skill", {}),
              "base": r.exam.get("base_per_skill", {}), "accuracy": r.exam.get("accuracy"),
-             "base_accuracy": r.exam.get("base_accuracy"), "agreement": r.exam.get("agreement"),
-             "dropped_explanations": r.dropped_explanations, "warnings": r.warnings} for r in state.rounds]
+             "base_accuracy": r.exam.get("base_accuracy"), "vs_base": r.exam.get("vs_base"),
+             "vs_previous": r.exam.get("vs_previous"), "agreement": r.exam.get("agreement"),
+             "teacher_accuracy": r.exam.get("teacher_accuracy"),
+             "explained": len(r.explanations), "dropped_explanations": r.dropped_explanations,
+             "helped": sum(x.helped for x in r.explanations), "generated_kept": sum(g.kept for g in r.generated),
+             "sft_records": len(r.sft_records), "train_note": r.train.get("note", ""),
+             "adapter_path": r.train.get("adapter_path"), "done_steps": list(r.done_steps),
+             "warnings": r.warnings} for r in state.rounds]
 
 
-def _finish(run: TeachingRun, status: str, *, error: str = "", state: RunState | None = None) -> None:
-    fields: dict[str, Any] = {"status": status, "last_error": error, "finished_at": timezone.now()}
+def _finish(run: TeachingRun, status: str, *, error: str = "", state: RunState | None = None,
+            lease: str | None = None) -> None:
+    fields: dict[str, Any] = {"status": status, "last_error": error, "finished_at": timezone.now(), "lease": ""}
     if state is not None:
         fields["results"] = round_summaries(state)
         fields["adapter_path"] = state.adapter_path or ""
-    TeachingRun.objects.filter(pk=run.pk).update(**fields)
+        run_explanations_sync(run=run, state=state)
+    TeachingRun.objects.filter(pk=run.pk, **({"lease": lease} if lease else {})).update(**fields)
+    broadcast_run(TeachingRun.objects.get(pk=run.pk))
+
+
+# --- explanations, people's feedback --------------------------------------------------------
+
+STATE_FIELDS = ("round", "item", "skill", "split", "question", "gold_answer", "student_answer", "answer_after",
+                "text", "teacher_answer", "passed_gate", "gate_reason", "quotes_exam", "before", "after",
+                "siblings", "score")
+
+
+def run_explanations_sync(*, run: TeachingRun, state: RunState) -> int:
+    """Mirror the state's explanations into ``RunExplanation`` rows (create or update; ratings and
+    edits untouched). Idempotent; returns how many rows were created or changed."""
+    items = {(skill, key): (prompt, answer) for skill, key, prompt, answer in Exercise.objects.filter(
+        skill__course_id=run.course_id).values_list("skill__key", "key", "prompt", "answer")}
+    existing = {row.key: row for row in RunExplanation.objects.filter(run=run)}
+    create, update = [], []
+    for x in (x for r in state.rounds for x in r.explanations):
+        question, gold = items.get((x.skill, x.item), ("", ""))
+        values = {"round": x.round, "item": x.item, "skill": x.skill, "split": x.split, "question": question,
+                  "gold_answer": gold, "student_answer": x.student_answer, "answer_after": x.answer_after,
+                  "text": x.text, "teacher_answer": x.teacher_answer or "", "passed_gate": x.passed_gate,
+                  "gate_reason": x.gate_reason, "quotes_exam": x.quotes_exam, "before": x.before,
+                  "after": x.after, "siblings": x.siblings, "score": x.score}
+        row = existing.get(x.id)
+        if row is None:
+            create.append(RunExplanation(run=run, key=x.id, **values))
+        elif any(getattr(row, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(row, k, v)
+            update.append(row)
+    RunExplanation.objects.bulk_create(create)
+    if update:
+        RunExplanation.objects.bulk_update(update, STATE_FIELDS)
+    return len(create) + len(update)
+
+
+def explanation_rate(*, explanation: RunExplanation, rating: bool | None, user) -> RunExplanation:
+    """A thumbs up (True), down (False) or no rating (None); a running run reads it before its next step."""
+    explanation.rating, explanation.rated_by, explanation.rated_at = rating, user, timezone.now()
+    explanation.save(update_fields=["rating", "rated_by", "rated_at"])
+    return explanation
+
+
+def explanation_edit(*, explanation: RunExplanation, text: str, user) -> RunExplanation:
+    """Save a person's rewrite (empty: back to the teacher's text). Saving an edit approves the
+    explanation: the person vouches for the text they wrote. An edit may not quote an exam question."""
+    text = text.replace("\r\n", "\n").strip()
+    if len(text) > MAX_EDIT_CHARS:
+        raise ValidationError(f"An explanation may be at most {MAX_EDIT_CHARS} characters.")
+    if text:
+        copy = ExamGuard(course_to_core(course=explanation.run.course)).exam_copy(text)
+        if copy:
+            raise ValidationError(f"The text quotes an exam question ({copy!r}); exam items never reach training.")
+    explanation.edited_text = text
+    fields = ["edited_text"]
+    if text:
+        explanation.rating, explanation.rated_by, explanation.rated_at = True, user, timezone.now()
+        fields += ["rating", "rated_by", "rated_at"]
+    explanation.save(update_fields=fields)
+    return explanation
+
+
+def _core_explanation(row: RunExplanation) -> Explanation:
+    return Explanation(id=row.key, round=row.round, item=row.item, skill=row.skill, split=row.split,
+                       student_answer=row.student_answer, text=row.text, teacher_answer=row.teacher_answer or None,
+                       passed_gate=row.passed_gate, gate_reason=row.gate_reason, quotes_exam=row.quotes_exam,
+                       score=row.score, approved=row.rating, edited=row.edited_text or None)
+
+
+def run_latest_adapter(*, run: TeachingRun) -> Adapter | None:
+    """The adapter the run's student has now (the last trained round's), None while it is the base."""
+    state = load_state(run)
+    path = (state.adapter_path if state is not None else None) or run.adapter_path
+    return Adapter.objects.filter(base_model=run.student, path=path).first() if path else None
+
+
+def run_feedback_fine_tune(*, run: TeachingRun, user=None) -> tuple[TrainingJob, TrainingDataset | None]:
+    """"Fine-tune now on approved feedback": an SFT job on the approved (or edited) explanations,
+    continuing from the run's latest adapter, queued for a worker. Preference pairs (approved over
+    rejected, same item) are saved as a DPO dataset beside it when there are any."""
+    rows = list(RunExplanation.objects.filter(run=run))
+    try:
+        sft, pairs = feedback_records(course_to_core(course=run.course), [_core_explanation(r) for r in rows])
+    except ExamLeakError as exc:
+        raise ValidationError(str(exc)) from exc
+    if not sft:
+        raise ValidationError("No approved explanations yet: give a thumbs up to (or edit) the ones worth "
+                              "learning from first.")
+    hyper = {k: v for k, v in run.train_config.items() if k != "disabled"}
+    try:
+        with transaction.atomic():
+            dataset = training_jobs.dataset_create(name=f"run {run.pk} feedback", method="sft", records=sft,
+                                                   user=user, source=f"teaching run {run.pk} feedback")
+            preferences = training_jobs.dataset_create(
+                name=f"run {run.pk} feedback pairs", method="dpo", records=pairs, user=user,
+                source=f"teaching run {run.pk} feedback") if pairs else None
+            job = training_jobs.training_job_create(base_model=run.student, dataset=dataset, user=user,
+                                                    parent_adapter=run_latest_adapter(run=run), **hyper)
+            TeachingRun.objects.filter(pk=run.pk).update(feedback_jobs=[*run.feedback_jobs, job.pk])
+    except DatasetError as exc:
+        raise ValidationError(str(exc)) from exc
+    run.feedback_jobs = [*run.feedback_jobs, job.pk]
+    return job, preferences
+
+
+# --- live updates ---------------------------------------------------------------------------
+
+def run_context(run: TeachingRun) -> dict[str, Any]:
+    """What the run's live fragments show: the run, its step timeline, charts, jobs and adapter."""
+    skills = list(run.course.skills.values_list("key", flat=True))
+    jobs = {str(j.pk): j for j in TrainingJob.objects.filter(pk__in=[*run.round_jobs.values(), *run.feedback_jobs])}
+    done_rounds = {r["round"]: r for r in run.results}
+    timeline = []
+    for index in range(run.config.get("rounds", 0)):
+        result = done_rounds.get(index) or {}
+        done = result.get("done_steps", [])
+        current = run.status == TeachingRun.Status.RUNNING and index == run.current_round
+        timeline.append({"round": index, "result": result or None,
+                         "job": jobs.get(str(run.round_jobs.get(str(index)))),
+                         "steps": [{"name": step, "state": "done" if step in done else
+                                    "current" if current and step == run.current_step else "todo"}
+                                   for step in STEPS],
+                         "skills": [{"skill": s, "probe": result.get("probe", {}).get(s),
+                                     "exam": result.get("exam", {}).get(s), "base": result.get("base", {}).get(s)}
+                                    for s in skills] if result.get("probe") else []})
+    chart = {"skills": skills, "rounds": [r["round"] + 1 for r in run.results],
+             "probe": {s: [r["probe"].get(s) for r in run.results] for s in skills},
+             "exam": [r["accuracy"] for r in run.results], "base": [r["base_accuracy"] for r in run.results]}
+    adapter = Adapter.objects.filter(path=run.adapter_path).first() if run.adapter_path else None
+    return {"run": run, "skills": skills, "timeline": timeline, "chart_json": json.dumps(chart), "adapter": adapter,
+            "feedback_jobs": [jobs[str(pk)] for pk in run.feedback_jobs if str(pk) in jobs]}
+
+
+def run_fragments(run: TeachingRun) -> dict[str, str]:
+    """The run page's live part ("state") and the run's row in the list ("row"), swapped in by id
+    (htmx ws); each socket is sent the one its page shows."""
+    ctx = run_context(run)
+    return {"state": render_to_string("tutor/runs/partials/run_state.html", ctx),
+            "row": render_to_string("tutor/runs/partials/run_row.html", ctx)}
+
+
+def broadcast_run(run: TeachingRun) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(run_group(run.pk), {"type": "run.update", "fragments": run_fragments(run)})
+    except Exception:  # a broken channel layer must never stop the run itself
+        logger.exception("could not broadcast run %s update", run.pk)

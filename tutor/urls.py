@@ -1,8 +1,9 @@
-from django.urls import path
+from django.urls import include, path
 
 from tutor import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("runs/", include("tutor.urls_runs")),
 ]

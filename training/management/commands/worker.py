@@ -14,11 +14,12 @@ logger = logging.getLogger(__name__)
 
 
 def start_recovery_thread(stop: threading.Event, *, every_s: float | None = None) -> threading.Thread:
-    """Periodically re-queue (or fail) running jobs that stopped sending heartbeats."""
+    """Periodically re-queue (or fail) running jobs (and other apps' registered long work, such as
+    teaching runs; see training/recovery.py) that stopped sending heartbeats."""
     from django.conf import settings
     from django.db import connection
 
-    from training.jobs import training_jobs_recover
+    from training.recovery import recover_all
 
     every_s = every_s if every_s is not None else settings.TEACHLOOP_RECOVER_EVERY_S
 
@@ -26,9 +27,8 @@ def start_recovery_thread(stop: threading.Event, *, every_s: float | None = None
         try:
             while True:
                 try:
-                    recovered = training_jobs_recover()
-                    if recovered:
-                        logger.warning("recovered training jobs whose worker died: %s", recovered)
+                    for name, ids in recover_all().items():
+                        logger.warning("recovered %s whose worker died: %s", name, ids)
                 except Exception:
                     logger.exception("job recovery failed; trying again in %.0f s", every_s)
                 if stop.wait(every_s):

@@ -11,7 +11,9 @@ Rules that matter:
   and when it is done and saved (``{"status": "done", ...}`` with the step's results);
 - ``ratings()`` (optional) returns a person's ratings ``{explanation_id: True | False | None}``;
   they are applied to the state before every step, so an approval made on the run's page while
-  it runs reaches the next build of training data and the next explanation prompts;
+  it runs reaches the next build of training data and the next explanation prompts; ``edits()``
+  (optional) likewise returns people's rewrites ``{explanation_id: text | None}`` (an edit that
+  quotes an exam question is ignored: the exam guard holds for people too);
 - exceptions propagate after the last finished step was saved: the caller stores the error and
   may run again later.
 """
@@ -24,11 +26,13 @@ from typing import Any
 
 from training.core.llm.base import LLM
 from tutor.core.course import Course
+from tutor.core.teaching.guard import ExamGuard
 from tutor.core.teaching.state import STEPS, RunConfig, RunState, TeachingError
 from tutor.core.teaching.steps import STEP_FUNCTIONS, Context, TrainFn
 
 Progress = Callable[[str, int, dict[str, Any]], None]
 Ratings = Callable[[], Mapping[str, "bool | None"]]
+Edits = Callable[[], Mapping[str, "str | None"]]
 
 
 def _resume(state_path: Path, course: Course, config: RunConfig) -> RunState | None:
@@ -54,9 +58,18 @@ def _apply_ratings(state: RunState, given: Mapping[str, bool | None]) -> None:
                 explanation.approved = given[explanation.id]
 
 
+def _apply_edits(state: RunState, given: Mapping[str, str | None], guard: ExamGuard) -> None:
+    for round_state in state.rounds:
+        for explanation in round_state.explanations:
+            if explanation.id in given:
+                text = (given[explanation.id] or "").strip()
+                explanation.edited = text if text and not guard.exam_copy(text) else None
+
+
 def run_teaching(course: Course, teacher: LLM, student: LLM, config: RunConfig, state_path: str | Path, *,
                  train_fn: TrainFn | None, progress: Progress | None = None,
-                 should_stop: Callable[[], bool] | None = None, ratings: Ratings | None = None) -> RunState:
+                 should_stop: Callable[[], bool] | None = None, ratings: Ratings | None = None,
+                 edits: Edits | None = None) -> RunState:
     """Run (or resume) ``config.rounds`` rounds of teaching; return the final state (also saved).
 
     ``train_fn(records, round_index, parent_adapter) -> adapter_path | None`` fine-tunes the student
@@ -85,6 +98,8 @@ def run_teaching(course: Course, teacher: LLM, student: LLM, config: RunConfig, 
                 return state
             if ratings is not None:
                 _apply_ratings(state, ratings())
+            if edits is not None:
+                _apply_edits(state, edits(), ctx.guard)
             if progress is not None:
                 progress(step, index, {"status": "started"})
             info = STEP_FUNCTIONS[step](ctx, round_state)

@@ -112,8 +112,11 @@ class Explanation:
     ``passed_gate`` is False when the teacher's own final answer (``teacher_answer``) is not the gold
     answer, or when the text quotes an exam question (``gate_reason`` says which); such
     explanations are kept for display but never scored. ``score`` is the mean correctness after
-    minus before over the item and its ``siblings``; ``approved`` is a person's rating (None: not
-    rated), pulled in through ``run_teaching(ratings=...)``; see :attr:`helped` for what trains.
+    minus before over the item and its ``siblings``; ``answer_after`` is the student's answer to the
+    item itself with the explanation in context. ``approved`` is a person's rating (None: not
+    rated), pulled in through ``run_teaching(ratings=...)``; ``edited`` a person's rewrite, pulled in
+    through ``run_teaching(edits=...)``, which then replaces the teacher's text wherever the text is
+    used for teaching (:attr:`final_text`); see :attr:`helped` for what trains.
     """
 
     id: str
@@ -132,7 +135,14 @@ class Explanation:
     before: list[bool] = field(default_factory=list)  # item first, then siblings
     after: list[bool] = field(default_factory=list)
     score: float | None = None
+    answer_after: str = ""
     approved: bool | None = None
+    edited: str | None = None
+
+    @property
+    def final_text(self) -> str:
+        """What teaches: a person's edit when there is one, else the teacher's text (kept as written)."""
+        return self.edited if self.edited and self.edited.strip() else self.text
 
     @property
     def helped(self) -> bool:

@@ -40,7 +40,11 @@ Rules per step (the teaching loop of DESIGN.md):
    kept apart: a helpful explanation's solution over the student's own wrong answer, and over an
    explanation of the same item that did not help. Replay: earlier rounds' new SFT records are
    sampled in so that they make ``replay_share`` of the set, ``n = round(new * s / (1 - s))``
-   (capped by what exists). Every record passes :meth:`~.guard.ExamGuard.check_records`.
+   (capped by what exists; never records of explanations a person has since rejected or edited).
+   Every record passes :meth:`~.guard.ExamGuard.check_records`.
+   A person's edit (:attr:`~.state.Explanation.final_text`) replaces the teacher's text in records
+   and prompts; an explanation edited after it was trained on trains again with the edit.
+   :func:`feedback_records` builds the same records from people's ratings alone ("fine-tune now").
 7. **train**: ``train_fn(records, round_index, parent_adapter)``; a path is loaded into the student
    as adapter ``round<i>``; None (training disabled) or no records leave the adapter as it was.
 8. **reexamine**: the student (new adapter) on the exam split, per skill; the base model's exam
@@ -251,7 +255,7 @@ def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     shown = {e.key: helpful.get(e.skill, [])[:2] for e in chosen}
     conversations = [
         prompts.explanation_prompt(e, rnd.answers[e.key].text,
-                                   [(prompts.question_text(ctx.items[h.item]), h.text) for h in shown[e.key]])
+                                   [(prompts.question_text(ctx.items[h.item]), h.final_text) for h in shown[e.key]])
         for e in chosen
     ]
     texts = ask(ctx.teacher, conversations, ctx.teacher_params())
@@ -302,6 +306,8 @@ def score(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     after_correct: dict[str, list[bool]] = defaultdict(list)
     for (x, e), text in zip(after, texts[len(missing):], strict=True):
         after_correct[x.id].append(graded(e, text).correct)
+        if e.key == x.item:  # shown beside the answer before on the explanations page
+            x.answer_after = text
     for x, group in groups:
         x.before = [rnd.answers[e.key].correct for e in group]
         x.after = after_correct[x.id]
@@ -410,14 +416,16 @@ def replay_count(new: int, available: int, share: float) -> int:
 def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     state = ctx.state
     earlier = state.rounds[: rnd.index]
-    used = {r["meta"].get("explanation") for p in earlier for r in p.sft_records}
+    # An explanation trains once, unless a person edited it since: the edit is a new record.
+    used = {(r["meta"].get("explanation"), r["messages"][-1]["content"]) for p in earlier for r in p.sft_records}
     # This round's explanations, and earlier ones approved by a person since their round was built.
     candidates = [x for p in earlier for x in p.explanations if x.approved is True] + rnd.explanations
-    helped = [x for x in candidates if x.helped and x.id not in used]
+    helped = [x for x in candidates if x.helped and (x.id, prompts.solution_part(x.final_text)) not in used]
     training_safe(ctx.items[x.item] for x in helped)
-    sft = [_sft(ctx.items[x.item], prompts.solution_part(x.text),
+    sft = [_sft(ctx.items[x.item], prompts.solution_part(x.final_text),
                 {"source": "explanation", "explanation": x.id, "item": x.item, "skill": x.skill,
-                 "round": rnd.index, "score": x.score, "approved": x.approved}) for x in helped]
+                 "round": rnd.index, "score": x.score, "approved": x.approved, "edited": x.edited is not None})
+           for x in helped]
     for g in rnd.generated:
         if g.kept:
             sft.append(_sft(generated_exercise(g), g.solution,
@@ -425,7 +433,14 @@ def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
                              "skill": g.skill, "round": rnd.index, "teacher": g.teacher,
                              "verified_by": g.verified_by}))
     new = len(sft)
-    pool = [r for p in earlier for r in p.sft_records if "replayed_from" not in r["meta"]]
+    # Replay never brings back what a person has since rejected or rewritten.
+    current = {x.id: x for p in earlier for x in p.explanations}
+
+    def still_stands(record: dict[str, Any]) -> bool:
+        x = current.get(record["meta"].get("explanation"))
+        return x is None or (x.helped and record["messages"][-1]["content"] == prompts.solution_part(x.final_text))
+
+    pool = [r for p in earlier for r in p.sft_records if "replayed_from" not in r["meta"] and still_stands(r)]
     rng = random.Random(ctx.round_seed(rnd.index, "replay"))
     replayed = rng.sample(pool, replay_count(new, len(pool), ctx.config.replay_share))
     sft += [{**r, "meta": {**r["meta"], "replayed_from": r["meta"]["round"], "round": rnd.index}}
@@ -435,20 +450,49 @@ def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
                   if not x.quotes_exam and (x.passed_gate or x.approved is False)]
     pairs = []
     for x in helped:
-        exercise, solution = ctx.items[x.item], prompts.solution_part(x.text)
+        exercise, solution = ctx.items[x.item], prompts.solution_part(x.final_text)
         if x.student_answer.strip() and x.student_answer.strip() != solution:
             pairs.append(_pair(exercise, solution, x.student_answer.strip(),
                                {"kind": "solution_over_wrong_answer", "item": x.item, "chosen": x.id,
                                 "round": rnd.index}))
         for other in everything:
             worse = other.item == x.item and other.id != x.id and not other.helped
-            if worse and prompts.solution_part(other.text) != solution:
-                pairs.append(_pair(exercise, solution, prompts.solution_part(other.text),
+            if worse and prompts.solution_part(other.final_text) != solution:
+                pairs.append(_pair(exercise, solution, prompts.solution_part(other.final_text),
                                    {"kind": "helped_over_not", "item": x.item, "chosen": x.id,
                                     "rejected": other.id, "round": rnd.index}))
     ctx.guard.check_records(sft + pairs)
     rnd.sft_records, rnd.dpo_records, rnd.replayed = sft, pairs, len(replayed)
     return {"sft": len(sft), "new": new, "replayed": len(replayed), "dpo": len(pairs)}
+
+
+def feedback_records(course: Course, explanations: Sequence[Explanation]) -> tuple[list[dict[str, Any]],
+                                                                                   list[dict[str, Any]]]:
+    """Training records from people's ratings alone, for fine-tuning between rounds.
+
+    SFT: every explanation a person approved (its edit when there is one), worked solution only,
+    as in :func:`build_data`. Preference pairs: on the same item, an approved explanation over one a
+    person rejected. Explanations that quote an exam question never count; every record passes the
+    exam guard (raises :class:`~tutor.core.course.ExamLeakError` otherwise).
+    """
+    items = {e.key: e for e in course.exercises}
+    rated = [x for x in explanations if not x.quotes_exam and x.approved is not None and x.item in items]
+    approved = [x for x in rated if x.approved]
+    training_safe(items[x.item] for x in approved)
+    sft = [_sft(items[x.item], prompts.solution_part(x.final_text),
+                {"source": "feedback", "explanation": x.id, "item": x.item, "skill": x.skill, "round": x.round,
+                 "approved": True, "edited": x.edited is not None}) for x in approved]
+    pairs = []
+    for good in approved:
+        chosen = prompts.solution_part(good.final_text)
+        for bad in rated:
+            rejected = prompts.solution_part(bad.final_text)
+            if bad.approved is False and bad.item == good.item and rejected != chosen:
+                pairs.append(_pair(items[good.item], chosen, rejected,
+                                   {"kind": "approved_over_rejected", "item": good.item, "chosen": good.id,
+                                    "rejected": bad.id, "round": good.round}))
+    ExamGuard(course).check_records(sft + pairs)
+    return sft, pairs
 
 
 # ---------------------------------------------------------------- 7. train
