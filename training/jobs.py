@@ -34,6 +34,7 @@ from django.utils import timezone
 from training.core.config import TrainConfig
 from training.core.datasets import DatasetError, parse_jsonl, validate_records
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob, TrainingMetric
+from training.recovery import keep_alive
 
 logger = logging.getLogger(__name__)
 
@@ -219,8 +220,9 @@ def training_job_run(*, job_id: int, on_event: Callable[[Any], None] | None = No
     broadcast_state(job)
     progress = _Progress(job, lease, on_event)
     stop_heartbeat = threading.Event()
-    heart = threading.Thread(target=_heartbeat, args=(job.pk, lease, stop_heartbeat), daemon=True,
-                             name=f"heartbeat-{job.pk}")
+    heart = threading.Thread(target=keep_alive, args=(TrainingJob.objects.filter(pk=job.pk, lease=lease),),
+                             kwargs={"every_s": settings.TEACHLOOP_JOB_HEARTBEAT_S, "stop": stop_heartbeat,
+                                     "what": f"training job {job.pk}"}, daemon=True, name=f"heartbeat-{job.pk}")
     heart.start()
     try:
         config = TrainConfig.from_dict({**job.config, "base_model": training_base_path(model=job.base_model)})
@@ -281,17 +283,6 @@ class _Progress:
             self.lost_lease = True
             return True
         return row["cancel_requested"]
-
-
-def _heartbeat(job_id: int, lease: str, stop: threading.Event) -> None:
-    """Keep the job alive while a slow step or a model load gives no progress events."""
-    from django.db import connection
-
-    try:
-        while not stop.wait(settings.TEACHLOOP_JOB_HEARTBEAT_S):
-            TrainingJob.objects.filter(pk=job_id, lease=lease).update(heartbeat_at=timezone.now())
-    finally:
-        connection.close()
 
 
 def _register_adapter(job: TrainingJob, result) -> Adapter:

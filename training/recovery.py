@@ -8,6 +8,7 @@ registry, not an import, because ``training`` must never import the apps built o
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
@@ -33,3 +34,25 @@ def recover_all() -> dict[str, list[int]]:
         if ids:
             recovered[name] = ids
     return recovered
+
+
+def keep_alive(rows, *, every_s: float, stop: threading.Event, what: str) -> None:
+    """Stamp ``heartbeat_at`` on ``rows`` (a queryset: the work, filtered by its lease) every ``every_s``
+    until ``stop`` is set. Run it in a thread beside the work.
+
+    A failed write (SQLite "database table is locked" under load, a dropped connection) is logged and
+    tried again at the next beat: a heartbeat thread that died would let recovery take live work
+    for dead.
+    """
+    from django.db import close_old_connections, connection
+    from django.utils import timezone
+
+    try:
+        while not stop.wait(every_s):
+            try:
+                rows.update(heartbeat_at=timezone.now())
+            except Exception:
+                logger.warning("heartbeat of %s failed; trying again", what, exc_info=True)
+                close_old_connections()
+    finally:
+        connection.close()

@@ -40,6 +40,7 @@ from django.utils import timezone
 from training import jobs as training_jobs
 from training.core.datasets import DatasetError
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
+from training.recovery import keep_alive
 from training.services import language_model_llm
 from tutor.core.course import ExamLeakError
 from tutor.core.teaching.guard import ExamGuard
@@ -207,20 +208,6 @@ def teaching_run_work(*, run_id: int) -> str:
     return TeachingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first() or "gone"
 
 
-def _heartbeat(run_id: int, lease: str, stop: threading.Event) -> None:
-    """Keep the run alive while a long step (a big batch, a training job) gives no progress."""
-    from django.db import connection
-
-    try:
-        while not stop.wait(settings.TEACHLOOP_JOB_HEARTBEAT_S):
-            try:
-                TeachingRun.objects.filter(pk=run_id, lease=lease).update(heartbeat_at=timezone.now())
-            except Exception:  # a busy database now and then must not silence the run for good
-                logger.warning("heartbeat of teaching run %s failed; trying again", run_id, exc_info=True)
-    finally:
-        connection.close()
-
-
 def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
                          lease: str | None = None) -> RunState | None:
     """Run (or resume, from the last finished step) a teaching run in this process.
@@ -267,8 +254,9 @@ def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
                 RunExplanation.objects.filter(run_id=run.pk).values_list("key", "edited_text")}
 
     stop = threading.Event()
-    threading.Thread(target=_heartbeat, args=(run.pk, lease or "", stop), daemon=True,
-                     name=f"run-heartbeat-{run.pk}").start()
+    threading.Thread(target=keep_alive, args=(TeachingRun.objects.filter(pk=run.pk, lease=lease or ""),),
+                     kwargs={"every_s": settings.TEACHLOOP_JOB_HEARTBEAT_S, "stop": stop,
+                             "what": f"teaching run {run.pk}"}, daemon=True, name=f"run-heartbeat-{run.pk}").start()
     try:
         state = run_teaching(course_to_core(course=run.course), language_model_llm(model=run.teacher),
                              language_model_llm(model=run.student), RunConfig(**run.config), state_path(run),
