@@ -33,7 +33,7 @@ def scripted_reply(messages, max_tokens, stop):
 def teacher():
     patch = pytest.MonkeyPatch()
     patch.setattr(fake_openai_server, "fake_reply", scripted_reply)
-    with FakeOpenAIServer(models={"fake-model"}, chunk_delay_s=0.01) as server:
+    with FakeOpenAIServer(models={"fake-model"}, chunk_delay_s=0.03) as server:
         yield server
     patch.undo()
 
@@ -66,10 +66,15 @@ def test_it_streams_an_explanation_tailored_to_the_learner(page, site):
     open_session(page, site, "lena")
     explanation = last_message(page, "explanation")
     text = explanation.locator(".output")
-    # Watch it arrive: while streaming, a part of the text is already there.
-    expect(explanation).to_have_attribute("data-status", "streaming")
-    expect(text).not_to_be_empty()
-    partial = len(text.inner_text())
+    # Watch it arrive: while streaming, a part of the text is already there. Status and text are read in
+    # one evaluation in the page, so a stream that ends between two reads cannot pass for a partial one.
+    # (By selector each time: the article is swapped out when its status changes.)
+    partial = page.wait_for_function(
+        """() => {
+            const all = document.querySelectorAll('#tutor-messages article[data-kind="explanation"]');
+            const el = all[all.length - 1];
+            return el && el.dataset.status === 'streaming' && el.querySelector('.output').innerText.length;
+        }""").json_value()
     expect(explanation).to_have_attribute("data-status", "done")
     final = text.inner_text()
     assert partial < len(final)
