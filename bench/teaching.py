@@ -27,7 +27,7 @@ default ``RunConfig``, as the honest measure of that configuration and of one ro
 default settings. A small run on a course imported from BIG-bench (``--bigbench``) shows the loop on an
 external multiple-choice set.
 
-Run ``python bench/teaching.py --help``; ``--quick`` is a few-minute smoke run.
+Run ``python bench/teaching.py --help``; ``--quick`` is a 4-minute smoke run.
 """
 
 from __future__ import annotations
