@@ -368,14 +368,18 @@ def machine() -> str:
 def report(args, results: dict[str, dict], stats, data_note: str, round_result: dict | None, versions) -> str:
     engine, baseline = results["engine"], results["baseline"]
     gpu = args.device == "cuda"
+    from training.core.config import TrainConfig
+
+    lora = TrainConfig(base_model="-")  # the defaults run_arm trains both arms with
     lines = [f"Command: `{' '.join(['python', 'bench/train_throughput.py', *sys.argv[1:]])}`",
              f"Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
              f"Machine: {machine()}" + (f"; GPU: {engine.get('gpu')}" if gpu else f"; torch threads: {engine['threads']}"),
              f"Versions: {versions}",
              f"Model: {data_note}",
              f"Data: {args.records} records, {stats['mean']:.1f} tokens on average ({stats['min']}–{stats['max']}), "
-             f"batch {args.batch_size}, {engine['steps']} steps; LoRA r=16 alpha=32 dropout 0.05 on all projections, "
-             "lr 2e-4 linear, warmup 3%",
+             f"batch {args.batch_size}, {engine['steps']} steps; LoRA r={lora.lora_r} alpha={lora.lora_alpha} "
+             f"dropout {lora.lora_dropout:g} on all projections, lr {lora.learning_rate:g} {lora.lr_scheduler}, "
+             f"warmup {lora.warmup_ratio:.0%} (TrainConfig defaults, both arms)",
              ""]
     header = "| arm | real tokens/s | ratio | wall (s) | peak RSS (MB) |"
     rule = "|---|---:|---:|---:|---:|"
