@@ -10,7 +10,10 @@ Two layers, as in :mod:`tutor.core.course`:
   :class:`~tutor.core.course.ExamLeakError` if a record still holds one, the last line of defence.
 
 A copy is an exam prompt appearing in the text, compared case-folded with whitespace collapsed, as
-whole words ("What is 7 + 8?" is not found inside "What is 17 + 8?").
+whole words ("What is 7 + 8?" is not found inside "What is 17 + 8?"). A prompt that begins or ends
+with a symbol (a bracket sequence, an operator) is whole only where the text around it does not go on
+with more symbols: "Sequence: ( ) ]" is not found inside "Sequence: ( ) ] { }", a longer sequence
+and a different question, but is inside "Sequence: ( ) ] Answer: Invalid".
 """
 
 from __future__ import annotations
@@ -26,15 +29,40 @@ def _norm(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+# Characters that end a sentence or wrap a quotation: text may follow them directly
+# ("What is 7 + 8? Answer: 15") without making another question.
+_PUNCTUATION = ".?!,;:'\"«»“”‘’"
+# One character that is neither a word character, a space nor punctuation: a symbol.
+_SYMBOL = r"[^\w\s" + re.escape(_PUNCTUATION) + r"]"
+
+
+def _whole(prompt: str) -> str:
+    """A pattern matching ``prompt`` (normalised) only where it stands whole in the text."""
+    body = re.escape(prompt)
+    if re.match(r"\w", prompt):
+        before = r"(?<!\w)"
+    elif re.match(_SYMBOL, prompt):
+        # Not continuing a run of symbols ("{ [ ( ) ]" holds a longer sequence, not "[ ( ) ]").
+        before = rf"(?<!{_SYMBOL})(?<!{_SYMBOL} )"
+    else:
+        before = ""
+    last = prompt[-1:]
+    if re.match(r"\w", last):
+        after = r"(?!\w)"
+    elif re.match(_SYMBOL, last):
+        after = rf"(?! ?{_SYMBOL})"
+    else:
+        after = ""
+    return before + body + after
+
+
 class ExamGuard:
     def __init__(self, course: Course) -> None:
         exam = course.split("exam")
         self.exam_keys = frozenset(e.key for e in exam)
         prompts = sorted({_norm(e.prompt) for e in exam}, key=len, reverse=True)
         # One alternation: a record is scanned once, not once per exam item.
-        self._pattern = re.compile(
-            r"(?<![\w])(?:" + "|".join(re.escape(p) for p in prompts) + r")(?![\w])"
-        ) if prompts else None
+        self._pattern = re.compile("|".join(_whole(p) for p in prompts)) if prompts else None
 
     def exam_copy(self, text: str) -> str | None:
         """The exam prompt (normalised) that ``text`` contains, or None."""
