@@ -2,8 +2,13 @@
 
 Rules (``acc`` is a skill's latest per-round accuracy; thresholds are configurable):
 
-1. **Prerequisites first.** A skill is *unlocked* when every prerequisite's latest accuracy is
-   at least the mastery threshold (0.8). A prerequisite never examined counts as not mastered.
+1. **Prerequisites first.** A skill is *unlocked* when every prerequisite has reached the unlock
+   threshold (0.5) in some round so far, its best accuracy, not its latest. As in ZPDES (Clement
+   et al., 2015, "Multi-armed bandits for intelligent tutoring systems"), the zone of skills being
+   taught opens before a prerequisite is mastered and only grows: a dip of a prerequisite on a
+   small, noisy probe (or while a new answer format is being learned) does not lock its
+   dependants again. A prerequisite never examined has not reached it. ``unlock_threshold=0.8``
+   (the mastery threshold) gives the strict gate.
 2. **Mastered skills get review only.** A skill with ``acc >= 0.8`` is mastered; together the
    mastered skills share ``review_share`` (10 %) of the budget, uniformly, to limit forgetting.
    When every skill is mastered, the whole budget is review.
@@ -35,6 +40,7 @@ from dataclasses import dataclass, field
 from tutor.core.course import Course, Skill
 
 MASTERY_THRESHOLD = 0.8
+UNLOCK_THRESHOLD = 0.5
 ESCALATION_THRESHOLD = 0.7
 EPSILON = 0.2
 REVIEW_SHARE = 0.1
@@ -85,6 +91,7 @@ class Planner:
         *,
         max_levels: Mapping[str, int] | None = None,
         mastery_threshold: float = MASTERY_THRESHOLD,
+        unlock_threshold: float = UNLOCK_THRESHOLD,
         escalation_threshold: float = ESCALATION_THRESHOLD,
         epsilon: float = EPSILON,
         review_share: float = REVIEW_SHARE,
@@ -96,12 +103,14 @@ class Planner:
         if unknown:
             raise ValueError(f"unknown prerequisite(s) {unknown}")
         _check_fraction(mastery_threshold, "mastery_threshold")
+        _check_fraction(unlock_threshold, "unlock_threshold")
         _check_fraction(escalation_threshold, "escalation_threshold")
         _check_fraction(epsilon, "epsilon")
         _check_fraction(review_share, "review_share")
         self.skills = tuple(skills)
         self.max_levels = _check_levels(self.skills, max_levels)
         self.mastery_threshold = mastery_threshold
+        self.unlock_threshold = unlock_threshold
         self.escalation_threshold = escalation_threshold
         self.epsilon = epsilon
         self.review_share = review_share
@@ -128,7 +137,9 @@ class Planner:
         """
         _check_budget(budget)
         latest = self._latest(history)
+        best = {key: max(history[key]) for key in latest}
         threshold = self.mastery_threshold
+        unlock = self.unlock_threshold
         mastered = [s.key for s in self.skills if latest.get(s.key, -1.0) >= threshold]
         reasons: dict[str, str] = {}
         active: list[str] = []
@@ -136,10 +147,10 @@ class Planner:
             if skill.key in mastered:
                 reasons[skill.key] = f"mastered ({latest[skill.key]:.2f} >= {threshold}): review"
                 continue
-            missing = [p for p in skill.prerequisites if latest.get(p, -1.0) < threshold]
+            missing = [p for p in skill.prerequisites if best.get(p, -1.0) < unlock]
             if missing:
                 reasons[skill.key] = "locked: needs " + ", ".join(
-                    f"{p} ({latest[p]:.2f} < {threshold})" if p in latest else f"{p} (not examined)"
+                    f"{p} (best {best[p]:.2f} < {unlock})" if p in best else f"{p} (not examined)"
                     for p in missing
                 )
             else:

@@ -183,7 +183,7 @@ def test_it_batches_every_step_and_records_exam_results(tmp_path):
     assert set(exam["per_skill"]) == {"add_1d", "add_2d", "mul_1d"}
     assert exam["accuracy"] == exam["base_accuracy"] == 0.0 and exam["teacher_accuracy"] == 1.0
     assert exam["vs_base"] == exam["vs_previous"] == 0.0 and "agreement" in exam
-    assert state.rounds[0].plan["items_per_skill"]["add_2d"] == 0  # locked until add_1d is mastered
+    assert state.rounds[0].plan["items_per_skill"]["add_2d"] == 0  # locked until add_1d reaches the unlock threshold
     taught = {s for s, n in state.rounds[1].plan["items_per_skill"].items() if n}
     assert set(exam["forgetting"]) == {"add_1d", "add_2d", "mul_1d"} - taught
 
