@@ -213,6 +213,7 @@ class Bench:
                 "probe": r.probe_accuracy,
                 "plan": {k: v for k, v in r.plan.get("items_per_skill", {}).items() if v},
                 "levels": r.plan.get("difficulty_per_skill", {}),
+                "stretch": r.plan.get("stretch_per_skill", {}),
                 "explained": len(r.explanations), "passed_gate": sum(x.passed_gate for x in r.explanations),
                 "helped": sum(x.helped for x in r.explanations),
                 "generated": len(r.generated), "generated_kept": sum(g.kept for g in r.generated),
@@ -326,12 +327,20 @@ def bigbench_course(path: Path, exam: int, probe: int, train: int, seed: int):
     return Course(key=full.key, name=full.name, skills=full.skills, exercises=tuple(picked))
 
 
+def fmt_levels(r: dict) -> str:
+    """Planned level per taught skill, with the items stretched to the level above: "add_2d 1 (+2 at 2)"."""
+    stretch = r.get("stretch", {})
+    return ", ".join(f"{k} {v}" + (f" (+{stretch[k]} at {v + 1})" if stretch.get(k) else "")
+                     for k, v in r["levels"].items() if k in r["plan"])
+
+
 def run_config(args, seed: int, **overrides):
     from tutor.core.teaching import RunConfig
 
     settings = dict(rounds=args.rounds, plan="adaptive", plan_budget=args.plan_budget,
                     explain_budget=args.explain_budget, generate_budget=args.generate_budget,
                     generate_k=args.generate_k, siblings=args.siblings, seed=seed,
+                    stretch_share=args.stretch_share,
                     student_max_new_tokens=args.student_tokens, teacher_max_new_tokens=160)
     settings.update(overrides)
     return RunConfig(**settings)
@@ -357,6 +366,8 @@ def pct(x: float | None) -> str:
 
 
 def report(args, course, results: dict[str, Any], wall: float, load: list[float], versions: str) -> str:
+    from tutor.core.planner import UNLOCK_THRESHOLD
+
     seeds = results["seeds"]
     skills = [s.key for s in course.skills]
     acc = {arm: [results["arms"][arm][s]["accuracy"] for s in seeds]
@@ -383,7 +394,8 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
         f"Loop settings: rounds {args.rounds}, plan_budget {args.plan_budget}, "
         f"explain_budget {args.explain_budget}, "
         f"generate_budget {args.generate_budget} × k {args.generate_k}, "
-        f"siblings {args.siblings}, replay_share 0.3, student_max_new_tokens {args.student_tokens}",
+        f"siblings {args.siblings}, replay_share 0.3, stretch_share {args.stretch_share}, "
+        f"student_max_new_tokens {args.student_tokens}; planner unlock threshold {UNLOCK_THRESHOLD}",
         f"Seeds: {', '.join(map(str, seeds))} (the seed sets the loop's plan and sampling, the baselines' "
         "record order, and training; the course and its exam are the same for every seed and arm)",
         "",
@@ -421,7 +433,7 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
                 t = trained.get(r["round"], {})
                 lines.append(
                     f"| {s} | {r['round']} | {fmt_counts(r['plan'])} | "
-                    f"{fmt_counts({k: v for k, v in r['levels'].items() if k in r['plan']})} | "
+                    f"{fmt_levels(r)} | "
                     f"{r['explained']} / {r['passed_gate']} / {r['helped']} | "
                     f"{r['generated_kept']} / {r['generated']} | {r['sft_records']} ({r['replayed']}) | "
                     f"{t.get('tokens', 0)} | {fmt_skills(r['probe'])} | "
@@ -515,6 +527,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--generate-budget", type=int, default=12)
     p.add_argument("--generate-k", type=int, default=3)
     p.add_argument("--siblings", type=int, default=1)
+    p.add_argument("--stretch-share", type=float, default=0.25,
+                   help="share of a skill's practice drawn from the level above the planned one "
+                        "(default 0.25, RunConfig's; 0: the planned level only)")
     p.add_argument("--student-tokens", type=int, default=80,
                    help="max new tokens of every student answer (the gold solutions need up to 77)")
     p.add_argument("--lr", type=float, default=2e-3)

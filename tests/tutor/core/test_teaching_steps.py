@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests.tutor.core.teaching_fakes import (
@@ -248,3 +250,44 @@ def test_it_round_trips_the_state_through_an_atomic_save(tmp_path):
 def test_it_rejects_bad_settings(bad):
     with pytest.raises(ValueError):
         RunConfig(**bad)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 0.5])
+def test_it_stretches_a_share_of_the_practice_to_the_level_above(share):
+    course = mini_course(train=40)  # enough items at each level for the whole plan
+    student = ScriptedLLM("student", student_reply())
+    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), student, plan_budget=12, stretch_share=share)
+    rnd = ctx.state.round(0)
+    run_steps(ctx, rnd, "diagnose", "plan")
+    planned = [ctx.items[k] for k in rnd.planned_items]
+    for skill, count in rnd.plan["items_per_skill"].items():
+        if not count:
+            continue
+        level = rnd.plan["difficulty_per_skill"][skill]
+        levels = [e.difficulty for e in planned if e.skill == skill]
+        up = round(count * share)
+        assert len(levels) == count
+        assert levels == [level] * (count - up) + [level + 1] * up  # the planned level first
+        assert rnd.plan["stretch_per_skill"].get(skill, 0) == up
+
+
+def test_it_does_not_stretch_the_random_control_or_a_skill_at_its_highest_level():
+    course = mini_course(train=16)
+    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
+                  plan="random", plan_budget=12, stretch_share=0.5)
+    rnd = ctx.state.round(0)
+    run_steps(ctx, rnd, "diagnose", "plan")
+    assert rnd.plan["stretch_per_skill"] == {}
+    for skill, count in rnd.plan["items_per_skill"].items():
+        level = rnd.plan["difficulty_per_skill"][skill]
+        assert [ctx.items[k].difficulty for k in rnd.planned_items if ctx.items[k].skill == skill] == [level] * count
+
+    # mul_1d with one level only: nothing above it to stretch to.
+    flat = Course(key=course.key, name=course.name, skills=course.skills, exercises=tuple(
+        replace(e, difficulty=1) if e.skill == "mul_1d" else e for e in course.exercises))
+    ctx = context(flat, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
+                  plan_budget=12, stretch_share=0.5)
+    rnd = ctx.state.round(0)
+    run_steps(ctx, rnd, "diagnose", "plan")
+    assert rnd.plan["items_per_skill"]["mul_1d"] > 0 and "mul_1d" not in rnd.plan["stretch_per_skill"]
+    assert rnd.plan["stretch_per_skill"]["add_1d"] > 0

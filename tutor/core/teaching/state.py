@@ -41,6 +41,8 @@ class RunConfig:
     - ``generate_budget`` wrong training items to generate from, ``generate_k`` new items each;
     - ``siblings``: other items of the same skill re-answered when scoring an explanation (1-3);
     - ``replay_share``: the share of each round's SFT set taken from earlier rounds' records;
+    - ``stretch_share``: the share of a skill's planned items drawn from the level above the planned
+      one (where there is one), so practice reaches just beyond what the student masters;
     - ``probe_per_skill``: probe items examined per skill in diagnose (0: all of them);
     - ``forgetting_probe_per_skill``: probe items per untaught skill re-answered after training;
     - ``hacking_agreement_rise`` / ``hacking_accuracy_stall``: the teacher-hacking warning fires when
@@ -56,6 +58,7 @@ class RunConfig:
     generate_k: int = 2
     siblings: int = 2
     replay_share: float = 0.3
+    stretch_share: float = 0.25
     seed: int = 0
     student_max_new_tokens: int = 48
     teacher_max_new_tokens: int = 160
@@ -76,8 +79,8 @@ class RunConfig:
             raise ValueError(f"siblings must be between 1 and 3, not {self.siblings}")
         if self.plan not in PLANS:
             raise ValueError(f"plan must be one of {', '.join(PLANS)}, not {self.plan!r}")
-        for name, upper_open in (("replay_share", True), ("hacking_agreement_rise", False),
-                                 ("hacking_accuracy_stall", False)):
+        for name, upper_open in (("replay_share", True), ("stretch_share", False),
+                                 ("hacking_agreement_rise", False), ("hacking_accuracy_stall", False)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or value > 1 or (upper_open and value >= 1):

@@ -12,7 +12,9 @@ Rules per step (the teaching loop of DESIGN.md):
    accuracy; every answer kept, the wrong ones listed.
 2. **plan**: :class:`~tutor.core.planner.Planner` on the probe accuracies so far ("adaptive"), or
    :func:`~tutor.core.planner.random_plan` ("random"); then concrete training items per skill, at
-   the planned level (nearest level when none), items not practised in earlier rounds first.
+   the planned level (nearest level when none), items not practised in earlier rounds first;
+   ``stretch_share`` of a skill's items (rounded) come from the level above the planned one when
+   the skill has one (the adaptive plan only: the random control's levels are random already).
 3. **explain**: the student practises the planned items (one batch); candidates are its wrong
    training items, then its wrong probe items of planned skills, taken round-robin over skills
    from the lowest probe accuracy up ("explain where the student is most likely wrong") until
@@ -192,14 +194,28 @@ def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
                 "difficulty_per_skill": dict(chosen.difficulty_per_skill), "reasons": dict(chosen.reasons)}
     practised = {k for r in state.rounds[: rnd.index] for k in r.planned_items}
     picked: list[str] = []
+    stretch: dict[str, int] = {}
     for skill, count in chosen.items_per_skill.items():
         if not count:
             continue
         level = chosen.difficulty_per_skill.get(skill, 1)
         rng = random.Random(ctx.round_seed(rnd.index, f"plan:{skill}"))
-        pool = sorted(course.exercises_for(skill, "train"),
-                      key=lambda e: (e.key in practised, abs(e.difficulty - level), rng.random()))
-        picked.extend(e.key for e in pool[:count])
+        order = {e.key: rng.random() for e in course.exercises_for(skill, "train")}
+
+        def nearest(target: int) -> list[Exercise]:
+            return sorted(course.exercises_for(skill, "train"),
+                          key=lambda e: (e.key in practised, abs(e.difficulty - target), order[e.key]))
+
+        up = round(count * config.stretch_share) \
+            if config.plan == "adaptive" and level < course.max_difficulty(skill) else 0
+        above = [e for e in nearest(level + 1) if e.difficulty == level + 1][:up]
+        taken = {e.key for e in above}
+        at_level = [e for e in nearest(level) if e.key not in taken][: count - len(above)]
+        if up:
+            stretch[skill] = len(above)
+        # The planned level first: explanations take a skill's wrong items in this order.
+        picked.extend(e.key for e in at_level + above)
+    rnd.plan["stretch_per_skill"] = stretch
     rnd.planned_items = [e.key for e in training_safe(ctx.items[k] for k in picked)]
     return {"items_per_skill": rnd.plan["items_per_skill"], "planned": len(rnd.planned_items)}
 
