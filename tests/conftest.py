@@ -57,3 +57,21 @@ def model_cache_dir(tmp_path_factory):
 
     configured = os.environ.get("TEACHLOOP_TEST_MODEL_CACHE")
     return Path(configured) if configured else tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, dropped cleanly on PostgreSQL too.
+
+    Async consumers and in-process workers run their database work in threads (asgiref's
+    ``sync_to_async`` pool), whose connections stay open after their test; PostgreSQL refuses to drop
+    a database with open sessions ("being accessed by other users"), so they are ended first.
+    """
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
