@@ -36,7 +36,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -50,6 +49,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
+
+from bench.machine import describe as machine  # noqa: E402 (after the path is set)
 
 ARMS = ("a_base", "b_answers", "c_worked", "d_loop")
 ARM_LABELS = {
@@ -344,18 +345,6 @@ def run_config(args, seed: int, **overrides):
                     student_max_new_tokens=args.student_tokens, teacher_max_new_tokens=160)
     settings.update(overrides)
     return RunConfig(**settings)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, {platform.system()}"
 
 
 # ---------------------------------------------------------------- report

@@ -36,7 +36,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -49,6 +48,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
+
+from bench.machine import describe as machine  # noqa: E402 (after the path is set)
 
 H100_PEAK_BF16_TFLOPS = 989.0  # H100 SXM, dense bf16, no sparsity (NVIDIA datasheet)
 ROUND_RECORDS, ROUND_BATCH = 200, 8
@@ -351,18 +352,6 @@ def token_stats(model_dir: Path, records: list[dict[str, Any]]) -> dict[str, flo
     lengths = [len(tokenizer(tokenizer.apply_chat_template(r["messages"], tokenize=False),
                              add_special_tokens=False)["input_ids"]) for r in records]
     return {"mean": sum(lengths) / len(lengths), "min": min(lengths), "max": max(lengths)}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, {platform.system()}"
 
 
 def report(args, results: dict[str, dict], stats, data_note: str, round_result: dict | None, versions) -> str:
