@@ -246,7 +246,7 @@ def test_it_round_trips_the_state_through_an_atomic_save(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"plan": "greedy"}, {"siblings": 4}, {"replay_share": 1.0}, {"rounds": 0},
-                                 {"explain_budget": True}])
+                                 {"explain_budget": True}, {"stretch_share": 1.5}, {"stretch_share": -0.1}])
 def test_it_rejects_bad_settings(bad):
     with pytest.raises(ValueError):
         RunConfig(**bad)
