@@ -13,10 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import socket
 import threading
-import uuid
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
@@ -34,7 +31,7 @@ from django.utils import timezone
 from training.core.config import TrainConfig
 from training.core.datasets import DatasetError, parse_jsonl, validate_records
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob, TrainingMetric
-from training.recovery import keep_alive
+from training.recovery import claim, keep_alive
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +40,6 @@ MAX_EVENTS = 200
 
 def job_group(job_id: int) -> str:
     return f"training.job.{job_id}"
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 # --- datasets ---------------------------------------------------------------------------
@@ -182,17 +175,11 @@ def training_jobs_recover(*, stale_after_s: float | None = None) -> list[int]:
 def training_job_claim(*, job_id: int) -> tuple[TrainingJob, str] | None:
     """Atomically take a queued job; None when it is not queued (already taken or cancelled)."""
     with transaction.atomic():
-        job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.status != TrainingJob.Status.QUEUED:
-            return None
-        lease = uuid.uuid4().hex
-        now = timezone.now()
-        job.status, job.lease, job.worker, job.heartbeat_at = TrainingJob.Status.RUNNING, lease, worker_id(), now
-        job.attempts += 1
-        job.started_at = job.started_at or now
-        job.save()
-        _log(job, f"attempt {job.attempts} started on {job.worker}")
-    return job, lease
+        claimed = claim(TrainingJob, job_id)
+        if claimed:
+            job = claimed[0]
+            _log(job, f"attempt {job.attempts} started on {job.worker}")
+    return claimed
 
 
 def train_processes() -> int:

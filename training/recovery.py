@@ -8,7 +8,10 @@ registry, not an import, because ``training`` must never import the apps built o
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
@@ -56,3 +59,30 @@ def keep_alive(rows, *, every_s: float, stop: threading.Event, what: str) -> Non
                 close_old_connections()
     finally:
         connection.close()
+
+
+def worker_id() -> str:
+    """This worker process, as recorded on the work it runs: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim(model, pk: int):
+    """Atomically take queued work of ``model`` (a training job, a teaching run: rows with ``status``,
+    ``lease``, ``worker``, ``heartbeat_at``, ``attempts`` and ``started_at``): it becomes RUNNING under a
+    fresh lease, on this worker, with one more attempt. Returns ``(row, lease)``, or None when the row
+    is gone or not queued (already taken or cancelled). Inside a caller's transaction, the caller's
+    own writes about the claim commit with it.
+    """
+    from django.db import transaction
+    from django.utils import timezone
+
+    with transaction.atomic():
+        row = model.objects.select_for_update().filter(pk=pk).first()
+        if row is None or row.status != model.Status.QUEUED:
+            return None
+        lease, now = uuid.uuid4().hex, timezone.now()
+        row.status, row.lease, row.worker, row.heartbeat_at = model.Status.RUNNING, lease, worker_id(), now
+        row.attempts += 1
+        row.started_at = row.started_at or now
+        row.save()
+    return row, lease

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
@@ -40,7 +39,7 @@ from django.utils import timezone
 from training import jobs as training_jobs
 from training.core.datasets import DatasetError
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
-from training.recovery import keep_alive
+from training.recovery import claim, keep_alive
 from training.services import language_model_llm
 from tutor.core.course import ExamLeakError
 from tutor.core.teaching.guard import ExamGuard
@@ -181,17 +180,7 @@ def teaching_runs_recover(*, stale_after_s: float | None = None) -> list[int]:
 
 def teaching_run_claim(*, run_id: int) -> tuple[TeachingRun, str] | None:
     """Atomically take a queued run; None when it is not queued (already taken or cancelled)."""
-    with transaction.atomic():
-        run = TeachingRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.status != TeachingRun.Status.QUEUED:
-            return None
-        lease, now = uuid.uuid4().hex, timezone.now()
-        run.status, run.lease, run.worker, run.heartbeat_at = TeachingRun.Status.RUNNING, lease, \
-            training_jobs.worker_id(), now
-        run.attempts += 1
-        run.started_at = run.started_at or now
-        run.save()
-    return run, lease
+    return claim(TeachingRun, run_id)
 
 
 def teaching_run_work(*, run_id: int) -> str:
