@@ -17,11 +17,13 @@ Rules (``acc`` is a skill's latest per-round accuracy; thresholds are configurab
    curriculum learning of deep RL"): each unlocked, unmastered skill is drawn with probability
    ``(1 - epsilon) * LP / sum(LP) + epsilon / K``, where ``LP = |acc_t - acc_(t-1)|`` and ``K``
    is the number of such skills. Progress can be a rise or a fall (forgetting is also where
-   practice pays). A skill with one measurement has no LP yet and counts as the highest LP seen,
-   so a newly unlocked skill is tried at once. With no LP anywhere (the first round) or all LP
+   practice pays). Only the rounds since a skill was unlocked count (a locked skill is examined
+   too, but its change then measures nothing taught): a skill with one measurement since has no
+   LP yet and counts as the highest LP seen, so a newly unlocked skill is tried at once. With no LP anywhere (the first round) or all LP
    zero, the draw is uniform. ``epsilon`` (0.2) keeps some exploration of every unlocked skill.
-   Items are drawn one by one from that distribution with a seeded RNG, so a skill with more
-   progress gets more items *on average*, and the plan is the same for the same seed.
+   The budget is shared out by systematic sampling from that distribution with a seeded RNG
+   (:func:`allocate`): each skill gets its expected share rounded down or up, so a skill with more
+   progress gets more items, never none by bad luck, and the plan is the same for the same seed.
 4. **Difficulty escalates with accuracy.** Each round a skill's level goes up by one when its
    latest accuracy is at least the escalation threshold (0.7), never above the skill's highest
    level; otherwise it stays. Levels never go down: a dip is met with more items, not easier ones.
@@ -163,10 +165,11 @@ class Planner:
         rng = random.Random(seed)
         counts: Counter[str] = Counter()
         if active:
-            weights = self._active_weights(active, history, reasons)
-            counts.update(rng.choices(active, weights=weights, k=budget - n_review))
+            taught = {key: self._since_unlocked(key, history) for key in active}
+            weights = self._active_weights(active, taught, reasons)
+            counts.update(allocate(active, weights, budget - n_review, rng))
         if n_review:
-            counts.update(rng.choices(mastered, k=n_review))
+            counts.update(allocate(mastered, [1.0] * len(mastered), n_review, rng))
 
         levels = self._levels(latest, difficulty, reasons)
         return Plan(
@@ -186,6 +189,23 @@ class Planner:
             if accuracies:
                 latest[key] = float(accuracies[-1])
         return latest
+
+    def _since_unlocked(self, key: str, history: Mapping[str, Sequence[float]]) -> list[float]:
+        """``key``'s accuracies from the first round it was unlocked in (a locked skill is still
+        examined, but its change then is not progress of anything taught). Histories are aligned on
+        their last entry, the current round."""
+        rounds = max((len(v) for v in history.values()), default=0)
+        own = list(history.get(key, ()))
+        prerequisites = next(s.prerequisites for s in self.skills if s.key == key)
+
+        def best_by(r: int, p: str) -> float:  # a prerequisite's best accuracy up to round r
+            values = list(history.get(p, ()))
+            seen = values[: max(0, len(values) - (rounds - 1 - r))]
+            return max(seen, default=-1.0)
+
+        opened = next((r for r in range(rounds)
+                       if all(best_by(r, p) >= self.unlock_threshold for p in prerequisites)), rounds - 1)
+        return own[max(0, len(own) - (rounds - opened)):]
 
     def _active_weights(
         self, active: list[str], history: Mapping[str, Sequence[float]], reasons: dict[str, str],
@@ -226,6 +246,29 @@ class Planner:
                 levels[skill.key] = previous
                 reasons[skill.key] += f"; level {previous}" + (" (highest)" if previous == top else "")
         return levels
+
+
+def allocate(keys: Sequence[str], weights: Sequence[float], n: int, rng: random.Random) -> Counter[str]:
+    """``n`` items shared over ``keys`` in proportion to ``weights``, by systematic sampling.
+
+    Each key gets ``floor(n * p)`` or one more (``p`` its normalised weight), the extra ones drawn so
+    that every key's expected count is exactly ``n * p``: the same mean as ``n`` independent draws
+    (``random.choices``) without their spread, which on a round of a few dozen items could leave a
+    skill with a quarter of the weight without a single item.
+    """
+    total = float(sum(weights))
+    if n <= 0 or not keys or total <= 0:
+        return Counter()
+    counts: Counter[str] = Counter()
+    step, point, edge = total / n, rng.random() * total / n, 0.0
+    for key, weight in zip(keys, weights, strict=True):
+        edge += weight
+        while point < edge and sum(counts.values()) < n:
+            counts[key] += 1
+            point += step
+    if sum(counts.values()) < n:  # float rounding at the last edge
+        counts[keys[-1]] += n - sum(counts.values())
+    return counts
 
 
 def random_plan(
