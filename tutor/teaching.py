@@ -248,7 +248,7 @@ def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
                              "what": f"teaching run {run.pk}"}, daemon=True, name=f"run-heartbeat-{run.pk}").start()
     try:
         state = run_teaching(course_to_core(course=run.course), language_model_llm(model=run.teacher),
-                             language_model_llm(model=run.student), RunConfig(**run.config), state_path(run),
+                             language_model_llm(model=run.student), RunConfig.from_dict(run.config), state_path(run),
                              train_fn=_train_fn(run), progress=on_progress, should_stop=should_stop,
                              ratings=ratings, edits=edits)
     except (TeachingError, ValidationError) as exc:

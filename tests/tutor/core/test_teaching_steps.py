@@ -246,7 +246,8 @@ def test_it_round_trips_the_state_through_an_atomic_save(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"plan": "greedy"}, {"siblings": 4}, {"replay_share": 1.0}, {"rounds": 0},
-                                 {"explain_budget": True}, {"stretch_share": 1.5}, {"stretch_share": -0.1}])
+                                 {"explain_budget": True}, {"stretch_share": 1.5}, {"stretch_share": -0.1},
+                                 {"levels": "all"}])
 def test_it_rejects_bad_settings(bad):
     with pytest.raises(ValueError):
         RunConfig(**bad)
@@ -256,7 +257,8 @@ def test_it_rejects_bad_settings(bad):
 def test_it_stretches_a_share_of_the_practice_to_the_level_above(share):
     course = mini_course(train=40)  # enough items at each level for the whole plan
     student = ScriptedLLM("student", student_reply())
-    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), student, plan_budget=12, stretch_share=share)
+    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), student, plan_budget=12, levels="stretch",
+                  stretch_share=share)
     rnd = ctx.state.round(0)
     run_steps(ctx, rnd, "diagnose", "plan")
     planned = [ctx.items[k] for k in rnd.planned_items]
@@ -271,10 +273,56 @@ def test_it_stretches_a_share_of_the_practice_to_the_level_above(share):
         assert rnd.plan["stretch_per_skill"].get(skill, 0) == up
 
 
+def test_it_spreads_the_practice_over_the_levels_not_passed_by_default():
+    course = mini_course(train=40)
+    assert RunConfig().levels == "window"
+    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
+                  plan_budget=13)
+    rnd = ctx.state.round(0)
+    run_steps(ctx, rnd, "diagnose", "plan")
+    for skill, count in rnd.plan["items_per_skill"].items():
+        if not count:
+            continue
+        levels = [ctx.items[k].difficulty for k in rnd.planned_items if ctx.items[k].skill == skill]
+        top = course.max_difficulty(skill)
+        assert rnd.plan["difficulty_per_skill"][skill] == 1 and len(levels) == count
+        per_level = [levels.count(lv) for lv in range(1, top + 1)]
+        assert max(per_level) - min(per_level) <= 1 and per_level == sorted(per_level, reverse=True)
+        assert levels[:top] == list(range(1, min(top, count) + 1))  # interleaved, the planned level first
+        assert rnd.plan["stretch_per_skill"][skill] == count - per_level[0]
+
+
+def test_the_window_starts_at_the_planned_level_and_fills_from_its_nearest_items():
+    course = mini_course(train=40)
+    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
+                  rounds=2, plan_budget=12)
+    first = ctx.state.round(0)
+    first.probe_accuracy = {"add_1d": 0.6, "add_2d": 0.5, "mul_1d": 0.1}
+    first.plan = {"difficulty_per_skill": {"add_1d": 2, "add_2d": 2, "mul_1d": 1}}
+    rnd = ctx.state.round(1)
+    rnd.probe_accuracy = {"add_1d": 0.7, "add_2d": 0.75, "mul_1d": 0.3}  # as diagnose would leave it
+    run_steps(ctx, rnd, "plan")
+    levels = {skill: [ctx.items[k].difficulty for k in rnd.planned_items if ctx.items[k].skill == skill]
+              for skill in rnd.plan["items_per_skill"]}
+    assert rnd.plan["difficulty_per_skill"]["add_2d"] == 3  # escalated: the window is its top level alone
+    assert set(levels["add_2d"]) <= {3} and "add_2d" not in rnd.plan["stretch_per_skill"]
+    assert levels["mul_1d"] and min(levels["mul_1d"]) == 1 and max(levels["mul_1d"]) == 3
+
+    # A level without enough items: the rest come from the items nearest the planned level.
+    short = Course(key=course.key, name=course.name, skills=course.skills, exercises=tuple(
+        e for e in course.exercises if not (e.skill == "mul_1d" and e.difficulty == 3 and e.split == "train")))
+    ctx = context(short, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
+                  plan_budget=12)
+    rnd = ctx.state.round(0)
+    run_steps(ctx, rnd, "diagnose", "plan")
+    mul = [ctx.items[k].difficulty for k in rnd.planned_items if ctx.items[k].skill == "mul_1d"]
+    assert len(mul) == rnd.plan["items_per_skill"]["mul_1d"] and set(mul) <= {1, 2}
+
+
 def test_it_does_not_stretch_the_random_control_or_a_skill_at_its_highest_level():
     course = mini_course(train=16)
     ctx = context(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
-                  plan="random", plan_budget=12, stretch_share=0.5)
+                  plan="random", plan_budget=12, stretch_share=0.5)  # the default window too: never for random
     rnd = ctx.state.round(0)
     run_steps(ctx, rnd, "diagnose", "plan")
     assert rnd.plan["stretch_per_skill"] == {}
@@ -286,7 +334,7 @@ def test_it_does_not_stretch_the_random_control_or_a_skill_at_its_highest_level(
     flat = Course(key=course.key, name=course.name, skills=course.skills, exercises=tuple(
         replace(e, difficulty=1) if e.skill == "mul_1d" else e for e in course.exercises))
     ctx = context(flat, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
-                  plan_budget=12, stretch_share=0.5)
+                  plan_budget=12, levels="stretch", stretch_share=0.5)
     rnd = ctx.state.round(0)
     run_steps(ctx, rnd, "diagnose", "plan")
     assert rnd.plan["items_per_skill"]["mul_1d"] > 0 and "mul_1d" not in rnd.plan["stretch_per_skill"]

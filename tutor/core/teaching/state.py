@@ -23,6 +23,7 @@ STEPS: tuple[str, ...] = (
     "diagnose", "plan", "explain", "score", "generate", "build_data", "train", "reexamine",
 )
 PLANS: tuple[str, ...] = ("adaptive", "random")
+LEVEL_MODES: tuple[str, ...] = ("window", "stretch")
 
 
 class TeachingError(Exception):
@@ -41,8 +42,12 @@ class RunConfig:
     - ``generate_budget`` wrong training items to generate from, ``generate_k`` new items each;
     - ``siblings``: other items of the same skill re-answered when scoring an explanation (1-3);
     - ``replay_share``: the share of each round's SFT set taken from earlier rounds' records;
-    - ``stretch_share``: the share of a skill's planned items drawn from the level above the planned
-      one (where there is one), so practice reaches just beyond what the student masters;
+    - ``levels``: which levels a skill's planned items come from (adaptive plan only). "window": spread
+      evenly over the planned level and every level above it, the levels the student has not passed,
+      so practice covers the whole skill until its lower levels are mastered; "stretch": the planned
+      level, with ``stretch_share`` of the items from the level above;
+    - ``stretch_share``: with ``levels="stretch"``, the share of a skill's planned items drawn from
+      the level above the planned one (where there is one);
     - ``probe_per_skill``: probe items examined per skill in diagnose (0: all of them);
     - ``forgetting_probe_per_skill``: probe items per untaught skill re-answered after training;
     - ``hacking_agreement_rise`` / ``hacking_accuracy_stall``: the teacher-hacking warning fires when
@@ -58,6 +63,7 @@ class RunConfig:
     generate_k: int = 2
     siblings: int = 2
     replay_share: float = 0.3
+    levels: str = "window"
     stretch_share: float = 0.25
     seed: int = 0
     student_max_new_tokens: int = 48
@@ -79,6 +85,8 @@ class RunConfig:
             raise ValueError(f"siblings must be between 1 and 3, not {self.siblings}")
         if self.plan not in PLANS:
             raise ValueError(f"plan must be one of {', '.join(PLANS)}, not {self.plan!r}")
+        if self.levels not in LEVEL_MODES:
+            raise ValueError(f"levels must be one of {', '.join(LEVEL_MODES)}, not {self.levels!r}")
         for name, upper_open in (("replay_share", True), ("stretch_share", False),
                                  ("hacking_agreement_rise", False), ("hacking_accuracy_stall", False)):
             value = getattr(self, name)
@@ -95,7 +103,8 @@ class RunConfig:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown teaching setting(s): {', '.join(unknown)}")
-        return cls(**data)
+        # States saved before ``levels`` existed planned the "stretch" way: a resumed run keeps it.
+        return cls(**{"levels": "stretch", **data})
 
 
 @dataclass

@@ -13,8 +13,10 @@ Rules per step (the teaching loop of DESIGN.md):
 2. **plan**: :class:`~tutor.core.planner.Planner` on the probe accuracies so far ("adaptive"), or
    :func:`~tutor.core.planner.random_plan` ("random"); then concrete training items per skill, at
    the planned level (nearest level when none), items not practised in earlier rounds first;
-   ``stretch_share`` of a skill's items (rounded) come from the level above the planned one when
-   the skill has one (the adaptive plan only: the random control's levels are random already).
+   with ``levels="window"`` (the default) a skill's items are spread evenly over the planned level
+   and every level above it (the levels not passed yet); with ``levels="stretch"``, ``stretch_share``
+   of them (rounded) come from the level above the planned one. Either way only in the adaptive plan:
+   the random control's levels are random already.
 3. **explain**: the student practises the planned items (one batch); candidates are its wrong
    training items, then its wrong probe items of planned skills, taken round-robin over skills
    from the lowest probe accuracy up ("explain where the student is most likely wrong") until
@@ -206,18 +208,45 @@ def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
             return sorted(course.exercises_for(skill, "train"),
                           key=lambda e: (e.key in practised, abs(e.difficulty - target), order[e.key]))
 
-        up = round(count * config.stretch_share) \
-            if config.plan == "adaptive" and level < course.max_difficulty(skill) else 0
-        above = [e for e in nearest(level + 1) if e.difficulty == level + 1][:up]
-        taken = {e.key for e in above}
-        at_level = [e for e in nearest(level) if e.key not in taken][: count - len(above)]
-        if up:
-            stretch[skill] = len(above)
+        top = course.max_difficulty(skill)
+        if config.plan == "adaptive" and config.levels == "window" and level < top:
+            chosen_items = _window(nearest, level, top, count)
+            stretch[skill] = sum(e.difficulty > level for e in chosen_items)
+        else:
+            up = round(count * config.stretch_share) if config.plan == "adaptive" and level < top else 0
+            above = [e for e in nearest(level + 1) if e.difficulty == level + 1][:up]
+            taken = {e.key for e in above}
+            chosen_items = [e for e in nearest(level) if e.key not in taken][: count - len(above)] + above
+            if up:
+                stretch[skill] = len(above)
         # The planned level first: explanations take a skill's wrong items in this order.
-        picked.extend(e.key for e in at_level + above)
+        picked.extend(e.key for e in chosen_items)
     rnd.plan["stretch_per_skill"] = stretch
     rnd.planned_items = [e.key for e in training_safe(ctx.items[k] for k in picked)]
     return {"items_per_skill": rnd.plan["items_per_skill"], "planned": len(rnd.planned_items)}
+
+
+def _window(nearest: Callable[[int], list[Exercise]], level: int, top: int, count: int) -> list[Exercise]:
+    """``count`` items spread evenly over levels ``level..top`` (lower levels take the remainder); a
+    level short of items is topped up from the items nearest the planned level."""
+    span = top - level + 1
+    wanted = {lv: count // span + (i < count % span) for i, lv in enumerate(range(level, top + 1))}
+    chosen: list[Exercise] = []
+    taken: set[str] = set()
+    for lv, n in wanted.items():
+        exact = [e for e in nearest(lv) if e.difficulty == lv and e.key not in taken][:n]
+        chosen += exact
+        taken.update(e.key for e in exact)
+    if len(chosen) < count:  # some level ran out: the nearest other items of the window's lowest level
+        extra = [e for e in nearest(level) if e.key not in taken][: count - len(chosen)]
+        chosen += extra
+    # Interleaved by level, the planned level first: a budget that takes a skill's first wrong items
+    # (explanations, generation sources) then samples the whole window, not its lowest level.
+    by_level: dict[int, list[Exercise]] = defaultdict(list)
+    for e in chosen:
+        by_level[e.difficulty].append(e)
+    queues = [by_level[lv] for lv in sorted(by_level)]
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 
 # ---------------------------------------------------------------- 3. explain
