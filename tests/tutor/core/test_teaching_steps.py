@@ -245,6 +245,13 @@ def test_it_round_trips_the_state_through_an_atomic_save(tmp_path):
     assert isinstance(RunState.load(path).rounds[1], RoundState) and RunState.load(path).rounds[0].index == 0
 
 
+def test_a_state_saved_before_the_levels_setting_resumes_with_the_old_rule():
+    saved = RunConfig(levels="stretch").to_dict()
+    del saved["levels"]
+    assert RunConfig.from_dict(saved).levels == "stretch"
+    assert RunConfig.from_dict(RunConfig().to_dict()).levels == "window"
+
+
 @pytest.mark.parametrize("bad", [{"plan": "greedy"}, {"siblings": 4}, {"replay_share": 1.0}, {"rounds": 0},
                                  {"explain_budget": True}, {"stretch_share": 1.5}, {"stretch_share": -0.1},
                                  {"levels": "all"}])
