@@ -329,9 +329,9 @@ def bigbench_course(path: Path, exam: int, probe: int, train: int, seed: int):
 
 
 def fmt_levels(r: dict) -> str:
-    """Planned level per taught skill, with the items stretched to the level above: "add_2d 1 (+2 at 2)"."""
+    """Planned level per taught skill, with the items drawn above it: "add_2d 1 (+4 above)"."""
     stretch = r.get("stretch", {})
-    return ", ".join(f"{k} {v}" + (f" (+{stretch[k]} at {v + 1})" if stretch.get(k) else "")
+    return ", ".join(f"{k} {v}" + (f" (+{stretch[k]} above)" if stretch.get(k) else "")
                      for k, v in r["levels"].items() if k in r["plan"])
 
 
@@ -341,7 +341,7 @@ def run_config(args, seed: int, **overrides):
     settings = dict(rounds=args.rounds, plan="adaptive", plan_budget=args.plan_budget,
                     explain_budget=args.explain_budget, generate_budget=args.generate_budget,
                     generate_k=args.generate_k, siblings=args.siblings, seed=seed,
-                    stretch_share=args.stretch_share,
+                    levels=args.levels, stretch_share=args.stretch_share,
                     student_max_new_tokens=args.student_tokens, teacher_max_new_tokens=160)
     settings.update(overrides)
     return RunConfig(**settings)
@@ -383,7 +383,8 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
         f"Loop settings: rounds {args.rounds}, plan_budget {args.plan_budget}, "
         f"explain_budget {args.explain_budget}, "
         f"generate_budget {args.generate_budget} × k {args.generate_k}, "
-        f"siblings {args.siblings}, replay_share 0.3, stretch_share {args.stretch_share}, "
+        f"siblings {args.siblings}, replay_share 0.3, levels {args.levels}"
+        + (f" (stretch_share {args.stretch_share})" if args.levels == "stretch" else "") + ", "
         f"student_max_new_tokens {args.student_tokens}; planner unlock threshold {UNLOCK_THRESHOLD}",
         f"Seeds: {', '.join(map(str, seeds))} (the seed sets the loop's plan and sampling, the baselines' "
         "record order, and training; the course and its exam are the same for every seed and arm)",
@@ -509,25 +510,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="drop every prerequisite (ablation of the planner's gating)")
     p.add_argument("--course-seed", type=int, default=0)
     p.add_argument("--train-per-skill", type=int, default=150)
-    p.add_argument("--probe-per-skill", type=int, default=4)
-    p.add_argument("--exam-per-skill", type=int, default=8)
-    p.add_argument("--plan-budget", type=int, default=16)
+    p.add_argument("--probe-per-skill", type=int, default=8)
+    p.add_argument("--exam-per-skill", type=int, default=24)
+    p.add_argument("--plan-budget", type=int, default=24)
     p.add_argument("--explain-budget", type=int, default=8)
-    p.add_argument("--generate-budget", type=int, default=12)
-    p.add_argument("--generate-k", type=int, default=3)
+    p.add_argument("--generate-budget", type=int, default=16)
+    p.add_argument("--generate-k", type=int, default=8)
     p.add_argument("--siblings", type=int, default=1)
+    p.add_argument("--levels", choices=("window", "stretch"), default="window",
+                   help="levels a skill's practice is drawn from (RunConfig.levels): 'window' (default), "
+                        "evenly over the planned level and every level above; 'stretch', the planned level "
+                        "with --stretch-share of it from the level above")
     p.add_argument("--stretch-share", type=float, default=0.25,
-                   help="share of a skill's practice drawn from the level above the planned one "
-                        "(default 0.25, RunConfig's; 0: the planned level only)")
+                   help="with --levels stretch: share of a skill's practice drawn from the level above the "
+                        "planned one (default 0.25, RunConfig's; 0: the planned level only)")
     p.add_argument("--student-tokens", type=int, default=80,
                    help="max new tokens of every student answer (the gold solutions need up to 77)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: on 2 shared cores, 2 threads ran 3x slower "
-                        "under load)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch CPU threads (default 2, for 2 cores and nothing else running; on shared "
+                        "cores use 1: 2 threads ran 3x slower under load)")
     p.add_argument("--smol-seeds", type=int, default=1,
                    help="seeds of the SmolLM2-teaches-itself run (0: skip)")
     p.add_argument("--smol-rounds", type=int, default=1)
