@@ -247,8 +247,9 @@ def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
                      kwargs={"every_s": settings.TEACHLOOP_JOB_HEARTBEAT_S, "stop": stop,
                              "what": f"teaching run {run.pk}"}, daemon=True, name=f"run-heartbeat-{run.pk}").start()
     try:
+        config = RunConfig.from_dict(run.config)  # a run saved before a setting existed keeps its old rule
         state = run_teaching(course_to_core(course=run.course), language_model_llm(model=run.teacher),
-                             language_model_llm(model=run.student), RunConfig.from_dict(run.config), state_path(run),
+                             language_model_llm(model=run.student), config, state_path(run),
                              train_fn=_train_fn(run), progress=on_progress, should_stop=should_stop,
                              ratings=ratings, edits=edits)
     except (TeachingError, ValidationError) as exc:

@@ -19,8 +19,9 @@ Rules (``acc`` is a skill's latest per-round accuracy; thresholds are configurab
    is the number of such skills. Progress can be a rise or a fall (forgetting is also where
    practice pays). Only the rounds since a skill was unlocked count (a locked skill is examined
    too, but its change then measures nothing taught): a skill with one measurement since has no
-   LP yet and counts as the highest LP seen, so a newly unlocked skill is tried at once. With no LP anywhere (the first round) or all LP
-   zero, the draw is uniform. ``epsilon`` (0.2) keeps some exploration of every unlocked skill.
+   LP yet and counts as the highest LP seen, so a newly unlocked skill is tried at once. With no
+   LP anywhere (the first round) or all LP zero, the draw is uniform. ``epsilon`` (0.2) keeps
+   some exploration of every unlocked skill.
    The budget is shared out by systematic sampling from that distribution with a seeded RNG
    (:func:`allocate`): each skill gets its expected share rounded down or up, so a skill with more
    progress gets more items, never none by bad luck, and the plan is the same for the same seed.

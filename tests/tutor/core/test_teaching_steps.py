@@ -317,7 +317,8 @@ def test_the_window_starts_at_the_planned_level_and_fills_from_its_nearest_items
 
     # A level without enough items: the rest come from the items nearest the planned level.
     short = Course(key=course.key, name=course.name, skills=course.skills, exercises=tuple(
-        e for e in course.exercises if not (e.skill == "mul_1d" and e.difficulty == 3 and e.split == "train")))
+        e for e in course.exercises
+        if not (e.skill == "mul_1d" and e.difficulty == 3 and e.split == "train")))
     ctx = context(short, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
                   plan_budget=12)
     rnd = ctx.state.round(0)
@@ -329,7 +330,7 @@ def test_the_window_starts_at_the_planned_level_and_fills_from_its_nearest_items
 def test_it_does_not_stretch_the_random_control_or_a_skill_at_its_highest_level():
     course = mini_course(train=16)
     ctx = context(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
-                  plan="random", plan_budget=12, stretch_share=0.5)  # the default window too: never for random
+                  plan="random", plan_budget=12, stretch_share=0.5)  # nor the default window
     rnd = ctx.state.round(0)
     run_steps(ctx, rnd, "diagnose", "plan")
     assert rnd.plan["stretch_per_skill"] == {}
