@@ -146,6 +146,7 @@ class Planner:
         mastered = [s.key for s in self.skills if latest.get(s.key, -1.0) >= threshold]
         reasons: dict[str, str] = {}
         active: list[str] = []
+        taught: dict[str, list[float]] = {}  # each active skill's accuracies since it was unlocked
         for skill in self.skills:
             if skill.key in mastered:
                 reasons[skill.key] = f"mastered ({latest[skill.key]:.2f} >= {threshold}): review"
@@ -158,6 +159,7 @@ class Planner:
                 )
             else:
                 active.append(skill.key)
+                taught[skill.key] = self._since_unlocked(skill, history)
 
         n_review = 0
         if mastered:
@@ -166,7 +168,6 @@ class Planner:
         rng = random.Random(seed)
         counts: Counter[str] = Counter()
         if active:
-            taught = {key: self._since_unlocked(key, history) for key in active}
             weights = self._active_weights(active, taught, reasons)
             counts.update(allocate(active, weights, budget - n_review, rng))
         if n_review:
@@ -191,21 +192,21 @@ class Planner:
                 latest[key] = float(accuracies[-1])
         return latest
 
-    def _since_unlocked(self, key: str, history: Mapping[str, Sequence[float]]) -> list[float]:
-        """``key``'s accuracies from the first round it was unlocked in (a locked skill is still
+    def _since_unlocked(self, skill: Skill, history: Mapping[str, Sequence[float]]) -> list[float]:
+        """The skill's accuracies from the first round it was unlocked in (a locked skill is still
         examined, but its change then is not progress of anything taught). Histories are aligned on
         their last entry, the current round."""
         rounds = max((len(v) for v in history.values()), default=0)
-        own = list(history.get(key, ()))
-        prerequisites = next(s.prerequisites for s in self.skills if s.key == key)
+        own = list(history.get(skill.key, ()))
 
         def best_by(r: int, p: str) -> float:  # a prerequisite's best accuracy up to round r
             values = list(history.get(p, ()))
             seen = values[: max(0, len(values) - (rounds - 1 - r))]
             return max(seen, default=-1.0)
 
-        opened = next((r for r in range(rounds)
-                       if all(best_by(r, p) >= self.unlock_threshold for p in prerequisites)), rounds - 1)
+        unlocked = (r for r in range(rounds)
+                    if all(best_by(r, p) >= self.unlock_threshold for p in skill.prerequisites))
+        opened = next(unlocked, rounds - 1)
         return own[max(0, len(own) - (rounds - opened)):]
 
     def _active_weights(
@@ -261,14 +262,16 @@ def allocate(keys: Sequence[str], weights: Sequence[float], n: int, rng: random.
     if n <= 0 or not keys or total <= 0:
         return Counter()
     counts: Counter[str] = Counter()
+    given = 0
     step, point, edge = total / n, rng.random() * total / n, 0.0
     for key, weight in zip(keys, weights, strict=True):
         edge += weight
-        while point < edge and sum(counts.values()) < n:
+        while point < edge and given < n:
             counts[key] += 1
+            given += 1
             point += step
-    if sum(counts.values()) < n:  # float rounding at the last edge
-        counts[keys[-1]] += n - sum(counts.values())
+    if given < n:  # float rounding at the last edge
+        counts[keys[-1]] += n - given
     return counts
 
 

@@ -232,14 +232,11 @@ def _window(nearest: Callable[[int], list[Exercise]], level: int, top: int, coun
     span = top - level + 1
     wanted = {lv: count // span + (i < count % span) for i, lv in enumerate(range(level, top + 1))}
     chosen: list[Exercise] = []
-    taken: set[str] = set()
     for lv, n in wanted.items():
-        exact = [e for e in nearest(lv) if e.difficulty == lv and e.key not in taken][:n]
-        chosen += exact
-        taken.update(e.key for e in exact)
+        chosen += [e for e in nearest(lv) if e.difficulty == lv][:n]
     if len(chosen) < count:  # some level ran out: the nearest other items of the window's lowest level
-        extra = [e for e in nearest(level) if e.key not in taken][: count - len(chosen)]
-        chosen += extra
+        taken = {e.key for e in chosen}
+        chosen += [e for e in nearest(level) if e.key not in taken][: count - len(chosen)]
     # Interleaved by level, the planned level first: a budget that takes a skill's first wrong items
     # (explanations, generation sources) then samples the whole window, not its lowest level.
     by_level: dict[int, list[Exercise]] = defaultdict(list)
