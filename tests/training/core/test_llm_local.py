@@ -188,6 +188,24 @@ def test_it_scores_the_same_in_a_batch_as_alone(tiny_llm, monkeypatch):
     assert all(s < 0 for s in batched[:-1])
 
 
+def test_it_scores_a_reply_where_the_assistant_turn_starts(tiny_llm):
+    tokenizer = tiny_llm.tokenizer
+    for conversation in CONVERSATIONS:
+        greedy = tiny_llm.generate([conversation], GenerationParams(max_new_tokens=1)).pop().text
+        if greedy and len(tokenizer(greedy, add_special_tokens=False)["input_ids"]) == 1:
+            break
+    else:
+        pytest.fail("no prompt whose greedy token round-trips through the tokenizer")
+    others = [c for c in (" the", " is", "5", " answer", "ck", " water") if c != greedy]
+
+    scores = tiny_llm.reply_loglikelihood([(conversation, greedy)] + [(conversation, c) for c in others])
+
+    # Scored as generation sees the prompt (the chat template's assistant turn): its greedy token wins.
+    assert all(math.isfinite(s) and s < 0 for s in scores)
+    assert scores[0] > max(scores[1:])
+    assert tiny_llm.reply_loglikelihood([]) == []
+
+
 # -- loading errors and chat templates --------------------------------------------------------
 
 

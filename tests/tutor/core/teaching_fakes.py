@@ -11,14 +11,25 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from training.core.llm.base import Generation, GenerationParams
+from training.core.llm.base import Generation, GenerationParams, UnsupportedOperation
 from tutor.core.course import Course, Skill
 from tutor.core.packs import load_pack, solve
-from tutor.core.teaching.prompts import ANSWER_LINE
+from tutor.core.teaching.general_probe import GENERAL_PROBE
+from tutor.core.teaching.prompts import ANSWER_LINE, question_text
 from tutor.core.teaching.state import RunConfig, RunState
 from tutor.core.teaching.steps import Context
 
 WRONG = "999999"
+GENERAL = {question_text(e): e.answer for e in GENERAL_PROBE}
+
+
+def known(question: str) -> str:
+    """The gold answer of a pack question or of a general-probe question."""
+    return GENERAL[question] if question in GENERAL else solve(question)
+
+
+def is_general(question: str) -> bool:
+    return question in GENERAL
 
 
 def kind_of(conversation: list[dict[str, str]]) -> str:
@@ -56,12 +67,22 @@ class ScriptedLLM:
     reply: Callable[..., str]
     calls: list[Call] = field(default_factory=list)
     loaded: list[tuple[str, str]] = field(default_factory=list)
+    # ``score(kind, question, reply, adapter) -> log-likelihood``; None: it cannot score (a server).
+    score: Callable[..., float] | None = None
+    scored: list[tuple[str, str, str | None]] = field(default_factory=list)  # (question, reply, adapter)
 
     def generate(self, conversations, params=None, *, adapter=None):
         conversations = list(conversations)
         assert conversations, "no empty batches"
         self.calls.append(Call(Counter(kind_of(c) for c in conversations), conversations, adapter, params))
         return [Generation(self.reply(kind_of(c), question_of(c), c, adapter), 0, 0) for c in conversations]
+
+    def reply_loglikelihood(self, requests, *, adapter=None):
+        if self.score is None:
+            raise UnsupportedOperation(self.name, "this scripted model cannot score log-likelihoods")
+        requests = list(requests)
+        self.scored.extend((question_of(c), reply, adapter) for c, reply in requests)
+        return [self.score(kind_of(c), question_of(c), reply, adapter) for c, reply in requests]
 
     def load_adapter(self, name: str, path: str) -> None:
         self.loaded.append((name, path))
@@ -74,7 +95,7 @@ class ScriptedLLM:
         return [c for call in self.calls for c in call.conversations if kind_of(c) == kind]
 
 
-def student_reply(knows: Callable[[str, str | None], bool] = lambda q, adapter: False, gold=solve):
+def student_reply(knows: Callable[[str, str | None], bool] = lambda q, adapter: False, gold=known):
     """Right where ``knows(question, adapter)``, or with a helpful explanation in context."""
     def reply(kind, question, conversation, adapter):
         helped = kind == "explained_answer" and "UNHELPFUL" not in conversation[-1]["content"]
@@ -83,7 +104,7 @@ def student_reply(knows: Callable[[str, str | None], bool] = lambda q, adapter: 
     return reply
 
 
-def teacher_reply(*, wrong_on: Callable[[str], bool] = lambda q: False, generate=None, gold=solve,
+def teacher_reply(*, wrong_on: Callable[[str], bool] = lambda q: False, generate=None, gold=known,
                   extra: str = ""):
     """Correct explanations (except where ``wrong_on``), exam answers by ``gold``, items by ``generate``."""
     def reply(kind, question, conversation, adapter):

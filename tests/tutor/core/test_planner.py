@@ -8,7 +8,7 @@ import pytest
 
 from tutor.core.course import Skill
 from tutor.core.packs import arithmetic_pack
-from tutor.core.planner import Plan, Planner, allocate, random_plan
+from tutor.core.planner import Plan, Planner, allocate, progress_noise, random_plan, upper_bound
 
 SKILLS = (
     Skill("a", "A"),
@@ -223,3 +223,80 @@ def test_it_shares_the_budget_by_expected_counts_never_starving_a_skill():
             for key, w in zip("wxyz", weights, strict=True):
                 assert abs(counts[key] - n * w / sum(weights)) < 1
     assert allocate("ab", [0.0, 0.0], 5, rng) == {} and allocate("ab", [1.0, 1.0], 0, rng) == {}
+
+
+def test_the_wilson_upper_bound_matches_hand_computed_values():
+    # 95 % Wilson score interval, upper end: worked by hand from the formula.
+    assert upper_bound(0.25, 8, 1.96) == pytest.approx(0.591, abs=0.002)
+    assert upper_bound(0.0, 8, 1.96) == pytest.approx(0.324, abs=0.002)
+    assert upper_bound(0.0, 4, 1.96) == pytest.approx(0.490, abs=0.002)
+    assert upper_bound(0.25, 20, 1.96) == pytest.approx(0.469, abs=0.002)
+    assert upper_bound(1.0, 8, 1.96) == 1.0
+    assert upper_bound(0.25, None, 1.96) == upper_bound(0.25, 8, 0.0) == 0.25
+
+
+def test_the_gate_closes_only_when_the_probe_shows_the_prerequisite_below_the_threshold():
+    p = planner()
+    # 2 of 8 right: the probe cannot tell 0.25 from 0.5, so b and c are taught beside a.
+    plan = p.plan({"a": [0.25]}, 24, seed=0, probe_sizes={"a": 8})
+    assert plan.items_per_skill == {"a": 8, "b": 8, "c": 8, "d": 0}
+    assert "open although a reads 0.25 < 0.5: on 8 items it could be up to 0.59" in plan.reasons["b"]
+    # 0 of 8, or 5 of 20, is below 0.5 beyond the noise: the gate holds, and says why.
+    for accuracy, n, bound in ((0.0, 8, "0.32"), (0.25, 20, "0.47")):
+        plan = p.plan({"a": [accuracy]}, 24, seed=0, probe_sizes={"a": n})
+        assert plan.items_per_skill == {"a": 24, "b": 0, "c": 0, "d": 0}
+        why = f"locked: needs a (best {accuracy:.2f} of {n} items, at most {bound} < 0.5)"
+        assert why in plan.reasons["b"]
+    # Without probe sizes (or with confidence_z=0) accuracies are exact: 0.25 < 0.5 locks.
+    assert p.plan({"a": [0.25]}, 24, seed=0).items_per_skill["b"] == 0
+    exact = planner(confidence_z=0).plan({"a": [0.25]}, 24, seed=0, probe_sizes={"a": 8})
+    assert exact.items_per_skill["b"] == 0
+    # A skill whose prerequisites are at the threshold for certain has nothing to explain.
+    assert "open although" not in p.plan({"a": [0.75]}, 24, seed=0, probe_sizes={"a": 8}).reasons["b"]
+
+
+def test_learning_progress_is_read_with_the_probe_noise_as_an_upper_bound():
+    p = planner(epsilon=0.0, review_share=0.0)
+    history = {"a": [0.5, 0.5], "b": [0.25, 0.375], "c": [0.25, 0.25]}
+    # Exact accuracies: b's one item of change is all the progress there is, so b gets everything.
+    assert p.plan(history, 24, seed=0).items_per_skill == {"a": 0, "b": 24, "c": 0, "d": 0}
+    # On 8-item probes every skill's bound is mostly noise: the shares stay near uniform (d, open
+    # because neither b's 3 of 8 nor c's 2 of 8 shows them below 0.5, counts as the highest).
+    sizes = dict.fromkeys("abcd", 8)
+    plan = p.plan(history, 24, seed=0, probe_sizes=sizes)
+    assert all(5 <= plan.items_per_skill[k] <= 7 for k in "abcd"), plan.items_per_skill
+    noise = progress_noise(0.25, 0.375, 8, 1.96)
+    why = f"learning progress up to {0.125 + noise:.2f} (change 0.12 + noise {noise:.2f})"
+    assert why in plan.reasons["b"]
+    # A large change stands out against the noise: 1 of 8 -> 6 of 8 gets about twice the share of a
+    # skill that did not move (the old rule, on the change alone, gave it everything but exploration).
+    plan = p.plan(history | {"b": [0.125, 0.75]}, 24, seed=0, probe_sizes=sizes)
+    assert plan.items_per_skill["b"] >= 1.7 * plan.items_per_skill["c"]
+    assert plan.items_per_skill["c"] >= 3
+    # The larger the probe, the closer the bound to the change itself.
+    assert progress_noise(0.25, 0.5, 200, 1.96) < progress_noise(0.25, 0.5, 20, 1.96) < progress_noise(
+        0.25, 0.5, 8, 1.96)
+    assert progress_noise(0.0, 0.0, 8, 1.96) > 0  # 0 of 8 is not an exact zero
+    assert progress_noise(0.2, 0.4, None, 1.96) == 0.0
+
+
+def test_a_skill_opened_on_uncertain_evidence_counts_progress_from_that_round():
+    # a read 0.25 of 8 in both rounds: b was open (and taught) from round 0, so its flat 0 -> 0 is
+    # measured progress (none), not "no progress yet".
+    p = planner(epsilon=0.0, review_share=0.0)
+    plan = p.plan({"a": [0.25, 0.25], "b": [0.0, 0.0], "c": [0.0, 0.0]}, 24, seed=0,
+                  probe_sizes=dict.fromkeys("abc", 8))
+    assert all("no progress yet" not in plan.reasons[k] for k in "bc")
+    assert plan.reasons["b"].startswith("no progress measured anywhere: uniform")
+    assert plan.items_per_skill == {"a": 8, "b": 8, "c": 8, "d": 0}
+
+
+def test_it_rejects_bad_probe_sizes_and_confidence():
+    with pytest.raises(ValueError, match="confidence_z"):
+        planner(confidence_z=-1)
+    with pytest.raises(ValueError, match="confidence_z"):
+        planner(confidence_z=float("nan"))
+    with pytest.raises(ValueError, match="probe size of a"):
+        planner().plan({"a": [0.5]}, 5, seed=0, probe_sizes={"a": 0})
+    with pytest.raises(ValueError, match="unknown skill"):
+        planner().plan({"a": [0.5]}, 5, seed=0, probe_sizes={"zzz": 8})

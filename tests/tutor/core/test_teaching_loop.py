@@ -170,7 +170,7 @@ def test_it_shows_the_teacher_what_helped_this_student_before_and_applies_rating
 
 
 def test_it_batches_every_step_and_records_exam_results(tmp_path):
-    course = mini_course()
+    course = mini_course(probe=4)  # 0 of 4 right on add_1d shows it below 0.5 (upper bound 0.49)
     teacher, student = plain_models()
     events = []
     state = run_teaching(course, teacher, student, CONFIG, tmp_path / "s.json", train_fn=Trainer(),

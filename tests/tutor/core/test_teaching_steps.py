@@ -18,7 +18,7 @@ from tutor.core.course import Course, ExamLeakError, Exercise, Skill
 from tutor.core.teaching import steps
 from tutor.core.teaching.prompts import parse_generated, solution_part
 from tutor.core.teaching.state import Answer, Explanation, GeneratedItem, RoundState, RunConfig, RunState
-from tutor.core.teaching.steps import replay_count, teacher_hacking_warning
+from tutor.core.teaching.steps import feedback_records, replay_count, teacher_hacking_warning
 
 
 def run_steps(ctx, rnd, *names):
@@ -27,9 +27,9 @@ def run_steps(ctx, rnd, *names):
 
 def test_it_drops_explanations_whose_final_answer_is_wrong_and_counts_them():
     course = mini_course()
-    bad = {e.prompt for e in course.split("train")[:2]} | {e.prompt for e in course.split("probe")[:2]}
+    bad = {e.prompt for e in course.exercises_for("add_1d", "train")}
     teacher = ScriptedLLM("teacher", teacher_reply(wrong_on=lambda q: q in bad))
-    ctx = context(course, teacher, ScriptedLLM("student", student_reply()), explain_budget=6)
+    ctx = context(course, teacher, ScriptedLLM("student", student_reply()), explain_budget=6, plan_budget=6)
     rnd = ctx.state.round(0)
     *_, info = run_steps(ctx, rnd, "diagnose", "plan", "explain")
 
@@ -174,14 +174,39 @@ def test_it_counts_replayed_records_as_a_share_of_the_set(new, available, share,
     assert replay_count(new, available, share) == expected
 
 
-def test_it_refuses_an_exam_item_among_the_wrong_answers():
+def test_it_refuses_an_exam_item_among_the_practice_items():
     course = mini_course()
-    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()))
+    teacher = ScriptedLLM("teacher", teacher_reply())
+    ctx = context(course, teacher, ScriptedLLM("student", student_reply()))
     rnd = ctx.state.round(0)
     run_steps(ctx, rnd, "diagnose", "plan")
-    rnd.wrong.append(course.split("exam")[0].key)  # a bug upstream: an exam item among the wrong ones
+    rnd.planned_items.append(course.split("exam")[0].key)  # a bug upstream: an exam item to practise
     with pytest.raises(ExamLeakError):
         steps.explain(ctx, rnd)
+    assert teacher.count("explain") == 0  # refused before the teacher saw anything
+
+
+def test_it_never_explains_or_trains_on_probe_items():
+    course = mini_course()
+    teacher = ScriptedLLM("teacher", teacher_reply(generate=add_items))
+    # The student gets every practice item right and every probe item wrong: nothing to explain.
+    probe = {e.prompt for e in course.split("probe")}
+    ctx = context(course, teacher, ScriptedLLM("student", student_reply(knows=lambda q, a: q not in probe)))
+    rnd = ctx.state.round(0)
+    *_, info = run_steps(ctx, rnd, "diagnose", "plan", "explain")
+    assert rnd.wrong and {ctx.items[k].split for k in rnd.wrong} == {"probe"}
+    assert info["explained"] == 0 and not rnd.explanations and teacher.count("explain") == 0
+
+    # A state saved before this rule holds an approved probe explanation: it never becomes a record.
+    probe_item = ctx.items[rnd.wrong[0]]
+    rnd.explanations.append(Explanation(
+        id="r0-old", round=0, item=probe_item.key, skill=probe_item.skill, split="probe", student_answer="1",
+        text=f"Solution: work it out.\nAnswer: {probe_item.answer}", teacher_answer=probe_item.answer,
+        passed_gate=True, score=1.0, approved=True))
+    run_steps(ctx, rnd, "score", "generate", "build_data")
+    assert not [r for r in rnd.sft_records + rnd.dpo_records if r["meta"].get("item") == probe_item.key]
+    sft, pairs = feedback_records(course, rnd.explanations)
+    assert not sft and not pairs
 
 
 @pytest.mark.parametrize(("agreement", "accuracy", "warns"), [

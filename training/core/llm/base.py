@@ -154,6 +154,14 @@ class LLM(abc.ABC):
         """
         raise UnsupportedOperation(self.name, f"the {self.spec.backend} backend cannot score log-likelihoods")
 
+    def reply_loglikelihood(self, requests: Sequence[tuple[Conversation, str]], *,
+                            adapter: str | None = None) -> list[float]:
+        """Sum of log-probabilities of each ``reply`` as the assistant's answer to its conversation.
+
+        Used to answer multiple-choice items by likelihood. Only local models can do this.
+        """
+        raise UnsupportedOperation(self.name, f"the {self.spec.backend} backend cannot score log-likelihoods")
+
     def load_adapter(self, name: str, path: str) -> None:
         """Load a LoRA adapter under ``name`` (then pass ``adapter=name`` to generate)."""
         raise UnsupportedOperation(self.name, f"the {self.spec.backend} backend cannot load LoRA adapters")

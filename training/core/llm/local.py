@@ -600,9 +600,18 @@ class LocalLLM(LLM):
         tokens are exactly those scored (a joint tokenization could merge across the boundary).
         An empty continuation scores 0.0. Over-long inputs lose tokens from the prompt's start.
         """
+        return self._score(list(requests), adapter, chat=False)
+
+    def reply_loglikelihood(self, requests: Sequence[tuple[Conversation, str]], *,
+                            adapter: str | None = None) -> list[float]:
+        """Sum of log-probabilities of each reply given its conversation, scored where the assistant's
+        turn starts (the prompt :meth:`render_prompt` makes, as generation sees it)."""
+        return self._score(list(requests), adapter, chat=True)
+
+    def _score(self, requests: list[tuple[Any, str]], adapter: str | None, *, chat: bool) -> list[float]:
+        """Scores (prompt, continuation) pairs; a prompt is a conversation when ``chat``, else raw text."""
         import torch
 
-        requests = list(requests)
         if not requests:
             return []
         with self._lock:
@@ -611,7 +620,9 @@ class LocalLLM(LLM):
             limit = int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
             encoded: list[tuple[list[int], int]] = []
             for prompt, continuation in requests:
-                p_ids = list(self.tokenizer(prompt)["input_ids"])  # default special tokens (BOS) for the prompt
+                # A raw prompt gets the tokenizer's default special tokens (BOS); a chat prompt's
+                # template writes its own.
+                p_ids = self._encode_prompt(prompt) if chat else list(self.tokenizer(prompt)["input_ids"])
                 c_ids = list(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
                 if not p_ids:  # the first continuation token needs something to be conditioned on
                     p_ids = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from tutor.core.course import Course, ExamLeakError
+from tutor.core.course import Course, ExamLeakError, Exercise
 
 
 def _norm(text: str) -> str:
@@ -57,8 +57,10 @@ def _whole(prompt: str) -> str:
 
 
 class ExamGuard:
-    def __init__(self, course: Course) -> None:
-        exam = course.split("exam")
+    """Guards a course's exam split, and any other held-out items given (the general probe)."""
+
+    def __init__(self, course: Course, held_out: Iterable[Exercise] = ()) -> None:
+        exam = [*course.split("exam"), *held_out]
         self.exam_keys = frozenset(e.key for e in exam)
         prompts = sorted({_norm(e.prompt) for e in exam}, key=len, reverse=True)
         # One alternation: a record is scanned once, not once per exam item.

@@ -77,6 +77,10 @@ def run_teaching(course: Course, teacher: LLM, student: LLM, config: RunConfig, 
     adapter folder, or None when training is disabled (the adapter then stays as it was).
     """
     state_path = Path(state_path)
+    if config.choice_scoring == "likelihood":
+        # A student that cannot score (a model behind an HTTP API) raises UnsupportedOperation here,
+        # before any teacher call is paid for, instead of at its first multiple-choice item.
+        student.reply_loglikelihood([])
     state = _resume(state_path, course, config)
     if state is None:
         state = RunState(config=config, course=course.key, teacher=getattr(teacher, "name", "teacher"),

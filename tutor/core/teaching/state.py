@@ -24,6 +24,9 @@ STEPS: tuple[str, ...] = (
 )
 PLANS: tuple[str, ...] = ("adaptive", "random")
 LEVEL_MODES: tuple[str, ...] = ("window", "stretch")
+CHOICE_SCORING: tuple[str, ...] = ("generate", "likelihood")
+# Settings added after runs were saved without them: a resumed old run keeps the rule it started with.
+OLD_RUN_DEFAULTS: dict[str, Any] = {"levels": "stretch", "confidence_z": 0.0, "general_probe": 0}
 
 
 class TeachingError(Exception):
@@ -48,8 +51,20 @@ class RunConfig:
       level, with ``stretch_share`` of the items from the level above;
     - ``stretch_share``: with ``levels="stretch"``, the share of a skill's planned items drawn from
       the level above the planned one (where there is one);
+    - ``confidence_z``: how many standard errors of probe noise the adaptive plan allows for (1.96:
+      95 %): a prerequisite locks its dependants only when its probe shows it below the unlock
+      threshold beyond that noise, and learning progress is read as its upper confidence bound
+      (:class:`~tutor.core.planner.Planner`); 0 takes probe accuracies as exact;
     - ``probe_per_skill``: probe items examined per skill in diagnose (0: all of them);
     - ``forgetting_probe_per_skill``: probe items per untaught skill re-answered after training;
+    - ``general_probe``: items of the course-independent general probe
+      (:data:`~.general_probe.GENERAL_PROBE`) the student answers at every re-examination, beside
+      the base model's answers, to show forgetting outside the course (0: none);
+    - ``forgetting_warning_drop``: a warning when the general probe's accuracy falls this far
+      (absolute) below the base model's (0: never);
+    - ``choice_scoring``: how the student answers multiple-choice items: "generate" (it writes an
+      answer, graded by letter or option text) or "likelihood" (the option whose ``Answer: …`` line
+      the student finds likeliest; local students only);
     - ``hacking_agreement_rise`` / ``hacking_accuracy_stall``: the teacher-hacking warning fires when
       the student's agreement with the teacher's exam answers rises by at least the first while its
       gold exam accuracy rises by less than the second (see :func:`~.steps.teacher_hacking_warning`).
@@ -68,8 +83,12 @@ class RunConfig:
     seed: int = 0
     student_max_new_tokens: int = 48
     teacher_max_new_tokens: int = 160
+    confidence_z: float = 1.96
     probe_per_skill: int = 0
     forgetting_probe_per_skill: int = 4
+    general_probe: int = 12
+    forgetting_warning_drop: float = 0.2
+    choice_scoring: str = "generate"
     hacking_agreement_rise: float = 0.10
     hacking_accuracy_stall: float = 0.02
 
@@ -77,7 +96,8 @@ class RunConfig:
         for name, minimum in (("rounds", 1), ("plan_budget", 0), ("explain_budget", 0),
                               ("generate_budget", 0), ("generate_k", 0), ("siblings", 1), ("seed", 0),
                               ("student_max_new_tokens", 1), ("teacher_max_new_tokens", 1),
-                              ("probe_per_skill", 0), ("forgetting_probe_per_skill", 0)):
+                              ("probe_per_skill", 0), ("forgetting_probe_per_skill", 0),
+                              ("general_probe", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be a whole number >= {minimum}, not {value!r}")
@@ -87,8 +107,15 @@ class RunConfig:
             raise ValueError(f"plan must be one of {', '.join(PLANS)}, not {self.plan!r}")
         if self.levels not in LEVEL_MODES:
             raise ValueError(f"levels must be one of {', '.join(LEVEL_MODES)}, not {self.levels!r}")
+        if self.choice_scoring not in CHOICE_SCORING:
+            raise ValueError(f"choice_scoring must be one of {', '.join(CHOICE_SCORING)}, "
+                             f"not {self.choice_scoring!r}")
+        z = self.confidence_z
+        if isinstance(z, bool) or not isinstance(z, (int, float)) or not math.isfinite(z) or not 0 <= z <= 5:
+            raise ValueError(f"confidence_z must be a number between 0 and 5, not {z!r}")
         for name, upper_open in (("replay_share", True), ("stretch_share", False),
-                                 ("hacking_agreement_rise", False), ("hacking_accuracy_stall", False)):
+                                 ("hacking_agreement_rise", False), ("hacking_accuracy_stall", False),
+                                 ("forgetting_warning_drop", False)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or value > 1 or (upper_open and value >= 1):
@@ -103,8 +130,8 @@ class RunConfig:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown teaching setting(s): {', '.join(unknown)}")
-        # States saved before ``levels`` existed planned the "stretch" way: a resumed run keeps it.
-        return cls(**{"levels": "stretch", **data})
+        # A state saved before a setting existed resumes with the rule it was started with.
+        return cls(**{**OLD_RUN_DEFAULTS, **data})
 
 
 @dataclass
@@ -241,7 +268,8 @@ class RunState:
 
     ``base_exam`` holds the base model's exam answers (examined once, in round 0) and
     ``teacher_exam`` the teacher's (answered once; answering exam items is fine, training on them
-    is not). ``adapter_path``/``adapter_name`` are the student's current adapter (None: the base).
+    is not); ``base_general`` the base model's answers to the general probe (once).
+    ``adapter_path``/``adapter_name`` are the student's current adapter (None: the base).
     """
 
     config: RunConfig
@@ -251,6 +279,7 @@ class RunState:
     rounds: list[RoundState] = field(default_factory=list)
     base_exam: dict[str, Answer] = field(default_factory=dict)
     teacher_exam: dict[str, Answer] = field(default_factory=dict)
+    base_general: dict[str, Answer] = field(default_factory=dict)
     adapter_path: str | None = None
     adapter_name: str | None = None
     finished: bool = False
@@ -270,6 +299,7 @@ class RunState:
         data["rounds"] = [RoundState.from_dict(r) for r in data.get("rounds", [])]
         data["base_exam"] = {k: Answer(**v) for k, v in data.get("base_exam", {}).items()}
         data["teacher_exam"] = {k: Answer(**v) for k, v in data.get("teacher_exam", {}).items()}
+        data["base_general"] = {k: Answer(**v) for k, v in data.get("base_general", {}).items()}
         return cls(**data)
 
     def save(self, path: str | Path) -> None:

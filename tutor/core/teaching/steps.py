@@ -9,8 +9,13 @@ Rules per step (the teaching loop of DESIGN.md):
 
 1. **diagnose**: the student (with its current adapter) answers the probe items (all, or the first
    ``probe_per_skill`` of each skill, the same ones every round so rounds compare); per-skill
-   accuracy; every answer kept, the wrong ones listed.
-2. **plan**: :class:`~tutor.core.planner.Planner` on the probe accuracies so far ("adaptive"), or
+   accuracy; every answer kept, the wrong ones listed. The probe only measures: its items are
+   never explained or trained on, so later rounds still measure items the student has not seen in
+   training. Wherever the student answers, a multiple-choice item is answered by likelihood when
+   ``choice_scoring`` is "likelihood" (:func:`student_replies`).
+2. **plan**: :class:`~tutor.core.planner.Planner` on the probe accuracies so far and the number of
+   probe items per skill, with ``confidence_z`` (so that its gate and learning progress allow for the
+   probe's noise) ("adaptive"), or
    :func:`~tutor.core.planner.random_plan` ("random"); then concrete training items per skill, at
    the planned level (nearest level when none), items not practised in earlier rounds first;
    with ``levels="window"`` (the default) a skill's items are spread evenly over the planned level
@@ -18,9 +23,8 @@ Rules per step (the teaching loop of DESIGN.md):
    of them (rounded) come from the level above the planned one. Either way only in the adaptive plan:
    the random control's levels are random already.
 3. **explain**: the student practises the planned items (one batch); candidates are its wrong
-   training items, then its wrong probe items of planned skills, taken round-robin over skills
-   from the lowest probe accuracy up ("explain where the student is most likely wrong") until
-   ``explain_budget``. The teacher sees the student's answer and up to 2 earlier explanations of
+   practice items, taken round-robin over skills from the lowest probe accuracy up ("explain where
+   the student is most likely wrong") until ``explain_budget``. The teacher sees the student's answer and up to 2 earlier explanations of
    the skill that helped (highest score first, human-approved ones before them). **Gate**: the
    explanation's final answer, extracted by :func:`~tutor.core.grading.grade`, must be the gold
    answer, and it must not quote an exam question; otherwise it is kept for display, marked
@@ -55,7 +59,9 @@ Rules per step (the teaching loop of DESIGN.md):
    answers (once, cached), the teacher's exam answers (once, cached); accuracy vs base and vs
    the previous round (round 0: vs the base model); a forgetting probe: up to
    ``forgetting_probe_per_skill`` probe items of each skill not taught this round, re-answered,
-   against this round's diagnose answers; agreement with the teacher (share of exam items where
+   against this round's diagnose answers; the general probe (``general_probe`` easy questions outside
+   every course, :mod:`~.general_probe`) against the base model's answers, with
+   :func:`forgetting_warning`; agreement with the teacher (share of exam items where
    the student's extracted answer equals the teacher's) next to gold accuracy, and
    :func:`teacher_hacking_warning`.
 """
@@ -63,7 +69,7 @@ Rules per step (the teaching loop of DESIGN.md):
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,10 +77,11 @@ from typing import Any
 
 from training.core.llm.base import LLM, GenerationParams
 from tutor.core.course import Course, CourseError, Exercise, training_safe
-from tutor.core.grading import REMAINDER_RE, extract_answer, grade, normalize_text
+from tutor.core.grading import REMAINDER_RE, choose_by_likelihood, extract_answer, grade, normalize_text
 from tutor.core.packs import verify
 from tutor.core.planner import Planner, random_plan
 from tutor.core.teaching import prompts
+from tutor.core.teaching.general_probe import general_items
 from tutor.core.teaching.guard import ExamGuard
 from tutor.core.teaching.state import Answer, Explanation, GeneratedItem, RoundState, RunConfig, RunState
 
@@ -93,9 +100,11 @@ class Context:
     train_fn: TrainFn | None = None
     guard: ExamGuard = field(init=False)
     items: dict[str, Exercise] = field(init=False)
+    general: tuple[Exercise, ...] = field(init=False)  # the general probe's items (held out, like the exam)
 
     def __post_init__(self) -> None:
-        self.guard = ExamGuard(self.course)
+        self.general = general_items(self.config.general_probe)
+        self.guard = ExamGuard(self.course, held_out=self.general)
         self.items = {e.key: e for e in self.course.exercises}
 
     @property
@@ -123,6 +132,38 @@ def ask(llm: LLM, conversations: Sequence[list[dict[str, str]]], params: Generat
     if len(generations) != len(conversations):  # a backend bug would otherwise pair answers with wrong items
         raise RuntimeError(f"{llm.name}: {len(generations)} replies to {len(conversations)} prompts")
     return [g.text for g in generations]
+
+
+def student_replies(ctx: Context, asked: Sequence[tuple[Exercise, prompts.Conversation]], *,
+                    adapter: str | None) -> list[str]:
+    """The student's replies to ``asked`` (an item and the conversation that asks it), in order.
+
+    Generated in one batch, except multiple-choice items when ``choice_scoring`` is "likelihood":
+    each is answered by the option whose ``Answer: <option>`` reply the student finds likeliest
+    (one scoring batch for all of them), and that line is its reply, graded like any other.
+    """
+    by_likelihood = ctx.config.choice_scoring == "likelihood"
+    scored = [i for i, (e, _) in enumerate(asked) if by_likelihood and e.answer_type == "choice"]
+    skip = set(scored)
+    written = [i for i in range(len(asked)) if i not in skip]
+    replies = [""] * len(asked)
+    texts = ask(ctx.student, [asked[i][1] for i in written], ctx.student_params(), adapter=adapter)
+    for i, text in zip(written, texts, strict=True):
+        replies[i] = text
+    requests = [(asked[i][1], f"Answer: {option}") for i in scored for option in asked[i][0].options]
+    scores = ctx.student.reply_loglikelihood(requests, adapter=adapter) if requests else []
+    start = 0
+    for i in scored:
+        options = asked[i][0].options
+        best = choose_by_likelihood(options, scores[start:start + len(options)])
+        replies[i] = f"Answer: {options[best]}"
+        start += len(options)
+    return replies
+
+
+def answer_plainly(ctx: Context, items: Sequence[Exercise], *, adapter: str | None) -> list[str]:
+    """The student's replies to ``items`` asked with the plain student prompt."""
+    return student_replies(ctx, [(e, prompts.student_prompt(e)) for e in items], adapter=adapter)
 
 
 def graded(exercise: Exercise, text: str) -> Answer:
@@ -169,8 +210,7 @@ def probe_items(ctx: Context) -> list[Exercise]:
 def diagnose(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     items = list(training_safe(probe_items(ctx)))  # probe only: diagnose answers feed explanations
     rnd.adapter_before = ctx.state.adapter_name
-    texts = ask(ctx.student, [prompts.student_prompt(e) for e in items], ctx.student_params(),
-                adapter=rnd.adapter_before)
+    texts = answer_plainly(ctx, items, adapter=rnd.adapter_before)
     for e, text in zip(items, texts, strict=True):
         rnd.answers[e.key] = graded(e, text)
     rnd.probe_accuracy = _per_skill(items, rnd.answers)
@@ -188,7 +228,10 @@ def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         history = {s.key: [r.probe_accuracy[s.key] for r in state.rounds[: rnd.index + 1]
                            if s.key in r.probe_accuracy] for s in course.skills}
         previous = state.rounds[rnd.index - 1].plan.get("difficulty_per_skill") if rnd.index else None
-        chosen = Planner.from_course(course).plan(history, config.plan_budget, seed=seed, difficulty=previous)
+        # The same probe items every round: the gate and learning progress allow for their number.
+        sizes = Counter(e.skill for e in probe_items(ctx))
+        planner = Planner.from_course(course, confidence_z=config.confidence_z)
+        chosen = planner.plan(history, config.plan_budget, seed=seed, difficulty=previous, probe_sizes=sizes)
     else:
         levels = {s.key: course.max_difficulty(s.key) for s in course.skills}
         chosen = random_plan(course.skills, config.plan_budget, seed=seed, max_levels=levels)
@@ -266,8 +309,7 @@ def _by_need(ctx: Context, rnd: RoundState, items: Sequence[Exercise]) -> list[E
 def _practise(ctx: Context, rnd: RoundState, items: Sequence[Exercise]) -> None:
     """This round's answers (before training) for any of ``items`` not answered yet, in one batch."""
     todo = [e for e in training_safe(items) if e.key not in rnd.answers]
-    texts = ask(ctx.student, [prompts.student_prompt(e) for e in todo], ctx.student_params(),
-                adapter=rnd.adapter_before)
+    texts = answer_plainly(ctx, todo, adapter=rnd.adapter_before)
     for e, text in zip(todo, texts, strict=True):
         rnd.answers[e.key] = graded(e, text)
 
@@ -287,11 +329,10 @@ def _helpful_before(ctx: Context, rnd: RoundState) -> dict[str, list[Explanation
 def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     planned = [ctx.items[k] for k in rnd.planned_items]
     _practise(ctx, rnd, planned)
-    taught = {s for s, n in rnd.plan.get("items_per_skill", {}).items() if n}
+    # Only practice (train-split) items, never probe items: what is explained may become training
+    # data, and the probe must keep measuring items the student has not trained on.
     wrong_train = [e for e in planned if not rnd.answers[e.key].correct]
-    # The whole pool is checked, not only what the budget takes: a leak anywhere is a bug upstream.
-    wrong_probe = [e for e in training_safe(ctx.items[k] for k in rnd.wrong) if e.skill in taught]
-    candidates = _by_need(ctx, rnd, wrong_train + wrong_probe)
+    candidates = _by_need(ctx, rnd, wrong_train)
     chosen = candidates[: ctx.config.explain_budget]
     helpful = _helpful_before(ctx, rnd)
     shown = {e.key: helpful.get(e.skill, [])[:2] for e in chosen}
@@ -339,10 +380,9 @@ def score(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     # One batch: the missing "before" answers (no explanation), then every "after" answer.
     missing = list({e.key: e for _, group in groups for e in group if e.key not in rnd.answers}.values())
     after = [(x, e) for x, group in groups for e in group]
-    texts = ask(ctx.student,
-                [prompts.student_prompt(e) for e in missing]
-                + [prompts.student_prompt_with_explanation(e, x.text) for x, e in after],
-                ctx.student_params(), adapter=rnd.adapter_before)
+    texts = student_replies(ctx, [(e, prompts.student_prompt(e)) for e in missing]
+                            + [(e, prompts.student_prompt_with_explanation(e, x.text)) for x, e in after],
+                            adapter=rnd.adapter_before)
     for e, text in zip(missing, texts[: len(missing)], strict=True):
         rnd.answers[e.key] = graded(e, text)
     after_correct: dict[str, list[bool]] = defaultdict(list)
@@ -462,7 +502,9 @@ def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     used = {(r["meta"].get("explanation"), r["messages"][-1]["content"]) for p in earlier for r in p.sft_records}
     # This round's explanations, and earlier ones approved by a person since their round was built.
     candidates = [x for p in earlier for x in p.explanations if x.approved is True] + rnd.explanations
-    helped = [x for x in candidates if x.helped and (x.id, prompts.solution_part(x.final_text)) not in used]
+    # Train-split items only: a run saved before probe items stopped being explained may hold some.
+    helped = [x for x in candidates if x.helped and x.split == "train"
+              and (x.id, prompts.solution_part(x.final_text)) not in used]
     training_safe(ctx.items[x.item] for x in helped)
     sft = [_sft(ctx.items[x.item], prompts.solution_part(x.final_text),
                 {"source": "explanation", "explanation": x.id, "item": x.item, "skill": x.skill,
@@ -512,14 +554,14 @@ def feedback_records(course: Course, explanations: Sequence[Explanation]) -> tup
                                                                                    list[dict[str, Any]]]:
     """Training records from people's ratings alone, for fine-tuning between rounds.
 
-    SFT: every explanation a person approved (its edit when there is one), worked solution only,
-    as in :func:`build_data`. Preference pairs: on the same item, an approved explanation over one a
+    SFT: every explanation of a train-split item a person approved (its edit when there is one),
+    worked solution only, as in :func:`build_data` (probe items measure; they never train). Preference pairs: on the same item, an approved explanation over one a
     person rejected. Explanations that quote an exam question never count; every record passes the
     exam guard (raises :class:`~tutor.core.course.ExamLeakError` otherwise).
     """
     items = {e.key: e for e in course.exercises}
     rated = [x for x in explanations if not x.quotes_exam and x.approved is not None and x.item in items]
-    approved = [x for x in rated if x.approved]
+    approved = [x for x in rated if x.approved and x.split == "train"]
     training_safe(items[x.item] for x in approved)
     sft = [_sft(items[x.item], prompts.solution_part(x.final_text),
                 {"source": "feedback", "explanation": x.id, "item": x.item, "skill": x.skill, "round": x.round,
@@ -609,16 +651,20 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     for skill in untaught:  # probe items answered in this round's diagnose, before training
         answered = [e for e in probe_items(ctx) if e.skill == skill and e.key in rnd.answers]
         forgetting_items.extend(answered[: config.forgetting_probe_per_skill])
-    asked = exam + forgetting_items
-    texts = ask(ctx.student, [prompts.student_prompt(e) for e in asked], ctx.student_params(),
-                adapter=state.adapter_name)
+    general = list(ctx.general)
+    asked = exam + forgetting_items + general
+    texts = answer_plainly(ctx, asked, adapter=state.adapter_name)
     answers = {e.key: graded(e, t) for e, t in zip(asked, texts, strict=True)}
-    if not state.base_exam:
+    # The base model's answers, once per run: the exam, and the general probe.
+    base_missing = ([] if state.base_exam else exam) + ([] if state.base_general else general)
+    if base_missing:
         if state.adapter_name is None:  # still the base model: these are its answers
-            state.base_exam = {e.key: answers[e.key] for e in exam}
+            base = {e.key: answers[e.key] for e in base_missing}
         else:
-            base = ask(ctx.student, [prompts.student_prompt(e) for e in exam], ctx.student_params())
-            state.base_exam = {e.key: graded(e, t) for e, t in zip(exam, base, strict=True)}
+            base = {e.key: graded(e, t) for e, t in
+                    zip(base_missing, answer_plainly(ctx, base_missing, adapter=None), strict=True)}
+        state.base_exam = state.base_exam or {e.key: base[e.key] for e in exam}
+        state.base_general = state.base_general or {e.key: base[e.key] for e in general}
     if not state.teacher_exam:
         said = ask(ctx.teacher, [prompts.student_prompt(e) for e in exam], ctx.teacher_params())
         state.teacher_exam = {e.key: graded(e, t) for e, t in zip(exam, said, strict=True)}
@@ -646,15 +692,35 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         **agreement,
         "base_agreement": base_agreement.get("agreement"),
         "forgetting": {s: {"before": round(before[s], 4), "after": round(after[s], 4)} for s in before},
+        "general": _general_result(general, answers, state.base_general) if general else None,
         "answers": {e.key: {"text": answers[e.key].text, "extracted": answers[e.key].extracted,
                             "correct": answers[e.key].correct} for e in exam},
     }
     warning = teacher_hacking_warning(prev_agreement, agreement.get("agreement"), prev_accuracy, accuracy,
                                       rise=config.hacking_agreement_rise, stall=config.hacking_accuracy_stall)
-    if warning:
-        rnd.warnings.append(warning)
+    forgot = forgetting_warning(rnd.exam["general"], drop=config.forgetting_warning_drop)
+    rnd.warnings.extend(w for w in (warning, forgot) if w)
     return {k: rnd.exam[k] for k in ("accuracy", "vs_base", "vs_previous", "agreement", "teacher_accuracy")
-            } | {"warning": warning}
+            } | {"general": (rnd.exam["general"] or {}).get("accuracy"), "warning": warning, "forgetting": forgot}
+
+
+def _general_result(items: Sequence[Exercise], answers: dict[str, Answer],
+                    base: dict[str, Answer]) -> dict[str, Any]:
+    return {"items": len(items), "accuracy": round(_mean([answers[e.key].correct for e in items]), 4),
+            "base_accuracy": round(_mean([base[e.key].correct for e in items]), 4),
+            "answers": {e.key: {"text": answers[e.key].text, "correct": answers[e.key].correct} for e in items}}
+
+
+def forgetting_warning(general: dict[str, Any] | None, *, drop: float) -> str | None:
+    """A warning when the student answers the general probe worse than the base model did by at least
+    ``drop`` (absolute): training on the course is costing it what the course does not teach."""
+    if not general or drop <= 0:
+        return None
+    fell = general["base_accuracy"] - general["accuracy"]
+    if fell < drop - 1e-9:
+        return None
+    return (f"possible forgetting: the general probe ({general['items']} questions outside the course) fell "
+            f"from {general['base_accuracy']:.2f} (base model) to {general['accuracy']:.2f} (-{fell:.2f})")
 
 
 STEP_FUNCTIONS: dict[str, Callable[[Context, RoundState], dict[str, Any]]] = {
