@@ -29,7 +29,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from training.core.config import TrainConfig
-from training.core.datasets import DatasetError, parse_jsonl, validate_records
+from training.core.datasets import parse_jsonl, validate_records
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob, TrainingMetric
 from training.recovery import claim, keep_alive
 

@@ -4,13 +4,14 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from tutor import services
 from tutor.core.course import CourseError
 from tutor.core.course_io import CourseImportError, parse_course_jsonl
 from tutor.forms import CourseUploadForm
-from tutor.models import Course, Exercise, RunExplanation, Skill, TeachingRun
+from tutor.models import Course, Exercise, Round, RunExplanation, Skill, TeachingRun
 
 
 @admin.register(Course)
@@ -40,6 +41,8 @@ class CourseAdmin(admin.ModelAdmin):
                 form.add_error("file", f"{len(exc.errors)} bad line(s); nothing was imported.")
             except (CourseError, services.CourseExists) as exc:
                 form.add_error("file", str(exc))
+            except services.CourseInUse as exc:
+                form.add_error("replace", str(exc))
             else:
                 self.message_user(request, f"Imported {row.name}: {len(course.skills)} skills, "
                                   f"{len(course.exercises)} exercises.", messages.SUCCESS)
@@ -63,15 +66,37 @@ class ExerciseAdmin(admin.ModelAdmin):
     search_fields = ["prompt", "key"]
 
 
+class RoundInline(admin.TabularInline):
+    """The run's rounds, read-only: they mirror the run's state file (a sync would undo any edit)."""
+
+    model = Round
+    fields = readonly_fields = ["index", "done_steps", "accuracy", "base_accuracy", "vs_base", "vs_previous",
+                                "agreement", "explained", "dropped_explanations", "helped", "generated_kept",
+                                "sft_records", "warnings", "job", "adapter_path", "extra"]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="training job")
+    def job(self, row: Round) -> str:
+        if row.training_job_id is None:
+            return "—"
+        url = reverse("admin:training_trainingjob_change", args=[row.training_job_id])
+        return format_html('<a href="{}">job #{}</a>', url, row.training_job_id)
+
+
 @admin.register(TeachingRun)
 class TeachingRunAdmin(admin.ModelAdmin):
     list_display = ["__str__", "status", "current_round", "current_step", "attempts", "created_at", "finished_at"]
     list_filter = ["status", "course"]
     readonly_fields = ["course", "student", "teacher", "config", "train_config", "status", "current_round",
-                       "current_step", "results", "adapter_path", "last_error", "attempts", "worker",
-                       "heartbeat_at", "round_jobs", "feedback_jobs", "created_by", "created_at", "started_at",
-                       "finished_at"]
+                       "current_step", "adapter_path", "last_error", "attempts", "worker", "heartbeat_at",
+                       "feedback_jobs", "created_by", "created_at", "started_at", "finished_at"]
     exclude = ["lease"]
+    inlines = [RoundInline]
     actions = ["cancel", "resume"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -8,7 +8,7 @@ from django import forms
 
 from training.core.config import TrainConfig
 from training.models import LanguageModel
-from tutor.core.teaching.state import PLANS, RunConfig
+from tutor.core.teaching.state import CHOICE_SCORING, PLANS, RunConfig
 from tutor.models import Course
 
 LOCAL = LanguageModel.objects.filter(enabled=True).exclude(backend=LanguageModel.Backend.OPENAI)
@@ -29,13 +29,19 @@ class TeachingRunForm(forms.Form):
                                          label="Items to generate from per round")
     generate_k = forms.IntegerField(initial=2, min_value=0, max_value=20, label="New items per source")
     seed = forms.IntegerField(initial=0, min_value=0)
+    choice_scoring = forms.ChoiceField(
+        choices=[(c, c) for c in CHOICE_SCORING], initial=RunConfig().choice_scoring, required=False,
+        label="Multiple choice answered by",
+        help_text="generate: the student writes its answer (graded by letter or option text); likelihood: the "
+                  "option it finds likeliest.")
     train = forms.BooleanField(initial=True, required=False, label="Fine-tune the student each round")
     max_steps = forms.IntegerField(initial=60, min_value=1, max_value=100_000, label="Training steps per round")
     learning_rate = forms.FloatField(initial=2e-3, min_value=1e-7, max_value=1.0)
     lora_r = forms.IntegerField(initial=16, min_value=1, max_value=512, label="LoRA rank")
     batch_size = forms.IntegerField(initial=4, min_value=1, max_value=512)
 
-    RUN_FIELDS = ("rounds", "plan", "plan_budget", "explain_budget", "generate_budget", "generate_k", "seed")
+    RUN_FIELDS = ("rounds", "plan", "plan_budget", "explain_budget", "generate_budget", "generate_k", "seed",
+                  "choice_scoring")
     TRAIN_FIELDS = ("max_steps", "learning_rate", "lora_r", "batch_size")
 
     def clean(self) -> dict[str, Any]:
@@ -56,7 +62,9 @@ class TeachingRunForm(forms.Form):
         return data
 
     def run_config(self) -> dict[str, Any]:
-        return {name: self.cleaned_data[name] for name in self.RUN_FIELDS}
+        config = {name: self.cleaned_data[name] for name in self.RUN_FIELDS}
+        config["choice_scoring"] = config["choice_scoring"] or RunConfig().choice_scoring  # not posted: the default
+        return config
 
     def train_config(self) -> dict[str, Any]:
         if not self.cleaned_data.get("train"):

@@ -90,7 +90,8 @@ class TeachingRun(models.Model):
     """Rounds of diagnose → plan → explain → score → generate → build data → train → re-examine.
 
     The full, resumable state lives in a JSON file under the data directory (``state_path``);
-    this row holds what pages and tables need: status, where the run is, per-round results.
+    this row holds what pages and tables need: status and where the run is; its ``rounds`` hold
+    the per-round results and training jobs.
     """
 
     class Status(models.TextChoices):
@@ -109,7 +110,6 @@ class TeachingRun(models.Model):
     cancel_requested = models.BooleanField(default=False)
     current_round = models.PositiveIntegerField(default=0)
     current_step = models.CharField(max_length=30, blank=True)
-    results = models.JSONField(default=list, help_text="per round: probe and exam accuracy per skill, warnings")
     adapter_path = models.CharField(max_length=1000, blank=True)
     last_error = models.TextField(blank=True)
     # A run started from the web runs in a worker, like a training job: claimed with a lease,
@@ -119,7 +119,6 @@ class TeachingRun(models.Model):
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it")
     lease = models.CharField(max_length=64, blank=True, help_text="token of the attempt that owns the run")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    round_jobs = models.JSONField(default=dict, blank=True, help_text="round index -> training job id")
     feedback_jobs = models.JSONField(default=list, blank=True,
                                      help_text="training jobs started from people's ratings (fine-tune now)")
     created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
@@ -138,10 +137,52 @@ class TeachingRun(models.Model):
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
 
     @property
-    def latest_result(self) -> dict | None:
-        """The last round with an exam result, for one-line summaries."""
-        examined = [r for r in self.results if r.get("accuracy") is not None]
+    def latest_round(self) -> Round | None:
+        """The last round with an exam result, for one-line summaries (prefetch ``rounds`` for lists)."""
+        examined = [r for r in self.rounds.all() if r.accuracy is not None]
         return examined[-1] if examined else None
+
+
+class Round(models.Model):
+    """One round of a teaching run, mirrored from the run's state file for pages, tables and the admin.
+
+    The summary fields are overwritten by every sync (``tutor.teaching.run_rounds_sync``); keys of
+    the loop's round summary without a column land in ``extra``, so a new measurement reaches the
+    row (and the admin) without a migration. ``training_job`` is set when the round's job is made,
+    before the round finishes, so a resumed run finds it.
+    """
+
+    run = models.ForeignKey(TeachingRun, on_delete=models.CASCADE, related_name="rounds")
+    index = models.PositiveIntegerField(help_text="0-based; pages show index + 1")
+    done_steps = models.JSONField(default=list, blank=True)
+    probe = models.JSONField(default=dict, blank=True, help_text="probe accuracy per skill (diagnose)")
+    exam = models.JSONField(default=dict, blank=True, help_text="exam accuracy per skill (re-examine)")
+    base = models.JSONField(default=dict, blank=True, help_text="the base model's exam accuracy per skill")
+    accuracy = models.FloatField(null=True, blank=True, help_text="exam accuracy over all skills")
+    base_accuracy = models.FloatField(null=True, blank=True)
+    vs_base = models.FloatField(null=True, blank=True)
+    vs_previous = models.FloatField(null=True, blank=True)
+    agreement = models.FloatField(null=True, blank=True, help_text="how often the student's exam answer is the "
+                                  "teacher's")
+    teacher_accuracy = models.FloatField(null=True, blank=True)
+    explained = models.PositiveIntegerField(default=0)
+    dropped_explanations = models.PositiveIntegerField(default=0, help_text="dropped by the answer check")
+    helped = models.PositiveIntegerField(default=0)
+    generated_kept = models.PositiveIntegerField(default=0)
+    sft_records = models.PositiveIntegerField(default=0)
+    warnings = models.JSONField(default=list, blank=True)
+    train_note = models.TextField(blank=True)
+    adapter_path = models.CharField(max_length=1000, blank=True, help_text="the student's adapter after this round")
+    training_job = models.ForeignKey("training.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="teaching_rounds")
+    extra = models.JSONField(default=dict, blank=True, help_text="further summary keys, e.g. the forgetting probe")
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="round_index_per_run")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} round {self.index + 1}"
 
 
 class RunExplanation(models.Model):

@@ -12,17 +12,30 @@ class CourseExists(Exception):
     pass
 
 
+class CourseInUse(Exception):
+    """A course that teaching runs were made on: it cannot be replaced (``TeachingRun.course`` is PROTECT)."""
+
+
 @transaction.atomic
 def course_save(*, course: core.Course, source: str = "", replace: bool = False) -> Course:
     """Store a validated core course, all or nothing.
 
     An existing course with the same key is an error unless ``replace`` is given, in which case
-    it is deleted and stored afresh (its teaching history goes with it).
+    it is deleted and stored afresh, with its learners' enrolments, sessions and mastery (they
+    cascade). A course with teaching runs is never replaced (:class:`CourseInUse`): a run's rounds,
+    explanations and state file name the course's skills and items, and its numbers must stay
+    readable against them.
     """
     existing = Course.objects.filter(key=course.key).first()
     if existing is not None:
         if not replace:
             raise CourseExists(f"a course with key {course.key!r} exists already (use --replace to overwrite it)")
+        runs = list(existing.runs.order_by("pk").values_list("pk", flat=True))
+        if runs:
+            shown = ", ".join(f"#{pk}" for pk in runs[:10]) + (", …" if len(runs) > 10 else "")
+            raise CourseInUse(f"course {course.key!r} has {len(runs)} teaching run{'s' if len(runs) != 1 else ''} "
+                              f"({shown}); nothing was imported. Import it under a new key, or delete the runs "
+                              "first.")
         existing.delete()
     row = Course.objects.create(key=course.key, name=course.name, source=source)
     skills: dict[str, Skill] = {}

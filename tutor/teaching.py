@@ -3,16 +3,20 @@ the course tables and the training app.
 
 Rules that matter:
 - the run's JSON state file is the loop's memory (resumable from the last finished step); the
-  ``TeachingRun`` row mirrors what pages need (status, step, per-round results) and
-  ``RunExplanation`` rows mirror the explanations, synced after every finished step (idempotent),
-  plus people's ratings and edits, which only people write and the loop reads before each step;
+  ``TeachingRun`` row holds what pages need (status, step), ``Round`` rows mirror the per-round
+  results (:func:`run_rounds_sync`) and ``RunExplanation`` rows the explanations
+  (:func:`run_explanations_sync`), both synced after every finished step (idempotent); the
+  explanations also hold people's ratings and edits, which only people write and the loop reads
+  before each step;
 - a run started from the web is run by a worker task (:func:`teaching_run_work`) on the
   ``training`` queue: claimed atomically with a lease, kept alive by heartbeats, and re-queued to
   resume (or failed once its attempts are used) when its worker dies (:func:`teaching_runs_recover`,
   called by the workers' recovery loop), the way training jobs are;
 - each round's training job runs inside the run's task (it needs the same machine) and is
-  remembered per round, so a resumed run reuses a finished job's adapter or resumes the job from its
-  checkpoint instead of training again;
+  remembered on its ``Round`` row, so a resumed run reuses a finished job's adapter or resumes the
+  job from its checkpoint instead of training again;
+- ``manage.py teach`` runs a run in its own process (:func:`teaching_run_take`), never one that
+  another live process holds;
 - every change is pushed to the run's WebSocket group ``tutor.run.<id>`` as HTML fragments.
 """
 
@@ -23,7 +27,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +38,20 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from training import jobs as training_jobs
 from training.core.datasets import DatasetError
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
-from training.recovery import claim, keep_alive
+from training.recovery import claim, keep_alive, worker_id
 from training.services import language_model_llm
 from tutor.core.course import ExamLeakError
 from tutor.core.teaching.guard import ExamGuard
 from tutor.core.teaching.loop import run_teaching
 from tutor.core.teaching.state import STEPS, Explanation, RunConfig, RunState, TeachingError
 from tutor.core.teaching.steps import feedback_records
-from tutor.models import Course, Exercise, RunExplanation, TeachingRun
+from tutor.models import Course, Exercise, Round, RunExplanation, TeachingRun
 from tutor.services import course_to_core
 
 logger = logging.getLogger(__name__)
@@ -110,7 +115,7 @@ def teaching_run_cancel(*, run: TeachingRun) -> TeachingRun:
             run.cancel_requested = True
             run.save(update_fields=["cancel_requested"])
     if run.status == TeachingRun.Status.RUNNING:
-        for job in TrainingJob.objects.filter(pk__in=run.round_jobs.values(), status=TrainingJob.Status.RUNNING):
+        for job in TrainingJob.objects.filter(teaching_rounds__run=run, status=TrainingJob.Status.RUNNING):
             training_jobs.training_job_cancel(job=job)
     broadcast_run(run)
     return run
@@ -136,6 +141,53 @@ def teaching_run_resume(*, run: TeachingRun, extra_rounds: int = 0) -> TeachingR
     return run
 
 
+def stale_cutoff(stale_after_s: float | None = None) -> datetime:
+    """The workers' recovery rule (as for training jobs): work whose last heartbeat is older than this
+    (``TEACHLOOP_JOB_STALE_AFTER_S`` ago) has lost its process; younger, it is alive."""
+    if stale_after_s is None:
+        stale_after_s = settings.TEACHLOOP_JOB_STALE_AFTER_S
+    return timezone.now() - timedelta(seconds=stale_after_s)
+
+
+def teaching_run_take(*, run_id: int, rounds: int | None = None) -> TeachingRun:
+    """Take a run to run (or resume) in this process, as ``manage.py teach`` does; ``rounds`` (the
+    new total) extends it. Atomic: a worker's claim skips a taken run, and recovery a fresh heartbeat.
+
+    Refused (ValidationError) while another process holds it (running or queued, with a heartbeat
+    younger than :func:`stale_cutoff`: two processes would write one state file), when it is finished
+    and ``rounds`` adds none, and when ``rounds`` is fewer than it has. A run whose process stopped
+    sending heartbeats is taken over: its lease is cleared, so a late attempt of it stops before its
+    next step and writes nothing.
+    """
+    with transaction.atomic():
+        run = TeachingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            raise ValidationError(f"no teaching run {run_id}")
+        planned = run.config["rounds"]
+        held = run.status in (TeachingRun.Status.RUNNING, TeachingRun.Status.QUEUED)
+        if held and run.heartbeat_at is not None and run.heartbeat_at >= stale_cutoff():
+            seconds = (timezone.now() - run.heartbeat_at).total_seconds()
+            raise ValidationError(
+                f"run {run.pk} is {run.status} on {run.worker or 'another process'} (last heartbeat {seconds:.0f}s "
+                f"ago); cancel it on its page ({reverse('runs:detail', args=[run.pk])}) or in the admin, then "
+                f"resume it here once it has stopped")
+        if rounds is not None and rounds < planned:
+            raise ValidationError(f"run {run.pk} has {planned} rounds; --rounds can only add rounds "
+                                  f"(at least {planned + 1})")
+        if run.status == TeachingRun.Status.SUCCEEDED and (rounds or planned) == planned:
+            raise ValidationError(f"run {run.pk} is finished ({planned} rounds, adapter "
+                                  f"{run.adapter_path or 'none'}); continue it with more rounds: "
+                                  f"--resume {run.pk} --rounds {planned + 1}")
+        if rounds is not None:
+            run.config = {**run.config, "rounds": rounds}
+        run.status, run.cancel_requested, run.lease, run.worker = TeachingRun.Status.RUNNING, False, "", worker_id()
+        run.heartbeat_at, run.started_at = timezone.now(), run.started_at or timezone.now()
+        run.last_error, run.finished_at = "", None
+        run.save()
+    broadcast_run(run)
+    return run
+
+
 def teaching_runs_recover(*, stale_after_s: float | None = None) -> list[int]:
     """Re-queue (or fail) running runs whose worker stopped sending heartbeats.
 
@@ -143,9 +195,7 @@ def teaching_runs_recover(*, stale_after_s: float | None = None) -> list[int]:
     its own), and the resumed run resumes it from its checkpoint. A run without a lease was run by
     ``manage.py teach``, not a worker: it is failed (resume it), never given to a worker.
     """
-    if stale_after_s is None:
-        stale_after_s = settings.TEACHLOOP_JOB_STALE_AFTER_S
-    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    cutoff = stale_cutoff(stale_after_s)
     recovered = []
     for run_id in TeachingRun.objects.filter(status=TeachingRun.Status.RUNNING,
                                              heartbeat_at__lt=cutoff).values_list("pk", flat=True):
@@ -155,7 +205,7 @@ def teaching_runs_recover(*, stale_after_s: float | None = None) -> list[int]:
                 continue
             who = f"worker {run.worker}" if run.lease else "the process running it (manage.py teach?)"
             lost = f"{who} stopped responding (no heartbeat since {run.heartbeat_at:%H:%M:%S})"
-            TrainingJob.objects.filter(pk__in=run.round_jobs.values(), status=TrainingJob.Status.RUNNING).update(
+            TrainingJob.objects.filter(teaching_rounds__run=run, status=TrainingJob.Status.RUNNING).update(
                 status=TrainingJob.Status.FAILED, lease="", finished_at=timezone.now(),
                 last_error=f"{lost}; its teaching run {run.pk} resumes it")
             if run.cancel_requested:
@@ -216,14 +266,14 @@ def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
         fields: dict[str, Any] = {"current_round": round_index, "current_step": step}
         if lease:
             fields["heartbeat_at"] = timezone.now()
-        if info.get("status") == "done":
-            state = load_state(run)
-            if state is not None:
-                fields["results"] = round_summaries(state)
-                run_explanations_sync(run=run, state=state)
         if not mine.update(**fields):
             lost.set()
             return
+        if info.get("status") == "done":  # only while this attempt owns the run (checked just above)
+            state = load_state(run)
+            if state is not None:
+                run_rounds_sync(run=run, state=state)
+                run_explanations_sync(run=run, state=state)
         broadcast_run(TeachingRun.objects.get(pk=run.pk))
         if progress is not None:
             progress(step, round_index, info)
@@ -301,8 +351,8 @@ def _train_fn(run: TeachingRun):
 def _round_job(run: TeachingRun, round_index: int, records: list[dict[str, Any]],
                parent_adapter: str | None) -> TrainingJob:
     """This round's training job: the one made before an interruption (made runnable again), or a new one."""
-    known = (TeachingRun.objects.filter(pk=run.pk).values_list("round_jobs", flat=True).first() or {})
-    job = TrainingJob.objects.select_related("adapter").filter(pk=known.get(str(round_index))).first()
+    job = TrainingJob.objects.select_related("adapter").filter(teaching_rounds__run=run,
+                                                               teaching_rounds__index=round_index).first()
     if job is not None and job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
         # Resume from its checkpoint in this process (training_job_run claims a queued job).
         TrainingJob.objects.filter(pk=job.pk).update(status=TrainingJob.Status.QUEUED, cancel_requested=False,
@@ -319,13 +369,26 @@ def _round_job(run: TeachingRun, round_index: int, records: list[dict[str, Any]]
                                             user=run.created_by, enqueue=False, **hyper)
     # The run owns its job's retries: the training recovery must not queue it on its own.
     TrainingJob.objects.filter(pk=job.pk).update(max_attempts=1)
-    TeachingRun.objects.filter(pk=run.pk).update(round_jobs={**known, str(round_index): job.pk})
+    # Linked before it trains: a resumed run finds it (its row's summary comes with the next sync).
+    Round.objects.update_or_create(run=run, index=round_index, defaults={"training_job": job})
     return job
 
 
+# Exam keys round_summaries maps to a key of its own, or leaves out; every other exam key (the
+# forgetting probes, ...) passes through, less its "answers": they are bulky, the state file keeps them.
+EXAM_MAPPED = ("per_skill", "base_per_skill", "accuracy", "base_accuracy", "vs_base", "vs_previous", "agreement",
+               "teacher_accuracy", "answers")
+
+
+def _without_answers(value: Any) -> Any:
+    return {k: v for k, v in value.items() if k != "answers"} if isinstance(value, dict) else value
+
+
 def round_summaries(state: RunState) -> list[dict[str, Any]]:
-    """Per round: probe accuracy and exam accuracy per skill (with the base), warnings, progress."""
-    return [{"round": r.index, "probe": r.probe_accuracy, "exam": r.exam.get("per_skill", {}),
+    """Per round: probe accuracy and exam accuracy per skill (with the base), warnings, progress,
+    and the exam's further measurements (e.g. ``forgetting``) under their own keys."""
+    return [{**{k: _without_answers(v) for k, v in r.exam.items() if k not in EXAM_MAPPED},
+             "round": r.index, "probe": r.probe_accuracy, "exam": r.exam.get("per_skill", {}),
              "base": r.exam.get("base_per_skill", {}), "accuracy": r.exam.get("accuracy"),
              "base_accuracy": r.exam.get("base_accuracy"), "vs_base": r.exam.get("vs_base"),
              "vs_previous": r.exam.get("vs_previous"), "agreement": r.exam.get("agreement"),
@@ -341,11 +404,44 @@ def _finish(run: TeachingRun, status: str, *, error: str = "", state: RunState |
             lease: str | None = None) -> None:
     fields: dict[str, Any] = {"status": status, "last_error": error, "finished_at": timezone.now(), "lease": ""}
     if state is not None:
-        fields["results"] = round_summaries(state)
         fields["adapter_path"] = state.adapter_path or ""
+        run_rounds_sync(run=run, state=state)
         run_explanations_sync(run=run, state=state)
     TeachingRun.objects.filter(pk=run.pk, **({"lease": lease} if lease else {})).update(**fields)
     broadcast_run(TeachingRun.objects.get(pk=run.pk))
+
+
+# Round fields a sync writes; the summary's keys have the same names (its "round" is ``index``).
+ROUND_FIELDS = tuple(f.name for f in Round._meta.concrete_fields
+                     if f.name not in ("id", "run", "index", "training_job", "extra"))
+
+
+@transaction.atomic
+def run_rounds_sync(*, run: TeachingRun, state: RunState) -> int:
+    """Mirror the state's rounds into ``Round`` rows (create or update; the training job link is
+    left alone: :func:`_round_job` sets it). A summary key without a column goes to ``extra``.
+    Idempotent; returns how many rows were created or changed."""
+    existing = {row.index: row for row in Round.objects.filter(run=run)}
+    create, update = [], []
+    for summary in round_summaries(state):
+        rest = dict(summary)
+        index = rest.pop("round")
+        values: dict[str, Any] = {}
+        for name in ROUND_FIELDS:
+            field, value = Round._meta.get_field(name), rest.pop(name, None)
+            values[name] = field.get_default() if value is None and not field.null else value
+        values["extra"] = rest
+        row = existing.get(index)
+        if row is None:
+            create.append(Round(run=run, index=index, **values))
+        elif any(getattr(row, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(row, k, v)
+            update.append(row)
+    Round.objects.bulk_create(create)
+    if update:
+        Round.objects.bulk_update(update, [*ROUND_FIELDS, "extra"])
+    return len(create) + len(update)
 
 
 # --- explanations, people's feedback --------------------------------------------------------
@@ -456,27 +552,28 @@ def run_feedback_fine_tune(*, run: TeachingRun, user=None) -> tuple[TrainingJob,
 def run_context(run: TeachingRun) -> dict[str, Any]:
     """What the run's live fragments show: the run, its step timeline, charts, jobs and adapter."""
     skills = list(run.course.skills.values_list("key", flat=True))
-    jobs = {str(j.pk): j for j in TrainingJob.objects.filter(pk__in=[*run.round_jobs.values(), *run.feedback_jobs])}
-    done_rounds = {r["round"]: r for r in run.results}
+    rounds = list(run.rounds.select_related("training_job"))  # a fresh query: a cached prefetch may be stale
+    by_index = {r.index: r for r in rounds}
     timeline = []
     for index in range(run.config.get("rounds", 0)):
-        result = done_rounds.get(index) or {}
-        done = result.get("done_steps", [])
+        row = by_index.get(index)
+        done = row.done_steps if row else []
         current = run.status == TeachingRun.Status.RUNNING and index == run.current_round
-        timeline.append({"round": index, "result": result or None,
-                         "job": jobs.get(str(run.round_jobs.get(str(index)))),
+        timeline.append({"round": index, "result": row if row and row.done_steps else None,
+                         "job": row.training_job if row else None,
                          "steps": [{"name": step, "state": "done" if step in done else
                                     "current" if current and step == run.current_step else "todo"}
                                    for step in STEPS],
-                         "skills": [{"skill": s, "probe": result.get("probe", {}).get(s),
-                                     "exam": result.get("exam", {}).get(s), "base": result.get("base", {}).get(s)}
-                                    for s in skills] if result.get("probe") else []})
-    chart = {"skills": skills, "rounds": [r["round"] + 1 for r in run.results],
-             "probe": {s: [r["probe"].get(s) for r in run.results] for s in skills},
-             "exam": [r["accuracy"] for r in run.results], "base": [r["base_accuracy"] for r in run.results]}
+                         "skills": [{"skill": s, "probe": row.probe.get(s), "exam": row.exam.get(s),
+                                     "base": row.base.get(s)} for s in skills] if row and row.probe else []})
+    summarised = [r for r in rounds if r.done_steps]  # not a row made only to hold a training job
+    chart = {"skills": skills, "rounds": [r.index + 1 for r in summarised],
+             "probe": {s: [r.probe.get(s) for r in summarised] for s in skills},
+             "exam": [r.accuracy for r in summarised], "base": [r.base_accuracy for r in summarised]}
     adapter = Adapter.objects.filter(path=run.adapter_path).first() if run.adapter_path else None
+    feedback = {j.pk: j for j in TrainingJob.objects.filter(pk__in=run.feedback_jobs)}
     return {"run": run, "skills": skills, "timeline": timeline, "chart_json": json.dumps(chart), "adapter": adapter,
-            "feedback_jobs": [jobs[str(pk)] for pk in run.feedback_jobs if str(pk) in jobs]}
+            "feedback_jobs": [feedback[pk] for pk in run.feedback_jobs if pk in feedback]}
 
 
 def run_fragments(run: TeachingRun) -> dict[str, str]:

@@ -40,7 +40,7 @@ def _runs():
 
 @staff_required
 def run_list(request: HttpRequest) -> HttpResponse:
-    runs = list(_runs()[:200])
+    runs = list(_runs().prefetch_related("rounds")[:200])  # each row shows its latest round
     return render(request, "tutor/runs/run_list.html",
                   {"runs": runs, "live": [run.pk for run in runs if not run.is_finished]})
 

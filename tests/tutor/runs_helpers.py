@@ -13,7 +13,9 @@ def scripted_models(monkeypatch, *, real_student: str | None = None) -> dict[str
     """Route the registry's models named "scripted-teacher"/"scripted-student" to scripted fakes;
     any other model (the tiny real student) loads for real."""
     fakes = {"scripted-teacher": ScriptedLLM("scripted-teacher", teacher_reply(generate=add_items)),
-             "scripted-student": ScriptedLLM("scripted-student", student_reply())}
+             # It can score (a local model can): multiple choice by likelihood picks the shortest reply.
+             "scripted-student": ScriptedLLM("scripted-student", student_reply(),
+                                             score=lambda kind, question, reply, adapter: -len(reply))}
     real = teaching.language_model_llm
     monkeypatch.setattr(teaching, "language_model_llm",
                         lambda model: fakes[model.name] if model.name in fakes else real(model=model))

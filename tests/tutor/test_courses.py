@@ -12,10 +12,11 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from tests.base import BaseTestCase
+from training.models import LanguageModel
 from tutor import services
 from tutor.core.course_io import course_to_jsonl
 from tutor.core.packs import load_pack
-from tutor.models import Course, Exercise, Skill
+from tutor.models import Course, Exercise, Skill, TeachingRun
 
 BIGBENCH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bigbench" / "valid_parentheses.json"
 
@@ -52,6 +53,39 @@ class ImportPackTestCase(BaseTestCase):
             import_course("--pack", "counting")
         import_course("--pack", "counting", "--seed", "1", "--replace")
         self.assertEqual(Course.objects.filter(key="counting").count(), 1)
+
+
+class ReplaceTaughtCourseTestCase(BaseTestCase):
+    """A course with teaching runs is never replaced: the runs' rounds and explanations name its items."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        import_course("--pack", "counting")
+        self.course = Course.objects.get(key="counting")
+        model = LanguageModel.objects.create(name="m", source="x")
+        TeachingRun.objects.create(course=self.course, student=model, teacher=model, config={"rounds": 1})
+        self.exercises = list(Exercise.objects.filter(skill__course=self.course).values_list("pk", "prompt"))
+
+    def assert_untouched(self) -> None:
+        course = Course.objects.get(key="counting")
+        self.assertEqual((course.pk, course.source), (self.course.pk, self.course.source))
+        self.assertEqual(list(Exercise.objects.filter(skill__course=course).values_list("pk", "prompt")),
+                         self.exercises)
+
+    def test_it_refuses_to_replace_it_from_the_command(self):
+        with self.assertRaisesMessage(CommandError, "course 'counting' has 1 teaching run (#"):
+            import_course("--pack", "counting", "--seed", "1", "--replace")
+        self.assert_untouched()
+
+    def test_it_refuses_to_replace_it_from_the_admin_upload(self):
+        upload = io.BytesIO(course_to_jsonl(load_pack("counting", seed=1)).encode())
+        upload.name = "counting.jsonl"
+        self.client.force_login(self.alice)
+        response = self.client.post(reverse("admin:tutor_course_import"), {"file": upload, "replace": "on"})
+        self.assertEqual(response.status_code, 200)
+        self.assertIn("has 1 teaching run", " ".join(response.context["form"].errors["replace"]))
+        self.assertContains(response, "Import it under a new key, or delete the runs first.")
+        self.assert_untouched()
 
 
 class ImportJsonlTestCase(BaseTestCase):

@@ -12,7 +12,7 @@ from django.contrib.auth.models import AnonymousUser
 from teachloop.routing import websocket_urlpatterns
 from tests.tutor.runs_helpers import make_models_and_course, scripted_models
 from tutor import teaching
-from tutor.models import TeachingRun
+from tutor.models import Round, TeachingRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 router = URLRouter(websocket_urlpatterns)
@@ -42,10 +42,9 @@ async def test_it_rejects_anonymous_users_and_learners(run, django_user_model):
 
 
 async def test_it_sends_the_current_state_from_the_database_on_connect(run, django_user_model):
-    await TeachingRun.objects.filter(pk=run.pk).aupdate(
-        status="running", current_round=0, current_step="score", results=[
-            {"round": 0, "probe": {"add_1d": 0.25}, "exam": {}, "base": {}, "accuracy": None, "base_accuracy": None,
-             "done_steps": ["diagnose", "plan", "explain"], "warnings": ["possible teacher hacking: test"]}])
+    await TeachingRun.objects.filter(pk=run.pk).aupdate(status="running", current_round=0, current_step="score")
+    await Round.objects.acreate(run=run, index=0, probe={"add_1d": 0.25}, done_steps=["diagnose", "plan", "explain"],
+                                warnings=["possible teacher hacking: test"])
     staff = await django_user_model.objects.acreate(username="alice", is_staff=True)
     communicator, connected = await connect(run.pk, staff)
     assert connected

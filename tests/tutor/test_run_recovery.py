@@ -12,7 +12,7 @@ from tests.tutor.runs_helpers import make_models_and_course, scripted_models
 from training import recovery
 from training.models import Adapter, TrainingDataset, TrainingJob
 from tutor import teaching
-from tutor.models import TeachingRun
+from tutor.models import Round, TeachingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +59,8 @@ def test_it_requeues_a_run_whose_worker_died_and_never_requeues_its_training_job
     # The round's job ran in the same dead process (claimed once; the run owns its retries).
     job = job_for(models[3], status="running", lease="job-lease", attempts=1, max_attempts=1,
                   heartbeat_at=timezone.now() - timedelta(minutes=5))
-    stale(run, round_jobs={"0": job.pk})
+    stale(run)
+    Round.objects.create(run=run, index=0, training_job=job)
     with django_capture_on_commit_callbacks(execute=True):
         assert recovery.recover_all() == {"training jobs": [job.pk], "teaching runs": [run.pk]}
     run.refresh_from_db()
@@ -94,7 +95,8 @@ def test_an_attempt_that_lost_its_lease_stops_and_writes_nothing(run, models):
     TeachingRun.objects.filter(pk=run.pk).update(lease="another-attempt")
     teaching.teaching_run_execute(run=claimed, lease=lease)
     run.refresh_from_db()
-    assert (run.status, run.lease, run.results, run.current_step) == ("running", "another-attempt", [], "")
+    assert (run.status, run.lease, run.current_step) == ("running", "another-attempt", "")
+    assert not run.rounds.exists()
     assert fakes["scripted-teacher"].calls == []
 
 
@@ -142,7 +144,7 @@ def test_it_makes_one_job_per_round_that_only_the_run_retries(run, fake_training
     run = trained_run(run)
     path = teaching._train_fn(run)(RECORDS, 0, None)
     run.refresh_from_db()
-    job = TrainingJob.objects.get(pk=run.round_jobs["0"])
+    job = run.rounds.get(index=0).training_job
     assert path == job.adapter.path and fake_training.ran == [job.pk]
     assert job.max_attempts == 1 and job.config["max_steps"] == 2
 
@@ -151,7 +153,7 @@ def test_it_reuses_a_round_job_that_finished_before_an_interruption(run, models,
     run = trained_run(run)
     adapter = Adapter.objects.create(base_model=models[3], version=9, path="/a/done", method="sft")
     job = job_for(models[3], status="succeeded", adapter=adapter)
-    TeachingRun.objects.filter(pk=run.pk).update(round_jobs={"0": job.pk})
+    Round.objects.create(run=run, index=0, training_job=job)
     assert teaching._train_fn(run)(RECORDS, 0, None) == "/a/done"
     assert fake_training.ran == [] and TrainingJob.objects.count() == 1
 
@@ -159,7 +161,7 @@ def test_it_reuses_a_round_job_that_finished_before_an_interruption(run, models,
 def test_it_resumes_a_round_job_that_failed_with_its_worker(run, models, fake_training):
     run = trained_run(run)
     job = job_for(models[3], status="failed", attempts=1, max_attempts=1, last_error="worker died")
-    TeachingRun.objects.filter(pk=run.pk).update(round_jobs={"0": job.pk})
+    Round.objects.create(run=run, index=0, training_job=job)
     path = teaching._train_fn(run)(RECORDS, 0, None)
     job.refresh_from_db()
     assert fake_training.ran == [job.pk] and path == job.adapter.path

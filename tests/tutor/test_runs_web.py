@@ -14,7 +14,7 @@ from tests.base import BaseTestCase
 from tests.tutor.runs_helpers import form_data, make_models_and_course, scripted_models
 from training.models import Adapter, TrainingDataset, TrainingJob
 from tutor import teaching
-from tutor.models import Exercise, RunExplanation, TeachingRun
+from tutor.models import Exercise, Round, RunExplanation, TeachingRun
 
 DUMMY_TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default", "training"]}}
 
@@ -131,8 +131,8 @@ class StartFormTestCase(RunsTestCase):
         self.assertEqual((run.created_by, run.config["explain_budget"], run.train_config),
                          (self.alice, 2, {"disabled": True}))
         self.assertEqual(run.lease, "")
-        self.assertEqual([r["round"] for r in run.results], [0])
-        self.assertEqual(run.results[0]["done_steps"][-1], "reexamine")
+        self.assertEqual([r.index for r in run.rounds.all()], [0])
+        self.assertEqual(run.rounds.get().done_steps[-1], "reexamine")
         self.assertTrue(run.explanations.exists())  # mirrored from the state file
         self.assertEqual(self.fakes["scripted-teacher"].count("explain"), 1)
 
@@ -163,7 +163,8 @@ class ControlTestCase(RunsTestCase):
         run = self.create_run()
         job = TrainingJob.objects.create(base_model=self.student, dataset=TrainingDataset.objects.create(
             name="d", method="sft", records=[], record_count=0, sha256="0" * 64), method="sft", status="running")
-        TeachingRun.objects.filter(pk=run.pk).update(status="running", round_jobs={"0": job.pk})
+        TeachingRun.objects.filter(pk=run.pk).update(status="running")
+        Round.objects.create(run=run, index=0, training_job=job)
         self.client.post(reverse("runs:cancel", args=[run.pk]))
         run.refresh_from_db()
         job.refresh_from_db()
@@ -369,7 +370,7 @@ def test_it_trains_each_round_through_the_training_app_from_the_web(client, djan
     run = TeachingRun.objects.get()
     assert response.status_code == 302
     assert run.status == "succeeded", run.last_error
-    job = TrainingJob.objects.get(pk=run.round_jobs["0"])
+    job = run.rounds.get(index=0).training_job
     assert job.status == "succeeded" and job.max_attempts == 1
     assert run.adapter_path == job.adapter.path and (Path(run.adapter_path) / "adapter_config.json").is_file()
     page = client.get(reverse("runs:detail", args=[run.pk])).content.decode()

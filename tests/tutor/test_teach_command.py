@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from tests.tutor.core.teaching_fakes import ScriptedLLM, add_items, mini_course, teacher_reply
+from tests.tutor.runs_helpers import make_models_and_course, scripted_models
 from training import services as training_services
 from training.models import LanguageModel, TrainingDataset
 from tutor import services, teaching
+from tutor.core.teaching.state import STEPS, RunConfig
 from tutor.models import Exercise, TeachingRun
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +105,118 @@ def test_it_refuses_a_served_student(setup):
 def test_it_names_the_imported_courses_when_one_is_missing(setup):
     with pytest.raises(CommandError, match="imported: mini"):
         teach("--course", "nope", "--student", "tiny", "--teacher", "scripted")
+
+
+# --- settings, resume rules (scripted student and teacher: no model is loaded) ---------------------
+
+@pytest.fixture
+def scripted(monkeypatch):
+    fakes = scripted_models(monkeypatch)
+    course, teacher, student, _ = make_models_and_course()
+    return fakes, course, teacher, student
+
+
+def scripted_teach(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("teach", "--student", "scripted-student", "--teacher", "scripted-teacher", *args,
+                 stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def resume(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("teach", "--resume", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def scripted_run(scripted, **config) -> TeachingRun:
+    _, course, teacher, student = scripted
+    return teaching.teaching_run_create(course=course, student=student, teacher=teacher, train={"disabled": True},
+                                        **{"rounds": 1, "plan_budget": 4, "explain_budget": 2, **config})
+
+
+def test_it_passes_the_plan_seed_and_budgets_to_the_run(scripted):
+    scripted_teach("--course", "mini", "--no-train", "--rounds", "1", "--plan", "random", "--seed", "7",
+                   "--budget", "1", "--plan-budget", "3", "--generate-budget", "2", "--generate-k", "1")
+    run = TeachingRun.objects.get()
+    assert run.status == "succeeded", run.last_error
+    assert {k: run.config[k] for k in ("rounds", "plan", "seed", "explain_budget", "plan_budget",
+                                       "generate_budget", "generate_k")} == {
+        "rounds": 1, "plan": "random", "seed": 7, "explain_budget": 1, "plan_budget": 3, "generate_budget": 2,
+        "generate_k": 1}
+    state = teaching.load_state(run)
+    assert state.config == RunConfig.from_dict(run.config)  # what the loop ran with
+    assert len(state.rounds[0].explanations) <= 1 and sum(state.rounds[0].plan["items_per_skill"].values()) == 3
+
+
+def test_it_answers_multiple_choice_by_likelihood_and_prints_the_general_probe(scripted):
+    fakes = scripted[0]
+    out, _ = scripted_teach("--course", "mini", "--no-train", "--rounds", "1", "--choice-scoring", "likelihood")
+    run = TeachingRun.objects.get()
+    assert run.status == "succeeded", run.last_error
+    assert run.config["choice_scoring"] == "likelihood"
+    # The general probe's questions are multiple choice: scored, not written, and shown in the table.
+    scored = {question for question, _, _ in fakes["scripted-student"].scored}
+    assert len(scored) == run.config["general_probe"]
+    general = run.rounds.get().extra["general"]
+    line = next(line for line in out.splitlines() if "general probe" in line)
+    assert line.split()[-2:] == [f"{general['accuracy']:.0%}", f"{general['base_accuracy']:.0%}"]
+
+
+def test_it_uses_the_loops_defaults_for_what_is_not_given(scripted):
+    scripted_teach("--course", "mini", "--no-train")
+    run = TeachingRun.objects.get()
+    assert run.config == {**RunConfig().to_dict(), "rounds": 2}
+    assert run.worker  # this process, named for anyone who tries to resume it elsewhere
+
+
+def test_it_refuses_to_resume_a_run_a_worker_holds(scripted):
+    run = scripted_run(scripted)
+    for status in ("running", "queued"):
+        TeachingRun.objects.filter(pk=run.pk).update(status=status, lease="theirs", worker="gpu1:42",
+                                                     heartbeat_at=timezone.now())
+        with pytest.raises(CommandError, match=rf"run {run.pk} is {status} on gpu1:42 .*cancel it on its page"):
+            resume(str(run.pk))
+        run.refresh_from_db()
+        assert (run.status, run.lease) == (status, "theirs")  # untouched
+    assert scripted[0]["scripted-student"].calls == []
+
+
+def test_it_takes_over_a_run_whose_worker_died(scripted):
+    run = scripted_run(scripted)
+    TeachingRun.objects.filter(pk=run.pk).update(status="running", lease="dead", worker="gpu1:42",
+                                                 heartbeat_at=timezone.now() - timedelta(minutes=10))
+    resume(str(run.pk))
+    run.refresh_from_db()
+    assert (run.status, run.lease) == ("succeeded", "")
+    assert run.worker != "gpu1:42"
+
+
+def test_it_extends_a_finished_run_with_more_rounds_and_starts_the_bar_where_it_was(scripted):
+    run = scripted_run(scripted)
+    teaching.teaching_run_execute(run=run)
+    with pytest.raises(CommandError, match=rf"run {run.pk} is finished .*--resume {run.pk} --rounds 2"):
+        resume(str(run.pk))
+    _, err = resume(str(run.pk), "--rounds", "2")
+    run.refresh_from_db()
+    assert (run.status, run.config["rounds"]) == ("succeeded", 2), run.last_error
+    assert [r.index for r in run.rounds.all()] == [0, 1]
+    steps = len(STEPS)
+    assert f" {steps}/{2 * steps} " in err and f" {2 * steps}/{2 * steps} " in err  # from round 1 to 100%
+    assert not re.search(rf"(?<!\d)0/{2 * steps} ", err)
+
+
+def test_it_refuses_fewer_rounds_and_new_settings_on_resume(scripted):
+    run = scripted_run(scripted, rounds=2)
+    TeachingRun.objects.filter(pk=run.pk).update(status="cancelled")
+    with pytest.raises(CommandError, match="has 2 rounds; --rounds can only add rounds"):
+        resume(str(run.pk), "--rounds", "1")
+    with pytest.raises(CommandError, match="--budget, --seed: a resumed run keeps its settings"):
+        resume(str(run.pk), "--budget", "3", "--seed", "1")
+    run.refresh_from_db()
+    assert (run.status, run.config["rounds"]) == ("cancelled", 2)
+
+
+def test_it_names_a_missing_run(scripted):
+    with pytest.raises(CommandError, match="no teaching run 999"):
+        resume("999")

@@ -23,7 +23,8 @@ class Command(BaseCommand):
         source.add_argument("--bigbench", type=Path, help="a BIG-bench task JSON (multiple choice)")
         parser.add_argument("--seed", type=int, default=0, help="seed for packs and BIG-bench splits")
         parser.add_argument("--key", help="course key for --bigbench (default: the file name)")
-        parser.add_argument("--replace", action="store_true", help="replace a course with the same key")
+        parser.add_argument("--replace", action="store_true", help="replace a course with the same key (and its "
+                            "learners' enrolments); refused when the course has teaching runs")
 
     def handle(self, *args, file: Path | None, pack: str | None, bigbench: Path | None, seed: int,
                key: str | None, replace: bool, **options) -> None:
@@ -43,7 +44,7 @@ class Command(BaseCommand):
         except CourseImportError as exc:
             lines = "\n".join(f"  line {n}: {reason}" for n, reason in exc.errors[:50])
             raise CommandError(f"{len(exc.errors)} bad line(s); nothing was imported:\n{lines}") from exc
-        except (CourseError, services.CourseExists) as exc:
+        except (CourseError, services.CourseExists, services.CourseInUse) as exc:
             raise CommandError(str(exc)) from exc
         counts = {split: len(course.split(split)) for split in ("train", "probe", "exam")}
         self.stdout.write(f"Imported {row.key}: {len(course.skills)} skills, "

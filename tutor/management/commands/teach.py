@@ -8,8 +8,15 @@ from tqdm import tqdm
 
 from training.models import LanguageModel
 from tutor import teaching
-from tutor.core.teaching.state import STEPS
+from tutor.core.teaching.state import CHOICE_SCORING, PLANS, STEPS, RunConfig
 from tutor.models import Course, TeachingRun
+
+DEFAULTS = RunConfig()
+DEFAULT_ROUNDS = 2  # as the web form: a short run unless asked
+TRAIN_DEFAULTS = {"train_steps": 60, "lr": 2e-3, "lora_r": 16}
+# Settings of a new run: a resumed run keeps its own (a changed budget would mix two experiments).
+NEW_RUN_ONLY = ("course", "student", "teacher", "plan", "budget", "plan_budget", "generate_budget", "generate_k",
+                "seed", "choice_scoring", "train_steps", "lr", "lora_r")
 
 
 class Command(BaseCommand):
@@ -17,25 +24,54 @@ class Command(BaseCommand):
             "teacher explain the student's mistakes (answer-checked), scores explanations by their effect, "
             "generates verified new items, fine-tunes a LoRA adapter on what helped and re-examines on the "
             "exam split. Prints a per-round, per-skill table and the final adapter folder. --resume RUN_ID "
-            "continues an interrupted run from its last finished step.")
+            "continues an interrupted run from its last finished step (with --rounds N, up to N rounds).")
 
     def add_arguments(self, parser) -> None:
+        # Defaults are None so that --resume can tell a given setting from an omitted one.
         parser.add_argument("--course", help="course key (import one with `manage.py import_course`)")
         parser.add_argument("--student", help="registered local model (default: the default student)")
         parser.add_argument("--teacher", help="registered model (default: the default teacher)")
-        parser.add_argument("--rounds", type=int, default=2)
-        parser.add_argument("--plan", choices=["adaptive", "random"], default="adaptive")
-        parser.add_argument("--budget", type=int, default=8, help="explanations per round")
-        parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--train-steps", type=int, default=60, help="max training steps per round")
-        parser.add_argument("--lr", type=float, default=2e-3)
-        parser.add_argument("--lora-r", type=int, default=16)
+        parser.add_argument("--rounds", type=int, help=f"rounds (default {DEFAULT_ROUNDS}); with --resume, the new "
+                            "total: more rounds than the run has extend it")
+        parser.add_argument("--plan", choices=PLANS, help=f"default {DEFAULTS.plan}; random is the shuffled "
+                            "control arm with the same budget")
+        parser.add_argument("--budget", type=int, metavar="N",
+                            help=f"explanations asked of the teacher per round (default {DEFAULTS.explain_budget})")
+        parser.add_argument("--plan-budget", type=int, metavar="N",
+                            help=f"training items practised per round (default {DEFAULTS.plan_budget})")
+        parser.add_argument("--generate-budget", type=int, metavar="N", help="wrong training items the teacher "
+                            f"writes new items from, per round (default {DEFAULTS.generate_budget})")
+        parser.add_argument("--generate-k", type=int, metavar="K",
+                            help=f"new items per such item (default {DEFAULTS.generate_k})")
+        parser.add_argument("--seed", type=int, help=f"random seed of the plan and sampling (default {DEFAULTS.seed})")
+        parser.add_argument("--choice-scoring", choices=CHOICE_SCORING,
+                            help=f"how the student answers multiple-choice items (default {DEFAULTS.choice_scoring}): "
+                                 "it writes an answer, or picks the option it finds likeliest")
+        parser.add_argument("--train-steps", type=int,
+                            help=f"max training steps per round (default {TRAIN_DEFAULTS['train_steps']})")
+        parser.add_argument("--lr", type=float, help=f"learning rate (default {TRAIN_DEFAULTS['lr']})")
+        parser.add_argument("--lora-r", type=int, help=f"LoRA rank (default {TRAIN_DEFAULTS['lora_r']})")
         parser.add_argument("--no-train", action="store_true", help="diagnose/explain/re-examine only")
-        parser.add_argument("--resume", type=int, metavar="RUN_ID", help="continue this run")
+        parser.add_argument("--resume", type=int, metavar="RUN_ID", help="continue this run from its last "
+                            "finished step (it keeps its settings)")
 
     def handle(self, *args, **opts) -> None:
-        run = self._resume(opts["resume"]) if opts["resume"] else self._create(opts)
-        bar = tqdm(total=run.config["rounds"] * len(STEPS), unit="step", file=self.stderr._out)
+        if opts["resume"]:
+            given = [f"--{name.replace('_', '-')}" for name in NEW_RUN_ONLY if opts[name] is not None]
+            if given or opts["no_train"]:
+                raise CommandError(f"{', '.join(given or ['--no-train'])}: a resumed run keeps its settings "
+                                   "(only --rounds may add rounds); start a new run to change them")
+            run_id = opts["resume"]
+        else:
+            run_id = self._create(opts).pk
+        try:
+            run = teaching.teaching_run_take(run_id=run_id, rounds=opts["rounds"] if opts["resume"] else None)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
+        state = teaching.load_state(run)
+        # A resumed run starts the bar at the steps it has done, so it ends at 100%.
+        done = sum(len(r.done_steps) for r in state.rounds) if state is not None else 0
+        bar = tqdm(total=run.config["rounds"] * len(STEPS), initial=done, unit="step", file=self.stderr._out)
 
         def progress(step: str, round_index: int, info: dict) -> None:
             bar.set_description(f"run {run.pk} round {round_index} {step}")
@@ -61,21 +97,18 @@ class Command(BaseCommand):
             raise CommandError(f"no course {opts['course']!r} (imported: {keys}); try "
                                "`manage.py import_course --pack arithmetic`")
         student, teacher = self._model(opts["student"], "student"), self._model(opts["teacher"], "teacher")
+        hyper = {name: TRAIN_DEFAULTS[name] if opts[name] is None else opts[name] for name in TRAIN_DEFAULTS}
         train = {"disabled": True} if opts["no_train"] else {
-            "max_steps": opts["train_steps"], "learning_rate": opts["lr"], "lora_r": opts["lora_r"]}
+            "max_steps": hyper["train_steps"], "learning_rate": hyper["lr"], "lora_r": hyper["lora_r"]}
+        settings = {"rounds": DEFAULT_ROUNDS if opts["rounds"] is None else opts["rounds"], "plan": opts["plan"],
+                    "explain_budget": opts["budget"], "plan_budget": opts["plan_budget"],
+                    "generate_budget": opts["generate_budget"], "generate_k": opts["generate_k"], "seed": opts["seed"],
+                    "choice_scoring": opts["choice_scoring"]}
         try:
             return teaching.teaching_run_create(course=course, student=student, teacher=teacher, train=train,
-                                                rounds=opts["rounds"], plan=opts["plan"],
-                                                explain_budget=opts["budget"], seed=opts["seed"])
+                                                **{k: v for k, v in settings.items() if v is not None})
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
-
-    def _resume(self, run_id: int) -> TeachingRun:
-        run = TeachingRun.objects.filter(pk=run_id).first()
-        if run is None:
-            raise CommandError(f"no teaching run {run_id}")
-        TeachingRun.objects.filter(pk=run.pk).update(cancel_requested=False)
-        return run
 
     def _model(self, name: str | None, role: str) -> LanguageModel:
         field = {"teacher": "is_default_teacher", "student": "is_default_student"}[role]
@@ -86,15 +119,20 @@ class Command(BaseCommand):
         return model
 
     def _table(self, run: TeachingRun) -> None:
-        skills = sorted({s for r in run.results for s in r["exam"]} | {s for r in run.results for s in r["probe"]})
+        rounds = list(run.rounds.all())
+        skills = sorted({s for r in rounds for s in r.exam} | {s for r in rounds for s in r.probe})
         self.stdout.write(f"{'round':>5}  {'skill':<16}{'probe':>8}{'exam':>8}{'base':>8}")
-        for result in run.results:
+        for row in rounds:
             for skill in skills:
-                cells = [result["probe"].get(skill), result["exam"].get(skill), result["base"].get(skill)]
+                cells = [row.probe.get(skill), row.exam.get(skill), row.base.get(skill)]
                 shown = "".join(f"{c:>8.0%}" if c is not None else f"{'—':>8}" for c in cells)
-                self.stdout.write(f"{result['round']:>5}  {skill:<16}{shown}")
-            if result["accuracy"] is not None:
-                self.stdout.write(f"{result['round']:>5}  {'ALL (exam)':<16}{'':>8}{result['accuracy']:>8.0%}"
-                                  f"{result['base_accuracy']:>8.0%}")
-            for warning in result["warnings"]:
+                self.stdout.write(f"{row.index:>5}  {skill:<16}{shown}")
+            if row.accuracy is not None:
+                self.stdout.write(f"{row.index:>5}  {'ALL (exam)':<16}{'':>8}{row.accuracy:>8.0%}"
+                                  f"{row.base_accuracy:>8.0%}")
+            general = row.extra.get("general")
+            if general:
+                self.stdout.write(f"{row.index:>5}  {'general probe':<16}{'':>8}{general['accuracy']:>8.0%}"
+                                  f"{general['base_accuracy']:>8.0%}")
+            for warning in row.warnings:
                 self.stdout.write(f"  warning: {warning}")
