@@ -41,7 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ ARM_LABELS = {
     "d_loop": "(d) TeachLoop loop, scripted teacher",
 }
 DEFAULT_SKILLS = ("add_2d", "add_3d", "sub_2d", "count_short")
+DEFAULT_OUT = ROOT / "docs" / "benchmarks" / "teaching-report.md"
 
 
 # ---------------------------------------------------------------- pure helpers (unit-tested)
@@ -221,6 +222,8 @@ class Bench:
                 "sft_records": len(r.sft_records), "replayed": r.replayed,
                 "exam": r.exam.get("accuracy"), "exam_per_skill": r.exam.get("per_skill", {}),
                 "forgetting": r.exam.get("forgetting", {}), "agreement": r.exam.get("agreement"),
+                "general": (r.exam.get("general") or {}).get("accuracy"),
+                "general_base": (r.exam.get("general") or {}).get("base_accuracy"),
                 "warnings": r.warnings,
             })
         last = state.rounds[-1].exam
@@ -341,7 +344,7 @@ def run_config(args, seed: int, **overrides):
     settings = dict(rounds=args.rounds, plan="adaptive", plan_budget=args.plan_budget,
                     explain_budget=args.explain_budget, generate_budget=args.generate_budget,
                     generate_k=args.generate_k, siblings=args.siblings, seed=seed,
-                    levels=args.levels, stretch_share=args.stretch_share,
+                    levels=args.levels, stretch_share=args.stretch_share, confidence_z=args.confidence_z,
                     student_max_new_tokens=args.student_tokens, teacher_max_new_tokens=160)
     settings.update(overrides)
     return RunConfig(**settings)
@@ -385,7 +388,8 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
         f"generate_budget {args.generate_budget} × k {args.generate_k}, "
         f"siblings {args.siblings}, replay_share 0.3, levels {args.levels}"
         + (f" (stretch_share {args.stretch_share})" if args.levels == "stretch" else "") + ", "
-        f"student_max_new_tokens {args.student_tokens}; planner unlock threshold {UNLOCK_THRESHOLD}",
+        f"student_max_new_tokens {args.student_tokens}; planner unlock threshold {UNLOCK_THRESHOLD}, "
+        f"confidence_z {args.confidence_z} (0: probe accuracies taken as exact)",
         f"Seeds: {', '.join(map(str, seeds))} (the seed sets the loop's plan and sampling, the baselines' "
         "record order, and training; the course and its exam are the same for every seed and arm)",
         "",
@@ -414,8 +418,8 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
         lines += ["### The loop, round by round", "",
                   "| seed | round | plan (items per skill) | levels | explained / through gate / helped | "
                   "generated kept / written | SFT records (replayed) | tokens | probe before | exam after | "
-                  "round wall (s) | of which train (s) |",
-                  "|---|---|---|---|---|---|---|---:|---|---:|---:|---:|"]
+                  "general probe (base) | round wall (s) | of which train (s) |",
+                  "|---|---|---|---|---|---|---|---:|---|---:|---:|---:|---:|"]
         for s in seeds:
             loop = results["arms"]["d_loop"][s]
             trained = {t["round"]: t for t in loop["trained"]}
@@ -427,7 +431,8 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
                     f"{r['explained']} / {r['passed_gate']} / {r['helped']} | "
                     f"{r['generated_kept']} / {r['generated']} | {r['sft_records']} ({r['replayed']}) | "
                     f"{t.get('tokens', 0)} | {fmt_skills(r['probe'])} | "
-                    f"{pct(r['exam'])} | {r['wall_s']:.0f} | {t.get('train_s', 0):.0f} |")
+                    f"{pct(r['exam'])} | {pct(r.get('general'))} ({pct(r.get('general_base'))}) | "
+                    f"{r['wall_s']:.0f} | {t.get('train_s', 0):.0f} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -484,7 +489,8 @@ def bigbench_section(bb: dict) -> list[str]:
             f"`{bb['path']}` imported with `tutor.core.course_io.import_bigbench` (one multiple-choice "
             f"skill; seeded split), then cut to {bb['sizes']} items (exam / probe / train); scripted teacher "
             f"(stack-check explanations and generated sequences, verified by a second teacher answer); "
-            f"1 seed, 1 round, "
+            f"1 seed, 1 round, multiple choice answered by {bb['config']['choice_scoring']} "
+            f"({'the likeliest option' if bb['config']['choice_scoring'] == 'likelihood' else 'a generated answer'}), "
             f"plan_budget {bb['config']['plan_budget']}, explain_budget {bb['config']['explain_budget']}, "
             f"generate {bb['config']['generate_budget']} × {bb['config']['generate_k']}.", "",
             "| base exam % | exam after % | probe before | explained / gate / helped | "
@@ -524,6 +530,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stretch-share", type=float, default=0.25,
                    help="with --levels stretch: share of a skill's practice drawn from the level above the "
                         "planned one (default 0.25, RunConfig's; 0: the planned level only)")
+    p.add_argument("--confidence-z", type=float, default=1.96,
+                   help="standard errors of probe noise the adaptive plan allows for (RunConfig.confidence_z; "
+                        "default 1.96; 0: probe accuracies taken as exact, the rule before it existed)")
     p.add_argument("--student-tokens", type=int, default=80,
                    help="max new tokens of every student answer (the gold solutions need up to 77)")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -540,6 +549,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="BIG-bench task file for the imported-course run ('' to skip)")
     p.add_argument("--bigbench-sizes", default="32,16,200",
                    help="exam,probe,train items kept (default 32,16,200)")
+    p.add_argument("--bigbench-scoring", choices=("likelihood", "generate"), default="likelihood",
+                   help="how the student answers the BIG-bench items (RunConfig.choice_scoring): the likeliest "
+                        "option (default) or a generated answer graded by letter or option text")
+    p.add_argument("--bigbench-only", action="store_true",
+                   help="run only the BIG-bench course (no SmolLM2-teacher run, no arms)")
     p.add_argument("--arms", default=",".join(ARMS),
                    help="arms to run (default all; the base and the loop always run, b and c are optional)")
     p.add_argument("--quick", action="store_true", help="a few-minute smoke run: tiny sizes, 1 seed, 1 round")
@@ -549,7 +563,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="where the bundled model's safetensors copy is kept")
     p.add_argument("--work", type=Path, default=None,
                    help="folder for run states and adapters (default: a temp folder)")
-    p.add_argument("--out", type=Path, default=None, help="write the markdown report here")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"write the markdown report here (default {DEFAULT_OUT.relative_to(ROOT)}, except with "
+                        "--quick, --bigbench-only or a non-default --arms: then only printed)")
     p.add_argument("--json", type=Path, default=None, help="write the raw results here")
     args = p.parse_args(argv)
     if args.quick:
@@ -559,6 +575,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.smol_seeds, args.bigbench_sizes = min(args.smol_seeds, 1), "6,4,30"
     args.skills = [s.strip() for s in args.skills.split(",") if s.strip()]
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if args.out is None and not (args.quick or args.bigbench_only) and args.arms == list(ARMS):
+        args.out = DEFAULT_OUT  # a full run's report goes to docs/ (the discussion quotes it)
     return args
 
 
@@ -596,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     # SmolLM2 teaching itself runs first: it fails fast if anything is off, and its round is the timing
     # of one round at the default settings.
     smol_runs = []
-    for s in range(args.smol_seeds):
+    for s in range(0 if args.bigbench_only else args.smol_seeds):
         from tutor.core.teaching import RunConfig, RunState
 
         try:
@@ -610,6 +628,45 @@ def main(argv: list[str] | None = None) -> int:
                                 for x in state.rounds[0].explanations]
         smol_runs.append(run)
     results["smol"] = smol_runs
+
+    text = ""
+    if not args.bigbench_only:
+        text = main_comparison(args, bench, course, seeds, results, smol_runs, versions, started)
+        save(text)
+
+    if args.bigbench and str(args.bigbench) not in ("", "."):
+        try:
+            sizes = [int(x) for x in args.bigbench_sizes.split(",")]
+            bb_course = bigbench_course(args.bigbench, *sizes, seed=args.course_seed)
+            bb_config = run_config(args, 0, rounds=1, choice_scoring=args.bigbench_scoring)
+            bb = bench.run_loop(bb_course, ScriptedTeacher(bb_course, seed=0), bb_config, "bigbench")
+            bb.update(path=str(args.bigbench), sizes="/".join(map(str, sizes)), config=bb_config.to_dict())
+            results["bigbench"] = bb
+            text += "\n".join(bigbench_section(bb))
+        except Exception as exc:
+            bench.say(f"bigbench failed: {exc!r}")
+            text += f"\nThe BIG-bench run failed: {exc!r}\n"
+
+    total = time.perf_counter() - started
+    main_part = f" (up to the main table {results['main_wall_s'] / 60:.1f} min)" if "main_wall_s" in results else ""
+    text += (f"\nWhole command: {total / 60:.1f} min{main_part}. "
+             f"Load average over the run: mean {statistics.fmean(bench.load_samples):.2f}, "
+             f"max {max(bench.load_samples):.2f}.\n")
+    print("\n" + text)
+    save(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        for arm in results["arms"].values():  # exam texts are bulky; the states in --work keep them
+            for r in arm.values():
+                r.pop("texts", None)
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+def main_comparison(args, bench: Bench, course, seeds: list[int], results: dict[str, Any],
+                    smol_runs: list[dict], versions: str, started: float) -> str:
+    """Arms (a)-(d) over the seeds; returns the report so far (tables, targets, the SmolLM2 run)."""
+    from bench.scripted_teacher import ScriptedTeacher
 
     base = bench.exam(course, None, args.student_tokens)
     bench.say(f"a_base: exam {base['accuracy']:.3f} {fmt_skills(base['per_skill'])} ({base['exam_s']:.0f} s)")
@@ -640,35 +697,7 @@ def main(argv: list[str] | None = None) -> int:
         text += "\n".join(targets(results, seeds)) + "\n"
     if smol_runs:
         text += "\n".join(smol_section(smol_runs, args))
-    save(text)
-
-    if args.bigbench and str(args.bigbench) not in ("", "."):
-        try:
-            sizes = [int(x) for x in args.bigbench_sizes.split(",")]
-            bb_course = bigbench_course(args.bigbench, *sizes, seed=args.course_seed)
-            bb_config = run_config(args, 0, rounds=1)
-            bb = bench.run_loop(bb_course, ScriptedTeacher(bb_course, seed=0), bb_config, "bigbench")
-            bb.update(path=str(args.bigbench), sizes="/".join(map(str, sizes)), config=bb_config.to_dict())
-            results["bigbench"] = bb
-            text += "\n".join(bigbench_section(bb))
-        except Exception as exc:
-            bench.say(f"bigbench failed: {exc!r}")
-            text += f"\nThe BIG-bench run failed: {exc!r}\n"
-
-    total = time.perf_counter() - started
-    text += (f"\nWhole command: {total / 60:.1f} min (up to the main table "
-             f"{results['main_wall_s'] / 60:.1f} min). "
-             f"Load average over the run: mean {statistics.fmean(bench.load_samples):.2f}, "
-             f"max {max(bench.load_samples):.2f}.\n")
-    print("\n" + text)
-    save(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        for arm in results["arms"].values():  # exam texts are bulky; the states in --work keep them
-            for r in arm.values():
-                r.pop("texts", None)
-        args.json.write_text(json.dumps(results, indent=1, default=str))
-    return 0
+    return text
 
 
 if __name__ == "__main__":

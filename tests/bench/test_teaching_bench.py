@@ -78,8 +78,8 @@ def test_it_checks_writes_and_explains_bracket_sequences():
     course = Course(key="bb", name="bb", skills=(Skill("parens", "Parentheses"),), exercises=(item,))
     teacher = ScriptedTeacher(course)
     [generation] = teacher.generate([[{"role": "user", "content": (
-        f"Here is an exercise and its worked solution.\nQuestion: A) Valid\nB) Invalid\n"
-        f"Solution: x\n\nWrite 3 new exercises of the same kind")}]])
+        "Here is an exercise and its worked solution.\nQuestion: A) Valid\nB) Invalid\n"
+        "Solution: x\n\nWrite 3 new exercises of the same kind")}]])
     assert generation.text.startswith("I cannot")  # not a question it knows: it writes nothing
 
     from tutor.core.teaching import prompts

@@ -10,7 +10,6 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 from django.test import override_settings
 
-from tests.base import BaseTestCase
 from training.core.bundled import BUNDLED_MODEL_NAME, bundled_gguf_path
 from training.models import LanguageModel
 from training.services import language_model_try
