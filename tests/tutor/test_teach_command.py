@@ -151,9 +151,11 @@ def test_it_passes_the_plan_seed_and_budgets_to_the_run(scripted):
 
 def test_it_answers_multiple_choice_by_likelihood_and_prints_the_general_probe(scripted):
     fakes = scripted[0]
-    out, _ = scripted_teach("--course", "mini", "--no-train", "--rounds", "1", "--choice-scoring", "likelihood")
+    out, err = scripted_teach("--course", "mini", "--no-train", "--rounds", "1", "--choice-scoring", "likelihood")
     run = TeachingRun.objects.get()
     assert run.status == "succeeded", run.last_error
+    # Each step's time, on a line of its own between the bar's redraws.
+    assert all(re.search(rf"\rround 0 {step}: \d+ s\n", err) for step in STEPS), err
     assert run.config["choice_scoring"] == "likelihood"
     # The general probe's questions are multiple choice: scored, not written, and shown in the table.
     scored = {question for question, _, _ in fakes["scripted-student"].scored}

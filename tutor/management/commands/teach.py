@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -73,10 +75,16 @@ class Command(BaseCommand):
         done = sum(len(r.done_steps) for r in state.rounds) if state is not None else 0
         bar = tqdm(total=run.config["rounds"] * len(STEPS), initial=done, unit="step", file=self.stderr._out)
 
+        started: dict[tuple[int, str], float] = {}
+
         def progress(step: str, round_index: int, info: dict) -> None:
             bar.set_description(f"run {run.pk} round {round_index} {step}")
-            if info.get("status") == "done":
+            if info.get("status") == "started":
+                started[(round_index, step)] = time.monotonic()
+            elif info.get("status") == "done":
                 bar.update(1)
+                took = time.monotonic() - started.get((round_index, step), time.monotonic())
+                bar.write(f"round {round_index} {step}: {took:.0f} s", file=self.stderr._out)
 
         state = teaching.teaching_run_execute(run=run, progress=progress)
         bar.close()
