@@ -345,6 +345,7 @@ def run_config(args, seed: int, **overrides):
                     explain_budget=args.explain_budget, generate_budget=args.generate_budget,
                     generate_k=args.generate_k, siblings=args.siblings, seed=seed,
                     levels=args.levels, stretch_share=args.stretch_share, confidence_z=args.confidence_z,
+                    replay_share=args.replay_share,
                     student_max_new_tokens=args.student_tokens, teacher_max_new_tokens=160)
     settings.update(overrides)
     return RunConfig(**settings)
@@ -386,7 +387,7 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
         f"Loop settings: rounds {args.rounds}, plan_budget {args.plan_budget}, "
         f"explain_budget {args.explain_budget}, "
         f"generate_budget {args.generate_budget} × k {args.generate_k}, "
-        f"siblings {args.siblings}, replay_share 0.3, levels {args.levels}"
+        f"siblings {args.siblings}, replay_share {args.replay_share}, levels {args.levels}"
         + (f" (stretch_share {args.stretch_share})" if args.levels == "stretch" else "") + ", "
         f"student_max_new_tokens {args.student_tokens}; planner unlock threshold {UNLOCK_THRESHOLD}, "
         f"confidence_z {args.confidence_z} (0: probe accuracies taken as exact)",
@@ -530,6 +531,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stretch-share", type=float, default=0.25,
                    help="with --levels stretch: share of a skill's practice drawn from the level above the "
                         "planned one (default 0.25, RunConfig's; 0: the planned level only)")
+    p.add_argument("--replay-share", type=float, default=0.3,
+                   help="share of each round's SFT set replayed from earlier rounds (RunConfig.replay_share; "
+                        "default 0.3)")
     p.add_argument("--confidence-z", type=float, default=1.96,
                    help="standard errors of probe noise the adaptive plan allows for (RunConfig.confidence_z; "
                         "default 1.96; 0: probe accuracies taken as exact, the rule before it existed)")
