@@ -43,7 +43,7 @@ class RoundSyncTestCase(RunsTestCase):
         self.assertEqual(teaching.run_rounds_sync(run=run, state=state), 0)  # idempotent
         self.client.force_login(self.alice)
         page = self.client.get(reverse("runs:detail", args=[run.pk]))
-        self.assertContains(page, "General probe (12 questions outside the course)", count=2)
+        self.assertContains(page, "General probe (16 questions outside the course)", count=2)
 
     def test_it_keeps_unknown_summary_keys_in_extra_without_a_migration(self):
         run = self.create_run()

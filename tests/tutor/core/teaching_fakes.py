@@ -20,7 +20,9 @@ from tutor.core.teaching.state import RunConfig, RunState
 from tutor.core.teaching.steps import Context
 
 WRONG = "999999"
-GENERAL = {question_text(e): e.answer for e in GENERAL_PROBE}
+# A general-probe question as the student prompt shows it (lettered options) or as the cloze
+# scoring asks it (the bare question).
+GENERAL = {question_text(e): e.answer for e in GENERAL_PROBE} | {e.prompt: e.answer for e in GENERAL_PROBE}
 
 
 def known(question: str) -> str:
@@ -93,6 +95,17 @@ class ScriptedLLM:
 
     def seen(self, kind: str) -> list[list[dict[str, str]]]:
         return [c for call in self.calls for c in call.conversations if kind_of(c) == kind]
+
+
+def general_score(knows: Callable[[str | None], bool] = lambda adapter: True):
+    """A ``score`` for the general probe: the gold option likeliest where ``knows(adapter)``, else the
+    first wrong one (course questions score alike: they are never scored in these tests)."""
+    def score(kind, question, reply, adapter):
+        if not is_general(question):
+            return -1.0
+        return (0.0 if reply == known(question) else -1.0) if knows(adapter) else (
+            -1.0 if reply == known(question) else 0.0)
+    return score
 
 
 def student_reply(knows: Callable[[str, str | None], bool] = lambda q, adapter: False, gold=known):

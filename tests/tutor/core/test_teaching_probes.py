@@ -11,6 +11,7 @@ import pytest
 
 from tests.tutor.core.teaching_fakes import (
     ScriptedLLM,
+    general_score,
     is_general,
     known,
     mini_course,
@@ -43,7 +44,7 @@ def test_the_general_probe_is_multiple_choice_with_the_gold_option_in_every_posi
 def test_it_warns_when_the_trained_student_forgets_what_the_course_does_not_teach(tmp_path):
     course = mini_course()
     # The base student knows the general questions; once trained (any adapter) it answers them wrongly.
-    student = ScriptedLLM("student", student_reply(knows=lambda q, adapter: is_general(q) and adapter is None))
+    student = ScriptedLLM("student", student_reply(), score=general_score(knows=lambda adapter: adapter is None))
     teacher = ScriptedLLM("teacher", teacher_reply())
     config = RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, general_probe=12)
     state = run_teaching(course, teacher, student, config, tmp_path / "s.json", train_fn=trainer)
@@ -52,6 +53,8 @@ def test_it_warns_when_the_trained_student_forgets_what_the_course_does_not_teac
     assert general["items"] == 12 and general["base_accuracy"] == 1.0 and general["accuracy"] == 0.0
     assert any(w.startswith("possible forgetting: the general probe (12 questions") for w in state.rounds[0].warnings)
     assert set(state.base_general) == {e.key for e in GENERAL_PROBE[:12]}
+    # Answered by likelihood, cloze style: the bare question, each option as the whole reply.
+    assert {(q, r) for q, r, _ in student.scored} == {(e.prompt, o) for e in GENERAL_PROBE[:12] for o in e.options}
     # Asked of the student only, never of the teacher, and never part of any record.
     assert not [c for call in teacher.calls for c in call.conversations if is_general(_question(c))]
     records = json.dumps([r for rnd in state.rounds for r in rnd.sft_records + rnd.dpo_records])
@@ -60,17 +63,23 @@ def test_it_warns_when_the_trained_student_forgets_what_the_course_does_not_teac
 
 def test_it_stays_quiet_when_the_student_keeps_its_general_knowledge_and_can_be_turned_off(tmp_path):
     course = mini_course()
-    student = ScriptedLLM("student", student_reply(knows=lambda q, adapter: is_general(q)))
+    student = ScriptedLLM("student", student_reply(), score=general_score())
     state = run_teaching(course, ScriptedLLM("teacher", teacher_reply()), student,
                          RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
                          tmp_path / "s.json", train_fn=trainer)
     assert state.rounds[0].exam["general"]["accuracy"] == 1.0
     assert not [w for w in state.rounds[0].warnings if "forgetting" in w]
 
-    off = run_teaching(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
+    off = run_teaching(course, ScriptedLLM("teacher", teacher_reply()),
+                       ScriptedLLM("student", student_reply(), score=general_score()),
                        RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, general_probe=0),
                        tmp_path / "off.json", train_fn=trainer)
     assert off.rounds[0].exam["general"] is None and not off.base_general
+    # A student that cannot score (served over HTTP) is not probed, and the run goes on.
+    unscored = run_teaching(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
+                            RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
+                            tmp_path / "unscored.json", train_fn=trainer)
+    assert unscored.finished and unscored.rounds[0].exam["general"] is None
 
 
 def test_the_forgetting_warning_needs_a_drop_of_the_given_size():
@@ -99,7 +108,7 @@ def test_old_run_states_resume_without_the_settings_added_since(tmp_path):
         data.pop(key)
     old = RunConfig.from_dict(data)
     assert (old.levels, old.confidence_z, old.general_probe) == ("stretch", 0.0, 0)
-    assert RunConfig().confidence_z == 1.96 and RunConfig().general_probe == 12
+    assert RunConfig().confidence_z == 1.96 and RunConfig().general_probe == 16
 
 
 @pytest.mark.parametrize(("setting", "value"), [
@@ -156,8 +165,8 @@ def parens_student(generate_calls: list) -> ScriptedLLM:
         return "Answer: Valid"
 
     def score(kind, question, answer, adapter):
-        if is_general(question):
-            right = f"Answer: {known(question)}"
+        if is_general(question):  # cloze: the bare option is the whole reply
+            right = known(question)
         elif adapter is not None or kind == "explained_answer":
             right = f"Answer: {parens_gold(question)}"
         else:

@@ -6,13 +6,16 @@ probe cannot see that happen to what the course does not cover, so every re-exam
 these questions, and compares with the base model's answers to them.
 
 Rules that matter:
-- multiple choice with three options, the gold option in every position, so that grading by letter,
-  by option text or by likelihood all apply, and a student that starts answering with numbers or
-  worked sums shows up as a drop rather than as unreadable text;
+- multiple choice with three options, the gold option in every position, answered by likelihood,
+  cloze style (:func:`~.steps.general_answers`: the bare question, each option as the whole reply):
+  a student that has started answering everything as a worked sum still "chooses" an option, and
+  no grader has to read rambling text. A student that cannot score (a model behind an HTTP API)
+  is not probed;
 - split "exam": :func:`~tutor.core.course.training_safe` refuses them anywhere training data is
   built, and the run's exam guard drops teacher text that quotes them;
-- deliberately easy: the bundled 135M student gets most of them right, so a fall means forgetting,
-  not noise around chance.
+- deliberately easy: the bundled SmolLM2-135M-Instruct gets 13 of the 16 right this way (chance is
+  about 5), so a fall means forgetting, not noise around chance. (Generating its answer to the
+  lettered question, the same model got 5 of 12 right: it names the wrong letter for the right word.)
 """
 
 from __future__ import annotations

@@ -58,8 +58,8 @@ class RunConfig:
     - ``probe_per_skill``: probe items examined per skill in diagnose (0: all of them);
     - ``forgetting_probe_per_skill``: probe items per untaught skill re-answered after training;
     - ``general_probe``: items of the course-independent general probe
-      (:data:`~.general_probe.GENERAL_PROBE`) the student answers at every re-examination, beside
-      the base model's answers, to show forgetting outside the course (0: none);
+      (:data:`~.general_probe.GENERAL_PROBE`, 16 in all) the student answers by likelihood at every
+      re-examination, beside the base model's answers, to show forgetting outside the course (0: none);
     - ``forgetting_warning_drop``: a warning when the general probe's accuracy falls this far
       (absolute) below the base model's (0: never);
     - ``choice_scoring``: how the student answers multiple-choice items: "generate" (it writes an
@@ -86,7 +86,7 @@ class RunConfig:
     confidence_z: float = 1.96
     probe_per_skill: int = 0
     forgetting_probe_per_skill: int = 4
-    general_probe: int = 12
+    general_probe: int = 16
     forgetting_warning_drop: float = 0.2
     choice_scoring: str = "generate"
     hacking_agreement_rise: float = 0.10
