@@ -28,8 +28,12 @@ class LiveSite:
     SQLite under ``data_dir`` and the in-memory channel layer (one process).
     """
 
-    def __init__(self, data_dir: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, *, worker: bool = False, **env: str) -> None:
         self.data_dir = data_dir
+        # With a worker, ``manage.py serve`` (daphne and the task worker in one process, the embedded
+        # default): background work such as a teaching run then reaches the pages over the in-memory
+        # channel layer. Without, bare daphne (faster to start).
+        self.worker = worker
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         self.env.update({"DJANGO_SETTINGS_MODULE": "teachloop.settings", "TEACHLOOP_DATA_DIR": str(data_dir),
@@ -54,9 +58,10 @@ class LiveSite:
 
     def start(self) -> LiveSite:
         log = open(self.log_path, "a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "teachloop.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        command = (["manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)] if self.worker else
+                   ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "teachloop.asgi:application"])
+        self.process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--teacher-url", help="base URL of an OpenAI-compatible fake teacher")
     parser.add_argument("--bundled", action="store_true", help="teach with the bundled SmolLM2")
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--tiny-student", help="folder of the tiny test model: register it as a student and "
+                        "import the mini course (teaching-run pages)")
     args = parser.parse_args()
     call_command("migrate", "--noinput", verbosity=0)  # here, not in another process: one Django start less
     User = get_user_model()
@@ -47,6 +49,12 @@ def main() -> None:
         language_model_set_default(model=teacher, teacher=True)
     teacher.max_new_tokens = args.max_new_tokens
     teacher.save()
+    if args.tiny_student:
+        from tests.tutor.core.teaching_fakes import mini_course
+        from tutor import services
+
+        LanguageModel.objects.create(name="tiny", is_student=True, source=args.tiny_student, max_new_tokens=8)
+        services.course_save(course=mini_course(train=2, probe=2, exam=2))
 
 
 if __name__ == "__main__":
