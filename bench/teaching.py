@@ -53,7 +53,10 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from bench.machine import describe as machine  # noqa: E402 (after the path is set)
 
 ARMS = ("a_base", "b_answers", "c_worked", "d_loop")
+# Not run by default: an ablation of the loop's training schedule (``--arms ...,e_loop_data``).
+OPTIONAL_ARMS = ("e_loop_data",)
 ARM_LABELS = {
+    "e_loop_data": "(e) the loop's new records, trained once like (c)",
     "a_base": "(a) base student",
     "b_answers": "(b) SFT question → answer",
     "c_worked": "(c) SFT gold worked solutions, random order",
@@ -227,13 +230,29 @@ class Bench:
                 "warnings": r.warnings,
             })
         last = state.rounds[-1].exam
-        return {"wall_s": wall, "rounds": rounds, "accuracy": last["accuracy"],
+        # Every record the loop made, without the replayed copies: the data of arm e_loop_data.
+        new_records = [r for rnd in state.rounds for r in rnd.sft_records if "replayed_from" not in r["meta"]]
+        return {"wall_s": wall, "rounds": rounds, "accuracy": last["accuracy"], "new_records": new_records,
                 "per_skill": last["per_skill"], "base_accuracy": last["base_accuracy"], "trained": trained,
                 "tokens": sum(t["tokens"] for t in trained),
                 "answer_tokens": sum(t["answer_tokens"] for t in trained),
                 "records": sum(t["records"] for t in trained), "adapter": state.adapter_name}
 
     # -- the baseline arms --------------------------------------------------------------------
+
+    def run_loop_data(self, course, records: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+        """Arm e: the loop's own new records (explanations that helped, generated items; no replayed
+        copies), shuffled, trained once from the base like (c). Against (d) it separates what the loop
+        chose to train on from how it trained (two rounds, the second continuing the first's adapter)."""
+        records = list(records)
+        random.Random(f"{seed}:e_loop_data").shuffle(records)
+        name = f"e_loop_data-s{seed}"
+        result = self.train(records, self.work / name, seed)
+        self.student.load_adapter(name, result["adapter"])
+        exam = self.exam(course, name, self.args.student_tokens)
+        self.say(f"e_loop_data seed {seed}: {len(records)} records, {result['tokens']} tokens; exam "
+                 f"{exam['accuracy']:.3f} {fmt_skills(exam['per_skill'])}")
+        return {**result, "accuracy": exam["accuracy"], "per_skill": exam["per_skill"]}
 
     def baseline_records(self, course, kind: str, seed: int) -> list[dict[str, Any]]:
         from tutor.core.course import training_safe
@@ -364,7 +383,7 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
     seeds = results["seeds"]
     skills = [s.key for s in course.skills]
     acc = {arm: [results["arms"][arm][s]["accuracy"] for s in seeds]
-           for arm in ARMS if results["arms"].get(arm)}
+           for arm in ARMS + OPTIONAL_ARMS if results["arms"].get(arm)}
     base = statistics.fmean(acc["a_base"])
     lines = [
         f"Command: `python bench/teaching.py {' '.join(sys.argv[1:])}`",
@@ -400,7 +419,7 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
         + " | trained tokens (all / answer) |",
         "|---|---:|---:|---:|" + "---:|" * len(skills) + "---:|",
     ]
-    for arm in ARMS:
+    for arm in ARMS + OPTIONAL_ARMS:
         if arm not in acc:
             continue
         runs = [results["arms"][arm][s] for s in seeds]
@@ -559,7 +578,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bigbench-only", action="store_true",
                    help="run only the BIG-bench course (no SmolLM2-teacher run, no arms)")
     p.add_argument("--arms", default=",".join(ARMS),
-                   help="arms to run (default all; the base and the loop always run, b and c are optional)")
+                   help="arms to run (default the four of the issue; the base and the loop always run, b and c "
+                        "are optional; e_loop_data, not run by default, trains the loop's new records once from "
+                        "the base like c)")
     p.add_argument("--quick", action="store_true", help="a few-minute smoke run: tiny sizes, 1 seed, 1 round")
     p.add_argument("--cache", type=Path,
                    default=Path(os.environ.get("TEACHLOOP_TEST_MODEL_CACHE")
@@ -608,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(course.split('probe'))} probe, {len(course.split('exam'))} exam items; "
               f"work folder {work}")
     seeds = list(range(args.seeds))
-    results: dict[str, Any] = {"seeds": seeds, "arms": {arm: {} for arm in ARMS}}
+    results: dict[str, Any] = {"seeds": seeds, "arms": {arm: {} for arm in ARMS + OPTIONAL_ARMS}}
 
     def save(text: str) -> None:  # after every part, so a later failure keeps what was measured
         if args.out:
@@ -694,6 +715,9 @@ def main_comparison(args, bench: Bench, course, seeds: list[int], results: dict[
         for kind in ("b_answers", "c_worked"):
             if kind in args.arms:
                 results["arms"][kind][s] = bench.run_baseline(course, kind, s, loop["tokens"])
+        if "e_loop_data" in args.arms:
+            results["arms"]["e_loop_data"][s] = bench.run_loop_data(course, loop["new_records"], s)
+        loop.pop("new_records")  # bulky; the run's state file keeps them
 
     results["main_wall_s"] = time.perf_counter() - started
     text = report(args, course, results, results["main_wall_s"], bench.load_samples, versions)
