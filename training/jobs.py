@@ -15,7 +15,6 @@ import json
 import logging
 import threading
 from dataclasses import asdict
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from django.utils import timezone
 from training.core.config import TrainConfig
 from training.core.datasets import parse_jsonl, validate_records
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob, TrainingMetric
-from training.recovery import claim, keep_alive
+from training.recovery import claim, keep_alive, stale_cutoff
 
 logger = logging.getLogger(__name__)
 
@@ -141,9 +140,7 @@ def training_job_retry(*, job: TrainingJob) -> TrainingJob:
 
 def training_jobs_recover(*, stale_after_s: float | None = None) -> list[int]:
     """Re-queue (or fail) running jobs whose worker stopped sending heartbeats."""
-    if stale_after_s is None:
-        stale_after_s = settings.TEACHLOOP_JOB_STALE_AFTER_S
-    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    cutoff = stale_cutoff(stale_after_s)
     recovered = []
     for job_id in TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING,
                                              heartbeat_at__lt=cutoff).values_list("pk", flat=True):

@@ -61,6 +61,19 @@ def keep_alive(rows, *, every_s: float, stop: threading.Event, what: str) -> Non
         connection.close()
 
 
+def stale_cutoff(stale_after_s: float | None = None):
+    """The recovery rule of every kind of work: work whose last heartbeat is older than this
+    (``TEACHLOOP_JOB_STALE_AFTER_S`` ago unless given) has lost its process; younger, it is alive."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    if stale_after_s is None:
+        stale_after_s = settings.TEACHLOOP_JOB_STALE_AFTER_S
+    return timezone.now() - timedelta(seconds=stale_after_s)
+
+
 def worker_id() -> str:
     """This worker process, as recorded on the work it runs: ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -27,7 +27,6 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from django.utils import timezone
 from training import jobs as training_jobs
 from training.core.datasets import DatasetError
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
-from training.recovery import claim, keep_alive, worker_id
+from training.recovery import claim, keep_alive, stale_cutoff, worker_id
 from training.services import language_model_llm
 from tutor.core.course import ExamLeakError
 from tutor.core.teaching.guard import ExamGuard
@@ -139,14 +138,6 @@ def teaching_run_resume(*, run: TeachingRun, extra_rounds: int = 0) -> TeachingR
         transaction.on_commit(lambda: teaching_run_enqueue(run=run))
     broadcast_run(run)
     return run
-
-
-def stale_cutoff(stale_after_s: float | None = None) -> datetime:
-    """The workers' recovery rule (as for training jobs): work whose last heartbeat is older than this
-    (``TEACHLOOP_JOB_STALE_AFTER_S`` ago) has lost its process; younger, it is alive."""
-    if stale_after_s is None:
-        stale_after_s = settings.TEACHLOOP_JOB_STALE_AFTER_S
-    return timezone.now() - timedelta(seconds=stale_after_s)
 
 
 def teaching_run_take(*, run_id: int, rounds: int | None = None) -> TeachingRun:
