@@ -45,7 +45,7 @@ class CourseAdmin(admin.ModelAdmin):
                 form.add_error("replace", str(exc))
             else:
                 self.message_user(request, f"Imported {row.name}: {len(course.skills)} skills, "
-                                  f"{len(course.exercises)} exercises.", messages.SUCCESS)
+                                  f"{len(course.exercises)} exercises{services.replaced_note(row)}.", messages.SUCCESS)
                 return redirect("admin:tutor_course_changelist")
         context = {**self.admin_site.each_context(request), "title": "Import a course", "form": form,
                    "line_errors": line_errors, "opts": self.model._meta}

@@ -25,6 +25,9 @@ def course_save(*, course: core.Course, source: str = "", replace: bool = False)
     cascade). A course with teaching runs is never replaced (:class:`CourseInUse`): a run's rounds,
     explanations and state file name the course's skills and items, and its numbers must stay
     readable against them.
+
+    The returned row's ``replaced_enrolments`` says how many learner enrolments went with a replaced
+    course (0 when nothing was replaced), for the caller to report.
     """
     existing = Course.objects.filter(key=course.key).first()
     if existing is not None:
@@ -36,8 +39,12 @@ def course_save(*, course: core.Course, source: str = "", replace: bool = False)
             raise CourseInUse(f"course {course.key!r} has {len(runs)} teaching run{'s' if len(runs) != 1 else ''} "
                               f"({shown}); nothing was imported. Import it under a new key, or delete the runs "
                               "first.")
+    replaced_enrolments = 0
+    if existing is not None:
+        replaced_enrolments = existing.enrolments.count()
         existing.delete()
     row = Course.objects.create(key=course.key, name=course.name, source=source)
+    row.replaced_enrolments = replaced_enrolments
     skills: dict[str, Skill] = {}
     for order, skill in enumerate(course.skills):
         skills[skill.key] = Skill.objects.create(course=row, key=skill.key, name=skill.name,
@@ -50,6 +57,15 @@ def course_save(*, course: core.Course, source: str = "", replace: bool = False)
         for e in course.exercises
     )
     return row
+
+
+def replaced_note(row: Course) -> str:
+    """What a replace took with it, for the import's message ("" when nothing was enrolled)."""
+    n = getattr(row, "replaced_enrolments", 0)
+    if not n:
+        return ""
+    return (f"; the course it replaced had {n} learner enrolment{'s' if n != 1 else ''}, deleted with their "
+            "sessions and mastery")
 
 
 def course_to_core(*, course: Course) -> core.Course:

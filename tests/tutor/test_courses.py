@@ -16,7 +16,7 @@ from training.models import LanguageModel
 from tutor import services
 from tutor.core.course_io import course_to_jsonl
 from tutor.core.packs import load_pack
-from tutor.models import Course, Exercise, Skill, TeachingRun
+from tutor.models import Course, Exercise, LearnerEnrolment, Skill, TeachingRun
 
 BIGBENCH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bigbench" / "valid_parentheses.json"
 
@@ -51,8 +51,16 @@ class ImportPackTestCase(BaseTestCase):
         import_course("--pack", "counting")
         with self.assertRaisesMessage(CommandError, "exists already"):
             import_course("--pack", "counting")
-        import_course("--pack", "counting", "--seed", "1", "--replace")
+        output = import_course("--pack", "counting", "--seed", "1", "--replace")
         self.assertEqual(Course.objects.filter(key="counting").count(), 1)
+        self.assertNotIn("enrolment", output)
+
+    def test_it_says_which_learner_enrolments_a_replace_deleted(self):
+        import_course("--pack", "counting")
+        LearnerEnrolment.objects.create(user=self.bob, course=Course.objects.get(key="counting"))
+        output = import_course("--pack", "counting", "--seed", "1", "--replace")
+        self.assertIn("the course it replaced had 1 learner enrolment, deleted with their sessions", output)
+        self.assertFalse(LearnerEnrolment.objects.exists())
 
 
 class ReplaceTaughtCourseTestCase(BaseTestCase):

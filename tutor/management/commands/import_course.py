@@ -48,7 +48,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         counts = {split: len(course.split(split)) for split in ("train", "probe", "exam")}
         self.stdout.write(f"Imported {row.key}: {len(course.skills)} skills, "
-                          + ", ".join(f"{n} {split}" for split, n in counts.items()) + " exercises")
+                          + ", ".join(f"{n} {split}" for split, n in counts.items()) + " exercises"
+                          + services.replaced_note(row))
 
 
 def _read(path: Path) -> str:
