@@ -509,6 +509,13 @@ def run_latest_adapter(*, run: TeachingRun) -> Adapter | None:
     return Adapter.objects.filter(base_model=run.student, path=path).first() if path else None
 
 
+def run_learnable_approvals(*, run: TeachingRun) -> int:
+    """How many explanations "fine-tune now" would train on: approved (or edited), of a train-split item,
+    quoting no exam question (the rules of :func:`~tutor.core.teaching.steps.feedback_records`; runs
+    made before explanations were limited to practice items have probe items too)."""
+    return run.explanations.filter(rating=True, split="train", quotes_exam=False).count()
+
+
 def run_feedback_fine_tune(*, run: TeachingRun, user=None) -> tuple[TrainingJob, TrainingDataset | None]:
     """"Fine-tune now on approved feedback": an SFT job on the approved (or edited) explanations,
     continuing from the run's latest adapter, queued for a worker. Preference pairs (approved over

@@ -67,7 +67,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(_runs(), pk=run_id)
     return render(request, "tutor/runs/run_detail.html",
-                  {**teaching.run_context(run), "approved": run.explanations.filter(rating=True).count()})
+                  {**teaching.run_context(run), "approved": teaching.run_learnable_approvals(run=run)})
 
 
 def _back_to_run(request: HttpRequest, run_id: int) -> HttpResponse:
@@ -119,7 +119,7 @@ def explanation_list(request: HttpRequest, run_id: int) -> HttpResponse:
     explanations = run.explanations.select_related("rated_by")
     return render(request, "tutor/runs/explanation_list.html",
                   {"run": run, "explanations": explanations,
-                   "approved": sum(x.rating is True for x in explanations)})
+                   "approved": teaching.run_learnable_approvals(run=run)})
 
 
 def _explanation(run_id: int, explanation_id: int) -> RunExplanation:
@@ -134,7 +134,7 @@ def _card(request: HttpRequest, explanation: RunExplanation, *, form: Explanatio
     # The card, and the fine-tune button with its new count of approvals (swapped out of band).
     run = explanation.run
     return render(request, "tutor/runs/partials/explanation_card.html",
-                  {"x": explanation, "run": run, "oob": True, "approved": run.explanations.filter(rating=True).count()})
+                  {"x": explanation, "run": run, "oob": True, "approved": teaching.run_learnable_approvals(run=run)})
 
 
 @staff_required

@@ -331,6 +331,18 @@ class ExplanationsTestCase(RunsTestCase):
         self.assertContains(response, "No approved explanations yet")
         self.assertFalse(TrainingJob.objects.exists())
 
+    def test_it_counts_only_what_fine_tune_now_would_train_on(self):
+        x = self.explanations[0]
+        probe = RunExplanation.objects.create(run=self.run, key="r0-old-probe", round=0, item=x.item, skill=x.skill,
+                                              split="probe", text="Solution: add.\nAnswer: 3")
+        teaching.explanation_rate(explanation=probe, rating=True, user=self.alice)
+        response = self.client.get(reverse("runs:explanations", args=[self.run.pk]))
+        self.assertContains(response, "Fine-tune now on approved feedback (0)")
+        self.assertContains(response, "a probe item: it measures the student, so it is never trained on")
+        teaching.explanation_rate(explanation=x, rating=True, user=self.alice)
+        response = self.client.get(reverse("runs:detail", args=[self.run.pk]))
+        self.assertContains(response, "(1 approved)")
+
     def test_it_brings_ratings_and_edits_into_the_next_round(self):
         helped = [x for x in self.explanations if x.score and x.score > 0]
         rejected, edited = helped[0], helped[1]
