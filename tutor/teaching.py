@@ -422,17 +422,22 @@ def run_rounds_sync(*, run: TeachingRun, state: RunState) -> int:
             field, value = Round._meta.get_field(name), rest.pop(name, None)
             values[name] = field.get_default() if value is None and not field.null else value
         values["extra"] = rest
-        row = existing.get(index)
-        if row is None:
-            create.append(Round(run=run, index=index, **values))
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
-            update.append(row)
+        _stage(existing.get(index), values, lambda: Round(run=run, index=index, **values), create, update)
     Round.objects.bulk_create(create)
     if update:
         Round.objects.bulk_update(update, [*ROUND_FIELDS, "extra"])
     return len(create) + len(update)
+
+
+def _stage(row, values: dict[str, Any], make: Callable[[], Any], create: list, update: list) -> None:
+    """Queue a missing row (``make()``) for a bulk create, or an existing one whose fields differ from
+    ``values`` (set on it) for a bulk update; a row already equal to ``values`` is left alone."""
+    if row is None:
+        create.append(make())
+    elif any(getattr(row, k) != v for k, v in values.items()):
+        for k, v in values.items():
+            setattr(row, k, v)
+        update.append(row)
 
 
 # --- explanations, people's feedback --------------------------------------------------------
@@ -456,13 +461,7 @@ def run_explanations_sync(*, run: TeachingRun, state: RunState) -> int:
                   "text": x.text, "teacher_answer": x.teacher_answer or "", "passed_gate": x.passed_gate,
                   "gate_reason": x.gate_reason, "quotes_exam": x.quotes_exam, "before": x.before,
                   "after": x.after, "siblings": x.siblings, "score": x.score}
-        row = existing.get(x.id)
-        if row is None:
-            create.append(RunExplanation(run=run, key=x.id, **values))
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
-            update.append(row)
+        _stage(existing.get(x.id), values, lambda: RunExplanation(run=run, key=x.id, **values), create, update)
     RunExplanation.objects.bulk_create(create)
     if update:
         RunExplanation.objects.bulk_update(update, STATE_FIELDS)
