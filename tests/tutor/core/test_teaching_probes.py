@@ -215,3 +215,18 @@ def test_likelihood_answers_need_a_student_that_can_score(tmp_path):
         run_teaching(course, teacher, student, config, tmp_path / "s.json", train_fn=trainer)
     # Refused before anything was asked or saved, not after a round's teacher calls were paid for.
     assert not teacher.calls and not student.calls and not (tmp_path / "s.json").exists()
+
+
+def test_the_general_probe_only_measures_a_run_trains_on_the_same_records_without_it(tmp_path):
+    def run(general_probe: int, name: str):
+        student = ScriptedLLM("student", student_reply(), score=general_score(knows=lambda adapter: adapter is None))
+        config = RunConfig(rounds=2, plan_budget=4, explain_budget=2, generate_budget=1, generate_k=2, siblings=1,
+                           general_probe=general_probe)
+        return run_teaching(mini_course(), ScriptedLLM("teacher", teacher_reply()), student, config,
+                            tmp_path / f"{name}.json", train_fn=trainer)
+
+    probed, unprobed = run(16, "probed"), run(0, "unprobed")
+    assert probed.rounds[0].exam["general"]["items"] == 16 and unprobed.rounds[0].exam["general"] is None
+    for a, b in zip(probed.rounds, unprobed.rounds, strict=True):
+        assert a.sft_records and (a.plan, a.sft_records, a.dpo_records) == (b.plan, b.sft_records, b.dpo_records)
+        assert a.exam["accuracy"] == b.exam["accuracy"]
