@@ -49,7 +49,7 @@ from tutor.core.course import ExamLeakError
 from tutor.core.teaching.guard import ExamGuard
 from tutor.core.teaching.loop import run_teaching
 from tutor.core.teaching.state import STEPS, Explanation, RunConfig, RunState, TeachingError
-from tutor.core.teaching.steps import feedback_records
+from tutor.core.teaching.steps import feedback_records, trains_on_approval
 from tutor.models import Course, Exercise, Round, RunExplanation, TeachingRun
 from tutor.services import course_to_core
 
@@ -509,10 +509,10 @@ def run_latest_adapter(*, run: TeachingRun) -> Adapter | None:
 
 
 def run_learnable_approvals(*, run: TeachingRun) -> int:
-    """How many explanations "fine-tune now" would train on: approved (or edited), of a train-split item,
-    quoting no exam question (the rules of :func:`~tutor.core.teaching.steps.feedback_records`; runs
-    made before explanations were limited to practice items have probe items too)."""
-    return run.explanations.filter(rating=True, split="train", quotes_exam=False).count()
+    """How many explanations "fine-tune now" would train on, by the rule of
+    :func:`~tutor.core.teaching.steps.trains_on_approval` (runs made before explanations were limited to
+    practice items have approved probe items too, which never train)."""
+    return sum(trains_on_approval(_core_explanation(row)) for row in run.explanations.filter(rating=True))
 
 
 def run_feedback_fine_tune(*, run: TeachingRun, user=None) -> tuple[TrainingJob, TrainingDataset | None]:

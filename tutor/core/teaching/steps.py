@@ -551,6 +551,12 @@ def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     return {"sft": len(sft), "new": new, "replayed": len(replayed), "dpo": len(pairs)}
 
 
+def trains_on_approval(x: Explanation) -> bool:
+    """Whether a person's approval puts ``x`` into :func:`feedback_records`' SFT data: approved (or
+    edited), of a train-split item, quoting no exam question."""
+    return x.approved is True and x.split == "train" and not x.quotes_exam
+
+
 def feedback_records(course: Course, explanations: Sequence[Explanation]) -> tuple[list[dict[str, Any]],
                                                                                    list[dict[str, Any]]]:
     """Training records from people's ratings alone, for fine-tuning between rounds.
@@ -562,7 +568,7 @@ def feedback_records(course: Course, explanations: Sequence[Explanation]) -> tup
     """
     items = {e.key: e for e in course.exercises}
     rated = [x for x in explanations if not x.quotes_exam and x.approved is not None and x.item in items]
-    approved = [x for x in rated if x.approved and x.split == "train"]
+    approved = [x for x in rated if trains_on_approval(x)]
     training_safe(items[x.item] for x in approved)
     sft = [_sft(items[x.item], prompts.solution_part(x.final_text),
                 {"source": "feedback", "explanation": x.id, "item": x.item, "skill": x.skill, "round": x.round,
