@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from tutor.core import course as core
-from tutor.models import Course, Exercise, Skill
+from tutor.models import Course, Exercise, LearnerEnrolment, Skill
 
 
 class CourseExists(Exception):
@@ -29,6 +29,7 @@ def course_save(*, course: core.Course, source: str = "", replace: bool = False)
     The returned row's ``replaced_enrolments`` says how many learner enrolments went with a replaced
     course (0 when nothing was replaced), for the caller to report.
     """
+    replaced_enrolments = 0
     existing = Course.objects.filter(key=course.key).first()
     if existing is not None:
         if not replace:
@@ -39,10 +40,8 @@ def course_save(*, course: core.Course, source: str = "", replace: bool = False)
             raise CourseInUse(f"course {course.key!r} has {len(runs)} teaching run{'s' if len(runs) != 1 else ''} "
                               f"({shown}); nothing was imported. Import it under a new key, or delete the runs "
                               "first.")
-    replaced_enrolments = 0
-    if existing is not None:
-        replaced_enrolments = existing.enrolments.count()
-        existing.delete()
+        _, deleted = existing.delete()
+        replaced_enrolments = deleted.get(LearnerEnrolment._meta.label, 0)
     row = Course.objects.create(key=course.key, name=course.name, source=source)
     row.replaced_enrolments = replaced_enrolments
     skills: dict[str, Skill] = {}
