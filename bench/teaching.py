@@ -55,12 +55,13 @@ from bench.machine import describe as machine  # noqa: E402 (after the path is s
 ARMS = ("a_base", "b_answers", "c_worked", "d_loop")
 # Not run by default: an ablation of the loop's training schedule (``--arms ...,e_loop_data``).
 OPTIONAL_ARMS = ("e_loop_data",)
+ALL_ARMS = ARMS + OPTIONAL_ARMS  # in report order
 ARM_LABELS = {
-    "e_loop_data": "(e) the loop's new records, trained once like (c)",
     "a_base": "(a) base student",
     "b_answers": "(b) SFT question → answer",
     "c_worked": "(c) SFT gold worked solutions, random order",
     "d_loop": "(d) TeachLoop loop, scripted teacher",
+    "e_loop_data": "(e) the loop's new records, trained once like (c)",
 }
 DEFAULT_SKILLS = ("add_2d", "add_3d", "sub_2d", "count_short")
 DEFAULT_OUT = ROOT / "docs" / "benchmarks" / "teaching-report.md"
@@ -383,7 +384,7 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
     seeds = results["seeds"]
     skills = [s.key for s in course.skills]
     acc = {arm: [results["arms"][arm][s]["accuracy"] for s in seeds]
-           for arm in ARMS + OPTIONAL_ARMS if results["arms"].get(arm)}
+           for arm in ALL_ARMS if results["arms"].get(arm)}
     base = statistics.fmean(acc["a_base"])
     lines = [
         f"Command: `python bench/teaching.py {' '.join(sys.argv[1:])}`",
@@ -419,7 +420,7 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
         + " | trained tokens (all / answer) |",
         "|---|---:|---:|---:|" + "---:|" * len(skills) + "---:|",
     ]
-    for arm in ARMS + OPTIONAL_ARMS:
+    for arm in ALL_ARMS:
         if arm not in acc:
             continue
         runs = [results["arms"][arm][s] for s in seeds]
@@ -629,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(course.split('probe'))} probe, {len(course.split('exam'))} exam items; "
               f"work folder {work}")
     seeds = list(range(args.seeds))
-    results: dict[str, Any] = {"seeds": seeds, "arms": {arm: {} for arm in ARMS + OPTIONAL_ARMS}}
+    results: dict[str, Any] = {"seeds": seeds, "arms": {arm: {} for arm in ALL_ARMS}}
 
     def save(text: str) -> None:  # after every part, so a later failure keeps what was measured
         if args.out:
