@@ -2,7 +2,7 @@
 
 It stands in for a strong teacher (say a 70B model behind vLLM) that a 2-core CPU box cannot run.
 It speaks the :class:`~training.core.llm.base.LLM` interface and answers the three kinds of prompt
-a teaching run sends (see ``tutor/core/teaching/prompts.py``):
+a teaching run sends (see ``tutor/core/runs/prompts.py``):
 
 - an **explanation** prompt ("A student answered this question wrongly ..."): a ``Mistake:``
   sentence about the student's actual answer (what number it gave, how far off, no final line),
@@ -32,10 +32,10 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 
 from training.core.llm.base import LLM, Conversation, Generation, GenerationParams, ModelSpec
-from tutor.core.course import Course, Exercise
-from tutor.core.grading import extract_answer
-from tutor.core.packs import ARITHMETIC_FAMILIES, COUNTING_FAMILIES, UnsolvableError, solve
-from tutor.core.teaching.prompts import ANSWER_LINE, question_text
+from tutor.core.courses.course import Course, Exercise
+from tutor.core.courses.grading import extract_answer
+from tutor.core.courses.packs import ARITHMETIC_FAMILIES, COUNTING_FAMILIES, UnsolvableError, solve
+from tutor.core.runs.prompts import ANSWER_LINE, question_text
 
 FAMILIES = {f.skill.key: f for f in (*ARITHMETIC_FAMILIES, *COUNTING_FAMILIES)}
 PAIRS = {")": "(", "]": "[", "}": "{"}

@@ -7,7 +7,7 @@ swapped by name), examined on the course's exam split, which no arm ever trains 
 - ``a_base``: the student as shipped;
 - ``b_answers``: SFT on train-split questions -> ``Answer: <gold>`` only, items in a seeded random order;
 - ``c_worked``: SFT on the gold worked solutions of train-split items, in a seeded random order;
-- ``d_loop``: the full loop, ``tutor.core.teaching.run_teaching`` (adaptive plan, explanations tailored to
+- ``d_loop``: the full loop, ``tutor.core.runs.run_teaching`` (adaptive plan, explanations tailored to
   the student's wrong answers, verification gate, scoring by effect, verified generated items, replay),
   training each round with ``training.core.trainer.train`` continuing the previous round's adapter.
 
@@ -155,8 +155,8 @@ class Bench:
 
     def exam(self, course, adapter: str | None, max_new_tokens: int) -> dict[str, Any]:
         from training.core.llm.base import GenerationParams
-        from tutor.core.grading import grade
-        from tutor.core.teaching import prompts
+        from tutor.core.courses.grading import grade
+        from tutor.core.runs import prompts
 
         items = list(course.split("exam"))
         started = time.perf_counter()
@@ -173,8 +173,8 @@ class Bench:
 
     def run_loop(self, course, teacher, config, tag: str, base_exam: dict | None = None) -> dict[str, Any]:
         """One ``run_teaching`` run; returns its results, per-round timings and its training-token count."""
-        from tutor.core.teaching import STEPS, RunState, run_teaching
-        from tutor.core.teaching.state import Answer
+        from tutor.core.runs import STEPS, RunState, run_teaching
+        from tutor.core.runs.state import Answer
 
         state_path = self.work / tag / "state.json"
         if base_exam is not None and not state_path.exists():
@@ -256,8 +256,8 @@ class Bench:
         return {**result, "accuracy": exam["accuracy"], "per_skill": exam["per_skill"]}
 
     def baseline_records(self, course, kind: str, seed: int) -> list[dict[str, Any]]:
-        from tutor.core.course import training_safe
-        from tutor.core.teaching import prompts
+        from tutor.core.courses.course import training_safe
+        from tutor.core.runs import prompts
 
         items = list(training_safe(course.split("train")))
         random.Random(f"{seed}:{kind}").shuffle(items)
@@ -316,8 +316,8 @@ def make_course(args):
     Only the named skills' families are generated: asking the whole pack for 150 train items per skill
     fails on ``add_1d``, which has fewer distinct items than that.
     """
-    from tutor.core import packs
-    from tutor.core.course import Course
+    from tutor.core.courses import packs
+    from tutor.core.courses.course import Course
 
     sizes = {"train": args.train_per_skill, "probe": args.probe_per_skill, "exam": args.exam_per_skill}
     parts = []
@@ -342,8 +342,8 @@ def _restricted(family, skills: Sequence[str], flat: bool):
 
 
 def bigbench_course(path: Path, exam: int, probe: int, train: int, seed: int):
-    from tutor.core.course import Course
-    from tutor.core.course_io import import_bigbench
+    from tutor.core.courses.course import Course
+    from tutor.core.courses.formats import import_bigbench
 
     full = import_bigbench(path, course_key="bigbench", skill_key=path.stem.replace("_", "-"),
                            skill_name=path.stem.replace("_", " "), seed=seed)
@@ -359,7 +359,7 @@ def fmt_levels(r: dict) -> str:
 
 
 def run_config(args, seed: int, **overrides):
-    from tutor.core.teaching import RunConfig
+    from tutor.core.runs import RunConfig
 
     settings = dict(rounds=args.rounds, plan="adaptive", plan_budget=args.plan_budget,
                     explain_budget=args.explain_budget, generate_budget=args.generate_budget,
@@ -379,7 +379,7 @@ def pct(x: float | None) -> str:
 
 
 def report(args, course, results: dict[str, Any], wall: float, load: list[float], versions: str) -> str:
-    from tutor.core.planner import UNLOCK_THRESHOLD
+    from tutor.core.runs.planner import UNLOCK_THRESHOLD
 
     seeds = results["seeds"]
     skills = [s.key for s in course.skills]
@@ -507,7 +507,7 @@ def smol_section(smol: list[dict], args) -> list[str]:
 def bigbench_section(bb: dict) -> list[str]:
     r = bb["rounds"][0]
     return ["### A course imported from BIG-bench", "",
-            f"`{bb['path']}` imported with `tutor.core.course_io.import_bigbench` (one multiple-choice "
+            f"`{bb['path']}` imported with `tutor.core.courses.formats.import_bigbench` (one multiple-choice "
             f"skill; seeded split), then cut to {bb['sizes']} items (exam / probe / train); scripted teacher "
             f"(stack-check explanations and generated sequences, verified by a second teacher answer); "
             f"1 seed, 1 round, multiple choice answered by {bb['config']['choice_scoring']} "
@@ -641,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     # of one round at the default settings.
     smol_runs = []
     for s in range(0 if args.bigbench_only else args.smol_seeds):
-        from tutor.core.teaching import RunConfig, RunState
+        from tutor.core.runs import RunConfig, RunState
 
         try:
             run = bench.run_loop(course, student, RunConfig(rounds=args.smol_rounds, seed=s), f"smol-s{s}")
@@ -696,7 +696,7 @@ def main_comparison(args, bench: Bench, course, seeds: list[int], results: dict[
 
     base = bench.exam(course, None, args.student_tokens)
     bench.say(f"a_base: exam {base['accuracy']:.3f} {fmt_skills(base['per_skill'])} ({base['exam_s']:.0f} s)")
-    from tutor.core.grading import grade
+    from tutor.core.courses.grading import grade
 
     base_answers = {}
     for e in course.split("exam"):

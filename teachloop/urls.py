@@ -5,7 +5,7 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("tutor.urls")),
     path("training/", include("training.urls")),
-    path("learn/", include("tutor.urls_learn")),
+    path("learn/", include("tutor.learn.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

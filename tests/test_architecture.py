@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
+
 CORE_PACKAGES = ["tutor/core", "training/core"]
 
 
@@ -67,3 +68,28 @@ def test_it_has_a_migration_for_every_model_change():
     from django.core.management import call_command
 
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)  # exits non-zero when one is missing
+
+
+ROOMS = {"runs": ("tutor.runs", "tutor.core.runs"), "learn": ("tutor.learn", "tutor.core.learn")}
+
+
+def _in_room(module: str, room: str) -> bool:
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in ROOMS[room])
+
+
+@pytest.mark.parametrize(("room", "other"), [("runs", "learn"), ("learn", "runs")])
+def test_it_keeps_runs_and_learn_apart(room, other):
+    """Teaching runs of models and human learners share courses and training, never each other."""
+    packages = [f"tutor/{room}", f"tutor/core/{room}"]
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in imported_modules(path) if _in_room(m, other))
+        for package in packages
+        for path in python_files(package)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_it_has_no_flat_room_modules():
+    """Rooms are sub-packages of tutor/, not suffixes (views_learn.py, forms_runs.py)."""
+    flat = [p.name for p in (ROOT / "tutor").glob("*.py") if p.stem.endswith(("_learn", "_runs"))]
+    assert flat == []

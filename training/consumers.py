@@ -11,8 +11,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from training import services
-from training.jobs import job_group
 from training.core.llm import GenerationParams, LLMError
+from training.jobs import job_group
 from training.models import LanguageModel
 
 MAX_PROMPT_CHARS = 4000

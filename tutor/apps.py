@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 def _recover_teaching_runs() -> list[int]:
-    from tutor.teaching import teaching_runs_recover  # imported when first needed, not at start-up
+    from tutor.runs.services import teaching_runs_recover  # imported when first needed, not at start-up
 
     return teaching_runs_recover()
 

@@ -5,5 +5,5 @@ from tutor import views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
-    path("runs/", include("tutor.urls_runs")),
+    path("runs/", include("tutor.runs.urls")),
 ]

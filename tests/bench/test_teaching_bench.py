@@ -11,10 +11,10 @@ import pytest
 
 from bench.scripted_teacher import ScriptedTeacher, check_brackets
 from bench.teaching import fill_to_budget
-from tests.tutor.core.teaching_fakes import ScriptedLLM, student_reply
-from tutor.core.course import Course, Exercise, Skill
-from tutor.core.packs import load_pack, verify
-from tutor.core.teaching import RunConfig, run_teaching
+from tests.tutor.core.runs.fakes import ScriptedLLM, student_reply
+from tutor.core.courses.course import Course, Exercise, Skill
+from tutor.core.courses.packs import load_pack, verify
+from tutor.core.runs import RunConfig, run_teaching
 
 RECORDS = [{"i": i} for i in range(4)]
 
@@ -82,7 +82,7 @@ def test_it_checks_writes_and_explains_bracket_sequences():
         "Solution: x\n\nWrite 3 new exercises of the same kind")}]])
     assert generation.text.startswith("I cannot")  # not a question it knows: it writes nothing
 
-    from tutor.core.teaching import prompts
+    from tutor.core.runs import prompts
 
     text = teacher.generate([prompts.generation_prompt(item, 3)])[0].text
     drafts = prompts.parse_generated(text)

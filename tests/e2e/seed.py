@@ -18,7 +18,7 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from tests.tutor.learn_fixtures import make_course  # noqa: E402
+from tests.tutor.learn.fixtures import make_course  # noqa: E402
 from training.models import LanguageModel  # noqa: E402
 from training.services import language_model_register_bundled, language_model_set_default  # noqa: E402
 
@@ -50,8 +50,8 @@ def main() -> None:
     teacher.max_new_tokens = args.max_new_tokens
     teacher.save()
     if args.tiny_student:
-        from tests.tutor.core.teaching_fakes import mini_course
-        from tutor import services
+        from tests.tutor.core.runs.fakes import mini_course
+        from tutor.courses import services
 
         LanguageModel.objects.create(name="tiny", is_student=True, source=args.tiny_student, max_new_tokens=8)
         services.course_save(course=mini_course(train=2, probe=2, exam=2))

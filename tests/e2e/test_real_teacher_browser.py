@@ -9,7 +9,7 @@ import pytest
 
 from tests.e2e.conftest import sign_in
 from tests.e2e.live import LiveSite
-from tutor.core.tutoring import ERROR_TYPES, STRATEGIES
+from tutor.core.learn.prompts import ERROR_TYPES, STRATEGIES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 expect = pytest.importorskip("playwright.sync_api").expect

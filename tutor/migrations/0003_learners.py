@@ -50,7 +50,7 @@ class Migration(migrations.Migration):
                 ('p_known', models.FloatField()),
                 ('attempts', models.PositiveIntegerField(default=0)),
                 ('correct', models.PositiveIntegerField(default=0)),
-                ('review', models.JSONField(blank=True, help_text='tutor.core.review.ReviewState; empty until mastered', null=True)),
+                ('review', models.JSONField(blank=True, help_text='tutor.core.learn.review.ReviewState; empty until mastered', null=True)),
                 ('review_due', models.DateTimeField(blank=True, db_index=True, null=True)),
                 ('mastered_at', models.DateTimeField(blank=True, null=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),

@@ -20,8 +20,15 @@ from pathlib import Path
 import pytest
 
 from training.core.config import TrainConfig
-from training.core.launch import (EVENTS_FILENAME, LAUNCH_DIRNAME, _collect, _EventTail, launch_command,
-                                  num_gpus, run_distributed)
+from training.core.launch import (
+    EVENTS_FILENAME,
+    LAUNCH_DIRNAME,
+    _collect,
+    _EventTail,
+    launch_command,
+    num_gpus,
+    run_distributed,
+)
 from training.core.trainer import ProgressEvent, TrainResult
 
 DEADLINE_S = 240.0

@@ -1,8 +1,8 @@
 """Language-model backends behind one interface (see :mod:`.base`)."""
 
 from .base import (
-    LLM,
     BACKENDS,
+    LLM,
     Conversation,
     Generation,
     GenerationError,

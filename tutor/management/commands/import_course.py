@@ -6,10 +6,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tutor import services
-from tutor.core.course import CourseError
-from tutor.core.course_io import CourseImportError, import_bigbench, parse_course_jsonl
-from tutor.core.packs import PACKS, load_pack
+from tutor.core.courses.course import CourseError
+from tutor.core.courses.formats import CourseImportError, import_bigbench, parse_course_jsonl
+from tutor.core.courses.packs import PACKS, load_pack
+from tutor.courses import services
 
 
 class Command(BaseCommand):

@@ -9,9 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from training.models import LanguageModel
-from tutor import teaching
-from tutor.core.teaching.state import CHOICE_SCORING, PLANS, STEPS, RunConfig
+from tutor.core.runs.state import CHOICE_SCORING, PLANS, STEPS, RunConfig
 from tutor.models import Course, TeachingRun
+from tutor.runs import selectors, services
 
 DEFAULTS = RunConfig()
 DEFAULT_ROUNDS = 2  # as the web form: a short run unless asked
@@ -67,10 +67,10 @@ class Command(BaseCommand):
         else:
             run_id = self._create(opts).pk
         try:
-            run = teaching.teaching_run_take(run_id=run_id, rounds=opts["rounds"] if opts["resume"] else None)
+            run = services.teaching_run_take(run_id=run_id, rounds=opts["rounds"] if opts["resume"] else None)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
-        state = teaching.load_state(run)
+        state = selectors.teaching_run_state_load(run)
         # A resumed run starts the bar at the steps it has done, so it ends at 100%.
         done = sum(len(r.done_steps) for r in state.rounds) if state is not None else 0
         bar = tqdm(total=run.config["rounds"] * len(STEPS), initial=done, unit="step", file=self.stderr._out)
@@ -86,7 +86,7 @@ class Command(BaseCommand):
                 took = time.monotonic() - started.get((round_index, step), time.monotonic())
                 bar.write(f"round {round_index} {step}: {took:.0f} s", file=self.stderr._out)
 
-        state = teaching.teaching_run_execute(run=run, progress=progress)
+        state = services.teaching_run_execute(run=run, progress=progress)
         bar.close()
         run.refresh_from_db()
         if state is None or run.status == TeachingRun.Status.FAILED:
@@ -113,7 +113,7 @@ class Command(BaseCommand):
                     "generate_budget": opts["generate_budget"], "generate_k": opts["generate_k"], "seed": opts["seed"],
                     "choice_scoring": opts["choice_scoring"]}
         try:
-            return teaching.teaching_run_create(course=course, student=student, teacher=teacher, train=train,
+            return services.teaching_run_create(course=course, student=student, teacher=teacher, train=train,
                                                 **{k: v for k, v in settings.items() if v is not None})
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc

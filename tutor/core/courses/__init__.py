@@ -1,0 +1,1 @@
+"""Plain-Python courses: the course model, file formats, grading and the built-in packs."""

@@ -1,0 +1,1 @@
+"""Plain-Python tutoring of human learners: prompts, knowledge tracing, reviews, next item."""

@@ -1,0 +1,323 @@
+"""The state of a teaching run: plain dataclasses that round-trip through JSON.
+
+Rules that matter:
+- the loop saves the whole state after every finished step (:meth:`RunState.save`: write a temporary
+  file beside it, then rename, so a crash leaves the old file or the new one, never half of one);
+- a round lists its finished steps in ``done_steps``; a resumed run skips them, so teacher calls
+  already paid for are never repeated. A step cut short in the middle is run again from its start;
+- nothing here imports a model or Django: the Django side stores ``to_dict()`` in a JSON field or
+  keeps the file, and the live page reads the same dictionaries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+STEPS: tuple[str, ...] = (
+    "diagnose", "plan", "explain", "score", "generate", "build_data", "train", "reexamine",
+)
+PLANS: tuple[str, ...] = ("adaptive", "random")
+LEVEL_MODES: tuple[str, ...] = ("window", "stretch")
+CHOICE_SCORING: tuple[str, ...] = ("generate", "likelihood")
+# Settings added after runs were saved without them: a resumed old run keeps the rule it started with.
+OLD_RUN_DEFAULTS: dict[str, Any] = {"levels": "stretch", "confidence_z": 0.0, "general_probe": 0}
+
+
+class TeachingError(Exception):
+    """A run that cannot go on as asked (a saved state from another course, changed settings)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The settings of one run; checked when made, saved with the state.
+
+    - ``plan``: "adaptive" (prerequisites and learning progress, :class:`~tutor.core.runs.planner.Planner`)
+      or "random" (the control arm, :func:`~tutor.core.runs.planner.random_plan`);
+    - ``plan_budget``: training items the plan draws per round (the student practises them; the
+      wrong ones are candidates for explanations and generated items);
+    - ``explain_budget``: explanations asked of the teacher per round;
+    - ``generate_budget`` wrong training items to generate from, ``generate_k`` new items each;
+    - ``siblings``: other items of the same skill re-answered when scoring an explanation (1-3);
+    - ``replay_share``: the share of each round's SFT set taken from earlier rounds' records;
+    - ``levels``: which levels a skill's planned items come from (adaptive plan only). "window": spread
+      evenly over the planned level and every level above it, the levels the student has not passed,
+      so practice covers the whole skill until its lower levels are mastered; "stretch": the planned
+      level, with ``stretch_share`` of the items from the level above;
+    - ``stretch_share``: with ``levels="stretch"``, the share of a skill's planned items drawn from
+      the level above the planned one (where there is one);
+    - ``confidence_z``: how many standard errors of probe noise the adaptive plan allows for (1.96:
+      95 %): a prerequisite locks its dependants only when its probe shows it below the unlock
+      threshold beyond that noise, and learning progress is read as its upper confidence bound
+      (:class:`~tutor.core.runs.planner.Planner`); 0 takes probe accuracies as exact;
+    - ``probe_per_skill``: probe items examined per skill in diagnose (0: all of them);
+    - ``forgetting_probe_per_skill``: probe items per untaught skill re-answered after training;
+    - ``general_probe``: items of the course-independent general probe
+      (:data:`~.general_probe.GENERAL_PROBE`, 16 in all) the student answers by likelihood at every
+      re-examination, beside the base model's answers, to show forgetting outside the course (0: none);
+    - ``forgetting_warning_drop``: a warning when the general probe's accuracy falls this far
+      (absolute) below the base model's (0: never);
+    - ``choice_scoring``: how the student answers multiple-choice items: "generate" (it writes an
+      answer, graded by letter or option text) or "likelihood" (the option whose ``Answer: …`` line
+      the student finds likeliest; local students only);
+    - ``hacking_agreement_rise`` / ``hacking_accuracy_stall``: the teacher-hacking warning fires when
+      the student's agreement with the teacher's exam answers rises by at least the first while its
+      gold exam accuracy rises by less than the second (see :func:`~.steps.teacher_hacking_warning`).
+    """
+
+    rounds: int = 3
+    plan: str = "adaptive"
+    plan_budget: int = 16
+    explain_budget: int = 8
+    generate_budget: int = 4
+    generate_k: int = 2
+    siblings: int = 2
+    replay_share: float = 0.3
+    levels: str = "window"
+    stretch_share: float = 0.25
+    seed: int = 0
+    student_max_new_tokens: int = 48
+    teacher_max_new_tokens: int = 160
+    confidence_z: float = 1.96
+    probe_per_skill: int = 0
+    forgetting_probe_per_skill: int = 4
+    general_probe: int = 16
+    forgetting_warning_drop: float = 0.2
+    choice_scoring: str = "generate"
+    hacking_agreement_rise: float = 0.10
+    hacking_accuracy_stall: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("rounds", 1), ("plan_budget", 0), ("explain_budget", 0),
+                              ("generate_budget", 0), ("generate_k", 0), ("siblings", 1), ("seed", 0),
+                              ("student_max_new_tokens", 1), ("teacher_max_new_tokens", 1),
+                              ("probe_per_skill", 0), ("forgetting_probe_per_skill", 0),
+                              ("general_probe", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+        if self.siblings > 3:
+            raise ValueError(f"siblings must be between 1 and 3, not {self.siblings}")
+        if self.plan not in PLANS:
+            raise ValueError(f"plan must be one of {', '.join(PLANS)}, not {self.plan!r}")
+        if self.levels not in LEVEL_MODES:
+            raise ValueError(f"levels must be one of {', '.join(LEVEL_MODES)}, not {self.levels!r}")
+        if self.choice_scoring not in CHOICE_SCORING:
+            raise ValueError(f"choice_scoring must be one of {', '.join(CHOICE_SCORING)}, "
+                             f"not {self.choice_scoring!r}")
+        z = self.confidence_z
+        if isinstance(z, bool) or not isinstance(z, (int, float)) or not math.isfinite(z) or not 0 <= z <= 5:
+            raise ValueError(f"confidence_z must be a number between 0 and 5, not {z!r}")
+        for name, upper_open in (("replay_share", True), ("stretch_share", False),
+                                 ("hacking_agreement_rise", False), ("hacking_accuracy_stall", False),
+                                 ("forgetting_warning_drop", False)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0 or value > 1 or (upper_open and value >= 1):
+                interval = "[0, 1)" if upper_open else "[0, 1]"
+                raise ValueError(f"{name} must be a fraction in {interval}, not {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown teaching setting(s): {', '.join(unknown)}")
+        # A state saved before a setting existed resumes with the rule it was started with.
+        return cls(**{**OLD_RUN_DEFAULTS, **data})
+
+
+@dataclass
+class Answer:
+    """One graded answer: by the student, or by the teacher on an exam item."""
+
+    item: str
+    text: str
+    extracted: str | None
+    correct: bool
+
+
+@dataclass
+class Explanation:
+    """A teacher's explanation of one wrong answer, its verification and its measured effect.
+
+    ``passed_gate`` is False when the teacher's own final answer (``teacher_answer``) is not the gold
+    answer, or when the text quotes an exam question (``gate_reason`` says which); such
+    explanations are kept for display but never scored. ``score`` is the mean correctness after
+    minus before over the item and its ``siblings``; ``answer_after`` is the student's answer to the
+    item itself with the explanation in context. ``approved`` is a person's rating (None: not
+    rated), pulled in through ``run_teaching(ratings=...)``; ``edited`` a person's rewrite, pulled in
+    through ``run_teaching(edits=...)``, which then replaces the teacher's text wherever the text is
+    used for teaching (:attr:`final_text`); see :attr:`helped` for what trains.
+    """
+
+    id: str
+    round: int
+    item: str
+    skill: str
+    split: str
+    student_answer: str
+    text: str
+    teacher_answer: str | None
+    passed_gate: bool
+    gate_reason: str = ""  # why the gate dropped it: a wrong final answer, or a quoted exam question
+    quotes_exam: bool = False  # the text holds an exam question: never shown again, never trained on
+    shown_helpful: list[str] = field(default_factory=list)  # ids of earlier explanations in the prompt
+    siblings: list[str] = field(default_factory=list)
+    before: list[bool] = field(default_factory=list)  # item first, then siblings
+    after: list[bool] = field(default_factory=list)
+    score: float | None = None
+    answer_after: str = ""
+    approved: bool | None = None
+    edited: str | None = None
+
+    @property
+    def final_text(self) -> str:
+        """What teaches: a person's edit when there is one, else the teacher's text (kept as written)."""
+        return self.edited if self.edited and self.edited.strip() else self.text
+
+    @property
+    def helped(self) -> bool:
+        """Worth training on: approved by a person, or (unrated) through the gate with a score > 0.
+
+        A person's approval overrides the answer gate and the score (they read the whole
+        explanation; the grader reads only its final answer), never the exam guard; a rejection
+        (``approved=False``) always excludes it.
+        """
+        if self.quotes_exam or self.approved is False:
+            return False
+        return self.approved is True or (self.passed_gate and (self.score or 0.0) > 0)
+
+
+@dataclass
+class GeneratedItem:
+    """A teacher-written exercise with its provenance and how (or whether) it was verified.
+
+    ``verified_by`` is "solver" (the packs' code solver agrees with the stated answer),
+    "teacher_agreement" (no solver could read it; a second, independent teacher answer agrees) or
+    "" when ``kept`` is False; ``reason`` then says why it was dropped.
+    """
+
+    key: str
+    skill: str
+    prompt: str
+    answer: str
+    answer_type: str
+    solution: str
+    difficulty: int
+    source_item: str
+    round: int
+    teacher: str
+    options: list[str] = field(default_factory=list)
+    kept: bool = False
+    verified_by: str = ""
+    reason: str = ""
+
+
+@dataclass
+class RoundState:
+    """What one round found and made, step by step; ``done_steps`` lists the finished steps."""
+
+    index: int
+    done_steps: list[str] = field(default_factory=list)
+    adapter_before: str | None = None  # the student's adapter name while diagnosing
+    # diagnose
+    probe_accuracy: dict[str, float] = field(default_factory=dict)
+    answers: dict[str, Answer] = field(default_factory=dict)  # the student's, this round, before training
+    wrong: list[str] = field(default_factory=list)  # probe items answered wrongly
+    # plan
+    plan: dict[str, Any] = field(default_factory=dict)  # items_per_skill, difficulty_per_skill, reasons
+    planned_items: list[str] = field(default_factory=list)  # training items practised this round
+    # explain + score
+    explanations: list[Explanation] = field(default_factory=list)
+    # generate
+    generated: list[GeneratedItem] = field(default_factory=list)
+    # build_data
+    sft_records: list[dict[str, Any]] = field(default_factory=list)
+    dpo_records: list[dict[str, Any]] = field(default_factory=list)
+    replayed: int = 0
+    # train
+    train: dict[str, Any] = field(default_factory=dict)  # adapter_path, adapter_name, records, note
+    # reexamine
+    exam: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def dropped_explanations(self) -> int:
+        return sum(not e.passed_gate for e in self.explanations)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RoundState:
+        data = dict(data)
+        data["answers"] = {k: Answer(**v) for k, v in data.get("answers", {}).items()}
+        data["explanations"] = [Explanation(**e) for e in data.get("explanations", [])]
+        data["generated"] = [GeneratedItem(**g) for g in data.get("generated", [])]
+        return cls(**data)
+
+
+@dataclass
+class RunState:
+    """A whole run: its settings, its rounds, and caches that must never be paid for twice.
+
+    ``base_exam`` holds the base model's exam answers (examined once, in round 0) and
+    ``teacher_exam`` the teacher's (answered once; answering exam items is fine, training on them
+    is not); ``base_general`` the base model's answers to the general probe (once).
+    ``adapter_path``/``adapter_name`` are the student's current adapter (None: the base).
+    """
+
+    config: RunConfig
+    course: str
+    teacher: str
+    student: str
+    rounds: list[RoundState] = field(default_factory=list)
+    base_exam: dict[str, Answer] = field(default_factory=dict)
+    teacher_exam: dict[str, Answer] = field(default_factory=dict)
+    base_general: dict[str, Answer] = field(default_factory=dict)
+    adapter_path: str | None = None
+    adapter_name: str | None = None
+    finished: bool = False
+
+    def round(self, index: int) -> RoundState:
+        while len(self.rounds) <= index:
+            self.rounds.append(RoundState(index=len(self.rounds)))
+        return self.rounds[index]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        data = dict(data)
+        data["config"] = RunConfig.from_dict(data["config"])
+        data["rounds"] = [RoundState.from_dict(r) for r in data.get("rounds", [])]
+        data["base_exam"] = {k: Answer(**v) for k, v in data.get("base_exam", {}).items()}
+        data["teacher_exam"] = {k: Answer(**v) for k, v in data.get("teacher_exam", {}).items()}
+        data["base_general"] = {k: Answer(**v) for k, v in data.get("base_general", {}).items()}
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: a temporary file in the same folder, flushed, then renamed over ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(self.to_dict(), handle, indent=1, sort_keys=True)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunState:
+        return cls.from_dict(json.loads(Path(path).read_text()))

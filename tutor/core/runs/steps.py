@@ -1,0 +1,768 @@
+"""The steps of one teaching round, one function each: ``step(ctx, round_state) -> info``.
+
+Each step reads what earlier steps left in the :class:`~.state.RoundState`, writes its own results
+there, and returns a small ``info`` dict for progress reports. Every model call is batched: a step
+calls each model's ``generate`` at most once per purpose with all its conversations (and not at
+all when there is nothing to ask), so a step costs a handful of calls whatever the item count.
+
+Rules per step (the teaching loop of DESIGN.md):
+
+1. **diagnose**: the student (with its current adapter) answers the probe items (all, or the first
+   ``probe_per_skill`` of each skill, the same ones every round so rounds compare); per-skill
+   accuracy; every answer kept, the wrong ones listed. The probe only measures: its items are
+   never explained or trained on, so later rounds still measure items the student has not seen in
+   training. Wherever the student answers, a multiple-choice item is answered by likelihood when
+   ``choice_scoring`` is "likelihood" (:func:`student_replies`).
+2. **plan**: :class:`~tutor.core.runs.planner.Planner` on the probe accuracies so far and the number of
+   probe items per skill, with ``confidence_z`` (so that its gate and learning progress allow for the
+   probe's noise) ("adaptive"), or
+   :func:`~tutor.core.runs.planner.random_plan` ("random"); then concrete training items per skill, at
+   the planned level (nearest level when none), items not practised in earlier rounds first;
+   with ``levels="window"`` (the default) a skill's items are spread evenly over the planned level
+   and every level above it (the levels not passed yet); with ``levels="stretch"``, ``stretch_share``
+   of them (rounded) come from the level above the planned one. Either way only in the adaptive plan:
+   the random control's levels are random already.
+3. **explain**: the student practises the planned items (one batch); candidates are its wrong
+   practice items, taken round-robin over skills from the lowest probe accuracy up ("explain where
+   the student is most likely wrong") until ``explain_budget``. The teacher sees the student's answer and up to 2 earlier explanations of
+   the skill that helped (highest score first, human-approved ones before them). **Gate**: the
+   explanation's final answer, extracted by :func:`~tutor.core.courses.grading.grade`, must be the gold
+   answer, and it must not quote an exam question; otherwise it is kept for display, marked
+   ``passed_gate=False`` with a reason, and counted.
+4. **score**: the student re-answers each explained item and ``siblings`` other train/probe items
+   of its skill (same level first) with the explanation in context; score = mean correctness
+   after - mean correctness before (before: this round's answers without it, asked for now where
+   missing), in [-1, 1].
+5. **generate**: for up to ``generate_budget`` wrong training items (same order as step 3) the
+   teacher writes ``generate_k`` new items in the strict format of
+   :func:`~.prompts.generation_prompt`. **Kept only when verified**: when the packs' code solver
+   (:func:`~tutor.core.courses.packs.verify`) can read the question, it must agree with the stated answer;
+   when it cannot, a second, independent teacher answer to the bare question (greedy, no solution
+   shown) must grade as correct against the stated answer. Malformed items, exam-question copies,
+   duplicates and disagreements are dropped with a reason. Provenance: source item, round, teacher.
+6. **build_data**: SFT records ``{"messages": [user, assistant], "meta": {...}}`` whose user turn is
+   the student prompt and whose answer is the worked solution (:func:`~.prompts.solution_part`):
+   from explanations that helped (:attr:`~.state.Explanation.helped`: through the gate with
+   score > 0, or approved by a person, including earlier rounds' explanations approved since) and
+   from kept generated items. Preference pairs (DPO format, conversational)
+   kept apart: a helpful explanation's solution over the student's own wrong answer, and over an
+   explanation of the same item that did not help. Replay: earlier rounds' new SFT records are
+   sampled in so that they make ``replay_share`` of the set, ``n = round(new * s / (1 - s))``
+   (capped by what exists; never records of explanations a person has since rejected or edited).
+   Every record passes :meth:`~.guard.ExamGuard.check_records`.
+   A person's edit (:attr:`~.state.Explanation.final_text`) replaces the teacher's text in records
+   and prompts; an explanation edited after it was trained on trains again with the edit.
+   :func:`feedback_records` builds the same records from people's ratings alone ("fine-tune now").
+7. **train**: ``train_fn(records, round_index, parent_adapter)``; a path is loaded into the student
+   as adapter ``round<i>``; None (training disabled) or no records leave the adapter as it was.
+8. **reexamine**: the student (new adapter) on the exam split, per skill; the base model's exam
+   answers (once, cached), the teacher's exam answers (once, cached); accuracy vs base and vs
+   the previous round (round 0: vs the base model); a forgetting probe: up to
+   ``forgetting_probe_per_skill`` probe items of each skill not taught this round, re-answered,
+   against this round's diagnose answers; the general probe (``general_probe`` easy questions outside
+   every course, :mod:`~.general_probe`, answered by likelihood: :func:`general_answers`; skipped for
+   a student that cannot score) against the base model's answers, with :func:`forgetting_warning`;
+   agreement with the teacher (share of exam items where
+   the student's extracted answer equals the teacher's) next to gold accuracy, and
+   :func:`teacher_hacking_warning`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.core.llm.base import LLM, GenerationParams, UnsupportedOperation
+from tutor.core.courses.course import Course, CourseError, Exercise, training_safe
+from tutor.core.courses.grading import (
+    REMAINDER_RE,
+    choose_by_likelihood,
+    extract_answer,
+    grade,
+    normalize_text,
+)
+from tutor.core.courses.packs import verify
+from tutor.core.runs import prompts
+from tutor.core.runs.general_probe import general_items
+from tutor.core.runs.guard import ExamGuard
+from tutor.core.runs.planner import Planner, random_plan
+from tutor.core.runs.state import Answer, Explanation, GeneratedItem, RoundState, RunConfig, RunState
+
+TrainFn = Callable[[list[dict[str, Any]], int, "str | None"], "str | Path | None"]
+
+
+@dataclass
+class Context:
+    """Everything a step needs besides its round; built once per :func:`~.loop.run_teaching` call."""
+
+    course: Course
+    teacher: LLM
+    student: LLM
+    config: RunConfig
+    state: RunState
+    train_fn: TrainFn | None = None
+    guard: ExamGuard = field(init=False)
+    items: dict[str, Exercise] = field(init=False)
+    general: tuple[Exercise, ...] = field(init=False)  # the general probe's items (held out, like the exam)
+
+    def __post_init__(self) -> None:
+        self.general = general_items(self.config.general_probe)
+        self.guard = ExamGuard(self.course, held_out=self.general)
+        self.items = {e.key: e for e in self.course.exercises}
+
+    @property
+    def teacher_name(self) -> str:
+        return getattr(self.teacher, "name", "teacher")
+
+    def student_params(self) -> GenerationParams:
+        return GenerationParams(max_new_tokens=self.config.student_max_new_tokens, temperature=0.0,
+                                seed=self.config.seed)
+
+    def teacher_params(self, factor: int = 1) -> GenerationParams:
+        tokens = min(self.config.teacher_max_new_tokens * max(factor, 1), 4096)
+        return GenerationParams(max_new_tokens=tokens, temperature=0.0, seed=self.config.seed)
+
+    def round_seed(self, index: int, purpose: str) -> str:
+        return f"{self.config.seed}:{index}:{purpose}"
+
+
+def ask(llm: LLM, conversations: Sequence[list[dict[str, str]]], params: GenerationParams, *,
+        adapter: str | None = None) -> list[str]:
+    """One batched call; no call at all for no conversations."""
+    if not conversations:
+        return []
+    generations = llm.generate(list(conversations), params, adapter=adapter)
+    if len(generations) != len(conversations):  # a backend bug would otherwise pair answers with wrong items
+        raise RuntimeError(f"{llm.name}: {len(generations)} replies to {len(conversations)} prompts")
+    return [g.text for g in generations]
+
+
+def student_replies(ctx: Context, asked: Sequence[tuple[Exercise, prompts.Conversation]], *,
+                    adapter: str | None) -> list[str]:
+    """The student's replies to ``asked`` (an item and the conversation that asks it), in order.
+
+    Generated in one batch, except multiple-choice items when ``choice_scoring`` is "likelihood":
+    each is answered by the option whose ``Answer: <option>`` reply the student finds likeliest
+    (one scoring batch for all of them), and that line is its reply, graded like any other.
+    """
+    by_likelihood = ctx.config.choice_scoring == "likelihood"
+    scored = [i for i, (e, _) in enumerate(asked) if by_likelihood and e.answer_type == "choice"]
+    skip = set(scored)
+    written = [i for i in range(len(asked)) if i not in skip]
+    replies = [""] * len(asked)
+    texts = ask(ctx.student, [asked[i][1] for i in written], ctx.student_params(), adapter=adapter)
+    for i, text in zip(written, texts, strict=True):
+        replies[i] = text
+    requests = [(asked[i][1], f"Answer: {option}") for i in scored for option in asked[i][0].options]
+    scores = ctx.student.reply_loglikelihood(requests, adapter=adapter) if requests else []
+    start = 0
+    for i in scored:
+        options = asked[i][0].options
+        best = choose_by_likelihood(options, scores[start:start + len(options)])
+        replies[i] = f"Answer: {options[best]}"
+        start += len(options)
+    return replies
+
+
+def answer_plainly(ctx: Context, items: Sequence[Exercise], *, adapter: str | None) -> list[str]:
+    """The student's replies to ``items`` asked with the plain student prompt."""
+    return student_replies(ctx, [(e, prompts.student_prompt(e)) for e in items], adapter=adapter)
+
+
+def graded(exercise: Exercise, text: str) -> Answer:
+    result = grade(exercise, text)
+    return Answer(item=exercise.key, text=text, extracted=result.extracted, correct=result.correct)
+
+
+def answer_key(exercise: Exercise, text: str) -> str | None:
+    """The answer ``text`` gives, in a form two answers can be compared by (agreement)."""
+    if exercise.answer_type == "number":
+        return extract_answer(text, "number")
+    if exercise.answer_type == "choice":
+        return extract_answer(text, "choice", exercise.options)
+    if REMAINDER_RE.match(exercise.answer):
+        return extract_answer(text, "remainder")
+    got = extract_answer(text, "text")
+    return normalize_text(got) if got else None
+
+
+def _mean(values: Sequence[bool | float]) -> float:
+    return sum(float(v) for v in values) / len(values) if values else 0.0
+
+
+def _per_skill(items: Sequence[Exercise], answers: dict[str, Answer]) -> dict[str, float]:
+    by_skill: dict[str, list[bool]] = defaultdict(list)
+    for e in items:
+        if e.key in answers:
+            by_skill[e.skill].append(answers[e.key].correct)
+    return {skill: round(_mean(v), 4) for skill, v in by_skill.items()}
+
+
+# ---------------------------------------------------------------- 1. diagnose
+
+
+def probe_items(ctx: Context) -> list[Exercise]:
+    limit = ctx.config.probe_per_skill
+    chosen: list[Exercise] = []
+    for skill in ctx.course.skills:
+        pool = ctx.course.exercises_for(skill.key, "probe")
+        chosen.extend(pool[:limit] if limit else pool)
+    return chosen
+
+
+def diagnose(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    items = list(training_safe(probe_items(ctx)))  # probe only: diagnose answers feed explanations
+    rnd.adapter_before = ctx.state.adapter_name
+    texts = answer_plainly(ctx, items, adapter=rnd.adapter_before)
+    for e, text in zip(items, texts, strict=True):
+        rnd.answers[e.key] = graded(e, text)
+    rnd.probe_accuracy = _per_skill(items, rnd.answers)
+    rnd.wrong = [e.key for e in items if not rnd.answers[e.key].correct]
+    return {"accuracy": rnd.probe_accuracy, "examined": len(items), "wrong": len(rnd.wrong)}
+
+
+# ---------------------------------------------------------------- 2. plan
+
+
+def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    course, config, state = ctx.course, ctx.config, ctx.state
+    seed = config.seed * 10_007 + rnd.index
+    if config.plan == "adaptive":
+        history = {s.key: [r.probe_accuracy[s.key] for r in state.rounds[: rnd.index + 1]
+                           if s.key in r.probe_accuracy] for s in course.skills}
+        previous = state.rounds[rnd.index - 1].plan.get("difficulty_per_skill") if rnd.index else None
+        # The same probe items every round: the gate and learning progress allow for their number.
+        sizes = Counter(e.skill for e in probe_items(ctx))
+        planner = Planner.from_course(course, confidence_z=config.confidence_z)
+        chosen = planner.plan(history, config.plan_budget, seed=seed, difficulty=previous, probe_sizes=sizes)
+    else:
+        levels = {s.key: course.max_difficulty(s.key) for s in course.skills}
+        chosen = random_plan(course.skills, config.plan_budget, seed=seed, max_levels=levels)
+    rnd.plan = {"items_per_skill": dict(chosen.items_per_skill),
+                "difficulty_per_skill": dict(chosen.difficulty_per_skill), "reasons": dict(chosen.reasons)}
+    practised = {k for r in state.rounds[: rnd.index] for k in r.planned_items}
+    picked: list[str] = []
+    stretch: dict[str, int] = {}
+    for skill, count in chosen.items_per_skill.items():
+        if not count:
+            continue
+        level = chosen.difficulty_per_skill.get(skill, 1)
+        rng = random.Random(ctx.round_seed(rnd.index, f"plan:{skill}"))
+        order = {e.key: rng.random() for e in course.exercises_for(skill, "train")}
+
+        def nearest(target: int) -> list[Exercise]:
+            return sorted(course.exercises_for(skill, "train"),
+                          key=lambda e: (e.key in practised, abs(e.difficulty - target), order[e.key]))
+
+        top = course.max_difficulty(skill)
+        if config.plan == "adaptive" and config.levels == "window" and level < top:
+            chosen_items = _window(nearest, level, top, count)
+            stretch[skill] = sum(e.difficulty > level for e in chosen_items)
+        else:
+            up = round(count * config.stretch_share) if config.plan == "adaptive" and level < top else 0
+            above = [e for e in nearest(level + 1) if e.difficulty == level + 1][:up]
+            taken = {e.key for e in above}
+            chosen_items = [e for e in nearest(level) if e.key not in taken][: count - len(above)] + above
+            if up:
+                stretch[skill] = len(above)
+        # The planned level first: explanations take a skill's wrong items in this order.
+        picked.extend(e.key for e in chosen_items)
+    rnd.plan["stretch_per_skill"] = stretch
+    rnd.planned_items = [e.key for e in training_safe(ctx.items[k] for k in picked)]
+    return {"items_per_skill": rnd.plan["items_per_skill"], "planned": len(rnd.planned_items)}
+
+
+def _window(nearest: Callable[[int], list[Exercise]], level: int, top: int, count: int) -> list[Exercise]:
+    """``count`` items spread evenly over levels ``level..top`` (lower levels take the remainder); a
+    level short of items is topped up from the items nearest the planned level."""
+    span = top - level + 1
+    wanted = {lv: count // span + (i < count % span) for i, lv in enumerate(range(level, top + 1))}
+    chosen: list[Exercise] = []
+    for lv, n in wanted.items():
+        chosen += [e for e in nearest(lv) if e.difficulty == lv][:n]
+    if len(chosen) < count:  # some level ran out: the nearest other items of the window's lowest level
+        taken = {e.key for e in chosen}
+        chosen += [e for e in nearest(level) if e.key not in taken][: count - len(chosen)]
+    # Interleaved by level, the planned level first: a budget that takes a skill's first wrong items
+    # (explanations, generation sources) then samples the whole window, not its lowest level.
+    by_level: dict[int, list[Exercise]] = defaultdict(list)
+    for e in chosen:
+        by_level[e.difficulty].append(e)
+    queues = [by_level[lv] for lv in sorted(by_level)]
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
+# ---------------------------------------------------------------- 3. explain
+
+
+def _by_need(ctx: Context, rnd: RoundState, items: Sequence[Exercise]) -> list[Exercise]:
+    """Round-robin over skills, lowest probe accuracy first; within a skill, input order."""
+    by_skill: dict[str, list[Exercise]] = defaultdict(list)
+    for e in items:
+        by_skill[e.skill].append(e)
+    skills = sorted(by_skill, key=lambda s: (rnd.probe_accuracy.get(s, 0.0), s))
+    ordered: list[Exercise] = []
+    while any(by_skill[s] for s in skills):
+        for s in skills:
+            if by_skill[s]:
+                ordered.append(by_skill[s].pop(0))
+    return ordered
+
+
+def _practise(ctx: Context, rnd: RoundState, items: Sequence[Exercise]) -> None:
+    """This round's answers (before training) for any of ``items`` not answered yet, in one batch."""
+    todo = [e for e in training_safe(items) if e.key not in rnd.answers]
+    texts = answer_plainly(ctx, todo, adapter=rnd.adapter_before)
+    for e, text in zip(todo, texts, strict=True):
+        rnd.answers[e.key] = graded(e, text)
+
+
+def _helpful_before(ctx: Context, rnd: RoundState) -> dict[str, list[Explanation]]:
+    """Per skill, earlier rounds' explanations that helped: approved first, then by score."""
+    by_skill: dict[str, list[Explanation]] = defaultdict(list)
+    for r in ctx.state.rounds[: rnd.index]:
+        for x in r.explanations:
+            if x.helped:
+                by_skill[x.skill].append(x)
+    for skill in by_skill:
+        by_skill[skill].sort(key=lambda x: (x.approved is not True, -(x.score or 0.0), x.id))
+    return by_skill
+
+
+def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    planned = [ctx.items[k] for k in rnd.planned_items]
+    _practise(ctx, rnd, planned)
+    # Only practice (train-split) items, never probe items: what is explained may become training
+    # data, and the probe must keep measuring items the student has not trained on.
+    wrong_train = [e for e in planned if not rnd.answers[e.key].correct]
+    candidates = _by_need(ctx, rnd, wrong_train)
+    chosen = candidates[: ctx.config.explain_budget]
+    helpful = _helpful_before(ctx, rnd)
+    shown = {e.key: helpful.get(e.skill, [])[:2] for e in chosen}
+    conversations = [
+        prompts.explanation_prompt(e, rnd.answers[e.key].text,
+                                   [(prompts.question_text(ctx.items[h.item]), h.final_text) for h in shown[e.key]])
+        for e in chosen
+    ]
+    texts = ask(ctx.teacher, conversations, ctx.teacher_params())
+    for e, text in zip(chosen, texts, strict=True):
+        result = grade(e, text)
+        copy = ctx.guard.exam_copy(text)
+        reason = (f"quotes the exam question {copy!r}" if copy
+                  else "" if result.correct else f"teacher's final answer is wrong ({result.reason})")
+        rnd.explanations.append(Explanation(
+            id=f"r{rnd.index}-{e.key}", round=rnd.index, item=e.key, skill=e.skill, split=e.split,
+            student_answer=rnd.answers[e.key].text, text=text, teacher_answer=result.extracted,
+            passed_gate=not reason, gate_reason=reason, quotes_exam=bool(copy),
+            shown_helpful=[h.id for h in shown[e.key]],
+        ))
+    dropped = sum(not x.passed_gate for x in rnd.explanations)
+    return {"practised": len(planned), "candidates": len(candidates), "explained": len(chosen),
+            "kept": len(chosen) - dropped, "dropped": dropped}
+
+
+# ---------------------------------------------------------------- 4. score
+
+
+def siblings_of(ctx: Context, item: Exercise, n: int, round_index: int) -> list[Exercise]:
+    """``n`` other train/probe items of the same skill, same level first, seeded per round and item."""
+    rng = random.Random(ctx.round_seed(round_index, f"siblings:{item.key}"))
+    pool = [e for e in ctx.course.exercises_for(item.skill) if e.split != "exam" and e.key != item.key]
+    pool.sort(key=lambda e: (abs(e.difficulty - item.difficulty), rng.random()))
+    return pool[:n]
+
+
+def score(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    kept = [x for x in rnd.explanations if x.passed_gate]
+    groups: list[tuple[Explanation, list[Exercise]]] = []
+    for x in kept:
+        item = ctx.items[x.item]
+        group = list(training_safe([item, *siblings_of(ctx, item, ctx.config.siblings, rnd.index)]))
+        x.siblings = [e.key for e in group[1:]]
+        groups.append((x, group))
+    # One batch: the missing "before" answers (no explanation), then every "after" answer.
+    missing = list({e.key: e for _, group in groups for e in group if e.key not in rnd.answers}.values())
+    after = [(x, e) for x, group in groups for e in group]
+    texts = student_replies(ctx, [(e, prompts.student_prompt(e)) for e in missing]
+                            + [(e, prompts.student_prompt_with_explanation(e, x.text)) for x, e in after],
+                            adapter=rnd.adapter_before)
+    for e, text in zip(missing, texts[: len(missing)], strict=True):
+        rnd.answers[e.key] = graded(e, text)
+    after_correct: dict[str, list[bool]] = defaultdict(list)
+    for (x, e), text in zip(after, texts[len(missing):], strict=True):
+        after_correct[x.id].append(graded(e, text).correct)
+        if e.key == x.item:  # shown beside the answer before on the explanations page
+            x.answer_after = text
+    for x, group in groups:
+        x.before = [rnd.answers[e.key].correct for e in group]
+        x.after = after_correct[x.id]
+        x.score = round(_mean(x.after) - _mean(x.before), 4)
+    scores = [x.score for x, _ in groups]
+    return {"scored": len(groups), "mean_score": round(_mean(scores), 4) if scores else None,
+            "helped": sum(s > 0 for s in scores)}
+
+
+# ---------------------------------------------------------------- 5. generate
+
+
+def _stated_answer(source: Exercise, draft: prompts.DraftItem) -> str | None:
+    """The draft's answer in the form the source's answer type stores, or None if unreadable."""
+    if source.answer_type == "number":
+        return extract_answer(f"Answer: {draft.answer}", "number")
+    if source.answer_type == "choice":
+        return extract_answer(f"Answer: {draft.answer}", "choice", draft.options)
+    if REMAINDER_RE.match(source.answer):
+        return extract_answer(f"Answer: {draft.answer}", "remainder")
+    return draft.answer.strip() or None
+
+
+def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    config = ctx.config
+    planned = [ctx.items[k] for k in rnd.planned_items]
+    wrong = [e for e in planned if e.key in rnd.answers and not rnd.answers[e.key].correct]
+    budget = config.generate_budget if config.generate_k else 0
+    sources = list(training_safe(_by_need(ctx, rnd, wrong)[:budget]))
+    texts = ask(ctx.teacher, [prompts.generation_prompt(e, config.generate_k) for e in sources],
+                ctx.teacher_params(config.generate_k))
+    seen = {" ".join(e.prompt.casefold().split()) for e in ctx.course.exercises}
+    unchecked: list[tuple[GeneratedItem, Exercise]] = []
+    for source, text in zip(sources, texts, strict=True):
+        for j, draft in enumerate(prompts.parse_generated(text)[: config.generate_k]):
+            item = GeneratedItem(
+                key=f"gen-r{rnd.index}-{source.key}-{j}", skill=source.skill, prompt=draft.question,
+                answer=draft.answer, answer_type=source.answer_type, solution=draft.solution,
+                difficulty=source.difficulty, source_item=source.key, round=rnd.index,
+                teacher=ctx.teacher_name, options=list(draft.options),
+            )
+            rnd.generated.append(item)
+            stated = _stated_answer(source, draft)
+            identity = " ".join(draft.question.casefold().split())
+            if ctx.guard.exam_copy(draft.question):
+                item.reason = "copies an exam question"
+                continue
+            if identity in seen:
+                item.reason = "duplicates an existing item"
+                continue
+            if stated is None:
+                item.reason = f"answer {draft.answer!r} is not a {source.answer_type} answer"
+                continue
+            try:
+                exercise = Exercise(key=item.key, skill=item.skill, prompt=item.prompt, answer=stated,
+                                    answer_type=source.answer_type, options=draft.options,
+                                    solution=item.solution, difficulty=item.difficulty, split="train")
+            except CourseError as exc:
+                item.reason = f"malformed: {exc}"
+                continue
+            seen.add(identity)
+            item.answer = stated
+            verdict = verify(exercise)
+            if verdict is True:
+                item.kept, item.verified_by = True, "solver"
+            elif verdict is False:
+                item.reason = "the code solver disagrees with the stated answer"
+            else:
+                unchecked.append((item, exercise))
+    # No solver could read these: a second, independent teacher answer must agree (one batch).
+    second = ask(ctx.teacher, [prompts.student_prompt(e) for _, e in unchecked], ctx.teacher_params())
+    for (item, exercise), text in zip(unchecked, second, strict=True):
+        if grade(exercise, text).correct:
+            item.kept, item.verified_by = True, "teacher_agreement"
+        else:
+            item.reason = "a second teacher answer disagrees with the stated answer"
+    kept = sum(g.kept for g in rnd.generated)
+    return {"sources": len(sources), "written": len(rnd.generated), "kept": kept,
+            "dropped": len(rnd.generated) - kept}
+
+
+def generated_exercise(item: GeneratedItem) -> Exercise:
+    return Exercise(key=item.key, skill=item.skill, prompt=item.prompt, answer=item.answer,
+                    answer_type=item.answer_type, options=tuple(item.options), solution=item.solution,
+                    difficulty=item.difficulty, split="train")
+
+
+# ---------------------------------------------------------------- 6. build data
+
+
+def _sft(exercise: Exercise, answer: str, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": [*prompts.student_prompt(exercise), {"role": "assistant", "content": answer}],
+            "meta": meta}
+
+
+def _pair(exercise: Exercise, chosen: str, rejected: str, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"prompt": prompts.student_prompt(exercise), "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}], "meta": meta}
+
+
+def replay_count(new: int, available: int, share: float) -> int:
+    """Earlier records to mix in so they make ``share`` of the set: ``round(new * share / (1 - share))``."""
+    return min(available, round(new * share / (1 - share))) if share > 0 else 0
+
+
+def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    state = ctx.state
+    earlier = state.rounds[: rnd.index]
+    # An explanation trains once, unless a person edited it since: the edit is a new record.
+    used = {(r["meta"].get("explanation"), r["messages"][-1]["content"]) for p in earlier for r in p.sft_records}
+    # This round's explanations, and earlier ones approved by a person since their round was built.
+    candidates = [x for p in earlier for x in p.explanations if x.approved is True] + rnd.explanations
+    # Train-split items only: a run saved before probe items stopped being explained may hold some.
+    helped = [x for x in candidates if x.helped and x.split == "train"
+              and (x.id, prompts.solution_part(x.final_text)) not in used]
+    training_safe(ctx.items[x.item] for x in helped)
+    sft = [_sft(ctx.items[x.item], prompts.solution_part(x.final_text),
+                {"source": "explanation", "explanation": x.id, "item": x.item, "skill": x.skill,
+                 "round": rnd.index, "score": x.score, "approved": x.approved, "edited": x.edited is not None})
+           for x in helped]
+    for g in rnd.generated:
+        if g.kept:
+            sft.append(_sft(generated_exercise(g), g.solution,
+                            {"source": "generated", "item": g.key, "source_item": g.source_item,
+                             "skill": g.skill, "round": rnd.index, "teacher": g.teacher,
+                             "verified_by": g.verified_by}))
+    new = len(sft)
+    # Replay never brings back what a person has since rejected or rewritten.
+    current = {x.id: x for p in earlier for x in p.explanations}
+
+    def still_stands(record: dict[str, Any]) -> bool:
+        x = current.get(record["meta"].get("explanation"))
+        return x is None or (x.helped and record["messages"][-1]["content"] == prompts.solution_part(x.final_text))
+
+    pool = [r for p in earlier for r in p.sft_records if "replayed_from" not in r["meta"] and still_stands(r)]
+    rng = random.Random(ctx.round_seed(rnd.index, "replay"))
+    replayed = rng.sample(pool, replay_count(new, len(pool), ctx.config.replay_share))
+    sft += [{**r, "meta": {**r["meta"], "replayed_from": r["meta"]["round"], "round": rnd.index}}
+            for r in replayed]
+
+    everything = [x for p in [*earlier, rnd] for x in p.explanations
+                  if not x.quotes_exam and (x.passed_gate or x.approved is False)]
+    pairs = []
+    for x in helped:
+        exercise, solution = ctx.items[x.item], prompts.solution_part(x.final_text)
+        if x.student_answer.strip() and x.student_answer.strip() != solution:
+            pairs.append(_pair(exercise, solution, x.student_answer.strip(),
+                               {"kind": "solution_over_wrong_answer", "item": x.item, "chosen": x.id,
+                                "round": rnd.index}))
+        for other in everything:
+            worse = other.item == x.item and other.id != x.id and not other.helped
+            if worse and prompts.solution_part(other.final_text) != solution:
+                pairs.append(_pair(exercise, solution, prompts.solution_part(other.final_text),
+                                   {"kind": "helped_over_not", "item": x.item, "chosen": x.id,
+                                    "rejected": other.id, "round": rnd.index}))
+    ctx.guard.check_records(sft + pairs)
+    rnd.sft_records, rnd.dpo_records, rnd.replayed = sft, pairs, len(replayed)
+    return {"sft": len(sft), "new": new, "replayed": len(replayed), "dpo": len(pairs)}
+
+
+def trains_on_approval(x: Explanation) -> bool:
+    """Whether a person's approval puts ``x`` into :func:`feedback_records`' SFT data: approved (or
+    edited), of a train-split item, quoting no exam question."""
+    return x.approved is True and x.split == "train" and not x.quotes_exam
+
+
+def feedback_records(course: Course, explanations: Sequence[Explanation]) -> tuple[list[dict[str, Any]],
+                                                                                   list[dict[str, Any]]]:
+    """Training records from people's ratings alone, for fine-tuning between rounds.
+
+    SFT: every explanation of a train-split item a person approved (its edit when there is one),
+    worked solution only, as in :func:`build_data` (probe items measure; they never train). Preference pairs: on the same item, an approved explanation over one a
+    person rejected. Explanations that quote an exam question never count; every record passes the
+    exam guard (raises :class:`~tutor.core.courses.course.ExamLeakError` otherwise).
+    """
+    items = {e.key: e for e in course.exercises}
+    rated = [x for x in explanations if not x.quotes_exam and x.approved is not None and x.item in items]
+    approved = [x for x in rated if trains_on_approval(x)]
+    training_safe(items[x.item] for x in approved)
+    sft = [_sft(items[x.item], prompts.solution_part(x.final_text),
+                {"source": "feedback", "explanation": x.id, "item": x.item, "skill": x.skill, "round": x.round,
+                 "approved": True, "edited": x.edited is not None}) for x in approved]
+    pairs = []
+    for good in approved:
+        chosen = prompts.solution_part(good.final_text)
+        for bad in rated:
+            rejected = prompts.solution_part(bad.final_text)
+            if bad.approved is False and bad.item == good.item and rejected != chosen:
+                pairs.append(_pair(items[good.item], chosen, rejected,
+                                   {"kind": "approved_over_rejected", "item": good.item, "chosen": good.id,
+                                    "rejected": bad.id, "round": good.round}))
+    ExamGuard(course).check_records(sft + pairs)
+    return sft, pairs
+
+
+# ---------------------------------------------------------------- 7. train
+
+
+def train(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    state, records = ctx.state, rnd.sft_records
+    parent = state.adapter_path
+    if not records:
+        rnd.train = {"adapter_path": parent, "adapter_name": state.adapter_name, "records": 0,
+                     "note": "no training data this round; the adapter stays"}
+        return dict(rnd.train)
+    if ctx.train_fn is None:
+        raise ValueError("a train_fn is needed to train (it may return None when training is disabled)")
+    ctx.guard.check_records(records)
+    path = ctx.train_fn(records, rnd.index, parent)
+    if path is None:
+        note = "training disabled; the adapter stays"
+    else:
+        name = f"round{rnd.index}"
+        ctx.student.load_adapter(name, str(path))
+        state.adapter_path, state.adapter_name = str(path), name
+        note = f"trained on {len(records)} records" + (f", continuing {parent}" if parent else "")
+    rnd.train = {"adapter_path": state.adapter_path, "adapter_name": state.adapter_name,
+                 "records": len(records), "note": note}
+    return dict(rnd.train)
+
+
+# ---------------------------------------------------------------- 8. re-examine
+
+
+def teacher_hacking_warning(prev_agreement: float | None, agreement: float | None,
+                            prev_accuracy: float | None, accuracy: float | None, *,
+                            rise: float = 0.10, stall: float = 0.02) -> str | None:
+    """A warning when the student agrees more with the teacher but is not more often right.
+
+    Fires when agreement rose by at least ``rise`` (absolute, default 0.10) since the previous
+    measurement (the previous round's exam; for round 0 the base model's) while gold exam
+    accuracy rose by less than ``stall`` (default 0.02, or fell): the student is learning to
+    copy the teacher, mistakes included, instead of the skill.
+    """
+    if None in (prev_agreement, agreement, prev_accuracy, accuracy):
+        return None
+    up, gain = agreement - prev_agreement, accuracy - prev_accuracy  # type: ignore[operator]
+    if up >= rise and gain < stall:
+        return (f"possible teacher hacking: agreement with the teacher rose {prev_agreement:.2f} -> "
+                f"{agreement:.2f} (+{up:.2f} >= {rise}) while exam accuracy went {prev_accuracy:.2f} -> "
+                f"{accuracy:.2f} ({gain:+.2f} < {stall})")
+    return None
+
+
+def _agreement(exam: Sequence[Exercise], answers: dict[str, Answer],
+               teacher: dict[str, Answer]) -> dict[str, Any]:
+    same, on_errors = [], []
+    for e in exam:
+        mine, theirs = answers[e.key], teacher[e.key]
+        key_t = answer_key(e, theirs.text)
+        agree = key_t is not None and answer_key(e, mine.text) == key_t
+        same.append(agree)
+        if not theirs.correct:
+            on_errors.append(agree)
+    return {"agreement": round(_mean(same), 4),
+            "agreement_on_teacher_errors": round(_mean(on_errors), 4) if on_errors else None}
+
+
+def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    state, config = ctx.state, ctx.config
+    exam = list(ctx.course.split("exam"))
+    taught = {s for s, n in rnd.plan.get("items_per_skill", {}).items() if n}
+    untaught = [s.key for s in ctx.course.skills if s.key not in taught]
+    forgetting_items: list[Exercise] = []
+    for skill in untaught:  # probe items answered in this round's diagnose, before training
+        answered = [e for e in probe_items(ctx) if e.skill == skill and e.key in rnd.answers]
+        forgetting_items.extend(answered[: config.forgetting_probe_per_skill])
+    asked = exam + forgetting_items
+    texts = answer_plainly(ctx, asked, adapter=state.adapter_name)
+    answers = {e.key: graded(e, t) for e, t in zip(asked, texts, strict=True)}
+    if not state.base_exam:  # the base model's exam answers, once per run
+        if state.adapter_name is None:  # still the base model: these are its answers
+            state.base_exam = {e.key: answers[e.key] for e in exam}
+        else:
+            state.base_exam = {e.key: graded(e, t) for e, t in
+                               zip(exam, answer_plainly(ctx, exam, adapter=None), strict=True)}
+    general = list(ctx.general) if _can_score(ctx.student) else []
+    if general:
+        answers.update(general_answers(ctx, general, adapter=state.adapter_name))
+        if not state.base_general:
+            state.base_general = (
+                {e.key: answers[e.key] for e in general} if state.adapter_name is None
+                else general_answers(ctx, general, adapter=None))
+    if not state.teacher_exam:
+        said = ask(ctx.teacher, [prompts.student_prompt(e) for e in exam], ctx.teacher_params())
+        state.teacher_exam = {e.key: graded(e, t) for e, t in zip(exam, said, strict=True)}
+
+    accuracy = round(_mean([answers[e.key].correct for e in exam]), 4) if exam else None
+    base_accuracy = round(_mean([state.base_exam[e.key].correct for e in exam]), 4) if exam else None
+    agreement = _agreement(exam, answers, state.teacher_exam) if exam else {}
+    base_agreement = _agreement(exam, state.base_exam, state.teacher_exam) if exam else {}
+    previous = state.rounds[rnd.index - 1].exam if rnd.index else None
+    prev_accuracy = previous["accuracy"] if previous else base_accuracy
+    prev_agreement = previous.get("agreement") if previous else base_agreement.get("agreement")
+    before = {s: _mean([rnd.answers[e.key].correct for e in forgetting_items if e.skill == s])
+              for s in untaught if any(e.skill == s for e in forgetting_items)}
+    after = {s: _mean([answers[e.key].correct for e in forgetting_items if e.skill == s]) for s in before}
+    rnd.exam = {
+        "adapter": state.adapter_name,
+        "accuracy": accuracy,
+        "per_skill": _per_skill(exam, answers),
+        "base_accuracy": base_accuracy,
+        "base_per_skill": _per_skill(exam, state.base_exam),
+        "vs_base": round(accuracy - base_accuracy, 4) if exam else None,
+        "vs_previous": round(accuracy - prev_accuracy, 4) if exam else None,
+        "teacher_accuracy": round(_mean([state.teacher_exam[e.key].correct for e in exam]), 4)
+        if exam else None,
+        **agreement,
+        "base_agreement": base_agreement.get("agreement"),
+        "forgetting": {s: {"before": round(before[s], 4), "after": round(after[s], 4)} for s in before},
+        "general": _general_result(general, answers, state.base_general) if general else None,
+        "answers": {e.key: {"text": answers[e.key].text, "extracted": answers[e.key].extracted,
+                            "correct": answers[e.key].correct} for e in exam},
+    }
+    warning = teacher_hacking_warning(prev_agreement, agreement.get("agreement"), prev_accuracy, accuracy,
+                                      rise=config.hacking_agreement_rise, stall=config.hacking_accuracy_stall)
+    forgot = forgetting_warning(rnd.exam["general"], drop=config.forgetting_warning_drop)
+    rnd.warnings.extend(w for w in (warning, forgot) if w)
+    return {k: rnd.exam[k] for k in ("accuracy", "vs_base", "vs_previous", "agreement", "teacher_accuracy")
+            } | {"general": (rnd.exam["general"] or {}).get("accuracy"), "warning": warning, "forgetting": forgot}
+
+
+def _can_score(llm: LLM) -> bool:
+    try:
+        llm.reply_loglikelihood([])
+    except UnsupportedOperation:
+        return False
+    return True
+
+
+def general_answers(ctx: Context, items: Sequence[Exercise], *, adapter: str | None) -> dict[str, Answer]:
+    """The general probe answered by likelihood, cloze style: the bare question, each option as the
+    whole reply, the likeliest one chosen (one scoring batch). Measured on the bundled 135M student
+    this reads its general knowledge far better than generation or lettered options do (13 of 16
+    right, against 6 of 16 by likelihood over lettered options with the answer-line instruction), so a
+    fall means forgetting rather than noise around chance."""
+    requests = [([{"role": "user", "content": e.prompt}], option) for e in items for option in e.options]
+    scores = ctx.student.reply_loglikelihood(requests, adapter=adapter)
+    answers, start = {}, 0
+    for e in items:
+        best = e.options[choose_by_likelihood(e.options, scores[start:start + len(e.options)])]
+        start += len(e.options)
+        answers[e.key] = graded(e, f"Answer: {best}")
+    return answers
+
+
+def _general_result(items: Sequence[Exercise], answers: dict[str, Answer],
+                    base: dict[str, Answer]) -> dict[str, Any]:
+    return {"items": len(items), "accuracy": round(_mean([answers[e.key].correct for e in items]), 4),
+            "base_accuracy": round(_mean([base[e.key].correct for e in items]), 4),
+            "answers": {e.key: {"text": answers[e.key].text, "correct": answers[e.key].correct} for e in items}}
+
+
+def forgetting_warning(general: dict[str, Any] | None, *, drop: float) -> str | None:
+    """A warning when the student answers the general probe worse than the base model did by at least
+    ``drop`` (absolute): training on the course is costing it what the course does not teach."""
+    if not general or drop <= 0:
+        return None
+    fell = general["base_accuracy"] - general["accuracy"]
+    if fell < drop - 1e-9:
+        return None
+    return (f"possible forgetting: the general probe ({general['items']} questions outside the course) fell "
+            f"from {general['base_accuracy']:.2f} (base model) to {general['accuracy']:.2f} (-{fell:.2f})")
+
+
+STEP_FUNCTIONS: dict[str, Callable[[Context, RoundState], dict[str, Any]]] = {
+    "diagnose": diagnose, "plan": plan, "explain": explain, "score": score, "generate": generate,
+    "build_data": build_data, "train": train, "reexamine": reexamine,
+}

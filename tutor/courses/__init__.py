@@ -1,0 +1,1 @@
+"""Courses: import, export and services shared by runs and learners."""

@@ -1,0 +1,1 @@
+"""Human learners: tutoring sessions, mastery, reviews, feedback."""

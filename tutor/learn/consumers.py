@@ -1,0 +1,234 @@
+"""The WebSocket of a learner's tutoring session: the tutor's replies, streamed token by token.
+
+One consumer per open page, in the group ``tutor.session.<id>``. On connect it sends the whole
+transcript from the database (a reloaded or reconnected page sees everything), then generates
+whatever is pending. Each pending message is claimed atomically, so with two tabs open one
+generates and both watch (pieces go through the group). Only the session's learner may connect.
+
+Messages from htmx's ws extension are JSON form values: ``question`` (a free question; saved
+before the teacher is called), ``stop``, ``retry`` (a message id). Replies are HTML fragments
+(escaped by the templates) swapped in by ``id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.exceptions import ValidationError
+from django.template.loader import render_to_string
+
+from training.core.llm import LLMError
+from tutor.core.learn.prompts import MAX_REPLY_CHARS
+from tutor.learn import live, services
+from tutor.models import TutoringSession, TutorMessage
+
+logger = logging.getLogger(__name__)
+
+FORBIDDEN = 4403
+
+
+class TutoringSessionConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
+        if not (user and user.is_authenticated) or not await _owns(self.session_id, user):
+            await self.close(code=FORBIDDEN)
+            return
+        self.group = live.tutoring_session_group(self.session_id)
+        self.stop_event = threading.Event()
+        self.pump: asyncio.Task | None = None
+        self.generating: int | None = None
+        self.gone = False
+        self.kicked = False
+        # Join the group before reading the state, so nothing said in between is missed.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send(text_data=await _state_html(self.session_id))
+        self._kick()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        self.gone = True
+        if getattr(self, "stop_event", None) is not None:
+            self.stop_event.set()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            data = json.loads(text_data or "{}")
+        except json.JSONDecodeError:
+            return
+        if not isinstance(data, dict):
+            return
+        if "stop" in data:
+            await self.channel_layer.group_send(self.group, {"type": "tutor.stop"})
+        elif "retry" in data:
+            await _retry(self.session_id, data.get("retry"))
+            self._kick()
+        elif "question" in data:
+            error = await _ask(self.session_id, str(data.get("question", "")))
+            if error:
+                await self.send(text_data=render_to_string("tutor/learn/partials/message.html#notice",
+                                                           {"notice": error}))
+            self._kick()
+
+    # -- group events ------------------------------------------------------------------------
+
+    async def tutor_html(self, event: dict) -> None:
+        await self.send(text_data=event["html"])
+
+    async def tutor_pending(self, event: dict) -> None:
+        self._kick()
+
+    async def tutor_stop(self, event: dict) -> None:
+        if self.generating is not None:
+            self.stop_event.set()
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        self.kicked = True  # a running pump looks again before it stops
+        if not self.gone and (self.pump is None or self.pump.done()):
+            self.pump = asyncio.create_task(self._run_pending())
+
+    async def _run_pending(self) -> None:
+        try:
+            while not self.gone:
+                self.kicked = False
+                plan = await _claim_next(self.session_id)
+                if plan is None:
+                    if self.kicked:
+                        continue
+                    return
+                self.generating = plan.message_id
+                try:
+                    await self._generate(plan)
+                finally:
+                    self.generating = None
+        except Exception:  # a bug must not leave the page silent: log it; the message shows failed
+            logger.exception("tutoring session %s: generation crashed", self.session_id)
+
+    async def _generate(self, plan: services.TutorPlan) -> None:
+        self.stop_event = stop_event = threading.Event()
+        await self._broadcast(plan.message_id)  # "The tutor is writing…"
+        loop = asyncio.get_running_loop()
+        try:
+            if plan.conversation is None:  # a mistake: decide first, and record the decision
+                text = await loop.run_in_executor(None, _decide, plan)
+                await database_sync_to_async(services.tutor_message_decide)(plan=plan, text=text)
+            text, status, error = await self._stream(plan, stop_event)
+        except LLMError as exc:
+            logger.warning("tutoring session %s: teacher failed: %s", self.session_id, exc)
+            text, status, error = "", TutorMessage.Status.FAILED, str(exc)
+        except Exception as exc:
+            logger.exception("tutoring session %s: teacher crashed", self.session_id)
+            text, status, error = "", TutorMessage.Status.FAILED, f"{type(exc).__name__}: {exc}"
+        if self.gone and status != TutorMessage.Status.DONE:
+            # The page went away mid-reply: queue it again for the next page (or another open tab).
+            await database_sync_to_async(services.tutor_message_requeue)(message_id=plan.message_id)
+            await self.channel_layer.group_send(self.group, {"type": "tutor.pending"})
+            return
+        await database_sync_to_async(services.tutor_message_finish)(message_id=plan.message_id, text=text,
+                                                                      status=status, error=error)
+        await self._broadcast(plan.message_id)
+
+    async def _stream(self, plan: services.TutorPlan, stop_event: threading.Event) -> tuple[str, str, str]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+
+        def produce() -> None:
+            # In an executor thread: loading and generating block.
+            shown = 0
+            try:
+                llm, adapter = plan.llm()
+                for piece in llm.stream(plan.conversation, plan.params(), adapter=adapter):
+                    if stop_event.is_set() or shown >= MAX_REPLY_CHARS:
+                        break
+                    piece = piece[: MAX_REPLY_CHARS - shown]
+                    shown += len(piece)
+                    loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+                loop.call_soon_threadsafe(queue.put_nowait, ("done", ""))
+            except LLMError as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", str(exc)))
+            except Exception as exc:  # never a traceback in the browser
+                logger.exception("tutor stream failed")
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", f"{type(exc).__name__}: {exc}"))
+
+        future = loop.run_in_executor(None, produce)
+        pieces: list[str] = []
+        while True:
+            kind, value = await queue.get()
+            if kind == "piece":
+                pieces.append(value)
+                html = render_to_string("tutor/learn/partials/message.html#piece",
+                                        {"message_id": plan.message_id, "piece": value})
+                await self.channel_layer.group_send(self.group, {"type": "tutor.html", "html": html})
+                continue
+            break
+        await future
+        text = "".join(pieces)
+        if kind == "error":
+            return text, TutorMessage.Status.FAILED, value
+        if stop_event.is_set():
+            return text, TutorMessage.Status.STOPPED, ""
+        return text, TutorMessage.Status.DONE, ""
+
+    async def _broadcast(self, message_id: int) -> None:
+        html = await database_sync_to_async(live.tutor_message_html)(message_id=message_id)
+        await self.channel_layer.group_send(self.group, {"type": "tutor.html", "html": html})
+
+
+def _decide(plan: services.TutorPlan) -> str:
+    llm, adapter = plan.llm()
+    return llm.generate([plan.decision_conversation], plan.params(decision=True), adapter=adapter)[0].text
+
+
+@database_sync_to_async
+def _owns(session_id: int, user) -> bool:
+    return TutoringSession.objects.filter(pk=session_id, enrolment__user=user).exists()
+
+
+@database_sync_to_async
+def _state_html(session_id: int) -> str:
+    session = TutoringSession.objects.get(pk=session_id)
+    messages = [live.tutor_message_context(message=m)
+                for m in session.messages.select_related("alternative_to").prefetch_related("feedback")]
+    return render_to_string("tutor/learn/partials/message.html#list", {"messages": messages})
+
+
+@database_sync_to_async
+def _claim_next(session_id: int) -> services.TutorPlan | None:
+    for message_id in services.tutor_messages_pending(session_id=session_id):
+        plan = services.tutor_message_claim(message_id=message_id)
+        if plan is not None:
+            return plan
+    return None
+
+
+@database_sync_to_async
+def _retry(session_id: int, message_id: object) -> None:
+    message = TutorMessage.objects.filter(session_id=session_id, pk=_int(message_id)).first()
+    if message is not None:
+        services.tutor_message_retry(message=message)
+
+
+@database_sync_to_async
+def _ask(session_id: int, question: str) -> str:
+    try:
+        services.tutor_question_ask(session=TutoringSession.objects.select_related(
+            "enrolment", "exercise__skill").get(pk=session_id), question=question)
+    except ValidationError as exc:
+        return " ".join(exc.messages)
+    return ""
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0

@@ -1,0 +1,411 @@
+"""Tutoring human learners (HackSoft style: keyword-only ``<entity>_<action>`` functions).
+
+Rules that matter:
+- an answer, a question or a rating is written to the database **before** anything else happens
+  (grading, a teacher call, a broadcast): a teacher failure, a reload or a lost socket loses
+  nothing the learner typed;
+- a tutor message is written by exactly one generator: it is claimed atomically
+  (pending → streaming), so two open tabs never generate it twice; a failed one keeps its error
+  and waits for the learner's retry;
+- on a mistake the teacher's decision (error type, strategy, intention) is stored on the message
+  before the reply is generated;
+- learners reach only their own enrolments, sessions, answers and ratings; instructors of a
+  course (``Course.instructors``, or superusers) see its learners;
+- exam items never reach a learner (they would end up in the feedback that trains the teacher).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from training.core.llm import LLM, LLMError
+from training.models import LanguageModel
+from training.services import language_model_llm
+from tutor.core.courses.grading import grade
+from tutor.core.learn import prompts as core
+from tutor.core.learn.mastery import bkt_update, is_mastered
+from tutor.core.learn.next_item import choose_next_skill
+from tutor.core.learn.review import ReviewState, new_review_state, record_review
+from tutor.learn.live import tutor_message_announce
+from tutor.learn.selectors import (
+    course_teacher,
+    learner_context,
+    learner_reviews_due,
+    skill_bkt_params,
+    tutoring_preference_records,
+)
+from tutor.models import (
+    Course,
+    Exercise,
+    LearnerAttempt,
+    LearnerEnrolment,
+    LearnerSkillState,
+    Skill,
+    TutorFeedback,
+    TutoringSession,
+    TutorMessage,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_ANSWER_CHARS = 2000
+MAX_QUESTION_CHARS = core.MAX_QUESTION_CHARS
+STALE_STREAMING_S = 300  # a message "streaming" this long lost its generator (process restart)
+TEACHER_UNAVAILABLE = "The tutor could not answer just now. Nothing you typed is lost; try again in a moment."
+
+
+
+@transaction.atomic
+def learner_enrol(*, user, course: Course, level: str = LearnerEnrolment.Level.BEGINNER,
+                  scaffolding: bool = True) -> LearnerEnrolment:
+    """Enrol ``user`` (or update their stated level and preference if already enrolled)."""
+    enrolment, _ = LearnerEnrolment.objects.update_or_create(
+        user=user, course=course, defaults={"level": level, "scaffolding": scaffolding})
+    return enrolment
+
+
+def tutoring_session_start(*, enrolment: LearnerEnrolment, rng: random.Random | None = None) -> TutoringSession:
+    session = TutoringSession.objects.create(enrolment=enrolment)
+    return tutoring_session_next(session=session, rng=rng)
+
+
+@transaction.atomic
+def tutoring_session_next(*, session: TutoringSession, rng: random.Random | None = None) -> TutoringSession:
+    """Put the next exercise on the learner's screen (and queue an explanation of a skill they never had one for)."""
+    enrolment = session.enrolment
+    skills = list(enrolment.course.skills.prefetch_related("prerequisites"))
+    if not skills:
+        session.exercise, session.reason = None, ""
+        session.save(update_fields=["exercise", "reason", "updated_at"])
+        return session
+    by_key = {s.key: s for s in skills}
+    states = {s.skill_id: s for s in enrolment.skill_states.all()}
+    mastery = {s.key: states[s.pk].p_known for s in skills if s.pk in states and states[s.pk].attempts}
+    due = [state.skill.key for state in learner_reviews_due(enrolment=enrolment)]
+    choice = choose_next_skill([(s.key, [p.key for p in s.prerequisites.all()]) for s in skills], mastery, due,
+                               rng=rng or random.Random())
+    skill = by_key[choice.skill]
+    session.exercise, session.reason = _pick_exercise(enrolment=enrolment, skill=skill), choice.reason
+    session.save(update_fields=["exercise", "reason", "updated_at"])
+    explained = TutorMessage.objects.filter(session__enrolment=enrolment, kind=TutorMessage.Kind.EXPLANATION,
+                                            skill=skill).exists()
+    if not explained and session.exercise is not None:
+        tutor_explanation_queue(session=session, skill=skill, rng=rng)
+    return session
+
+
+def _pick_exercise(*, enrolment: LearnerEnrolment, skill: Skill) -> Exercise | None:
+    """Unsolved before solved, fewest tries first, easiest first: never an exam item."""
+    solved = set(LearnerAttempt.objects.filter(session__enrolment=enrolment, correct=True)
+                 .values_list("exercise_id", flat=True))
+    candidates = list(Exercise.objects.trainable().filter(skill=skill))
+    tries = dict(LearnerAttempt.objects.filter(session__enrolment=enrolment, exercise__skill=skill)
+                 .values("exercise_id").annotate(n=Count("pk")).values_list("exercise_id", "n"))
+    ordered = sorted(candidates, key=lambda e: (e.pk in solved, tries.get(e.pk, 0), e.difficulty, e.key))
+    return ordered[0] if ordered else None
+
+
+def learner_attempt_submit(*, session: TutoringSession, answer: str) -> LearnerAttempt:
+    """Save the answer (its own commit, first), then grade it."""
+    if session.exercise is None:
+        raise ValidationError("There is no exercise to answer.")
+    attempt = LearnerAttempt.objects.create(session=session, exercise=session.exercise,
+                                            answer=answer.strip()[:MAX_ANSWER_CHARS])
+    return learner_attempt_grade(attempt=attempt)
+
+
+def learner_attempt_grade(*, attempt: LearnerAttempt) -> LearnerAttempt:
+    """Grade by rule; a free-text answer the rule rejects goes to the teacher, against the gold solution.
+
+    When the teacher cannot be reached the attempt stays ungraded with ``grade_error`` set (the
+    page offers a retry); mastery moves only once an attempt is graded.
+    """
+    if attempt.correct is not None:
+        return attempt
+    exercise = attempt.exercise
+    result = grade(exercise, attempt.answer)
+    correct, reason, graded_by = result.correct, result.reason, LearnerAttempt.GradedBy.RULE
+    if not correct and exercise.answer_type == Exercise.AnswerType.TEXT and attempt.answer.strip():
+        try:
+            verdict = _teacher_verdict(attempt=attempt)
+        except LLMError as exc:
+            logger.warning("teacher grading of attempt %s failed: %s", attempt.pk, exc)
+            attempt.grade_error = TEACHER_UNAVAILABLE
+            attempt.save(update_fields=["grade_error"])
+            return attempt
+        if verdict is not None:
+            correct, graded_by = verdict, LearnerAttempt.GradedBy.TEACHER
+            reason = "the tutor judged your answer correct" if verdict else "the tutor judged your answer incorrect"
+    with transaction.atomic():
+        attempt.correct, attempt.reason, attempt.graded_by = correct, reason[:500], graded_by
+        attempt.extracted = (result.extracted or "")[:500]
+        attempt.grade_error, attempt.graded_at = "", timezone.now()
+        solution_seen = TutorMessage.objects.filter(session=attempt.session, exercise=exercise,
+                                                    kind=TutorMessage.Kind.SOLUTION,
+                                                    created_at__lte=attempt.created_at).exists()
+        if not solution_seen:  # an answer copied from the shown solution is no evidence of mastery
+            state = learner_skill_record(enrolment=attempt.session.enrolment, skill=exercise.skill,
+                                         correct=correct, now=attempt.graded_at)
+            attempt.p_known_after = state.p_known
+        attempt.save()
+        if not correct:
+            tutor_remediation_queue(attempt=attempt)
+    return attempt
+
+
+def _teacher_verdict(*, attempt: LearnerAttempt) -> bool | None:
+    exercise = attempt.exercise
+    model = course_teacher(course=exercise.skill.course)
+    if model is None:
+        raise LLMError("tutor", "no teacher model is set up")
+    llm, adapter = _teacher_llm(model=model, course=exercise.skill.course)
+    params = model.generation_params().replace(max_new_tokens=min(model.max_new_tokens, core.GRADING_MAX_TOKENS))
+    conversation = core.grading_prompt(exercise.prompt, exercise.answer, exercise.solution, attempt.answer)
+    return core.parse_verdict(llm.generate([conversation], params, adapter=adapter)[0].text)
+
+
+def learner_skill_record(*, enrolment: LearnerEnrolment, skill: Skill, correct: bool,
+                         now: datetime) -> LearnerSkillState:
+    """BKT update after one graded answer; FSRS review once mastered (the mastering answer is review 1)."""
+    params = skill_bkt_params(skill)
+    state, _ = LearnerSkillState.objects.select_for_update().get_or_create(
+        enrolment=enrolment, skill=skill, defaults={"p_known": params.prior})
+    state.p_known = bkt_update(state.p_known, correct, params)
+    state.attempts += 1
+    state.correct += int(correct)
+    review = None
+    if state.review:
+        review = record_review(ReviewState.from_dict(state.review), correct, now)
+    elif is_mastered(state.p_known):
+        review = record_review(new_review_state(now), correct, now)
+        state.mastered_at = now
+    if review is not None:
+        state.review, state.review_due = review.to_dict(), review.due
+    state.save()
+    return state
+
+
+_loaded_adapters: set[tuple[int, str, str]] = set()
+
+
+def _teacher_llm(*, model: LanguageModel, course: Course) -> tuple[LLM, str | None]:
+    """The loaded teacher and the name of the course's adapter on it (None: the plain teacher).
+
+    Blocks (loading a local model takes seconds): call it outside the event loop.
+    """
+    llm = language_model_llm(model=model)
+    adapter = course.teacher_adapter
+    if adapter is None or adapter.base_model_id != model.pk or model.backend == LanguageModel.Backend.OPENAI:
+        return llm, None
+    name = f"adapter-{adapter.pk}"
+    key = (id(llm), name, adapter.path)
+    if key not in _loaded_adapters:
+        llm.load_adapter(name, adapter.path)
+        _loaded_adapters.add(key)
+    return llm, name
+
+
+def tutor_explanation_queue(*, session: TutoringSession, skill: Skill,
+                            rng: random.Random | None = None) -> list[TutorMessage]:
+    """Queue an explanation of ``skill`` tailored to the learner; sometimes two, to choose between."""
+    ctx = learner_context(enrolment=session.enrolment)
+    prompt = core.explanation_prompt(skill.name, skill.description, ctx)
+    first = TutorMessage.objects.create(session=session, kind=TutorMessage.Kind.EXPLANATION, skill=skill,
+                                        exercise=session.exercise, prompt=prompt)
+    messages = [first]
+    if core.show_alternatives(rng or random.Random(), settings.TEACHLOOP_TUTOR_ALTERNATIVES_SHARE):
+        messages.append(TutorMessage.objects.create(session=session, kind=TutorMessage.Kind.EXPLANATION,
+                                                    skill=skill, exercise=session.exercise, prompt=prompt,
+                                                    alternative_to=first))
+    for message in messages:
+        tutor_message_announce(message, new=True, pending=message is messages[-1])
+    return messages
+
+
+def tutor_remediation_queue(*, attempt: LearnerAttempt) -> TutorMessage:
+    message = TutorMessage.objects.create(session=attempt.session, kind=TutorMessage.Kind.REMEDIATION,
+                                          skill=attempt.exercise.skill, exercise=attempt.exercise, attempt=attempt)
+    tutor_message_announce(message, new=True, pending=True)
+    return message
+
+
+def tutor_question_ask(*, session: TutoringSession, question: str) -> TutorMessage:
+    """Save the learner's free question (first), then queue the teacher's answer."""
+    question = question.strip()[:MAX_QUESTION_CHARS]
+    if not question:
+        raise ValidationError("Type a question first.")
+    exercise = session.exercise
+    ctx = learner_context(enrolment=session.enrolment)
+    prompt = core.question_prompt(question, ctx, skill_name=exercise.skill.name if exercise else "",
+                                  exercise=exercise.prompt if exercise else "")
+    message = TutorMessage.objects.create(session=session, kind=TutorMessage.Kind.ANSWER, question=question,
+                                          skill=exercise.skill if exercise else None, exercise=exercise,
+                                          prompt=prompt)
+    tutor_message_announce(message, new=True, pending=True)
+    return message
+
+
+def tutor_solution_show(*, session: TutoringSession) -> TutorMessage:
+    """The full gold solution of the current exercise (no teacher call: the course's own solution)."""
+    exercise = session.exercise
+    if exercise is None:
+        raise ValidationError("There is no exercise to solve.")
+    text = exercise.solution.strip() or f"Answer: {exercise.answer}"
+    if "Answer:" not in text:
+        text += f"\nAnswer: {exercise.answer}"
+    now = timezone.now()
+    message = TutorMessage.objects.create(session=session, kind=TutorMessage.Kind.SOLUTION, skill=exercise.skill,
+                                          exercise=exercise, text=text, status=TutorMessage.Status.DONE,
+                                          started_at=now, finished_at=now)
+    tutor_message_announce(message, new=True)
+    return message
+
+
+def tutor_message_retry(*, message: TutorMessage) -> bool:
+    """A failed or stopped message goes back to the queue; False if it was not retryable."""
+    updated = TutorMessage.objects.filter(
+        pk=message.pk, status__in=[TutorMessage.Status.FAILED, TutorMessage.Status.STOPPED],
+    ).update(status=TutorMessage.Status.PENDING, text="", error="", finished_at=None)
+    if updated:
+        message.refresh_from_db()
+        tutor_message_announce(message)
+    return bool(updated)
+
+
+def tutor_messages_pending(*, session_id: int) -> list[int]:
+    """Pending messages in order; streaming ones abandoned by a dead process go back to pending."""
+    cutoff = timezone.now() - timedelta(seconds=STALE_STREAMING_S)
+    TutorMessage.objects.filter(session_id=session_id, status=TutorMessage.Status.STREAMING,
+                                started_at__lt=cutoff).update(status=TutorMessage.Status.PENDING, text="")
+    return list(TutorMessage.objects.filter(session_id=session_id, status=TutorMessage.Status.PENDING)
+                .order_by("created_at", "pk").values_list("pk", flat=True))
+
+
+@dataclass
+class TutorPlan:
+    """What a generator needs outside the database: the model and the conversation(s)."""
+
+    message_id: int
+    model: LanguageModel
+    course: Course
+    conversation: list[dict[str, str]] | None  # None until the decision is made (remediation)
+    decision_conversation: list[dict[str, str]] | None = None
+
+    def llm(self) -> tuple[LLM, str | None]:
+        return _teacher_llm(model=self.model, course=self.course)
+
+    def params(self, *, decision: bool = False):
+        params = self.model.generation_params()
+        if decision:
+            return params.replace(max_new_tokens=min(params.max_new_tokens, core.DECISION_MAX_TOKENS))
+        return params
+
+
+def tutor_message_claim(*, message_id: int) -> TutorPlan | None:
+    """Take a pending message for generation (atomically); None if someone else took it or it failed at once."""
+    claimed = TutorMessage.objects.filter(pk=message_id, status=TutorMessage.Status.PENDING).update(
+        status=TutorMessage.Status.STREAMING, started_at=timezone.now(), text="", error="")
+    if not claimed:
+        return None
+    message = TutorMessage.objects.select_related(
+        "session__enrolment__course__teacher_adapter", "attempt__exercise", "alternative_to").get(pk=message_id)
+    course = message.session.enrolment.course
+    model = course_teacher(course=course)
+    if model is None:
+        tutor_message_finish(message_id=message_id, text="", status=TutorMessage.Status.FAILED,
+                             error="no teacher model is set up (run manage.py bootstrap or register one)")
+        message.refresh_from_db()
+        tutor_message_announce(message)
+        return None
+    if message.kind == TutorMessage.Kind.REMEDIATION:
+        attempt = message.attempt
+        exercise = attempt.exercise
+        tries = LearnerAttempt.objects.filter(session=message.session, exercise=exercise,
+                                              created_at__lte=attempt.created_at).count()
+        ctx = learner_context(enrolment=message.session.enrolment)
+        decision = core.decision_prompt(exercise.prompt, attempt.answer, exercise.answer, exercise.solution, ctx,
+                                        tries=tries)
+        return TutorPlan(message_id, model, course, None, decision)
+    conversation = [dict(m) for m in message.prompt]
+    if message.alternative_to_id:  # the second of a pair is asked for in another style
+        conversation[-1]["content"] += f"\n{core.ALTERNATIVE_STYLE}"
+    return TutorPlan(message_id, model, course, conversation)
+
+
+def tutor_message_decide(*, plan: TutorPlan, text: str) -> list[dict[str, str]]:
+    """Store the teacher's decision on the message (before any reply) and return the reply prompt."""
+    message = TutorMessage.objects.select_related("attempt__exercise", "session__enrolment").get(pk=plan.message_id)
+    attempt, exercise = message.attempt, message.attempt.exercise
+    enrolment = message.session.enrolment
+    tries = LearnerAttempt.objects.filter(session=message.session, exercise=exercise,
+                                          created_at__lte=attempt.created_at).count()
+    decision = core.parse_decision(text, attempt.answer, scaffolding=enrolment.scaffolding, tries=tries)
+    ctx = learner_context(enrolment=enrolment)
+    conversation = core.remediation_prompt(decision, exercise.prompt, attempt.answer, exercise.answer,
+                                           exercise.solution, ctx)
+    message.error_type, message.strategy, message.intention = decision.error_type, decision.strategy, decision.intention
+    message.decision_parsed, message.prompt = decision.parsed, conversation
+    message.save(update_fields=["error_type", "strategy", "intention", "decision_parsed", "prompt"])
+    plan.conversation = conversation
+    return conversation
+
+
+def tutor_message_finish(*, message_id: int, text: str, status: str, error: str = "") -> None:
+    TutorMessage.objects.filter(pk=message_id).update(
+        text=core.clip(text, core.MAX_REPLY_CHARS) if text.strip() else "", status=status, error=error[:2000],
+        finished_at=timezone.now())
+
+
+def tutor_message_requeue(*, message_id: int) -> None:
+    """The generator's page went away mid-reply: start again when a page is back."""
+    TutorMessage.objects.filter(pk=message_id, status=TutorMessage.Status.STREAMING).update(
+        status=TutorMessage.Status.PENDING, text="")
+
+
+@transaction.atomic
+def tutor_feedback_save(*, message: TutorMessage, user, kind: str, value: str) -> TutorFeedback:
+    """Store a rating (replacing an earlier one of the same kind); a choice marks the pair's other one rejected."""
+    if kind not in TutorFeedback.VALUES or value not in TutorFeedback.VALUES[kind]:
+        raise ValidationError(f"unknown rating {kind}={value}")
+    if message.status != TutorMessage.Status.DONE:
+        raise ValidationError("Only a finished reply can be rated.")
+    rejected = None
+    if kind == TutorFeedback.Kind.CHOICE:
+        rejected = message.partner
+        if rejected is None:
+            raise ValidationError("This explanation has no alternative to choose against.")
+        TutorFeedback.objects.filter(message=rejected, kind=kind).delete()
+    feedback, _ = TutorFeedback.objects.update_or_create(
+        message=message, kind=kind, defaults={"user": user, "value": value, "rejected": rejected})
+    return feedback
+
+
+def tutoring_training_job_create(*, course: Course, method: str, user):
+    """A DPO or KTO job training the teacher's own adapter on the course's learner feedback."""
+    from training import jobs  # training never imports tutor; tutor may import training
+
+    if method not in ("dpo", "kto"):
+        raise ValidationError("Choose DPO (pairwise choices) or KTO (thumbs).")
+    teacher = course_teacher(course=course)
+    if teacher is None:
+        raise ValidationError("This course has no teacher model to train.")
+    records = tutoring_preference_records(course=course, method=method)
+    if not records:
+        raise ValidationError(f"No {'pairwise choices' if method == 'dpo' else 'ratings'} to train on yet.")
+    parent = course.teacher_adapter if course.teacher_adapter and course.teacher_adapter.base_model_id == teacher.pk else None
+    with transaction.atomic():
+        dataset = jobs.dataset_create(name=f"{course.key}-learner-feedback-{method}", method=method, records=records,
+                                      user=user, source=f"learner feedback on course {course.key}")
+        hyper: dict[str, Any] = {"batch_size": 2} if method == "kto" else {}
+        return jobs.training_job_create(base_model=teacher, dataset=dataset, user=user, parent_adapter=parent,
+                                        **hyper)

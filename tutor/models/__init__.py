@@ -1,0 +1,15 @@
+"""The tutor app's models, one module per room; re-exported so ``tutor.models.X`` keeps working."""
+
+from tutor.models.courses import Course, Exercise, ExerciseQuerySet, Skill
+from tutor.models.learners import (
+    LearnerAttempt,
+    LearnerEnrolment,
+    LearnerSkillState,
+    TutorFeedback,
+    TutoringSession,
+    TutorMessage,
+)
+from tutor.models.runs import Round, RunExplanation, TeachingRun
+
+__all__ = ["Course", "Exercise", "ExerciseQuerySet", "LearnerAttempt", "LearnerEnrolment", "LearnerSkillState",
+           "Round", "RunExplanation", "Skill", "TeachingRun", "TutorFeedback", "TutorMessage", "TutoringSession"]

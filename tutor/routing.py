@@ -1,7 +1,0 @@
-from django.urls import path
-
-from tutor import consumers
-
-websocket_urlpatterns = [
-    path("ws/tutor/runs/<int:run_id>/", consumers.TeachingRunConsumer.as_asgi()),
-]

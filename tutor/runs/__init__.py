@@ -1,0 +1,1 @@
+"""Teaching runs of student models: services, live pages, consumers, tasks."""
