@@ -7,25 +7,24 @@ import json
 import threading
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
+from teachloop.consumers import FORBIDDEN, NOT_FOUND, FormConsumer, FormMessage
 from training import services
 from training.core.llm import GenerationParams, LLMError
+from training.core.llm.streaming import stream_in_thread
 from training.jobs import job_group
 from training.models import LanguageModel
 
 MAX_PROMPT_CHARS = 4000
 MAX_STREAM_CHARS = 8000  # model output is untrusted: stop showing it past a sane length
-FORBIDDEN = 4403
 
 
-class ModelTryConsumer(AsyncWebsocketConsumer):
+class ModelTryConsumer(FormConsumer):
     """Streams a registered model's reply to a prompt, piece by piece, to staff only.
 
-    Messages from htmx's ws extension are JSON form values: ``prompt`` to start, ``stop`` to
-    stop. Replies are HTML fragments (escaped by the template) swapped in by ``id``.
-    Generation runs in a worker thread (never on the event loop or Django's shared sync thread).
+    Forms: ``prompt`` to start, ``stop`` to stop. Replies are HTML fragments (escaped by the
+    template) swapped in by ``id``.
     """
 
     async def connect(self) -> None:
@@ -35,7 +34,7 @@ class ModelTryConsumer(AsyncWebsocketConsumer):
             return
         self.model = await _get_model(self.scope["url_route"]["kwargs"]["model_id"])
         if self.model is None:
-            await self.close(code=4404)
+            await self.close(code=NOT_FOUND)
             return
         self.stop_event = threading.Event()
         self.pump: asyncio.Task | None = None
@@ -45,15 +44,11 @@ class ModelTryConsumer(AsyncWebsocketConsumer):
         if getattr(self, "stop_event", None) is not None:
             self.stop_event.set()
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            data = json.loads(text_data or "{}")
-        except json.JSONDecodeError:
-            return
-        if "stop" in data:
+    async def receive_form(self, form: FormMessage) -> None:
+        if "stop" in form:
             self.stop_event.set()
             return
-        prompt = str(data.get("prompt", "")).strip()[:MAX_PROMPT_CHARS]
+        prompt = (form.text("prompt") or "").strip()[:MAX_PROMPT_CHARS]
         if not prompt:
             await self._send("status", {"status": "Type a prompt first."})
             return
@@ -64,39 +59,23 @@ class ModelTryConsumer(AsyncWebsocketConsumer):
         self.pump = asyncio.create_task(self._stream(prompt))
 
     async def _stream(self, prompt: str) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-        stop_event = self.stop_event
-        model = self.model
+        stop_event, model = self.stop_event, self.model
 
-        def produce() -> None:
-            # Runs in an executor thread: loading and generating block.
-            shown = 0
-            try:
-                llm = services.language_model_llm(model=model)
-                params: GenerationParams = model.generation_params()
-                for piece in llm.stream([{"role": "user", "content": prompt}], params):
-                    if stop_event.is_set() or shown >= MAX_STREAM_CHARS:
-                        break
-                    piece = piece[: MAX_STREAM_CHARS - shown]
-                    shown += len(piece)
-                    loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
-                loop.call_soon_threadsafe(queue.put_nowait, ("done", "Stopped." if stop_event.is_set() else "Done."))
-            except LLMError as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", str(exc)))
-            except Exception as exc:  # never a traceback in the browser
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", f"{model.name}: {type(exc).__name__}: {exc}"))
+        def pieces():
+            llm = services.language_model_llm(model=model)
+            params: GenerationParams = model.generation_params()
+            return llm.stream([{"role": "user", "content": prompt}], params)
 
         await self._send("start", {"status": "Generating…"})
-        future = loop.run_in_executor(None, produce)
-        while True:
-            kind, value = await queue.get()
-            if kind == "piece":
-                await self._send("piece", {"piece": value})
-                continue
-            await self._send("status", {"status": value, "error": kind == "error"})
-            break
-        await future
+        try:
+            async for piece in stream_in_thread(pieces, stop=stop_event, max_chars=MAX_STREAM_CHARS):
+                await self._send("piece", {"piece": piece})
+        except LLMError as exc:
+            await self._send("status", {"status": str(exc), "error": True})
+        except Exception as exc:  # never a traceback in the browser
+            await self._send("status", {"status": f"{model.name}: {type(exc).__name__}: {exc}", "error": True})
+        else:
+            await self._send("status", {"status": "Stopped." if stop_event.is_set() else "Done.", "error": False})
 
     async def _send(self, fragment: str, context: dict) -> None:
         html = render_to_string("training/partials/try_stream.html#" + fragment,
@@ -109,7 +88,7 @@ def _get_model(model_id: int) -> LanguageModel | None:
     return LanguageModel.objects.filter(pk=model_id, enabled=True).first()
 
 
-class TrainingJobConsumer(AsyncWebsocketConsumer):
+class TrainingJobConsumer(FormConsumer):
     """Live state of one training job: on connect the current state and every past metric,
     then each update. Staff, or the user who created the job, only."""
 

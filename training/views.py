@@ -5,21 +5,21 @@ import zipfile
 from pathlib import Path
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from teachloop.auth import staff_required
 from training import jobs
 from training.core.datasets import DatasetError
 from training.forms import DatasetUploadForm, FineTuneForm
 from training.models import Adapter, LanguageModel, TrainingJob
 
 
-@staff_member_required
+@staff_required
 def model_list(request: HttpRequest) -> HttpResponse:
     """Registered models, each with a box that streams a reply over WebSocket."""
     models = LanguageModel.objects.filter(enabled=True)
@@ -42,7 +42,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     return render(request, "training/job_detail.html", {"job": job})
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     job = jobs.training_job_cancel(job=get_object_or_404(TrainingJob, pk=job_id))
@@ -50,7 +50,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     return redirect("training:job", job_id=job.pk)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
     try:
@@ -60,7 +60,7 @@ def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
     return redirect("training:job", job_id=job_id)
 
 
-@staff_member_required
+@staff_required
 def fine_tune(request: HttpRequest) -> HttpResponse:
     form = FineTuneForm(request.POST or None, initial={"dataset": request.GET.get("dataset")})
     if request.method == "POST" and form.is_valid():
@@ -76,7 +76,7 @@ def fine_tune(request: HttpRequest) -> HttpResponse:
     return render(request, "training/fine_tune.html", {"form": form})
 
 
-@staff_member_required
+@staff_required
 def dataset_upload(request: HttpRequest) -> HttpResponse:
     form = DatasetUploadForm(request.POST or None, request.FILES or None)
     line_errors: list[tuple[int, str]] = []
@@ -94,15 +94,13 @@ def dataset_upload(request: HttpRequest) -> HttpResponse:
     return render(request, "training/dataset_upload.html", {"form": form, "line_errors": line_errors})
 
 
-@login_required
+@staff_required
 def adapter_list(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_staff:
-        raise PermissionDenied
     adapters = Adapter.objects.select_related("base_model", "parent").all()
     return render(request, "training/adapter_list.html", {"adapters": adapters})
 
 
-@staff_member_required
+@staff_required
 def adapter_download(request: HttpRequest, adapter_id: int) -> HttpResponse:
     """The adapter's PEFT folder as a zip."""
     adapter = get_object_or_404(Adapter, pk=adapter_id)

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 
 from teachloop.asgi import application
+from teachloop.consumers import FORBIDDEN
 from teachloop.routing import websocket_urlpatterns
 from training import consumers
 from training.core.llm import GenerationError
@@ -60,13 +61,13 @@ async def collect(communicator):
 
 async def test_it_rejects_anonymous_users(model):
     _, connected, code = await connect(model.pk, AnonymousUser())
-    assert not connected and code == consumers.FORBIDDEN
+    assert not connected and code == FORBIDDEN
 
 
 async def test_it_rejects_learners(model):
     learner = await get_user_model().objects.acreate(username="bob")
     _, connected, code = await connect(model.pk, learner)
-    assert not connected and code == consumers.FORBIDDEN
+    assert not connected and code == FORBIDDEN
 
 
 async def test_it_rejects_sockets_from_other_sites(model):
@@ -110,4 +111,17 @@ async def test_it_streams_a_real_local_model(staff, tiny_model_dir):
     messages = await collect(communicator)
     assert any('hx-swap-oob="beforeend"' in m for m in messages)
     assert "Done." in messages[-1]
+    await communicator.disconnect()
+
+
+async def test_it_ignores_messages_that_are_not_forms(monkeypatch, staff, model):
+    monkeypatch.setattr(consumers.services, "language_model_llm", lambda model: ScriptedLLM(["ok"]))
+    communicator, connected, _ = await connect(model.pk, staff)
+    assert connected
+    for raw in ("42", "[1]", "null", "{"):
+        await communicator.send_to(text_data=raw)
+    await communicator.send_to(text_data=json.dumps({"prompt": None}))
+    assert "Type a prompt first." in await communicator.receive_from(timeout=10)
+    await communicator.send_to(text_data=json.dumps({"prompt": "hi"}))  # the socket still works
+    assert "Done." in (await collect(communicator))[-1]
     await communicator.disconnect()

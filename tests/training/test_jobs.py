@@ -75,7 +75,7 @@ class DatasetTestCase(JobTestCase):
 
     def test_it_keeps_learners_out_of_uploads(self):
         self.client.force_login(self.bob)
-        self.assertEqual(self.client.get(reverse("training:dataset-upload")).status_code, 302)
+        self.assertEqual(self.client.get(reverse("training:dataset-upload")).status_code, 403)
 
 
 class CreateJobTestCase(JobTestCase):
@@ -94,7 +94,7 @@ class CreateJobTestCase(JobTestCase):
     def test_it_refuses_learners(self):
         self.client.force_login(self.bob)
         response = self.client.post(reverse("training:fine-tune"), {"base_model": self.model.pk})
-        self.assertEqual(response.status_code, 302)
+        self.assertEqual(response.status_code, 403)
         self.assertFalse(TrainingJob.objects.exists())
 
     def test_it_refuses_to_fine_tune_a_served_model(self):

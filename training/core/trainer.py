@@ -60,6 +60,7 @@ from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrai
 from training.core.config import CONFIG_FILENAME, TrainConfig, default_target_modules
 from training.core.cpu_paths import attend_within_each_sequence, dense_lm_head_on_labelled_positions
 from training.core.datasets import DatasetError, validate_records
+from training.core.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def train(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, 
     except (torch.OutOfMemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise
-        return _failed(f"out of memory while loading {config.base_model}: {_first_line(exc)}", checkpoints)
+        return _failed(f"out of memory while loading {config.base_model}: {first_line(exc)}", checkpoints)
 
     # 4. The TRL trainer for the method, reporting through our callback.
     watcher = _ProgressCallback(config, progress, should_stop, tokens_before=_tokens_seen(resume_from))
@@ -184,7 +185,7 @@ def train(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, 
         if not _out_of_memory(exc):
             raise
         return _failed(f"ran out of {'GPU' if cuda else 'CPU'} memory at step {watcher.step + 1}: "
-                       f"{_first_line(exc)}; lower batch_size ({config.batch_size}) or max_seq_length "
+                       f"{first_line(exc)}; lower batch_size ({config.batch_size}) or max_seq_length "
                        f"({config.max_seq_length}), and raise grad_accum to keep the effective batch",
                        checkpoints)
 
@@ -317,7 +318,7 @@ def _mismatch_summary(exc: Exception) -> str:
         count = text.count("size mismatch")
         return (f"{name} has shape {theirs[11:-1]} in the adapter but {ours[11:-1]} in the model "
                 f"({count} mismatched tensors)")
-    return _first_line(exc)
+    return first_line(exc)
 
 
 # --- the TRL trainer ------------------------------------------------------------------------
@@ -561,8 +562,3 @@ def _failed(reason: str, checkpoints: Path, metrics: dict[str, Any] | None = Non
 def _out_of_memory(exc: BaseException) -> bool:
     # A failed CPU allocation is a plain RuntimeError from c10's DefaultCPUAllocator, not OutOfMemoryError.
     return isinstance(exc, torch.OutOfMemoryError) or "DefaultCPUAllocator: can't allocate memory" in str(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -13,26 +13,25 @@ before the teacher is called), ``stop``, ``retry`` (a message id). Replies are H
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 
+from teachloop.consumers import FORBIDDEN, FormConsumer, FormMessage
 from training.core.llm import LLMError
+from training.core.llm.streaming import stream_in_thread
 from tutor.core.learn.prompts import MAX_REPLY_CHARS
 from tutor.learn import live, services
 from tutor.models import TutoringSession, TutorMessage
 
 logger = logging.getLogger(__name__)
 
-FORBIDDEN = 4403
 
 
-class TutoringSessionConsumer(AsyncWebsocketConsumer):
+class TutoringSessionConsumer(FormConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
@@ -58,20 +57,14 @@ class TutoringSessionConsumer(AsyncWebsocketConsumer):
         if getattr(self, "stop_event", None) is not None:
             self.stop_event.set()
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            data = json.loads(text_data or "{}")
-        except json.JSONDecodeError:
-            return
-        if not isinstance(data, dict):
-            return
-        if "stop" in data:
+    async def receive_form(self, form: FormMessage) -> None:
+        if "stop" in form:
             await self.channel_layer.group_send(self.group, {"type": "tutor.stop"})
-        elif "retry" in data:
-            await _retry(self.session_id, data.get("retry"))
+        elif "retry" in form:
+            await _retry(self.session_id, form.text("retry"))
             self._kick()
-        elif "question" in data:
-            error = await _ask(self.session_id, str(data.get("question", "")))
+        elif "question" in form:
+            error = await _ask(self.session_id, form.text("question") or "")
             if error:
                 await self.send(text_data=render_to_string("tutor/learn/partials/message.html#notice",
                                                            {"notice": error}))
@@ -138,42 +131,22 @@ class TutoringSessionConsumer(AsyncWebsocketConsumer):
         await self._broadcast(plan.message_id)
 
     async def _stream(self, plan: services.TutorPlan, stop_event: threading.Event) -> tuple[str, str, str]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        def pieces():
+            llm, adapter = plan.llm()
+            return llm.stream(plan.conversation, plan.params(), adapter=adapter)
 
-        def produce() -> None:
-            # In an executor thread: loading and generating block.
-            shown = 0
-            try:
-                llm, adapter = plan.llm()
-                for piece in llm.stream(plan.conversation, plan.params(), adapter=adapter):
-                    if stop_event.is_set() or shown >= MAX_REPLY_CHARS:
-                        break
-                    piece = piece[: MAX_REPLY_CHARS - shown]
-                    shown += len(piece)
-                    loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
-                loop.call_soon_threadsafe(queue.put_nowait, ("done", ""))
-            except LLMError as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", str(exc)))
-            except Exception as exc:  # never a traceback in the browser
-                logger.exception("tutor stream failed")
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", f"{type(exc).__name__}: {exc}"))
-
-        future = loop.run_in_executor(None, produce)
-        pieces: list[str] = []
-        while True:
-            kind, value = await queue.get()
-            if kind == "piece":
-                pieces.append(value)
+        text = ""
+        try:
+            async for piece in stream_in_thread(pieces, stop=stop_event, max_chars=MAX_REPLY_CHARS):
+                text += piece
                 html = render_to_string("tutor/learn/partials/message.html#piece",
-                                        {"message_id": plan.message_id, "piece": value})
+                                        {"message_id": plan.message_id, "piece": piece})
                 await self.channel_layer.group_send(self.group, {"type": "tutor.html", "html": html})
-                continue
-            break
-        await future
-        text = "".join(pieces)
-        if kind == "error":
-            return text, TutorMessage.Status.FAILED, value
+        except LLMError as exc:
+            return text, TutorMessage.Status.FAILED, str(exc)
+        except Exception as exc:  # never a traceback in the browser
+            logger.exception("tutor stream failed")
+            return text, TutorMessage.Status.FAILED, f"{type(exc).__name__}: {exc}"
         if stop_event.is_set():
             return text, TutorMessage.Status.STOPPED, ""
         return text, TutorMessage.Status.DONE, ""

@@ -1,18 +1,16 @@
-"""WebSocket consumers of the tutor app."""
+"""The WebSocket of a teaching run's page."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 
+from teachloop.consumers import FORBIDDEN, NOT_FOUND, FormConsumer
 from tutor.runs.live import teaching_run_fragments, teaching_run_group
 
-FORBIDDEN = 4403
 
-
-class TeachingRunConsumer(AsyncWebsocketConsumer):
+class TeachingRunConsumer(FormConsumer):
     """Live state of one teaching run, staff only: on connect the current state from the database
     (a page opened late sees every finished round), then each update the run pushes.
 
@@ -30,7 +28,7 @@ class TeachingRunConsumer(AsyncWebsocketConsumer):
         self.part = "row" if query.get("part") == ["row"] else "state"
         fragments = await _run_snapshot(run_id)
         if fragments is None:
-            await self.close(code=4404)
+            await self.close(code=NOT_FOUND)
             return
         self.group = teaching_run_group(run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)

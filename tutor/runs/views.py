@@ -3,35 +3,21 @@ ratings and edits, fine-tune now. Kept apart from tutor/views.py to keep merges 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from teachloop.auth import staff_required
 from training.services import default_model
 from tutor.models import RunExplanation, TeachingRun
 from tutor.runs import live, selectors, services
 from tutor.runs.forms import ExplanationEditForm, ResumeForm, TeachingRunForm
 
 RATINGS = {"up": True, "down": False, "clear": None}
-
-
-def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Signed-out visitors go to the login page; signed-in non-staff get 403 (not a second login)."""
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not request.user.is_staff:
-            raise PermissionDenied("Teaching runs are for staff.")
-        return view(request, *args, **kwargs)
-    return wrapped
 
 
 def _runs():

@@ -17,7 +17,8 @@ from safetensors.torch import load_file, save_file
 
 import training.core.trainer as engine
 from training.core.config import TrainConfig
-from training.core.trainer import ProgressEvent, _first_line, train
+from training.core.errors import first_line
+from training.core.trainer import ProgressEvent, train
 
 
 def chat_records(n: int = 8) -> list[dict]:
@@ -274,7 +275,7 @@ def test_it_fails_on_out_of_memory_saying_what_to_turn_down(tiny_model_dir, tmp_
     result = train(quick(tiny_model_dir), chat_records(), tmp_path)
     assert result.status == "failed"
     assert "memory at step 1" in result.reason and "batch_size" in result.reason
-    assert _first_line(error) in result.reason
+    assert first_line(error) in result.reason
 
 
 def test_it_lets_unexpected_errors_propagate(tiny_model_dir, tmp_path, monkeypatch):

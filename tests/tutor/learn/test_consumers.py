@@ -14,11 +14,11 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
+from teachloop.consumers import FORBIDDEN
 from teachloop.routing import websocket_urlpatterns
 from tests.tutor.learn.fixtures import ScriptedLLM, make_course
 from training.core.llm import GenerationError
 from training.models import LanguageModel
-from tutor.learn import consumers as consumers_learn
 from tutor.learn import services as learning
 from tutor.models import TutorMessage
 
@@ -67,10 +67,10 @@ async def until_status(communicator, message_id, statuses=("done", "failed", "st
 
 async def test_it_rejects_anonymous_users_and_other_learners(session, django_user_model):
     _, connected, code = await connect(session.pk, AnonymousUser())
-    assert not connected and code == consumers_learn.FORBIDDEN
+    assert not connected and code == FORBIDDEN
     carol = await django_user_model.objects.acreate(username="carol")
     _, connected, code = await connect(session.pk, carol)
-    assert not connected and code == consumers_learn.FORBIDDEN
+    assert not connected and code == FORBIDDEN
     instructor = await django_user_model.objects.acreate(username="ian", is_staff=True)
     await sync_to_async(session.enrolment.course.instructors.add)(instructor)
     _, connected, _ = await connect(session.pk, instructor)
@@ -188,3 +188,13 @@ async def test_it_queues_a_reply_again_when_the_page_goes_away_mid_stream(sessio
             break
         await asyncio.sleep(0.05)
     assert explanation.status == "pending"  # the next page to connect writes it afresh
+
+
+async def test_it_asks_no_question_for_a_null_one(session, bob, teacher):
+    await TutorMessage.objects.filter(session=session).aupdate(status="done", text="explained")
+    communicator, _, _ = await connect(session.pk, bob)
+    await communicator.receive_from(timeout=10)
+    await communicator.send_to(text_data=json.dumps({"question": None}))
+    assert "Type a question first." in await communicator.receive_from(timeout=10)
+    assert not await TutorMessage.objects.filter(session=session, kind="answer").aexists()
+    await communicator.disconnect()

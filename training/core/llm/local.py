@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from training.core.errors import first_line
+
 from .base import (
     LLM,
     Conversation,
@@ -148,12 +150,6 @@ def ensure_gguf_cache(gguf_path: Path, cache_dir: Path, progress: Progress | Non
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-
-
-def _first_line(exc: BaseException, limit: int = 200) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _looks_like_path(source: str) -> bool:
@@ -293,12 +289,12 @@ class LocalLLM(LLM):
             loaded = self._load_folder(str(path) if path.exists() else source)
         except Exception as exc:  # transformers raises OSError/ValueError/HF errors; all mean "can't load"
             if path.exists():
-                cause = f"could not load the model in folder '{source}': {_first_line(exc)}"
+                cause = f"could not load the model in folder '{source}': {first_line(exc)}"
             elif _offline():
                 cause = (f"no such folder or Hugging Face id '{source}' in the local cache "
                          f"(offline? set HF_HUB_OFFLINE=0 and check the name)")
             else:
-                cause = f"no such folder or Hugging Face id '{source}' ({_first_line(exc)})"
+                cause = f"no such folder or Hugging Face id '{source}' ({first_line(exc)})"
             raise ModelLoadError(self.name, cause) from exc
         self._progress(f"Loaded {source}")
         return loaded
@@ -312,20 +308,20 @@ class LocalLLM(LLM):
             try:
                 tokenizer, model = _load_gguf_into_memory(gguf_path, self.dtype)
             except Exception as exc:
-                raise ModelLoadError(self.name, f"could not read GGUF file '{gguf_path}': {_first_line(exc)}") from exc
+                raise ModelLoadError(self.name, f"could not read GGUF file '{gguf_path}': {first_line(exc)}") from exc
             _make_serializable(model)  # so adapters/trainers that save it don't trip on the flag
             return tokenizer, model
         try:
             folder = ensure_gguf_cache(gguf_path, cache_dir, self._progress)
         except Exception as exc:
             raise ModelLoadError(
-                self.name, f"could not convert GGUF file '{gguf_path}' into '{cache_dir}': {_first_line(exc)}"
+                self.name, f"could not convert GGUF file '{gguf_path}' into '{cache_dir}': {first_line(exc)}"
             ) from exc
         try:
             loaded = self._load_folder(str(folder), local_only=True)
         except Exception as exc:
             raise ModelLoadError(
-                self.name, f"the cached copy in '{folder}' is unreadable (delete it to rebuild): {_first_line(exc)}"
+                self.name, f"the cached copy in '{folder}' is unreadable (delete it to rebuild): {first_line(exc)}"
             ) from exc
         self._progress(f"Loaded from cache {folder}")
         return loaded
@@ -472,7 +468,7 @@ class LocalLLM(LLM):
             except GenerationError:
                 raise
             except Exception as exc:  # e.g. CUDA out of memory, prompt longer than the model's context
-                raise GenerationError(self.name, f"generation failed: {_first_line(exc)}") from exc
+                raise GenerationError(self.name, f"generation failed: {first_line(exc)}") from exc
         return results  # type: ignore[return-value]
 
     def _generate_batch(self, prompts: list[list[int]], params: GenerationParams) -> list[Generation]:
@@ -589,7 +585,7 @@ class LocalLLM(LLM):
             exc = failure[0]
             if isinstance(exc, GenerationError):
                 raise exc
-            raise GenerationError(self.name, f"generation failed: {_first_line(exc)}") from exc
+            raise GenerationError(self.name, f"generation failed: {first_line(exc)}") from exc
 
     # -- loglikelihood ------------------------------------------------------------------------
 
@@ -642,7 +638,7 @@ class LocalLLM(LLM):
             except GenerationError:
                 raise
             except Exception as exc:
-                raise GenerationError(self.name, f"scoring failed: {_first_line(exc)}") from exc
+                raise GenerationError(self.name, f"scoring failed: {first_line(exc)}") from exc
         return scores
 
     def _score_batch(self, batch: list[tuple[list[int], int]]) -> list[float]:
@@ -692,7 +688,7 @@ class LocalLLM(LLM):
                         self._adapters.remove(name)
                     model.load_adapter(str(folder), adapter_name=name)
             except Exception as exc:
-                raise ModelLoadError(self.name, f"could not load adapter {name!r} from '{path}': {_first_line(exc)}") from exc
+                raise ModelLoadError(self.name, f"could not load adapter {name!r} from '{path}': {first_line(exc)}") from exc
             self.model.eval()
             self._adapters.append(name)
             self._progress(f"Loaded adapter {name!r} from {path}")

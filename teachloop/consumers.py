@@ -1,0 +1,51 @@
+"""What every WebSocket consumer shares: close codes and the reading of htmx's ws messages.
+
+htmx's ws extension sends a form as a JSON object of string values (plus ``HEADERS``). A consumer
+reads it through :class:`FormConsumer`: anything that is not a JSON object is ignored, and a value
+that is not a string (``null``, a number, a list) reads as absent, never as its ``str()``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+FORBIDDEN = 4403  # not signed in, or not allowed to see this
+NOT_FOUND = 4404  # no such object
+
+
+class FormMessage:
+    """One form posted over the socket; :meth:`text` gives a field's string value or ``None``."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._data
+
+    def text(self, name: str) -> str | None:
+        value = self._data.get(name)
+        return value if isinstance(value, str) else None
+
+
+def parse_form(text_data: str | None) -> FormMessage | None:
+    """The message as a form, or ``None`` when it is not a JSON object (ignored, never an error)."""
+    try:
+        data = json.loads(text_data or "")
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return FormMessage(data) if isinstance(data, dict) else None
+
+
+class FormConsumer(AsyncWebsocketConsumer):
+    """A consumer that receives htmx forms: subclasses implement :meth:`receive_form`."""
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        form = parse_form(text_data)
+        if form is not None:
+            await self.receive_form(form)
+
+    async def receive_form(self, form: FormMessage) -> None:
+        """Handle one form; a consumer that takes none keeps this default, which ignores it."""

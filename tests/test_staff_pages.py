@@ -1,0 +1,28 @@
+"""Every staff page answers the same way: sign in first, then 403 for a learner."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from tests.base import BaseTestCase
+
+STAFF_PAGES = ["training:models", "training:fine-tune", "training:dataset-upload", "training:adapters",
+               "runs:list", "runs:new"]
+
+
+class StaffPagesTestCase(BaseTestCase):
+    def test_it_sends_signed_out_visitors_to_the_login_page(self):
+        for name in STAFF_PAGES:
+            response = self.client.get(reverse(name))
+            self.assertEqual(response.status_code, 302, name)
+            self.assertTrue(response["Location"].startswith(reverse("login")), (name, response["Location"]))
+
+    def test_it_refuses_learners_with_403(self):
+        self.client.force_login(self.bob)
+        for name in STAFF_PAGES:
+            self.assertEqual(self.client.get(reverse(name)).status_code, 403, name)
+
+    def test_it_shows_them_to_staff(self):
+        self.client.force_login(self.alice)
+        for name in STAFF_PAGES:
+            self.assertEqual(self.client.get(reverse(name)).status_code, 200, name)
