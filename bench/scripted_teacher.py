@@ -113,8 +113,13 @@ class ScriptedTeacher(LLM):
 
     # -- the LLM interface ------------------------------------------------------------------------
 
-    def generate(self, conversations: Sequence[Conversation], params: GenerationParams | None = None, *,
-                 adapter: str | None = None) -> list[Generation]:
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        params: GenerationParams | None = None,
+        *,
+        adapter: str | None = None,
+    ) -> list[Generation]:
         out = []
         for conversation in conversations:
             kind = kind_of(conversation)
@@ -130,8 +135,13 @@ class ScriptedTeacher(LLM):
             out.append(Generation(text=text, prompt_tokens=0, completion_tokens=len(text.split())))
         return out
 
-    def stream(self, conversation: Conversation, params: GenerationParams | None = None, *,
-               adapter: str | None = None) -> Iterator[str]:
+    def stream(
+        self,
+        conversation: Conversation,
+        params: GenerationParams | None = None,
+        *,
+        adapter: str | None = None,
+    ) -> Iterator[str]:
         yield self.generate([conversation], params)[0].text
 
     # -- what it says -----------------------------------------------------------------------------
@@ -206,8 +216,10 @@ class ScriptedTeacher(LLM):
                 prompt = f"{prefix}Sequence: {seq}"
                 valid, reason = check_brackets(seq)
                 verdict = "Valid" if valid else "Invalid"
-                block = (f"Question: {prompt}\nOptions: Valid | Invalid\n"
-                         f"Solution: Scan left to right with a stack: {reason}\nAnswer: {verdict}")
+                block = (
+                    f"Question: {prompt}\nOptions: Valid | Invalid\n"
+                    f"Solution: Scan left to right with a stack: {reason}\nAnswer: {verdict}"
+                )
             else:
                 return "I cannot write new exercises of this kind."
             identity = " ".join(prompt.casefold().split())

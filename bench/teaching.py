@@ -70,8 +70,9 @@ DEFAULT_OUT = ROOT / "docs" / "benchmarks" / "teaching-report.md"
 # ---------------------------------------------------------------- pure helpers (unit-tested)
 
 
-def fill_to_budget(records: Sequence[dict[str, Any]], tokens: Sequence[int],
-                   budget: int) -> tuple[list[int], int]:
+def fill_to_budget(
+    records: Sequence[dict[str, Any]], tokens: Sequence[int], budget: int
+) -> tuple[list[int], int]:
     """Indices of ``records`` taken in order (cycling when the pool runs out) while they fit ``budget``.
 
     The record that would cross the budget is taken when that lands closer to it than stopping does, so
@@ -138,20 +139,34 @@ class Bench:
         from training.core.trainer import train
 
         a = self.args
-        config = TrainConfig(base_model=str(self.model_dir), parent_adapter=parent, learning_rate=a.lr,
-                             lora_r=a.lora_r, lora_alpha=2 * a.lora_r, batch_size=a.batch_size,
-                             num_epochs=float(a.epochs), warmup_ratio=0.03, seed=seed, max_seq_length=512,
-                             checkpoint_every=100_000)
+        config = TrainConfig(
+            base_model=str(self.model_dir),
+            parent_adapter=parent,
+            learning_rate=a.lr,
+            lora_r=a.lora_r,
+            lora_alpha=2 * a.lora_r,
+            batch_size=a.batch_size,
+            num_epochs=float(a.epochs),
+            warmup_ratio=0.03,
+            seed=seed,
+            max_seq_length=512,
+            checkpoint_every=100_000,
+        )
         clean = [{"messages": r["messages"]} for r in records]  # meta stays with the bench, not the trainer
         started = time.perf_counter()
         result = train(config, clean, out, resume=False)
         if result.status != "succeeded":
             raise SystemExit(f"training failed: {result.reason}")
-        return {"adapter": str(result.adapter_dir), "train_s": time.perf_counter() - started,
-                "records": len(records), "tokens": sum(self.tokens_of(r) for r in records),
-                "answer_tokens": sum(self.answer_tokens_of(r) for r in records),
-                "engine_tokens": result.metrics.get("tokens"), "steps": result.metrics.get("steps"),
-                "final_loss": result.metrics.get("final_loss")}
+        return {
+            "adapter": str(result.adapter_dir),
+            "train_s": time.perf_counter() - started,
+            "records": len(records),
+            "tokens": sum(self.tokens_of(r) for r in records),
+            "answer_tokens": sum(self.answer_tokens_of(r) for r in records),
+            "engine_tokens": result.metrics.get("tokens"),
+            "steps": result.metrics.get("steps"),
+            "final_loss": result.metrics.get("final_loss"),
+        }
 
     def exam(self, course, adapter: str | None, max_new_tokens: int) -> dict[str, Any]:
         from training.core.llm.base import GenerationParams
@@ -163,11 +178,17 @@ class Bench:
         params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0, seed=0)
         texts = self.student.generate([prompts.student_prompt(e) for e in items], params, adapter=adapter)
         answers = {e.key: grade(e, g.text).correct for e, g in zip(items, texts, strict=True)}
-        per_skill = {s.key: statistics.fmean([answers[e.key] for e in items if e.skill == s.key])
-                     for s in course.skills if any(e.skill == s.key for e in items)}
-        return {"accuracy": statistics.fmean(answers.values()), "per_skill": per_skill,
-                "exam_s": time.perf_counter() - started,
-                "texts": {e.key: g.text for e, g in zip(items, texts, strict=True)}}
+        per_skill = {
+            s.key: statistics.fmean([answers[e.key] for e in items if e.skill == s.key])
+            for s in course.skills
+            if any(e.skill == s.key for e in items)
+        }
+        return {
+            "accuracy": statistics.fmean(answers.values()),
+            "per_skill": per_skill,
+            "exam_s": time.perf_counter() - started,
+            "texts": {e.key: g.text for e, g in zip(items, texts, strict=True)},
+        }
 
     # -- the loop arm -------------------------------------------------------------------------
 
@@ -181,8 +202,13 @@ class Bench:
             # The base model's exam answers at the same settings were just measured (arm a): the run's cache
             # of them is filled in, so the run does not examine the base model a second time.
             cached = {k: Answer(**v) for k, v in base_exam.items()}
-            state = RunState(config=config, course=course.key, teacher=teacher.name,
-                             student=self.student.name, base_exam=cached)
+            state = RunState(
+                config=config,
+                course=course.key,
+                teacher=teacher.name,
+                student=self.student.name,
+                base_exam=cached,
+            )
             state.save(state_path)
         trained: list[dict] = []
         marks: dict[tuple[int, str], float] = {}
@@ -190,8 +216,10 @@ class Bench:
         def train_fn(records, index, parent):
             self.say(f"{tag} round {index}: training on {len(records)} records")
             result = self.train(records, self.work / tag / f"round{index}", config.seed, parent)
-            self.say(f"{tag} round {index}: {result['tokens']} tokens, {result['steps']} steps, "
-                     f"{result['train_s']:.0f} s, loss {result['final_loss']}")
+            self.say(
+                f"{tag} round {index}: {result['tokens']} tokens, {result['steps']} steps, "
+                f"{result['train_s']:.0f} s, loss {result['final_loss']}"
+            )
             trained.append({"round": index, **result})
             return result["adapter"]
 
@@ -206,38 +234,59 @@ class Bench:
                 self.say(f"{tag} round {index} {step}: {shown}")
 
         started = time.perf_counter()
-        state = run_teaching(course, teacher, self.student, config, state_path, train_fn=train_fn,
-                             progress=progress)
+        state = run_teaching(
+            course, teacher, self.student, config, state_path, train_fn=train_fn, progress=progress
+        )
         wall = time.perf_counter() - started
         rounds = []
         for r in state.rounds:
             t0, t1 = marks.get((r.index, "diagnose:started")), marks.get((r.index, "reexamine:done"))
-            steps = {s: marks[(r.index, f"{s}:done")] - marks[(r.index, f"{s}:started")]
-                     for s in STEPS if (r.index, f"{s}:done") in marks}
-            rounds.append({
-                "round": r.index, "wall_s": (t1 - t0) if t0 and t1 else None, "steps_s": steps,
-                "probe": r.probe_accuracy,
-                "plan": {k: v for k, v in r.plan.get("items_per_skill", {}).items() if v},
-                "levels": r.plan.get("difficulty_per_skill", {}),
-                "stretch": r.plan.get("stretch_per_skill", {}),
-                "explained": len(r.explanations), "passed_gate": sum(x.passed_gate for x in r.explanations),
-                "helped": sum(x.helped for x in r.explanations),
-                "generated": len(r.generated), "generated_kept": sum(g.kept for g in r.generated),
-                "sft_records": len(r.sft_records), "replayed": r.replayed,
-                "exam": r.exam.get("accuracy"), "exam_per_skill": r.exam.get("per_skill", {}),
-                "forgetting": r.exam.get("forgetting", {}), "agreement": r.exam.get("agreement"),
-                "general": (r.exam.get("general") or {}).get("accuracy"),
-                "general_base": (r.exam.get("general") or {}).get("base_accuracy"),
-                "warnings": r.warnings,
-            })
+            steps = {
+                s: marks[(r.index, f"{s}:done")] - marks[(r.index, f"{s}:started")]
+                for s in STEPS
+                if (r.index, f"{s}:done") in marks
+            }
+            rounds.append(
+                {
+                    "round": r.index,
+                    "wall_s": (t1 - t0) if t0 and t1 else None,
+                    "steps_s": steps,
+                    "probe": r.probe_accuracy,
+                    "plan": {k: v for k, v in r.plan.get("items_per_skill", {}).items() if v},
+                    "levels": r.plan.get("difficulty_per_skill", {}),
+                    "stretch": r.plan.get("stretch_per_skill", {}),
+                    "explained": len(r.explanations),
+                    "passed_gate": sum(x.passed_gate for x in r.explanations),
+                    "helped": sum(x.helped for x in r.explanations),
+                    "generated": len(r.generated),
+                    "generated_kept": sum(g.kept for g in r.generated),
+                    "sft_records": len(r.sft_records),
+                    "replayed": r.replayed,
+                    "exam": r.exam.get("accuracy"),
+                    "exam_per_skill": r.exam.get("per_skill", {}),
+                    "forgetting": r.exam.get("forgetting", {}),
+                    "agreement": r.exam.get("agreement"),
+                    "general": (r.exam.get("general") or {}).get("accuracy"),
+                    "general_base": (r.exam.get("general") or {}).get("base_accuracy"),
+                    "warnings": r.warnings,
+                }
+            )
         last = state.rounds[-1].exam
         # Every record the loop made, without the replayed copies: the data of arm e_loop_data.
         new_records = [r for rnd in state.rounds for r in rnd.sft_records if "replayed_from" not in r["meta"]]
-        return {"wall_s": wall, "rounds": rounds, "accuracy": last["accuracy"], "new_records": new_records,
-                "per_skill": last["per_skill"], "base_accuracy": last["base_accuracy"], "trained": trained,
-                "tokens": sum(t["tokens"] for t in trained),
-                "answer_tokens": sum(t["answer_tokens"] for t in trained),
-                "records": sum(t["records"] for t in trained), "adapter": state.adapter_name}
+        return {
+            "wall_s": wall,
+            "rounds": rounds,
+            "accuracy": last["accuracy"],
+            "new_records": new_records,
+            "per_skill": last["per_skill"],
+            "base_accuracy": last["base_accuracy"],
+            "trained": trained,
+            "tokens": sum(t["tokens"] for t in trained),
+            "answer_tokens": sum(t["answer_tokens"] for t in trained),
+            "records": sum(t["records"] for t in trained),
+            "adapter": state.adapter_name,
+        }
 
     # -- the baseline arms --------------------------------------------------------------------
 
@@ -251,8 +300,10 @@ class Bench:
         result = self.train(records, self.work / name, seed)
         self.student.load_adapter(name, result["adapter"])
         exam = self.exam(course, name, self.args.student_tokens)
-        self.say(f"e_loop_data seed {seed}: {len(records)} records, {result['tokens']} tokens; exam "
-                 f"{exam['accuracy']:.3f} {fmt_skills(exam['per_skill'])}")
+        self.say(
+            f"e_loop_data seed {seed}: {len(records)} records, {result['tokens']} tokens; exam "
+            f"{exam['accuracy']:.3f} {fmt_skills(exam['per_skill'])}"
+        )
         return {**result, "accuracy": exam["accuracy"], "per_skill": exam["per_skill"]}
 
     def baseline_records(self, course, kind: str, seed: int) -> list[dict[str, Any]]:
@@ -264,8 +315,12 @@ class Bench:
         out = []
         for e in items:
             answer = f"Answer: {e.answer}" if kind == "b_answers" else e.solution
-            out.append({"messages": [*prompts.student_prompt(e), {"role": "assistant", "content": answer}],
-                        "meta": {"item": e.key, "skill": e.skill}})
+            out.append(
+                {
+                    "messages": [*prompts.student_prompt(e), {"role": "assistant", "content": answer}],
+                    "meta": {"item": e.key, "skill": e.skill},
+                }
+            )
         return out
 
     def run_baseline(self, course, kind: str, seed: int, budget: int) -> dict[str, Any]:
@@ -277,16 +332,25 @@ class Bench:
         per_skill: dict[str, int] = {}
         for r in records:
             per_skill[r["meta"]["skill"]] = per_skill.get(r["meta"]["skill"], 0) + 1
-        self.say(f"{kind} seed {seed}: {len(records)} records, {total} tokens (budget {budget})"
-                 + (" — the train split was cycled" if cycled else ""))
+        self.say(
+            f"{kind} seed {seed}: {len(records)} records, {total} tokens (budget {budget})"
+            + (" — the train split was cycled" if cycled else "")
+        )
         result = self.train(records, self.work / f"{kind}-s{seed}", seed)
         name = f"{kind}-s{seed}"
         self.student.load_adapter(name, result["adapter"])
         exam = self.exam(course, name, self.args.student_tokens)
-        self.say(f"{kind} seed {seed}: exam {exam['accuracy']:.3f} {fmt_skills(exam['per_skill'])} "
-                 f"(train {result['train_s']:.0f} s, exam {exam['exam_s']:.0f} s)")
-        return {**result, "accuracy": exam["accuracy"], "per_skill": exam["per_skill"],
-                "items_per_skill": per_skill, "cycled": cycled}
+        self.say(
+            f"{kind} seed {seed}: exam {exam['accuracy']:.3f} {fmt_skills(exam['per_skill'])} "
+            f"(train {result['train_s']:.0f} s, exam {exam['exam_s']:.0f} s)"
+        )
+        return {
+            **result,
+            "accuracy": exam["accuracy"],
+            "per_skill": exam["per_skill"],
+            "items_per_skill": per_skill,
+            "cycled": cycled,
+        }
 
 
 def fmt_skills(per_skill: dict[str, float]) -> str:
@@ -321,17 +385,26 @@ def make_course(args):
 
     sizes = {"train": args.train_per_skill, "probe": args.probe_per_skill, "exam": args.exam_per_skill}
     parts = []
-    for key, name, families in (("arithmetic", "Multi-digit arithmetic", packs.ARITHMETIC_FAMILIES),
-                                ("counting", "Counting in lists", packs.COUNTING_FAMILIES)):
+    for key, name, families in (
+        ("arithmetic", "Multi-digit arithmetic", packs.ARITHMETIC_FAMILIES),
+        ("counting", "Counting in lists", packs.COUNTING_FAMILIES),
+    ):
         chosen = tuple(_restricted(f, args.skills, args.flat) for f in families if f.skill.key in args.skills)
         if chosen:
             parts.append(packs._build(key, name, chosen, args.course_seed, sizes))
     unknown = sorted(set(args.skills) - {s.key for p in parts for s in p.skills})
     if unknown:
         raise SystemExit(f"unknown skill(s) {unknown}")
-    whole = Course(key="bench", name="Arithmetic and counting",
-                   skills=tuple(s for p in parts for s in p.skills),
-                   exercises=tuple(e for p in parts for e in p.exercises)) if len(parts) > 1 else parts[0]
+    whole = (
+        Course(
+            key="bench",
+            name="Arithmetic and counting",
+            skills=tuple(s for p in parts for s in p.skills),
+            exercises=tuple(e for p in parts for e in p.exercises),
+        )
+        if len(parts) > 1
+        else parts[0]
+    )
     return whole
 
 
@@ -345,8 +418,13 @@ def bigbench_course(path: Path, exam: int, probe: int, train: int, seed: int):
     from tutor.core.courses.course import Course
     from tutor.core.courses.formats import import_bigbench
 
-    full = import_bigbench(path, course_key="bigbench", skill_key=path.stem.replace("_", "-"),
-                           skill_name=path.stem.replace("_", " "), seed=seed)
+    full = import_bigbench(
+        path,
+        course_key="bigbench",
+        skill_key=path.stem.replace("_", "-"),
+        skill_name=path.stem.replace("_", " "),
+        seed=seed,
+    )
     picked = [*full.split("exam")[:exam], *full.split("probe")[:probe], *full.split("train")[:train]]
     return Course(key=full.key, name=full.name, skills=full.skills, exercises=tuple(picked))
 
@@ -354,19 +432,32 @@ def bigbench_course(path: Path, exam: int, probe: int, train: int, seed: int):
 def fmt_levels(r: dict) -> str:
     """Planned level per taught skill, with the items drawn above it: "add_2d 1 (+4 above)"."""
     stretch = r.get("stretch", {})
-    return ", ".join(f"{k} {v}" + (f" (+{stretch[k]} above)" if stretch.get(k) else "")
-                     for k, v in r["levels"].items() if k in r["plan"])
+    return ", ".join(
+        f"{k} {v}" + (f" (+{stretch[k]} above)" if stretch.get(k) else "")
+        for k, v in r["levels"].items()
+        if k in r["plan"]
+    )
 
 
 def run_config(args, seed: int, **overrides):
     from tutor.core.runs import RunConfig
 
-    settings = dict(rounds=args.rounds, plan="adaptive", plan_budget=args.plan_budget,
-                    explain_budget=args.explain_budget, generate_budget=args.generate_budget,
-                    generate_k=args.generate_k, siblings=args.siblings, seed=seed,
-                    levels=args.levels, stretch_share=args.stretch_share, confidence_z=args.confidence_z,
-                    replay_share=args.replay_share,
-                    student_max_new_tokens=args.student_tokens, teacher_max_new_tokens=160)
+    settings = dict(
+        rounds=args.rounds,
+        plan="adaptive",
+        plan_budget=args.plan_budget,
+        explain_budget=args.explain_budget,
+        generate_budget=args.generate_budget,
+        generate_k=args.generate_k,
+        siblings=args.siblings,
+        seed=seed,
+        levels=args.levels,
+        stretch_share=args.stretch_share,
+        confidence_z=args.confidence_z,
+        replay_share=args.replay_share,
+        student_max_new_tokens=args.student_tokens,
+        teacher_max_new_tokens=160,
+    )
     settings.update(overrides)
     return RunConfig(**settings)
 
@@ -383,8 +474,11 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
 
     seeds = results["seeds"]
     skills = [s.key for s in course.skills]
-    acc = {arm: [results["arms"][arm][s]["accuracy"] for s in seeds]
-           for arm in ALL_ARMS if results["arms"].get(arm)}
+    acc = {
+        arm: [results["arms"][arm][s]["accuracy"] for s in seeds]
+        for arm in ALL_ARMS
+        if results["arms"].get(arm)
+    }
     base = statistics.fmean(acc["a_base"])
     lines = [
         f"Command: `python bench/teaching.py {' '.join(sys.argv[1:])}`",
@@ -399,8 +493,12 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
         f"alpha={2 * args.lora_r} on all projections, lr {args.lr}, batch {args.batch_size}, "
         f"{args.epochs} epoch(s), linear schedule, warmup 3%, completion-only loss",
         f"Course: skills {', '.join(skills)} (packs seed {args.course_seed}; prerequisites "
-        + ("removed (--flat)" if args.flat else "of the packs, restricted to these skills: "
-           + "; ".join(f"{s.key} ← {', '.join(s.prerequisites)}" for s in course.skills if s.prerequisites))
+        + (
+            "removed (--flat)"
+            if args.flat
+            else "of the packs, restricted to these skills: "
+            + "; ".join(f"{s.key} ← {', '.join(s.prerequisites)}" for s in course.skills if s.prerequisites)
+        )
         + f"); per skill {args.train_per_skill} train, {args.probe_per_skill} probe, "
         f"{args.exam_per_skill} exam items; exam = {len(course.split('exam'))} items, greedy, "
         f"{args.student_tokens} new tokens at most",
@@ -408,7 +506,8 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
         f"explain_budget {args.explain_budget}, "
         f"generate_budget {args.generate_budget} × k {args.generate_k}, "
         f"siblings {args.siblings}, replay_share {args.replay_share}, levels {args.levels}"
-        + (f" (stretch_share {args.stretch_share})" if args.levels == "stretch" else "") + ", "
+        + (f" (stretch_share {args.stretch_share})" if args.levels == "stretch" else "")
+        + ", "
         f"student_max_new_tokens {args.student_tokens}; planner unlock threshold {UNLOCK_THRESHOLD}, "
         f"confidence_z {args.confidence_z} (0: probe accuracies taken as exact)",
         f"Seeds: {', '.join(map(str, seeds))} (the seed sets the loop's plan and sampling, the baselines' "
@@ -416,7 +515,8 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
         "",
         "### Exam accuracy (%), mean ± sample standard deviation over seeds",
         "",
-        "| arm | mean ± sd | min–max | gain over (a) | " + " | ".join(skills)
+        "| arm | mean ± sd | min–max | gain over (a) | "
+        + " | ".join(skills)
         + " | trained tokens (all / answer) |",
         "|---|---:|---:|---:|" + "---:|" * len(skills) + "---:|",
     ]
@@ -429,18 +529,27 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
         all_tokens = statistics.fmean([r.get("tokens", 0) for r in runs])
         answer_tokens = statistics.fmean([r.get("answer_tokens", 0) for r in runs])
         tok = "0" if arm == "a_base" else f"{all_tokens:.0f} / {answer_tokens:.0f}"
-        lines.append(f"| {ARM_LABELS[arm]} | {pct(m)} ± {pct(sd)} | "
-                     f"{pct(min(acc[arm]))}–{pct(max(acc[arm]))} | "
-                     f"{100 * (m - base):+.1f} | " + " | ".join(pct(p) for p in per) + f" | {tok} |")
-    lines += ["", "Per seed (exam %): " + "; ".join(
-        f"{ARM_LABELS[arm].split(' ')[0]} " + ", ".join(pct(v) for v in acc[arm]) for arm in acc), ""]
+        lines.append(
+            f"| {ARM_LABELS[arm]} | {pct(m)} ± {pct(sd)} | "
+            f"{pct(min(acc[arm]))}–{pct(max(acc[arm]))} | "
+            f"{100 * (m - base):+.1f} | " + " | ".join(pct(p) for p in per) + f" | {tok} |"
+        )
+    lines += [
+        "",
+        "Per seed (exam %): "
+        + "; ".join(f"{ARM_LABELS[arm].split(' ')[0]} " + ", ".join(pct(v) for v in acc[arm]) for arm in acc),
+        "",
+    ]
 
     if "d_loop" in acc:
-        lines += ["### The loop, round by round", "",
-                  "| seed | round | plan (items per skill) | levels | explained / through gate / helped | "
-                  "generated kept / written | SFT records (replayed) | tokens | probe before | exam after | "
-                  "general probe (base) | round wall (s) | of which train (s) |",
-                  "|---|---|---|---|---|---|---|---:|---|---:|---:|---:|---:|"]
+        lines += [
+            "### The loop, round by round",
+            "",
+            "| seed | round | plan (items per skill) | levels | explained / through gate / helped | "
+            "generated kept / written | SFT records (replayed) | tokens | probe before | exam after | "
+            "general probe (base) | round wall (s) | of which train (s) |",
+            "|---|---|---|---|---|---|---|---:|---|---:|---:|---:|---:|",
+        ]
         for s in seeds:
             loop = results["arms"]["d_loop"][s]
             trained = {t["round"]: t for t in loop["trained"]}
@@ -453,7 +562,8 @@ def report(args, course, results: dict[str, Any], wall: float, load: list[float]
                     f"{r['generated_kept']} / {r['generated']} | {r['sft_records']} ({r['replayed']}) | "
                     f"{t.get('tokens', 0)} | {fmt_skills(r['probe'])} | "
                     f"{pct(r['exam'])} | {pct(r.get('general'))} ({pct(r.get('general_base'))}) | "
-                    f"{r['wall_s']:.0f} | {t.get('train_s', 0):.0f} |")
+                    f"{r['wall_s']:.0f} | {t.get('train_s', 0):.0f} |"
+                )
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -469,34 +579,59 @@ def targets(results, seeds) -> list[str]:
     spread = max(sb, sc, sd)
     rows = [
         ("≥ +40 points of mean exam accuracy over the base", f"{100 * gain_d:+.1f} points", gain_d >= 0.40),
-        ("at least twice the gain of arm (b)", f"(d) {100 * gain_d:+.1f} vs (b) {100 * gain_b:+.1f}",
-         gain_d > 1e-9 and gain_d >= 2 * gain_b),
-        ("above arm (c) by more than the spread across seeds",
-         f"(d) − (c) = {100 * (d - c):+.1f} points; largest sd of (b), (c), (d) {100 * spread:.1f}",
-         d - c > spread + 1e-9),
+        (
+            "at least twice the gain of arm (b)",
+            f"(d) {100 * gain_d:+.1f} vs (b) {100 * gain_b:+.1f}",
+            gain_d > 1e-9 and gain_d >= 2 * gain_b,
+        ),
+        (
+            "above arm (c) by more than the spread across seeds",
+            f"(d) − (c) = {100 * (d - c):+.1f} points; largest sd of (b), (c), (d) {100 * spread:.1f}",
+            d - c > spread + 1e-9,
+        ),
     ]
-    return (["### Against the issue's targets", "", "| target | measured | met? |", "|---|---|---|"]
-            + [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in rows] + [""])
+    return (
+        ["### Against the issue's targets", "", "| target | measured | met? |", "|---|---|---|"]
+        + [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in rows]
+        + [""]
+    )
 
 
 def smol_section(smol: list[dict], args) -> list[str]:
-    lines = ["### SmolLM2-135M as its own teacher (default RunConfig)", "",
-             f"Default `RunConfig` (plan_budget 16, explain_budget 8, generate_budget 4 × k 2, siblings 2, "
-             f"student_max_new_tokens 48, teacher_max_new_tokens 160), {args.smol_rounds} round(s); "
-             "the bundled "
-             "model teaches itself (one loaded copy: teacher calls use the base weights, student calls the "
-             "adapter). Exam at 48 new tokens, so its base accuracy differs from the table above.", "",
-             "| seed | round | explained / through gate | generated kept / written | SFT records | "
-             "exam (base) % | round wall (min) | "
-             "diagnose / plan / explain / score / generate / build / train / reexamine (s) |",
-             "|---|---|---|---|---|---|---:|---|"]
+    lines = [
+        "### SmolLM2-135M as its own teacher (default RunConfig)",
+        "",
+        f"Default `RunConfig` (plan_budget 16, explain_budget 8, generate_budget 4 × k 2, siblings 2, "
+        f"student_max_new_tokens 48, teacher_max_new_tokens 160), {args.smol_rounds} round(s); "
+        "the bundled "
+        "model teaches itself (one loaded copy: teacher calls use the base weights, student calls the "
+        "adapter). Exam at 48 new tokens, so its base accuracy differs from the table above.",
+        "",
+        "| seed | round | explained / through gate | generated kept / written | SFT records | "
+        "exam (base) % | round wall (min) | "
+        "diagnose / plan / explain / score / generate / build / train / reexamine (s) |",
+        "|---|---|---|---|---|---|---:|---|",
+    ]
     for run in smol:
         for r in run["rounds"]:
-            steps = " / ".join(f"{r['steps_s'].get(k, 0):.0f}" for k in (
-                "diagnose", "plan", "explain", "score", "generate", "build_data", "train", "reexamine"))
-            lines.append(f"| {run['seed']} | {r['round']} | {r['explained']} / {r['passed_gate']} | "
-                         f"{r['generated_kept']} / {r['generated']} | {r['sft_records']} | {pct(r['exam'])} "
-                         f"({pct(run['base_accuracy'])}) | {r['wall_s'] / 60:.1f} | {steps} |")
+            steps = " / ".join(
+                f"{r['steps_s'].get(k, 0):.0f}"
+                for k in (
+                    "diagnose",
+                    "plan",
+                    "explain",
+                    "score",
+                    "generate",
+                    "build_data",
+                    "train",
+                    "reexamine",
+                )
+            )
+            lines.append(
+                f"| {run['seed']} | {r['round']} | {r['explained']} / {r['passed_gate']} | "
+                f"{r['generated_kept']} / {r['generated']} | {r['sft_records']} | {pct(r['exam'])} "
+                f"({pct(run['base_accuracy'])}) | {r['wall_s'] / 60:.1f} | {steps} |"
+            )
     gate_notes = [x for run in smol for x in run.get("gate_examples", [])][:3]
     if gate_notes:
         lines += ["", "What the gate saw (first explanations, clipped):", ""]
@@ -506,21 +641,26 @@ def smol_section(smol: list[dict], args) -> list[str]:
 
 def bigbench_section(bb: dict) -> list[str]:
     r = bb["rounds"][0]
-    return ["### A course imported from BIG-bench", "",
-            f"`{bb['path']}` imported with `tutor.core.courses.formats.import_bigbench` (one multiple-choice "
-            f"skill; seeded split), then cut to {bb['sizes']} items (exam / probe / train); scripted teacher "
-            f"(stack-check explanations and generated sequences, verified by a second teacher answer); "
-            f"1 seed, 1 round, multiple choice answered by {bb['config']['choice_scoring']} "
-            f"({'the likeliest option' if bb['config']['choice_scoring'] == 'likelihood' else 'a generated answer'}), "
-            f"plan_budget {bb['config']['plan_budget']}, explain_budget {bb['config']['explain_budget']}, "
-            f"generate {bb['config']['generate_budget']} × {bb['config']['generate_k']}.", "",
-            "| base exam % | exam after % | probe before | explained / gate / helped | "
-            "generated kept / written | SFT records | tokens | round wall (min) |",
-            "|---:|---:|---|---|---|---:|---:|---:|",
-            f"| {pct(bb['base_accuracy'])} | {pct(bb['accuracy'])} | {fmt_skills(r['probe'])} | "
-            f"{r['explained']} / {r['passed_gate']} / {r['helped']} | "
-            f"{r['generated_kept']} / {r['generated']} | {r['sft_records']} | {bb['tokens']} | "
-            f"{r['wall_s'] / 60:.1f} |", ""]
+    return [
+        "### A course imported from BIG-bench",
+        "",
+        f"`{bb['path']}` imported with `tutor.core.courses.formats.import_bigbench` (one multiple-choice "
+        f"skill; seeded split), then cut to {bb['sizes']} items (exam / probe / train); scripted teacher "
+        f"(stack-check explanations and generated sequences, verified by a second teacher answer); "
+        f"1 seed, 1 round, multiple choice answered by {bb['config']['choice_scoring']} "
+        f"({'the likeliest option' if bb['config']['choice_scoring'] == 'likelihood' else 'a generated answer'}), "
+        f"plan_budget {bb['config']['plan_budget']}, explain_budget {bb['config']['explain_budget']}, "
+        f"generate {bb['config']['generate_budget']} × {bb['config']['generate_k']}.",
+        "",
+        "| base exam % | exam after % | probe before | explained / gate / helped | "
+        "generated kept / written | SFT records | tokens | round wall (min) |",
+        "|---:|---:|---|---|---|---:|---:|---:|",
+        f"| {pct(bb['base_accuracy'])} | {pct(bb['accuracy'])} | {fmt_skills(r['probe'])} | "
+        f"{r['explained']} / {r['passed_gate']} / {r['helped']} | "
+        f"{r['generated_kept']} / {r['generated']} | {r['sft_records']} | {bb['tokens']} | "
+        f"{r['wall_s'] / 60:.1f} |",
+        "",
+    ]
 
 
 # ---------------------------------------------------------------- main
@@ -530,11 +670,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm (default 3)")
     p.add_argument("--rounds", type=int, default=2, help="loop rounds (default 2)")
-    p.add_argument("--skills", default=",".join(DEFAULT_SKILLS),
-                   help="comma-separated skills of the arithmetic and counting packs "
-                        f"(default {','.join(DEFAULT_SKILLS)})")
-    p.add_argument("--flat", action="store_true",
-                   help="drop every prerequisite (ablation of the planner's gating)")
+    p.add_argument(
+        "--skills",
+        default=",".join(DEFAULT_SKILLS),
+        help="comma-separated skills of the arithmetic and counting packs "
+        f"(default {','.join(DEFAULT_SKILLS)})",
+    )
+    p.add_argument(
+        "--flat", action="store_true", help="drop every prerequisite (ablation of the planner's gating)"
+    )
     p.add_argument("--course-seed", type=int, default=0)
     p.add_argument("--train-per-skill", type=int, default=150)
     p.add_argument("--probe-per-skill", type=int, default=8)
@@ -544,54 +688,103 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--generate-budget", type=int, default=16)
     p.add_argument("--generate-k", type=int, default=8)
     p.add_argument("--siblings", type=int, default=1)
-    p.add_argument("--levels", choices=("window", "stretch"), default="window",
-                   help="levels a skill's practice is drawn from (RunConfig.levels): 'window' (default), "
-                        "evenly over the planned level and every level above; 'stretch', the planned level "
-                        "with --stretch-share of it from the level above")
-    p.add_argument("--stretch-share", type=float, default=0.25,
-                   help="with --levels stretch: share of a skill's practice drawn from the level above the "
-                        "planned one (default 0.25, RunConfig's; 0: the planned level only)")
-    p.add_argument("--replay-share", type=float, default=0.3,
-                   help="share of each round's SFT set replayed from earlier rounds (RunConfig.replay_share; "
-                        "default 0.3)")
-    p.add_argument("--confidence-z", type=float, default=1.96,
-                   help="standard errors of probe noise the adaptive plan allows for (RunConfig.confidence_z; "
-                        "default 1.96; 0: probe accuracies taken as exact, the rule before it existed)")
-    p.add_argument("--student-tokens", type=int, default=80,
-                   help="max new tokens of every student answer (the gold solutions need up to 77)")
+    p.add_argument(
+        "--levels",
+        choices=("window", "stretch"),
+        default="window",
+        help="levels a skill's practice is drawn from (RunConfig.levels): 'window' (default), "
+        "evenly over the planned level and every level above; 'stretch', the planned level "
+        "with --stretch-share of it from the level above",
+    )
+    p.add_argument(
+        "--stretch-share",
+        type=float,
+        default=0.25,
+        help="with --levels stretch: share of a skill's practice drawn from the level above the "
+        "planned one (default 0.25, RunConfig's; 0: the planned level only)",
+    )
+    p.add_argument(
+        "--replay-share",
+        type=float,
+        default=0.3,
+        help="share of each round's SFT set replayed from earlier rounds (RunConfig.replay_share; "
+        "default 0.3)",
+    )
+    p.add_argument(
+        "--confidence-z",
+        type=float,
+        default=1.96,
+        help="standard errors of probe noise the adaptive plan allows for (RunConfig.confidence_z; "
+        "default 1.96; 0: probe accuracies taken as exact, the rule before it existed)",
+    )
+    p.add_argument(
+        "--student-tokens",
+        type=int,
+        default=80,
+        help="max new tokens of every student answer (the gold solutions need up to 77)",
+    )
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2,
-                   help="torch CPU threads (default 2, for 2 cores and nothing else running; on shared "
-                        "cores use 1: 2 threads ran 3x slower under load)")
-    p.add_argument("--smol-seeds", type=int, default=1,
-                   help="seeds of the SmolLM2-teaches-itself run (0: skip)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch CPU threads (default 2, for 2 cores and nothing else running; on shared "
+        "cores use 1: 2 threads ran 3x slower under load)",
+    )
+    p.add_argument(
+        "--smol-seeds", type=int, default=1, help="seeds of the SmolLM2-teaches-itself run (0: skip)"
+    )
     p.add_argument("--smol-rounds", type=int, default=1)
-    p.add_argument("--bigbench", type=Path, default=Path("/work/shared/data/bigbench/valid_parentheses.json"),
-                   help="BIG-bench task file for the imported-course run ('' to skip)")
-    p.add_argument("--bigbench-sizes", default="32,16,200",
-                   help="exam,probe,train items kept (default 32,16,200)")
-    p.add_argument("--bigbench-scoring", choices=("likelihood", "generate"), default="likelihood",
-                   help="how the student answers the BIG-bench items (RunConfig.choice_scoring): the likeliest "
-                        "option (default) or a generated answer graded by letter or option text")
-    p.add_argument("--bigbench-only", action="store_true",
-                   help="run only the BIG-bench course (no SmolLM2-teacher run, no arms)")
-    p.add_argument("--arms", default=",".join(ARMS),
-                   help="arms to run (default the four of the issue; the base and the loop always run, b and c "
-                        "are optional; e_loop_data, not run by default, trains the loop's new records once from "
-                        "the base like c)")
+    p.add_argument(
+        "--bigbench",
+        type=Path,
+        default=Path("/work/shared/data/bigbench/valid_parentheses.json"),
+        help="BIG-bench task file for the imported-course run ('' to skip)",
+    )
+    p.add_argument(
+        "--bigbench-sizes", default="32,16,200", help="exam,probe,train items kept (default 32,16,200)"
+    )
+    p.add_argument(
+        "--bigbench-scoring",
+        choices=("likelihood", "generate"),
+        default="likelihood",
+        help="how the student answers the BIG-bench items (RunConfig.choice_scoring): the likeliest "
+        "option (default) or a generated answer graded by letter or option text",
+    )
+    p.add_argument(
+        "--bigbench-only",
+        action="store_true",
+        help="run only the BIG-bench course (no SmolLM2-teacher run, no arms)",
+    )
+    p.add_argument(
+        "--arms",
+        default=",".join(ARMS),
+        help="arms to run (default the four of the issue; the base and the loop always run, b and c "
+        "are optional; e_loop_data, not run by default, trains the loop's new records once from "
+        "the base like c)",
+    )
     p.add_argument("--quick", action="store_true", help="a few-minute smoke run: tiny sizes, 1 seed, 1 round")
-    p.add_argument("--cache", type=Path,
-                   default=Path(os.environ.get("TEACHLOOP_TEST_MODEL_CACHE")
-                                or Path(tempfile.gettempdir()) / "tl-bench-cache"),
-                   help="where the bundled model's safetensors copy is kept")
-    p.add_argument("--work", type=Path, default=None,
-                   help="folder for run states and adapters (default: a temp folder)")
-    p.add_argument("--out", type=Path, default=None,
-                   help=f"write the markdown report here (default {DEFAULT_OUT.relative_to(ROOT)}, except with "
-                        "--quick, --bigbench-only or a non-default --arms: then only printed)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(
+            os.environ.get("TEACHLOOP_TEST_MODEL_CACHE") or Path(tempfile.gettempdir()) / "tl-bench-cache"
+        ),
+        help="where the bundled model's safetensors copy is kept",
+    )
+    p.add_argument(
+        "--work", type=Path, default=None, help="folder for run states and adapters (default: a temp folder)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"write the markdown report here (default {DEFAULT_OUT.relative_to(ROOT)}, except with "
+        "--quick, --bigbench-only or a non-default --arms: then only printed)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the raw results here")
     args = p.parse_args(argv)
     if args.quick:
@@ -616,19 +809,28 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.scripted_teacher import ScriptedTeacher
 
-    versions = (f"torch {torch.__version__}, transformers {transformers.__version__}, "
-                f"peft {peft.__version__}, trl {trl.__version__}")
+    versions = (
+        f"torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"peft {peft.__version__}, trl {trl.__version__}"
+    )
     work = args.work or Path(tempfile.mkdtemp(prefix="tl-teachbench-"))
     work.mkdir(parents=True, exist_ok=True)
     student, model_dir = load_student(args.cache, args.threads)
     from transformers import AutoTokenizer
 
-    bench = Bench(args=args, student=student, model_dir=Path(model_dir), work=work,
-                  tokenizer=AutoTokenizer.from_pretrained(model_dir))
+    bench = Bench(
+        args=args,
+        student=student,
+        model_dir=Path(model_dir),
+        work=work,
+        tokenizer=AutoTokenizer.from_pretrained(model_dir),
+    )
     course = make_course(args)
-    bench.say(f"course {[s.key for s in course.skills]}: {len(course.split('train'))} train, "
-              f"{len(course.split('probe'))} probe, {len(course.split('exam'))} exam items; "
-              f"work folder {work}")
+    bench.say(
+        f"course {[s.key for s in course.skills]}: {len(course.split('train'))} train, "
+        f"{len(course.split('probe'))} probe, {len(course.split('exam'))} exam items; "
+        f"work folder {work}"
+    )
     seeds = list(range(args.seeds))
     results: dict[str, Any] = {"seeds": seeds, "arms": {arm: {} for arm in ALL_ARMS}}
 
@@ -650,8 +852,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         state = RunState.load(work / f"smol-s{s}" / "state.json")
         run["seed"] = s
-        run["gate_examples"] = [f"{x.gate_reason or 'passed'}: {x.text[:140]!r}"
-                                for x in state.rounds[0].explanations]
+        run["gate_examples"] = [
+            f"{x.gate_reason or 'passed'}: {x.text[:140]!r}" for x in state.rounds[0].explanations
+        ]
         smol_runs.append(run)
     results["smol"] = smol_runs
 
@@ -674,10 +877,14 @@ def main(argv: list[str] | None = None) -> int:
             text += f"\nThe BIG-bench run failed: {exc!r}\n"
 
     total = time.perf_counter() - started
-    main_part = f" (up to the main table {results['main_wall_s'] / 60:.1f} min)" if "main_wall_s" in results else ""
-    text += (f"\nWhole command: {total / 60:.1f} min{main_part}. "
-             f"Load average over the run: mean {statistics.fmean(bench.load_samples):.2f}, "
-             f"max {max(bench.load_samples):.2f}.\n")
+    main_part = (
+        f" (up to the main table {results['main_wall_s'] / 60:.1f} min)" if "main_wall_s" in results else ""
+    )
+    text += (
+        f"\nWhole command: {total / 60:.1f} min{main_part}. "
+        f"Load average over the run: mean {statistics.fmean(bench.load_samples):.2f}, "
+        f"max {max(bench.load_samples):.2f}.\n"
+    )
     print("\n" + text)
     save(text)
     if args.json:
@@ -689,8 +896,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def main_comparison(args, bench: Bench, course, seeds: list[int], results: dict[str, Any],
-                    smol_runs: list[dict], versions: str, started: float) -> str:
+def main_comparison(
+    args,
+    bench: Bench,
+    course,
+    seeds: list[int],
+    results: dict[str, Any],
+    smol_runs: list[dict],
+    versions: str,
+    started: float,
+) -> str:
     """Arms (a)-(d) over the seeds; returns the report so far (tables, targets, the SmolLM2 run)."""
     from bench.scripted_teacher import ScriptedTeacher
 
@@ -701,8 +916,12 @@ def main_comparison(args, bench: Bench, course, seeds: list[int], results: dict[
     base_answers = {}
     for e in course.split("exam"):
         graded = grade(e, base["texts"][e.key])
-        base_answers[e.key] = {"item": e.key, "text": base["texts"][e.key], "extracted": graded.extracted,
-                               "correct": graded.correct}
+        base_answers[e.key] = {
+            "item": e.key,
+            "text": base["texts"][e.key],
+            "extracted": graded.extracted,
+            "correct": graded.correct,
+        }
     for s in seeds:
         results["arms"]["a_base"][s] = {"accuracy": base["accuracy"], "per_skill": base["per_skill"]}
 
@@ -711,8 +930,10 @@ def main_comparison(args, bench: Bench, course, seeds: list[int], results: dict[
         loop = bench.run_loop(course, teacher, run_config(args, s), f"loop-s{s}", base_exam=base_answers)
         loop["teacher_calls"] = dict(teacher.calls)
         results["arms"]["d_loop"][s] = loop
-        bench.say(f"d_loop seed {s}: exam {loop['accuracy']:.3f} {fmt_skills(loop['per_skill'])}; "
-                  f"{loop['records']} records, {loop['tokens']} tokens over {args.rounds} round(s)")
+        bench.say(
+            f"d_loop seed {s}: exam {loop['accuracy']:.3f} {fmt_skills(loop['per_skill'])}; "
+            f"{loop['records']} records, {loop['tokens']} tokens over {args.rounds} round(s)"
+        )
         for kind in ("b_answers", "c_worked"):
             if kind in args.arms:
                 results["arms"][kind][s] = bench.run_baseline(course, kind, s, loop["tokens"])

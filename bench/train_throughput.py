@@ -57,35 +57,51 @@ ROUND_RECORDS, ROUND_BATCH = 200, 8
 
 # --- data -----------------------------------------------------------------------------------
 
+
 def make_records(n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` chat records: an arithmetic question and a worked answer, from a one-line fact to a few column steps."""
     rng = random.Random(seed)
-    kinds = [_add_small, _add_small, _add_small, _multiply_small, _multiply_small, _add_columns, _add_columns,
-             _subtract, _multiply]
+    kinds = [
+        _add_small,
+        _add_small,
+        _add_small,
+        _multiply_small,
+        _multiply_small,
+        _add_columns,
+        _add_columns,
+        _subtract,
+        _multiply,
+    ]
     records = []
     for _ in range(n):
         question, answer = rng.choice(kinds)(rng)
-        records.append({"messages": [{"role": "user", "content": question},
-                                     {"role": "assistant", "content": answer}]})
+        records.append(
+            {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+        )
     return records
 
 
 def _ask(rng: random.Random, expression: str) -> str:
-    return rng.choice(["What is {}?", "Compute {}.", "{} = ?", "Work out {}, please.", "What does {} equal?"]).format(
-        expression)
+    return rng.choice(
+        ["What is {}?", "Compute {}.", "{} = ?", "Work out {}, please.", "What does {} equal?"]
+    ).format(expression)
 
 
 def _add_small(rng):
     a, b = rng.randint(1, 9), rng.randint(1, 9)
-    answer = rng.choice([f"{a}+{b} = {a + b}.",
-                         f"Start at {a} and count on {b}: {a + b}. So {a}+{b} = {a + b}.",
-                         f"{a} plus {b} makes {a + b}."])
+    answer = rng.choice(
+        [
+            f"{a}+{b} = {a + b}.",
+            f"Start at {a} and count on {b}: {a + b}. So {a}+{b} = {a + b}.",
+            f"{a} plus {b} makes {a + b}.",
+        ]
+    )
     return _ask(rng, f"{a}+{b}"), answer
 
 
 def _add_columns(rng):
     digits = rng.choice([2, 2, 3])
-    a, b = rng.randint(10 ** (digits - 1), 10 ** digits - 1), rng.randint(10 ** (digits - 1), 10 ** digits - 1)
+    a, b = rng.randint(10 ** (digits - 1), 10**digits - 1), rng.randint(10 ** (digits - 1), 10**digits - 1)
     steps, carry = [], 0
     for x, y in zip(reversed(str(a)), reversed(str(b))):
         total = int(x) + int(y) + carry
@@ -102,8 +118,10 @@ def _subtract(rng):
     b = rng.randint(10, a - 1)
     ones_a, ones_b = a % 10, b % 10
     if ones_a < ones_b:
-        text = (f"Ones: {ones_a} is less than {ones_b}, so borrow ten: {ones_a + 10}-{ones_b}={ones_a + 10 - ones_b}. "
-                f"Tens: {a // 10}-1-{b // 10}={a // 10 - 1 - b // 10}.")
+        text = (
+            f"Ones: {ones_a} is less than {ones_b}, so borrow ten: {ones_a + 10}-{ones_b}={ones_a + 10 - ones_b}. "
+            f"Tens: {a // 10}-1-{b // 10}={a // 10 - 1 - b // 10}."
+        )
     else:
         text = f"Ones: {ones_a}-{ones_b}={ones_a - ones_b}. Tens: {a // 10}-{b // 10}={a // 10 - b // 10}."
     return _ask(rng, f"{a}-{b}"), f"{text} So {a}-{b} = {a - b}."
@@ -112,17 +130,21 @@ def _subtract(rng):
 def _multiply(rng):
     a, b = rng.randint(11, 99), rng.randint(2, 9)
     tens, ones = a // 10 * 10, a % 10
-    return _ask(rng, f"{a}×{b}"), (f"Split {a} into {tens} and {ones}. {tens}×{b}={tens * b} and {ones}×{b}={ones * b}. "
-                                   f"{tens * b}+{ones * b}={a * b}. So {a}×{b} = {a * b}.")
+    return _ask(rng, f"{a}×{b}"), (
+        f"Split {a} into {tens} and {ones}. {tens}×{b}={tens * b} and {ones}×{b}={ones * b}. "
+        f"{tens * b}+{ones * b}={a * b}. So {a}×{b} = {a * b}."
+    )
 
 
 def _multiply_small(rng):
     a, b = rng.randint(2, 9), rng.randint(2, 9)
-    return _ask(rng, f"{a}×{b}"), rng.choice([f"{a}×{b} = {a * b}.",
-                                              f"{a} groups of {b} is {a * b}, so {a}×{b} = {a * b}."])
+    return _ask(rng, f"{a}×{b}"), rng.choice(
+        [f"{a}×{b} = {a * b}.", f"{a} groups of {b} is {a * b}, so {a}×{b} = {a * b}."]
+    )
 
 
 # --- one arm, in its own process -------------------------------------------------------------
+
 
 class _Meter:
     """Counts real tokens per training forward and timestamps the end of each optimizer step."""
@@ -148,6 +170,7 @@ class _Meter:
             def on_step_end(self, args, state, control, **kwargs):
                 if meter.cuda:
                     import torch
+
                     torch.cuda.synchronize()
                 meter.marks.append((time.perf_counter(), meter.tokens))
 
@@ -171,8 +194,13 @@ def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(spec["threads"])
     from training.core.config import TrainConfig
 
-    config = TrainConfig(base_model=spec["model"], batch_size=spec["batch_size"],
-                         max_steps=spec["steps"] or -1, num_epochs=1.0, seed=spec["seed"])
+    config = TrainConfig(
+        base_model=spec["model"],
+        batch_size=spec["batch_size"],
+        max_steps=spec["steps"] or -1,
+        num_epochs=1.0,
+        seed=spec["seed"],
+    )
     records = json.loads(Path(spec["records"]).read_text())
     meter = _Meter(cuda)
     load_before = os.getloadavg()[0]
@@ -182,12 +210,21 @@ def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         extra = _train_engine(config, records, Path(spec["work"]), meter)
     wall = time.perf_counter() - started
-    out = {"arm": spec["arm"], "wall_s": wall, "threads": torch.get_num_threads(), "load_before": load_before,
-           "load_after": os.getloadavg()[0], "peak_rss_mb": _peak_rss_mb(), **meter.summary(), **extra,
-           "steps": len(meter.marks), "total_tokens": meter.tokens}
+    out = {
+        "arm": spec["arm"],
+        "wall_s": wall,
+        "threads": torch.get_num_threads(),
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+        "peak_rss_mb": _peak_rss_mb(),
+        **meter.summary(),
+        **extra,
+        "steps": len(meter.marks),
+        "total_tokens": meter.tokens,
+    }
     if cuda:
-        out["cuda_peak_alloc_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
-        out["cuda_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / 2 ** 20
+        out["cuda_peak_alloc_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["cuda_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
         out["gpu"] = torch.cuda.get_device_name()
     return out
 
@@ -216,8 +253,12 @@ def _train_engine(config, records, work: Path, meter: _Meter) -> dict[str, Any]:
     if result.status != "succeeded":
         raise SystemExit(f"engine run {result.status}: {result.reason}")
     reported = [e.tokens_per_s for e in events[1:]] or [0.0]
-    return {**sizes, "final_loss": result.metrics.get("final_loss"), "engine_tokens": result.metrics.get("tokens"),
-            "engine_reported_tokens_per_s_mean": sum(reported) / len(reported)}
+    return {
+        **sizes,
+        "final_loss": result.metrics.get("final_loss"),
+        "engine_tokens": result.metrics.get("tokens"),
+        "engine_reported_tokens_per_s_mean": sum(reported) / len(reported),
+    }
 
 
 def _train_baseline(config, records, work: Path, meter: _Meter, cuda: bool) -> dict[str, Any]:
@@ -231,17 +272,24 @@ def _train_baseline(config, records, work: Path, meter: _Meter, cuda: bool) -> d
 
     bf16 = cuda and torch.cuda.is_bf16_supported()
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.bfloat16 if bf16 else torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        config.base_model, dtype=torch.bfloat16 if bf16 else torch.float32
+    )
     model.config.use_cache = False
     meter.attach(model)
     base_params = sum(p.numel() for p in model.parameters())
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=default_target_modules(model.config.model_type), task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=default_target_modules(model.config.model_type),
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(model, lora)
     lora_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     texts = [tokenizer.apply_chat_template(r["messages"], tokenize=False) for r in records]
-    ids = [tokenizer(t, add_special_tokens=False)["input_ids"][:config.max_seq_length] for t in texts]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"][: config.max_seq_length] for t in texts]
     dataset = Dataset.from_dict({"input_ids": ids})
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
@@ -250,24 +298,45 @@ def _train_baseline(config, records, work: Path, meter: _Meter, cuda: bool) -> d
         input_ids = torch.full((len(examples), longest), pad_id, dtype=torch.long)
         mask = torch.zeros((len(examples), longest), dtype=torch.long)
         for row, example in enumerate(examples):
-            input_ids[row, :len(example["input_ids"])] = torch.tensor(example["input_ids"])
-            mask[row, :len(example["input_ids"])] = 1
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": input_ids.masked_fill(mask == 0, -100)}
+            input_ids[row, : len(example["input_ids"])] = torch.tensor(example["input_ids"])
+            mask[row, : len(example["input_ids"])] = 1
+        return {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "labels": input_ids.masked_fill(mask == 0, -100),
+        }
 
     args = TrainingArguments(
-        output_dir=str(work / "baseline"), seed=config.seed, data_seed=config.seed,
-        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,
-        num_train_epochs=config.num_epochs, max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
-        logging_steps=1, save_strategy="no", bf16=bf16, use_cpu=not cuda, report_to="none",
-        disable_tqdm=True, dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate,
-                      callbacks=[meter.callback()])
+        output_dir=str(work / "baseline"),
+        seed=config.seed,
+        data_seed=config.seed,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,
+        num_train_epochs=config.num_epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        logging_steps=1,
+        save_strategy="no",
+        bf16=bf16,
+        use_cpu=not cuda,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=dataset, data_collator=collate, callbacks=[meter.callback()]
+    )
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     model.save_pretrained(str(work / "baseline" / "adapter"))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"base_params": base_params, "lora_params": lora_params, "final_loss": losses[-1] if losses else None}
+    return {
+        "base_params": base_params,
+        "lora_params": lora_params,
+        "final_loss": losses[-1] if losses else None,
+    }
 
 
 def _peak_rss_mb() -> float:
@@ -278,10 +347,12 @@ def _peak_rss_mb() -> float:
     except OSError:
         pass
     import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- the parent: prepare, spawn the arms, report ---------------------------------------------
+
 
 def bundled_model(cache: Path) -> Path:
     from training.core.bundled import bundled_gguf_path
@@ -309,22 +380,33 @@ def fill_random_weights(shape_dir: Path, into: Path, seed: int) -> Path:
 def spawn(spec: dict[str, Any], work: Path) -> dict[str, Any]:
     path = work / f"{spec['arm']}-spec.json"
     path.write_text(json.dumps(spec))
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     if spec["device"] == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
-    print(f"[{spec['arm']}] training {spec['records_n']} records, batch {spec['batch_size']}, "
-          f"{spec['steps'] or '1 epoch of'} steps on {spec['device']} (load {os.getloadavg()[0]:.2f}) …", flush=True)
+    print(
+        f"[{spec['arm']}] training {spec['records_n']} records, batch {spec['batch_size']}, "
+        f"{spec['steps'] or '1 epoch of'} steps on {spec['device']} (load {os.getloadavg()[0]:.2f}) …",
+        flush=True,
+    )
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--_arm", str(path)], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--_arm", str(path)], env=env, cwd=ROOT, capture_output=True, text=True
+    )
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-8000:])
         raise SystemExit(f"the {spec['arm']} arm failed (exit {done.returncode})")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["process_s"] = time.perf_counter() - started
-    print(f"[{spec['arm']}] {result['tokens_per_s']:.1f} real tokens/s, wall {result['wall_s']:.1f} s, "
-          f"peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
+    print(
+        f"[{spec['arm']}] {result['tokens_per_s']:.1f} real tokens/s, wall {result['wall_s']:.1f} s, "
+        f"peak RSS {result['peak_rss_mb']:.0f} MB",
+        flush=True,
+    )
     return result
 
 
@@ -349,8 +431,14 @@ def token_stats(model_dir: Path, records: list[dict[str, Any]]) -> dict[str, flo
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    lengths = [len(tokenizer(tokenizer.apply_chat_template(r["messages"], tokenize=False),
-                             add_special_tokens=False)["input_ids"]) for r in records]
+    lengths = [
+        len(
+            tokenizer(tokenizer.apply_chat_template(r["messages"], tokenize=False), add_special_tokens=False)[
+                "input_ids"
+            ]
+        )
+        for r in records
+    ]
     return {"mean": sum(lengths) / len(lengths), "min": min(lengths), "max": max(lengths)}
 
 
@@ -360,16 +448,19 @@ def report(args, results: dict[str, dict], stats, data_note: str, round_result: 
     from training.core.config import TrainConfig
 
     lora = TrainConfig(base_model="-")  # the defaults run_arm trains both arms with
-    lines = [f"Command: `{' '.join(['python', 'bench/train_throughput.py', *sys.argv[1:]])}`",
-             f"Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
-             f"Machine: {machine()}" + (f"; GPU: {engine.get('gpu')}" if gpu else f"; torch threads: {engine['threads']}"),
-             f"Versions: {versions}",
-             f"Model: {data_note}",
-             f"Data: {args.records} records, {stats['mean']:.1f} tokens on average ({stats['min']}–{stats['max']}), "
-             f"batch {args.batch_size}, {engine['steps']} steps; LoRA r={lora.lora_r} alpha={lora.lora_alpha} "
-             f"dropout {lora.lora_dropout:g} on all projections, lr {lora.learning_rate:g} {lora.lr_scheduler}, "
-             f"warmup {lora.warmup_ratio:.0%} (TrainConfig defaults, both arms)",
-             ""]
+    lines = [
+        f"Command: `{' '.join(['python', 'bench/train_throughput.py', *sys.argv[1:]])}`",
+        f"Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"Machine: {machine()}"
+        + (f"; GPU: {engine.get('gpu')}" if gpu else f"; torch threads: {engine['threads']}"),
+        f"Versions: {versions}",
+        f"Model: {data_note}",
+        f"Data: {args.records} records, {stats['mean']:.1f} tokens on average ({stats['min']}–{stats['max']}), "
+        f"batch {args.batch_size}, {engine['steps']} steps; LoRA r={lora.lora_r} alpha={lora.lora_alpha} "
+        f"dropout {lora.lora_dropout:g} on all projections, lr {lora.learning_rate:g} {lora.lr_scheduler}, "
+        f"warmup {lora.warmup_ratio:.0%} (TrainConfig defaults, both arms)",
+        "",
+    ]
     header = "| arm | real tokens/s | ratio | wall (s) | peak RSS (MB) |"
     rule = "|---|---:|---:|---:|---:|"
     if gpu:
@@ -378,55 +469,96 @@ def report(args, results: dict[str, dict], stats, data_note: str, round_result: 
     lines += [header, rule]
     for name in ("engine", "baseline"):
         r = results[name]
-        row = (f"| {name} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / baseline['tokens_per_s']:.2f}x | "
-               f"{r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} |")
+        row = (
+            f"| {name} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / baseline['tokens_per_s']:.2f}x | "
+            f"{r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} |"
+        )
         if gpu:
             lora_aware, conventional = model_flops_per_token(r)
             tflops = lora_aware * r["tokens_per_s"] / 1e12
-            row += (f" {r['cuda_peak_alloc_mb']:.0f} / {r['cuda_peak_reserved_mb']:.0f} | {tflops:.2f} | "
-                    f"{100 * tflops / H100_PEAK_BF16_TFLOPS:.2f}% | "
-                    f"{100 * conventional * r['tokens_per_s'] / 1e12 / H100_PEAK_BF16_TFLOPS:.2f}% |")
+            row += (
+                f" {r['cuda_peak_alloc_mb']:.0f} / {r['cuda_peak_reserved_mb']:.0f} | {tflops:.2f} | "
+                f"{100 * tflops / H100_PEAK_BF16_TFLOPS:.2f}% | "
+                f"{100 * conventional * r['tokens_per_s'] / 1e12 / H100_PEAK_BF16_TFLOPS:.2f}% |"
+            )
         lines.append(row)
     lines.append("")
     if round_result is not None:
-        lines.append(f"200-record round with the engine (1 epoch, batch {ROUND_BATCH}, {round_result['steps']} steps): "
-                     f"{round_result['wall_s']:.1f} s in train() (model load, data preparation, training, checkpoint "
-                     f"and adapter save), {round_result['process_s']:.1f} s for the whole process with imports.")
+        lines.append(
+            f"200-record round with the engine (1 epoch, batch {ROUND_BATCH}, {round_result['steps']} steps): "
+            f"{round_result['wall_s']:.1f} s in train() (model load, data preparation, training, checkpoint "
+            f"and adapter save), {round_result['process_s']:.1f} s for the whole process with imports."
+        )
     if args.repeat > 1:
-        lines.append("Fastest of " + str(args.repeat) + " alternating runs per arm; all runs (real tokens/s): "
-                     + "; ".join(f"{name} {', '.join(map(str, r['all_tokens_per_s']))}" for name, r in results.items())
-                     + ". Peak memory is the largest of the runs.")
+        lines.append(
+            "Fastest of "
+            + str(args.repeat)
+            + " alternating runs per arm; all runs (real tokens/s): "
+            + "; ".join(f"{name} {', '.join(map(str, r['all_tokens_per_s']))}" for name, r in results.items())
+            + ". Peak memory is the largest of the runs."
+        )
     loads = ", ".join(f"{name} {r['load_before']:.2f}→{r['load_after']:.2f}" for name, r in results.items())
-    lines.append(f"1-minute load average before→after each arm's reported run (this benchmark's own process "
-                 f"counts about {engine['threads']} when it runs alone): {loads}.")
+    lines.append(
+        f"1-minute load average before→after each arm's reported run (this benchmark's own process "
+        f"counts about {engine['threads']} when it runs alone): {loads}."
+    )
     if gpu:
-        lines.append(f"MFU is model FLOPs/s over {H100_PEAK_BF16_TFLOPS:.0f} TFLOP/s (H100 SXM dense bf16 peak); "
-                     f"model FLOPs per real token = 4·N_base + 6·N_lora with N_base = {engine['base_params']:,}, "
-                     f"N_lora = {engine['lora_params']:,} (see the script's docstring).")
+        lines.append(
+            f"MFU is model FLOPs/s over {H100_PEAK_BF16_TFLOPS:.0f} TFLOP/s (H100 SXM dense bf16 peak); "
+            f"model FLOPs per real token = 4·N_base + 6·N_lora with N_base = {engine['base_params']:,}, "
+            f"N_lora = {engine['lora_params']:,} (see the script's docstring)."
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Each arm runs in its own subprocess; see the module docstring for "
-                                            "how tokens/s, peak memory and MFU are measured.")
-    parser.add_argument("--records", type=int, default=ROUND_RECORDS, help="number of chat records (default 200)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="optimizer steps per arm (default: one epoch, records / batch size)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Each arm runs in its own subprocess; see the module docstring for "
+        "how tokens/s, peak memory and MFU are measured.",
+    )
+    parser.add_argument(
+        "--records", type=int, default=ROUND_RECORDS, help="number of chat records (default 200)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimizer steps per arm (default: one epoch, records / batch size)",
+    )
     parser.add_argument("--batch-size", type=int, default=ROUND_BATCH, help="per-step batch (default 8)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model folder (default: the bundled SmolLM2-135M-Instruct, converted from its GGUF); "
-                             "a folder with config.json and tokenizer but no weights gets seeded random weights")
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "tl-bench-cache",
-                        help="where the bundled model's safetensors copy and random-weight models are kept")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads (default: all)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model folder (default: the bundled SmolLM2-135M-Instruct, converted from its GGUF); "
+        "a folder with config.json and tokenizer but no weights gets seeded random weights",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "tl-bench-cache",
+        help="where the bundled model's safetensors copy and random-weight models are kept",
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads (default: all)"
+    )
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per arm, alternating; the table shows each arm's fastest run (default 1)")
-    parser.add_argument("--no-round", action="store_true",
-                        help="skip the separate 200-record engine round when the comparison is not one already")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per arm, alternating; the table shows each arm's fastest run (default 1)",
+    )
+    parser.add_argument(
+        "--no-round",
+        action="store_true",
+        help="skip the separate 200-record engine round when the comparison is not one already",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown report here")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     parser.add_argument("--_arm", type=Path, default=None, help=argparse.SUPPRESS)
@@ -442,25 +574,43 @@ def main(argv: list[str] | None = None) -> int:
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.model is None:
         model_dir = bundled_model(args.cache)
-        note = f"bundled SmolLM2-135M-Instruct (Q4_1 GGUF de-quantized to float32 safetensors, {model_dir.name})"
+        note = (
+            f"bundled SmolLM2-135M-Instruct (Q4_1 GGUF de-quantized to float32 safetensors, {model_dir.name})"
+        )
     elif not any(args.model.glob("*.safetensors")):
-        model_dir = fill_random_weights(args.model, args.cache / f"random-{args.model.name}-{args.seed}", args.seed)
-        note = (f"random weights (seed {args.seed}) in the shape of {args.model}/config.json — same architecture "
-                "and tokenizer as the named model, not its trained weights")
+        model_dir = fill_random_weights(
+            args.model, args.cache / f"random-{args.model.name}-{args.seed}", args.seed
+        )
+        note = (
+            f"random weights (seed {args.seed}) in the shape of {args.model}/config.json — same architecture "
+            "and tokenizer as the named model, not its trained weights"
+        )
     else:
         model_dir, note = args.model, str(args.model)
-    versions = (f"torch {torch.__version__}, transformers {transformers.__version__}, "
-                + ", ".join(f"{m} {__import__(m).__version__}" for m in ("peft", "trl", "datasets", "accelerate")))
+    versions = f"torch {torch.__version__}, transformers {transformers.__version__}, " + ", ".join(
+        f"{m} {__import__(m).__version__}" for m in ("peft", "trl", "datasets", "accelerate")
+    )
     records = make_records(args.records, args.seed)
     stats = token_stats(model_dir, records)
-    print(f"{len(records)} records, {stats['mean']:.1f} tokens on average ({stats['min']}–{stats['max']})", flush=True)
+    print(
+        f"{len(records)} records, {stats['mean']:.1f} tokens on average ({stats['min']}–{stats['max']})",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory(prefix="tl-bench-") as tmp:
         work = Path(tmp)
         (work / "records.json").write_text(json.dumps(records))
-        common = dict(model=str(model_dir), records=str(work / "records.json"), records_n=len(records),
-                      batch_size=args.batch_size, steps=args.steps, seed=args.seed, device=args.device,
-                      threads=args.threads, work=str(work))
+        common = dict(
+            model=str(model_dir),
+            records=str(work / "records.json"),
+            records_n=len(records),
+            batch_size=args.batch_size,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+            threads=args.threads,
+            work=str(work),
+        )
         runs: dict[str, list[dict]] = {"baseline": [], "engine": []}
         for _ in range(args.repeat):  # alternate the arms, so a burst of load elsewhere hits both alike
             for arm in runs:
@@ -470,8 +620,17 @@ def main(argv: list[str] | None = None) -> int:
         round_result = results["engine"] if is_round else None
         if round_result is None and not args.no_round:
             (work / "round.json").write_text(json.dumps(make_records(ROUND_RECORDS, args.seed)))
-            round_result = spawn({**common, "arm": "engine", "records": str(work / "round.json"),
-                                  "records_n": ROUND_RECORDS, "batch_size": ROUND_BATCH, "steps": None}, work)
+            round_result = spawn(
+                {
+                    **common,
+                    "arm": "engine",
+                    "records": str(work / "round.json"),
+                    "records_n": ROUND_RECORDS,
+                    "batch_size": ROUND_BATCH,
+                    "steps": None,
+                },
+                work,
+            )
 
     text = report(args, results, stats, note, round_result, versions)
     print("\n" + text)
@@ -480,8 +639,18 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"results": results, "round": round_result, "tokens": stats,
-                                         "model": note, "versions": versions}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "results": results,
+                    "round": round_result,
+                    "tokens": stats,
+                    "model": note,
+                    "versions": versions,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

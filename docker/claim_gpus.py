@@ -69,14 +69,18 @@ def try_claim(gpus: list[str], wanted: int, lock_dir: Path) -> list[tuple[str, i
 def claim(wanted: int, lock_dir: Path) -> list[tuple[str, int]]:
     gpus = candidate_gpus()
     if wanted > len(gpus):
-        raise SystemExit(f"claim_gpus: {wanted} GPU(s) per worker asked, but only {len(gpus)} to claim "
-                         f"({','.join(gpus) or 'none visible'}); check TEACHLOOP_WORKER_GPUS / TEACHLOOP_GPU_IDS")
+        raise SystemExit(
+            f"claim_gpus: {wanted} GPU(s) per worker asked, but only {len(gpus)} to claim "
+            f"({','.join(gpus) or 'none visible'}); check TEACHLOOP_WORKER_GPUS / TEACHLOOP_GPU_IDS"
+        )
     lock_dir.mkdir(parents=True, exist_ok=True)
     last_log = 0.0
     while not (held := try_claim(gpus, wanted, lock_dir)):
         if time.monotonic() - last_log >= LOG_EVERY_S:
-            log(f"all of GPUs {','.join(gpus)} are held by other workers on this host; waiting "
-                f"(scale this service to at most {len(gpus) // wanted} per host)")
+            log(
+                f"all of GPUs {','.join(gpus)} are held by other workers on this host; waiting "
+                f"(scale this service to at most {len(gpus) // wanted} per host)"
+            )
             last_log = time.monotonic()
         time.sleep(WAIT_S)
     return held
@@ -93,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     per_worker = os.environ.get("TEACHLOOP_WORKER_GPUS", "1").strip().lower() or "1"
     if per_worker != "all":
         if not per_worker.isdigit() or int(per_worker) < 1:
-            raise SystemExit(f"claim_gpus: TEACHLOOP_WORKER_GPUS must be a number or 'all', got {per_worker!r}")
+            raise SystemExit(
+                f"claim_gpus: TEACHLOOP_WORKER_GPUS must be a number or 'all', got {per_worker!r}"
+            )
         held = claim(int(per_worker), Path(os.environ.get("TEACHLOOP_GPU_LOCK_DIR", "/gpu-locks")))
         for _, fd in held:
             os.set_inheritable(fd, True)  # the locks live exactly as long as the command

@@ -29,8 +29,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def main() -> int:
     port = os.environ.get("TEACHLOOP_PORT", "8000")
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/healthz",
-                                     headers={"Host": probe_host(), "X-Forwarded-Proto": "https"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/healthz", headers={"Host": probe_host(), "X-Forwarded-Proto": "https"}
+    )
     try:
         with urllib.request.build_opener(_NoRedirect).open(request, timeout=8) as response:
             if response.status == 200:

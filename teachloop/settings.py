@@ -159,7 +159,9 @@ TEACHLOOP_RECOVER_EVERY_S = float(os.environ.get("TEACHLOOP_RECOVER_EVERY_S", "3
 # or a number; CPU hosts always train in the worker process.
 TEACHLOOP_TRAIN_GPUS = os.environ.get("TEACHLOOP_TRAIN_GPUS", "auto")
 if TEACHLOOP_TRAIN_GPUS.strip().lower() != "auto" and not TEACHLOOP_TRAIN_GPUS.strip().isdigit():
-    raise ImproperlyConfigured(f"TEACHLOOP_TRAIN_GPUS must be 'auto' or a number, got {TEACHLOOP_TRAIN_GPUS!r}")
+    raise ImproperlyConfigured(
+        f"TEACHLOOP_TRAIN_GPUS must be 'auto' or a number, got {TEACHLOOP_TRAIN_GPUS!r}"
+    )
 # How long the admin "try it" action waits for the background worker before saying it is queued.
 TEACHLOOP_TRY_WAIT_S = float(os.environ.get("TEACHLOOP_TRY_WAIT_S", "90"))
 
@@ -168,8 +170,10 @@ TEACHLOOP_TRY_WAIT_S = float(os.environ.get("TEACHLOOP_TRY_WAIT_S", "90"))
 # clearer one (pairwise preference data for DPO); 0 turns pairs off.
 TEACHLOOP_TUTOR_ALTERNATIVES_SHARE = float(os.environ.get("TEACHLOOP_TUTOR_ALTERNATIVES_SHARE", "0.2"))
 if not 0.0 <= TEACHLOOP_TUTOR_ALTERNATIVES_SHARE <= 1.0:
-    raise ImproperlyConfigured("TEACHLOOP_TUTOR_ALTERNATIVES_SHARE must be between 0 and 1, "
-                               f"got {TEACHLOOP_TUTOR_ALTERNATIVES_SHARE}")
+    raise ImproperlyConfigured(
+        "TEACHLOOP_TUTOR_ALTERNATIVES_SHARE must be between 0 and 1, "
+        f"got {TEACHLOOP_TUTOR_ALTERNATIVES_SHARE}"
+    )
 # Anyone may create a learner account at /learn/signup/; off: accounts come from an admin.
 TEACHLOOP_OPEN_SIGNUP = env_bool("TEACHLOOP_OPEN_SIGNUP", True)
 

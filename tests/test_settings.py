@@ -18,11 +18,20 @@ PRODUCTION_ENV = {
 
 
 def run_django(code: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")}
-    full_env = {**clean, "DJANGO_SETTINGS_MODULE": "teachloop.settings", "TEACHLOOP_DATA_DIR": str(tmp_path), **env}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True,
-                          timeout=120)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")
+    }
+    full_env = {
+        **clean,
+        "DJANGO_SETTINGS_MODULE": "teachloop.settings",
+        "TEACHLOOP_DATA_DIR": str(tmp_path),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120
+    )
 
 
 SHOW = (
@@ -61,8 +70,10 @@ def test_it_refuses_to_start_without_secret_key_in_production(tmp_path):
 
 
 def test_it_passes_deploy_checks_with_production_settings(tmp_path):
-    code = "import sys; from django.core.management import execute_from_command_line as e; " \
-           "e(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])"
+    code = (
+        "import sys; from django.core.management import execute_from_command_line as e; "
+        "e(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])"
+    )
     result = run_django(code, PRODUCTION_ENV, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

@@ -6,8 +6,14 @@ from django.urls import reverse
 
 from tests.base import BaseTestCase
 
-STAFF_PAGES = ["training:models", "training:fine-tune", "training:dataset-upload", "training:adapters",
-               "runs:list", "runs:new"]
+STAFF_PAGES = [
+    "training:models",
+    "training:fine-tune",
+    "training:dataset-upload",
+    "training:adapters",
+    "runs:list",
+    "runs:new",
+]
 
 
 class StaffPagesTestCase(BaseTestCase):

@@ -16,15 +16,32 @@ from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
 
 @admin.register(LanguageModel)
 class LanguageModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "role_list", "backend", "source_short", "enabled", "is_default_teacher",
-                    "is_default_student", "last_try"]
+    list_display = [
+        "name",
+        "role_list",
+        "backend",
+        "source_short",
+        "enabled",
+        "is_default_teacher",
+        "is_default_student",
+        "last_try",
+    ]
     list_filter = ["backend", "enabled", "is_teacher", "is_student"]
     search_fields = ["name", "source"]
     actions = ["try_it", "make_default_teacher", "make_default_student"]
     readonly_fields = ["last_try_output", "last_try_error", "last_tried_at", "created_at", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["name", ("is_teacher", "is_student"), ("is_default_teacher", "is_default_student"),
-                           "enabled"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    ("is_teacher", "is_student"),
+                    ("is_default_teacher", "is_default_student"),
+                    "enabled",
+                ]
+            },
+        ),
         ("Where the model lives", {"fields": ["backend", "source", "base_url", "api_key_env"]}),
         ("Generation defaults", {"fields": [("temperature", "top_p", "max_new_tokens"), "chat_template"]}),
         ("Last try", {"fields": ["last_tried_at", "last_try_output", "last_try_error"]}),
@@ -64,14 +81,22 @@ class LanguageModelAdmin(admin.ModelAdmin):
         for model in queryset.filter(pk__in=pending):
             result = pending[model.pk]
             if not result.is_finished:
-                self.message_user(request, f"{model.name}: still generating after {settings.TEACHLOOP_TRY_WAIT_S:.0f} s "
-                                  "(is a worker running? `manage.py serve` runs one); the result will appear in "
-                                  "the 'last try' column.", messages.WARNING)
+                self.message_user(
+                    request,
+                    f"{model.name}: still generating after {settings.TEACHLOOP_TRY_WAIT_S:.0f} s "
+                    "(is a worker running? `manage.py serve` runs one); the result will appear in "
+                    "the 'last try' column.",
+                    messages.WARNING,
+                )
             elif result.status != TaskResultStatus.SUCCESSFUL:
-                reason = result.errors[-1].traceback.strip().splitlines()[-1] if result.errors else "unknown error"
+                reason = (
+                    result.errors[-1].traceback.strip().splitlines()[-1] if result.errors else "unknown error"
+                )
                 self.message_user(request, f"{model.name}: the try task failed: {reason}", messages.ERROR)
             elif model.last_try_error:
-                self.message_user(request, f"{model.name} could not generate: {model.last_try_error}", messages.ERROR)
+                self.message_user(
+                    request, f"{model.name} could not generate: {model.last_try_error}", messages.ERROR
+                )
             else:
                 self.message_user(request, f"{model.name} says: {model.last_try_output}", messages.SUCCESS)
 
@@ -97,7 +122,16 @@ class TrainingDatasetAdmin(admin.ModelAdmin):
     list_display = ["name", "method", "record_count", "source", "created_by", "created_at"]
     list_filter = ["method"]
     # Frozen: a job's data must never change under it.
-    readonly_fields = ["name", "method", "record_count", "sha256", "source", "created_by", "created_at", "records"]
+    readonly_fields = [
+        "name",
+        "method",
+        "record_count",
+        "sha256",
+        "source",
+        "created_by",
+        "created_at",
+        "records",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # upload through the Fine-tune pages, which validate line by line
@@ -115,13 +149,46 @@ class AdapterAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "dataset", "status", "step", "total_steps", "loss", "attempts", "worker", "created_at"]
+    list_display = [
+        "__str__",
+        "dataset",
+        "status",
+        "step",
+        "total_steps",
+        "loss",
+        "attempts",
+        "worker",
+        "created_at",
+    ]
     list_filter = ["status", "method", "base_model"]
     actions = ["enqueue", "cancel", "retry"]
-    readonly_fields = ["base_model", "parent_adapter", "dataset", "method", "config", "status", "cancel_requested",
-                       "step", "total_steps", "loss", "eval_loss", "tokens_per_s", "eta_s", "last_error", "events",
-                       "attempts", "worker", "lease", "heartbeat_at", "task_id", "adapter", "created_by",
-                       "created_at", "started_at", "finished_at"]
+    readonly_fields = [
+        "base_model",
+        "parent_adapter",
+        "dataset",
+        "method",
+        "config",
+        "status",
+        "cancel_requested",
+        "step",
+        "total_steps",
+        "loss",
+        "eval_loss",
+        "tokens_per_s",
+        "eta_s",
+        "last_error",
+        "events",
+        "attempts",
+        "worker",
+        "lease",
+        "heartbeat_at",
+        "task_id",
+        "adapter",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # created through the Fine-tune form or `manage.py train`
@@ -131,8 +198,9 @@ class TrainingJobAdmin(admin.ModelAdmin):
         queued = queryset.filter(status=TrainingJob.Status.QUEUED)
         for job in queued:
             jobs.training_job_enqueue(job=job)
-        self.message_user(request, f"Enqueued {queued.count()} queued job(s); a job already running is never "
-                          "started twice.")
+        self.message_user(
+            request, f"Enqueued {queued.count()} queued job(s); a job already running is never started twice."
+        )
 
     @admin.action(description="Cancel")
     def cancel(self, request: HttpRequest, queryset: QuerySet[TrainingJob]) -> None:

@@ -73,13 +73,18 @@ class ModelTryConsumer(FormConsumer):
         except LLMError as exc:
             await self._send("status", {"status": str(exc), "error": True})
         except Exception as exc:  # never a traceback in the browser
-            await self._send("status", {"status": f"{model.name}: {type(exc).__name__}: {exc}", "error": True})
+            await self._send(
+                "status", {"status": f"{model.name}: {type(exc).__name__}: {exc}", "error": True}
+            )
         else:
-            await self._send("status", {"status": "Stopped." if stop_event.is_set() else "Done.", "error": False})
+            await self._send(
+                "status", {"status": "Stopped." if stop_event.is_set() else "Done.", "error": False}
+            )
 
     async def _send(self, fragment: str, context: dict) -> None:
-        html = render_to_string("training/partials/try_stream.html#" + fragment,
-                                {"model": self.model, **context})
+        html = render_to_string(
+            "training/partials/try_stream.html#" + fragment, {"model": self.model, **context}
+        )
         await self.send(text_data=html)
 
 

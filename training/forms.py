@@ -18,18 +18,25 @@ def read_text_upload(upload, *, max_mb: int) -> str:
 class DatasetUploadForm(forms.Form):
     name = forms.CharField(max_length=200)
     method = forms.ChoiceField(choices=TrainingDataset.Method.choices, initial="sft")
-    file = forms.FileField(help_text="JSONL: one record per line, in the chat format of TRL / OpenAI fine-tuning.")
+    file = forms.FileField(
+        help_text="JSONL: one record per line, in the chat format of TRL / OpenAI fine-tuning."
+    )
 
     def clean_file(self) -> str:
         return read_text_upload(self.cleaned_data["file"], max_mb=50)
 
 
 class FineTuneForm(forms.Form):
-    base_model = forms.ModelChoiceField(queryset=LanguageModel.objects.filter(enabled=True).exclude(backend="openai"),
-                                        label="Model to fine-tune")
+    base_model = forms.ModelChoiceField(
+        queryset=LanguageModel.objects.filter(enabled=True).exclude(backend="openai"),
+        label="Model to fine-tune",
+    )
     dataset = forms.ModelChoiceField(queryset=TrainingDataset.objects.all())
-    parent_adapter = forms.ModelChoiceField(queryset=Adapter.objects.all(), required=False,
-                                            help_text="Continue from this adapter (same base model).")
+    parent_adapter = forms.ModelChoiceField(
+        queryset=Adapter.objects.all(),
+        required=False,
+        help_text="Continue from this adapter (same base model).",
+    )
     learning_rate = forms.FloatField(initial=2e-4, min_value=1e-7, max_value=1.0)
     num_epochs = forms.FloatField(initial=1.0, min_value=0.01, max_value=100)
     max_steps = forms.IntegerField(initial=-1, min_value=-1, help_text="-1: use the epochs.")

@@ -43,28 +43,43 @@ def job_group(job_id: int) -> str:
 
 # --- datasets ---------------------------------------------------------------------------
 
-def dataset_create(*, name: str, method: str, records: list[dict[str, Any]], user=None,
-                   source: str = "") -> TrainingDataset:
+
+def dataset_create(
+    *, name: str, method: str, records: list[dict[str, Any]], user=None, source: str = ""
+) -> TrainingDataset:
     """Freeze validated records into a dataset (raises DatasetError listing every bad record)."""
     validate_records(records, method)
     blob = json.dumps(records, sort_keys=True, ensure_ascii=False).encode()
-    return TrainingDataset.objects.create(name=name, method=method, records=records, record_count=len(records),
-                                          sha256=hashlib.sha256(blob).hexdigest(), created_by=user,
-                                          source=source)
+    return TrainingDataset.objects.create(
+        name=name,
+        method=method,
+        records=records,
+        record_count=len(records),
+        sha256=hashlib.sha256(blob).hexdigest(),
+        created_by=user,
+        source=source,
+    )
 
 
-def dataset_create_from_jsonl(*, name: str, method: str, text: str, user=None, source: str = "") -> TrainingDataset:
+def dataset_create_from_jsonl(
+    *, name: str, method: str, text: str, user=None, source: str = ""
+) -> TrainingDataset:
     """Parse a JSONL upload; a bad line raises DatasetError with every bad line's number."""
-    return dataset_create(name=name, method=method, records=parse_jsonl(text, method), user=user, source=source)
+    return dataset_create(
+        name=name, method=method, records=parse_jsonl(text, method), user=user, source=source
+    )
 
 
 # --- creating and controlling jobs ------------------------------------------------------
 
+
 def training_base_path(*, model: LanguageModel) -> str:
     """The folder (or hub id) the trainer loads: GGUF models train from their safetensors cache."""
     if model.backend == LanguageModel.Backend.OPENAI:
-        raise ValidationError(f"{model.name} is served over HTTP; only local models "
-                              "(transformers or GGUF) can be fine-tuned here.")
+        raise ValidationError(
+            f"{model.name} is served over HTTP; only local models "
+            "(transformers or GGUF) can be fine-tuned here."
+        )
     if model.backend == LanguageModel.Backend.GGUF:
         from training.core.llm.local import ensure_gguf_cache
 
@@ -76,24 +91,41 @@ def job_dir(job: TrainingJob) -> Path:
     return Path(settings.TEACHLOOP_DATA_DIR) / "jobs" / str(job.pk)
 
 
-def training_job_create(*, base_model: LanguageModel, dataset: TrainingDataset, user=None,
-                        parent_adapter: Adapter | None = None, enqueue: bool = True, **hyper: Any) -> TrainingJob:
+def training_job_create(
+    *,
+    base_model: LanguageModel,
+    dataset: TrainingDataset,
+    user=None,
+    parent_adapter: Adapter | None = None,
+    enqueue: bool = True,
+    **hyper: Any,
+) -> TrainingJob:
     """Validate the configuration, create the job and (unless ``enqueue=False``, as when the CLI
     runs it in-process) enqueue it for a worker once the transaction commits."""
     if parent_adapter is not None and parent_adapter.base_model_id != base_model.pk:
-        raise ValidationError(f"adapter {parent_adapter} was trained on {parent_adapter.base_model.name}, "
-                              f"not {base_model.name}")
+        raise ValidationError(
+            f"adapter {parent_adapter} was trained on {parent_adapter.base_model.name}, not {base_model.name}"
+        )
     if base_model.backend == LanguageModel.Backend.OPENAI:
         training_base_path(model=base_model)  # raises the clear error
     try:
-        config = TrainConfig(base_model=base_model.source, method=dataset.method,
-                             parent_adapter=parent_adapter.path if parent_adapter else None, **hyper)
+        config = TrainConfig(
+            base_model=base_model.source,
+            method=dataset.method,
+            parent_adapter=parent_adapter.path if parent_adapter else None,
+            **hyper,
+        )
     except (TypeError, ValueError) as exc:
         raise ValidationError(str(exc)) from exc
     with transaction.atomic():
-        job = TrainingJob.objects.create(base_model=base_model, dataset=dataset, method=dataset.method,
-                                         parent_adapter=parent_adapter, config=config.to_dict(),
-                                         created_by=user)
+        job = TrainingJob.objects.create(
+            base_model=base_model,
+            dataset=dataset,
+            method=dataset.method,
+            parent_adapter=parent_adapter,
+            config=config.to_dict(),
+            created_by=user,
+        )
         _log(job, f"created by {user or 'system'}: {dataset.record_count} records, {dataset.method}")
         if enqueue:
             transaction.on_commit(lambda: training_job_enqueue(job=job))
@@ -128,8 +160,15 @@ def training_job_retry(*, job: TrainingJob) -> TrainingJob:
     with transaction.atomic():
         job = TrainingJob.objects.select_for_update().get(pk=job.pk)
         if job.status not in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
-            raise ValidationError(f"job {job.pk} is {job.status}; only failed or cancelled jobs can be retried")
-        job.status, job.cancel_requested, job.last_error, job.finished_at = TrainingJob.Status.QUEUED, False, "", None
+            raise ValidationError(
+                f"job {job.pk} is {job.status}; only failed or cancelled jobs can be retried"
+            )
+        job.status, job.cancel_requested, job.last_error, job.finished_at = (
+            TrainingJob.Status.QUEUED,
+            False,
+            "",
+            None,
+        )
         job.max_attempts = job.attempts + max(1, job.max_attempts - job.attempts)
         job.save(update_fields=["status", "cancel_requested", "last_error", "finished_at", "max_attempts"])
         _log(job, "retry requested")
@@ -142,8 +181,9 @@ def training_jobs_recover(*, stale_after_s: float | None = None) -> list[int]:
     """Re-queue (or fail) running jobs whose worker stopped sending heartbeats."""
     cutoff = stale_cutoff(stale_after_s)
     recovered = []
-    for job_id in TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING,
-                                             heartbeat_at__lt=cutoff).values_list("pk", flat=True):
+    for job_id in TrainingJob.objects.filter(
+        status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff
+    ).values_list("pk", flat=True):
         with transaction.atomic():
             job = TrainingJob.objects.select_for_update().get(pk=job_id)
             if job.status != TrainingJob.Status.RUNNING or job.heartbeat_at >= cutoff:
@@ -168,6 +208,7 @@ def training_jobs_recover(*, stale_after_s: float | None = None) -> list[int]:
 
 
 # --- running (called by the worker's task) ----------------------------------------------
+
 
 def training_job_claim(*, job_id: int) -> tuple[TrainingJob, str] | None:
     """Atomically take a queued job; None when it is not queued (already taken or cancelled)."""
@@ -204,9 +245,17 @@ def training_job_run(*, job_id: int, on_event: Callable[[Any], None] | None = No
     broadcast_state(job)
     progress = _Progress(job, lease, on_event)
     stop_heartbeat = threading.Event()
-    heart = threading.Thread(target=keep_alive, args=(TrainingJob.objects.filter(pk=job.pk, lease=lease),),
-                             kwargs={"every_s": settings.TEACHLOOP_JOB_HEARTBEAT_S, "stop": stop_heartbeat,
-                                     "what": f"training job {job.pk}"}, daemon=True, name=f"heartbeat-{job.pk}")
+    heart = threading.Thread(
+        target=keep_alive,
+        args=(TrainingJob.objects.filter(pk=job.pk, lease=lease),),
+        kwargs={
+            "every_s": settings.TEACHLOOP_JOB_HEARTBEAT_S,
+            "stop": stop_heartbeat,
+            "what": f"training job {job.pk}",
+        },
+        daemon=True,
+        name=f"heartbeat-{job.pk}",
+    )
     heart.start()
     try:
         config = TrainConfig.from_dict({**job.config, "base_model": training_base_path(model=job.base_model)})
@@ -214,8 +263,9 @@ def training_job_run(*, job_id: int, on_event: Callable[[Any], None] | None = No
         processes = train_processes()
         if processes > 1:  # all GPUs of this host, under `accelerate launch` (docs/multi-gpu.md)
             _log(job, f"training on {processes} GPUs under accelerate launch")
-            result = run_distributed(config, job.dataset.records, job_dir(job), num_processes=processes,
-                                     poll_s=1.0, **kwargs)
+            result = run_distributed(
+                config, job.dataset.records, job_dir(job), num_processes=processes, poll_s=1.0, **kwargs
+            )
         else:
             result = train(config, job.dataset.records, job_dir(job), **kwargs)
     except Exception as exc:
@@ -229,8 +279,14 @@ def training_job_run(*, job_id: int, on_event: Callable[[Any], None] | None = No
     adapter = None
     if result.adapter_dir is not None and result.status == "succeeded":
         adapter = _register_adapter(job, result)
-    _finish(job, lease, status=result.status, error=result.reason if result.status == "failed" else "",
-            adapter=adapter, note=result.reason)
+    _finish(
+        job,
+        lease,
+        status=result.status,
+        error=result.reason if result.status == "failed" else "",
+        adapter=adapter,
+        note=result.reason,
+    )
     return result.status
 
 
@@ -244,8 +300,14 @@ class _Progress:
     def on_event(self, event) -> None:
         data = asdict(event)
         updated = TrainingJob.objects.filter(pk=self.job.pk, lease=self.lease).update(
-            step=event.step, total_steps=event.total_steps, loss=event.loss, eval_loss=event.eval_loss,
-            tokens_per_s=event.tokens_per_s, eta_s=event.eta_s, heartbeat_at=timezone.now())
+            step=event.step,
+            total_steps=event.total_steps,
+            loss=event.loss,
+            eval_loss=event.eval_loss,
+            tokens_per_s=event.tokens_per_s,
+            eta_s=event.eta_s,
+            heartbeat_at=timezone.now(),
+        )
         if not updated:
             self.lost_lease = True
             return
@@ -253,9 +315,17 @@ class _Progress:
             self.first = False
             if event.step > 1:
                 _log(self.job, f"resumed from the checkpoint at step {event.step - 1}")
-        TrainingMetric.objects.update_or_create(job_id=self.job.pk, step=event.step, defaults={
-            "loss": event.loss, "learning_rate": data.get("learning_rate"), "grad_norm": data.get("grad_norm"),
-            "tokens_per_s": event.tokens_per_s, "eval_loss": event.eval_loss})
+        TrainingMetric.objects.update_or_create(
+            job_id=self.job.pk,
+            step=event.step,
+            defaults={
+                "loss": event.loss,
+                "learning_rate": data.get("learning_rate"),
+                "grad_norm": data.get("grad_norm"),
+                "tokens_per_s": event.tokens_per_s,
+                "eval_loss": event.eval_loss,
+            },
+        )
         self.job.refresh_from_db()
         broadcast_step(self.job, event)
         if self.extra is not None:
@@ -271,14 +341,29 @@ class _Progress:
 
 def _register_adapter(job: TrainingJob, result) -> Adapter:
     with transaction.atomic():
-        last = Adapter.objects.select_for_update().filter(base_model=job.base_model).order_by("-version").first()
-        return Adapter.objects.create(base_model=job.base_model, version=(last.version + 1) if last else 1,
-                                      parent=job.parent_adapter, path=str(result.adapter_dir), method=job.method,
-                                      config=job.config, metrics=result.metrics)
+        last = (
+            Adapter.objects.select_for_update().filter(base_model=job.base_model).order_by("-version").first()
+        )
+        return Adapter.objects.create(
+            base_model=job.base_model,
+            version=(last.version + 1) if last else 1,
+            parent=job.parent_adapter,
+            path=str(result.adapter_dir),
+            method=job.method,
+            config=job.config,
+            metrics=result.metrics,
+        )
 
 
-def _finish(job: TrainingJob, lease: str, *, status: str, error: str = "", adapter: Adapter | None = None,
-            note: str = "") -> None:
+def _finish(
+    job: TrainingJob,
+    lease: str,
+    *,
+    status: str,
+    error: str = "",
+    adapter: Adapter | None = None,
+    note: str = "",
+) -> None:
     with transaction.atomic():
         job = TrainingJob.objects.select_for_update().get(pk=job.pk)
         if job.lease != lease:
@@ -300,6 +385,7 @@ def _log(job: TrainingJob, message: str) -> None:
 
 
 # --- live updates -----------------------------------------------------------------------
+
 
 def job_state_html(job: TrainingJob) -> str:
     return render_to_string("training/partials/job_state.html", {"job": job})

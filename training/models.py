@@ -34,8 +34,11 @@ class LanguageModel(models.Model):
     base_url = models.CharField(
         max_length=500,
         blank=True,
-        validators=[RegexValidator(r"^https?://[^\s/?#]+(/[^\s]*)?$",
-                                   "Give an http(s) URL such as http://vllm:8000/v1.")],
+        validators=[
+            RegexValidator(
+                r"^https?://[^\s/?#]+(/[^\s]*)?$", "Give an http(s) URL such as http://vllm:8000/v1."
+            )
+        ],
         help_text="openai only, e.g. http://127.0.0.1:8001/v1",
     )
     api_key_env = models.CharField(
@@ -47,11 +50,13 @@ class LanguageModel(models.Model):
     )
     chat_template = models.TextField(blank=True, help_text="Jinja chat template; empty = the model's own.")
 
-    temperature = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(5.0)],
-                                    help_text="0 = greedy.")
+    temperature = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(5.0)], help_text="0 = greedy."
+    )
     top_p = models.FloatField(default=1.0, validators=[MinValueValidator(0.01), MaxValueValidator(1.0)])
-    max_new_tokens = models.PositiveIntegerField(default=256, validators=[MinValueValidator(1),
-                                                                         MaxValueValidator(32768)])
+    max_new_tokens = models.PositiveIntegerField(
+        default=256, validators=[MinValueValidator(1), MaxValueValidator(32768)]
+    )
 
     last_try_output = models.TextField(blank=True)
     last_try_error = models.TextField(blank=True)
@@ -62,10 +67,16 @@ class LanguageModel(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["is_default_teacher"], condition=Q(is_default_teacher=True),
-                                    name="one_default_teacher"),
-            models.UniqueConstraint(fields=["is_default_student"], condition=Q(is_default_student=True),
-                                    name="one_default_student"),
+            models.UniqueConstraint(
+                fields=["is_default_teacher"],
+                condition=Q(is_default_teacher=True),
+                name="one_default_teacher",
+            ),
+            models.UniqueConstraint(
+                fields=["is_default_student"],
+                condition=Q(is_default_student=True),
+                name="one_default_student",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -95,8 +106,9 @@ class LanguageModel(models.Model):
             raise ValidationError(errors)
 
     def generation_params(self) -> GenerationParams:
-        return GenerationParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                                top_p=self.top_p)
+        return GenerationParams(
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p
+        )
 
     def to_spec(self) -> ModelSpec:
         return ModelSpec(
@@ -143,7 +155,9 @@ class Adapter(models.Model):
 
     base_model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="adapters")
     version = models.PositiveIntegerField()
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
     path = models.CharField(max_length=1000)
     method = models.CharField(max_length=10, choices=TrainingDataset.Method.choices)
     config = models.JSONField(default=dict)
@@ -152,7 +166,9 @@ class Adapter(models.Model):
 
     class Meta:
         ordering = ["base_model__name", "-version"]
-        constraints = [models.UniqueConstraint(fields=["base_model", "version"], name="adapter_version_per_model")]
+        constraints = [
+            models.UniqueConstraint(fields=["base_model", "version"], name="adapter_version_per_model")
+        ]
 
     def __str__(self) -> str:
         return f"{self.base_model.name} v{self.version}"
@@ -181,8 +197,9 @@ class TrainingJob(models.Model):
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     base_model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="training_jobs")
-    parent_adapter = models.ForeignKey(Adapter, null=True, blank=True, on_delete=models.PROTECT,
-                                       related_name="child_jobs")
+    parent_adapter = models.ForeignKey(
+        Adapter, null=True, blank=True, on_delete=models.PROTECT, related_name="child_jobs"
+    )
     dataset = models.ForeignKey(TrainingDataset, on_delete=models.PROTECT, related_name="jobs")
     method = models.CharField(max_length=10, choices=TrainingDataset.Method.choices)
     config = models.JSONField(default=dict)
@@ -205,8 +222,9 @@ class TrainingJob(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     task_id = models.CharField(max_length=64, blank=True)
 
-    adapter = models.OneToOneField(Adapter, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="job")
+    adapter = models.OneToOneField(
+        Adapter, null=True, blank=True, on_delete=models.SET_NULL, related_name="job"
+    )
     created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

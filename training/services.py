@@ -32,7 +32,9 @@ def language_model_try(*, model: LanguageModel) -> LanguageModel:
     output, error = "", ""
     try:
         llm = language_model_llm(model=model)
-        params = model.generation_params().replace(max_new_tokens=min(TRY_MAX_NEW_TOKENS, model.max_new_tokens))
+        params = model.generation_params().replace(
+            max_new_tokens=min(TRY_MAX_NEW_TOKENS, model.max_new_tokens)
+        )
         output = llm.generate([TRY_CONVERSATION], params)[0].text.strip() or "(the model returned no text)"
     except LLMError as exc:
         error = str(exc)
@@ -55,10 +57,14 @@ def language_model_forget(*, model: LanguageModel) -> None:
 def language_model_set_default(*, model: LanguageModel, teacher: bool = False, student: bool = False) -> None:
     """Make ``model`` the default teacher and/or student, clearing the previous default."""
     if teacher:
-        LanguageModel.objects.filter(is_default_teacher=True).exclude(pk=model.pk).update(is_default_teacher=False)
+        LanguageModel.objects.filter(is_default_teacher=True).exclude(pk=model.pk).update(
+            is_default_teacher=False
+        )
         model.is_teacher = model.is_default_teacher = True
     if student:
-        LanguageModel.objects.filter(is_default_student=True).exclude(pk=model.pk).update(is_default_student=False)
+        LanguageModel.objects.filter(is_default_student=True).exclude(pk=model.pk).update(
+            is_default_student=False
+        )
         model.is_student = model.is_default_student = True
     model.save()
 
@@ -73,8 +79,14 @@ def language_model_register_bundled(*, make_default: bool = True) -> tuple[Langu
     path = bundled_gguf_path()
     model, created = LanguageModel.objects.get_or_create(
         name=BUNDLED_MODEL_NAME,
-        defaults={"backend": LanguageModel.Backend.GGUF, "source": str(path), "is_teacher": True,
-                  "is_student": True, "max_new_tokens": 256, "temperature": 0.0},
+        defaults={
+            "backend": LanguageModel.Backend.GGUF,
+            "source": str(path),
+            "is_teacher": True,
+            "is_student": True,
+            "max_new_tokens": 256,
+            "temperature": 0.0,
+        },
     )
     if model.source != str(path):  # the venv moved or the package was reinstalled elsewhere
         model.source = str(path)

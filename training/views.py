@@ -67,8 +67,9 @@ def fine_tune(request: HttpRequest) -> HttpResponse:
         data = dict(form.cleaned_data)
         base_model, dataset, parent = data.pop("base_model"), data.pop("dataset"), data.pop("parent_adapter")
         try:
-            job = jobs.training_job_create(base_model=base_model, dataset=dataset, parent_adapter=parent,
-                                           user=request.user, **data)
+            job = jobs.training_job_create(
+                base_model=base_model, dataset=dataset, parent_adapter=parent, user=request.user, **data
+            )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -82,9 +83,13 @@ def dataset_upload(request: HttpRequest) -> HttpResponse:
     line_errors: list[tuple[int, str]] = []
     if request.method == "POST" and form.is_valid():
         try:
-            dataset = jobs.dataset_create_from_jsonl(name=form.cleaned_data["name"], method=form.cleaned_data["method"],
-                                                     text=form.cleaned_data["file"], user=request.user,
-                                                     source=request.FILES["file"].name)
+            dataset = jobs.dataset_create_from_jsonl(
+                name=form.cleaned_data["name"],
+                method=form.cleaned_data["method"],
+                text=form.cleaned_data["file"],
+                user=request.user,
+                source=request.FILES["file"].name,
+            )
         except DatasetError as exc:
             line_errors = exc.errors[:100]
             form.add_error("file", f"{len(exc.errors)} bad line(s); nothing was saved.")
@@ -111,6 +116,10 @@ def adapter_download(request: HttpRequest, adapter_id: int) -> HttpResponse:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
-                archive.write(path, Path(f"{adapter.base_model.name}-v{adapter.version}") / path.relative_to(folder))
+                archive.write(
+                    path, Path(f"{adapter.base_model.name}-v{adapter.version}") / path.relative_to(folder)
+                )
     buffer.seek(0)
-    return FileResponse(buffer, as_attachment=True, filename=f"{adapter.base_model.name}-v{adapter.version}.zip")
+    return FileResponse(
+        buffer, as_attachment=True, filename=f"{adapter.base_model.name}-v{adapter.version}.zip"
+    )

@@ -40,8 +40,12 @@ def test_it_cycles_a_short_pool_and_takes_nothing_for_no_budget():
 def _course():
     pack = load_pack("arithmetic", per_skill_per_split={"train": 6, "probe": 3, "exam": 3})
     skills = (Skill("add_2d", "Add two-digit numbers"), Skill("sub_2d", "Subtract two-digit numbers"))
-    return Course(key="mini", name="mini", skills=skills,
-                  exercises=tuple(e for e in pack.exercises if e.skill in {"add_2d", "sub_2d"}))
+    return Course(
+        key="mini",
+        name="mini",
+        skills=skills,
+        exercises=tuple(e for e in pack.exercises if e.skill in {"add_2d", "sub_2d"}),
+    )
 
 
 def test_its_explanations_pass_the_gate_and_its_new_items_are_verified_and_new(tmp_path):
@@ -63,8 +67,10 @@ def test_its_explanations_pass_the_gate_and_its_new_items_are_verified_and_new(t
     prompts = [g.prompt for g in generated]
     assert len(set(prompts)) == len(prompts)  # the second round asks again and gets new items
     assert not set(prompts) & {e.prompt for e in course.exercises}
-    assert all(g.skill == by_key[g.source_item].skill and g.difficulty == by_key[g.source_item].difficulty
-               for g in generated)
+    assert all(
+        g.skill == by_key[g.source_item].skill and g.difficulty == by_key[g.source_item].difficulty
+        for g in generated
+    )
     assert state.teacher_exam and all(a.correct for a in state.teacher_exam.values())
 
 
@@ -73,13 +79,29 @@ def test_it_checks_writes_and_explains_bracket_sequences():
     assert not check_brackets("( ] ")[0] and not check_brackets("( (")[0] and not check_brackets(")")[0]
 
     prompt = "Determine whether the given sequence of parentheses is properly matched.\nSequence: ( [ ) ]"
-    item = Exercise(key="p-1", skill="parens", prompt=prompt, answer="Invalid", answer_type="choice",
-                    options=("Valid", "Invalid"))
+    item = Exercise(
+        key="p-1",
+        skill="parens",
+        prompt=prompt,
+        answer="Invalid",
+        answer_type="choice",
+        options=("Valid", "Invalid"),
+    )
     course = Course(key="bb", name="bb", skills=(Skill("parens", "Parentheses"),), exercises=(item,))
     teacher = ScriptedTeacher(course)
-    [generation] = teacher.generate([[{"role": "user", "content": (
-        "Here is an exercise and its worked solution.\nQuestion: A) Valid\nB) Invalid\n"
-        "Solution: x\n\nWrite 3 new exercises of the same kind")}]])
+    [generation] = teacher.generate(
+        [
+            [
+                {
+                    "role": "user",
+                    "content": (
+                        "Here is an exercise and its worked solution.\nQuestion: A) Valid\nB) Invalid\n"
+                        "Solution: x\n\nWrite 3 new exercises of the same kind"
+                    ),
+                }
+            ]
+        ]
+    )
     assert generation.text.startswith("I cannot")  # not a question it knows: it writes nothing
 
     from tutor.core.runs import prompts
@@ -90,7 +112,13 @@ def test_it_checks_writes_and_explains_bracket_sequences():
     for draft in drafts:
         sequence = draft.question.split("Sequence: ", 1)[1]
         assert draft.answer == ("Valid" if check_brackets(sequence)[0] else "Invalid")
-        exercise = Exercise(key="g", skill="parens", prompt=draft.question, answer=draft.answer,
-                            answer_type="choice", options=draft.options)
+        exercise = Exercise(
+            key="g",
+            skill="parens",
+            prompt=draft.question,
+            answer=draft.answer,
+            answer_type="choice",
+            options=draft.options,
+        )
         assert verify(exercise) is None  # no code solver: the loop asks the teacher a second time
         assert teacher.generate([prompts.student_prompt(exercise)])[0].text == f"Answer: {draft.answer}"

@@ -12,8 +12,14 @@ from pathlib import Path
 from tests.paths import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -37,9 +43,17 @@ class LiveSite:
         self.worker = worker
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        self.env.update({"DJANGO_SETTINGS_MODULE": "teachloop.settings", "TEACHLOOP_DATA_DIR": str(data_dir),
-                         "DEBUG": "1", "HF_HUB_OFFLINE": "1", "TEACHLOOP_TUTOR_ALTERNATIVES_SHARE": "0",
-                         "PYTHONUNBUFFERED": "1", **env})
+        self.env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "teachloop.settings",
+                "TEACHLOOP_DATA_DIR": str(data_dir),
+                "DEBUG": "1",
+                "HF_HUB_OFFLINE": "1",
+                "TEACHLOOP_TUTOR_ALTERNATIVES_SHARE": "0",
+                "PYTHONUNBUFFERED": "1",
+                **env,
+            }
+        )
         self.process: subprocess.Popen | None = None
         self.log_path = data_dir / "daphne.log"
 
@@ -48,8 +62,9 @@ class LiveSite:
         return f"http://127.0.0.1:{self.port}"
 
     def run(self, *args: str) -> None:
-        result = subprocess.run([sys.executable, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-                                timeout=300)
+        result = subprocess.run(
+            [sys.executable, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
 
@@ -59,10 +74,14 @@ class LiveSite:
 
     def start(self) -> LiveSite:
         log = open(self.log_path, "a")
-        command = (["manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)] if self.worker else
-                   ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "teachloop.asgi:application"])
-        self.process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT)
+        command = (
+            ["manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+            if self.worker
+            else ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "teachloop.asgi:application"]
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, *command], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

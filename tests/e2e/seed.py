@@ -31,8 +31,11 @@ def main() -> None:
     parser.add_argument("--teacher-url", help="base URL of an OpenAI-compatible fake teacher")
     parser.add_argument("--bundled", action="store_true", help="teach with the bundled SmolLM2")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--tiny-student", help="folder of the tiny test model: register it as a student and "
-                        "import the mini course (teaching-run pages)")
+    parser.add_argument(
+        "--tiny-student",
+        help="folder of the tiny test model: register it as a student and "
+        "import the mini course (teaching-run pages)",
+    )
     args = parser.parse_args()
     call_command("migrate", "--noinput", verbosity=0)  # here, not in another process: one Django start less
     User = get_user_model()
@@ -44,8 +47,13 @@ def main() -> None:
     if args.bundled:
         teacher, _ = language_model_register_bundled()
     else:
-        teacher = LanguageModel.objects.create(name="fake-teacher", is_teacher=True, backend="openai",
-                                               source="fake-model", base_url=args.teacher_url)
+        teacher = LanguageModel.objects.create(
+            name="fake-teacher",
+            is_teacher=True,
+            backend="openai",
+            source="fake-model",
+            base_url=args.teacher_url,
+        )
         language_model_set_default(model=teacher, teacher=True)
     teacher.max_new_tokens = args.max_new_tokens
     teacher.save()

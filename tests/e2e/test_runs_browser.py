@@ -20,7 +20,8 @@ expect = pytest.importorskip("playwright.sync_api").expect
 def site(tmp_path_factory, tiny_model_dir):
     with FakeOpenAIServer(models={"fake-model"}) as teacher:
         live = LiveSite(tmp_path_factory.mktemp("live-runs"), worker=True).setup(
-            "--teacher-url", teacher.base_url, "--max-new-tokens", "24", "--tiny-student", str(tiny_model_dir))
+            "--teacher-url", teacher.base_url, "--max-new-tokens", "24", "--tiny-student", str(tiny_model_dir)
+        )
         yield live
         live.stop()
 

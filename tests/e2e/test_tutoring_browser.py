@@ -40,8 +40,9 @@ def teacher():
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, teacher):
-    live = LiveSite(tmp_path_factory.mktemp("live-site")).setup("--teacher-url", teacher.base_url,
-                                                                "--max-new-tokens", "400")
+    live = LiveSite(tmp_path_factory.mktemp("live-site")).setup(
+        "--teacher-url", teacher.base_url, "--max-new-tokens", "400"
+    )
     yield live
     live.stop()
 
@@ -74,7 +75,8 @@ def test_it_streams_an_explanation_tailored_to_the_learner(page, site):
             const all = document.querySelectorAll('#tutor-messages article[data-kind="explanation"]');
             const el = all[all.length - 1];
             return el && el.dataset.status === 'streaming' && el.querySelector('.output').innerText.length;
-        }""").json_value()
+        }"""
+    ).json_value()
     expect(explanation).to_have_attribute("data-status", "done")
     final = text.inner_text()
     assert partial < len(final)
@@ -122,7 +124,9 @@ def test_it_shows_a_model_reply_with_script_as_plain_text(page, site):
     expect(page.locator("#question-input")).to_have_value("")
     answer = last_message(page, "answer")
     expect(answer).to_have_attribute("data-status", "done")
-    expect(answer.locator(".output")).to_contain_text("<script>window.pwned = 1</script><b id='bold'>why</b>?")
+    expect(answer.locator(".output")).to_contain_text(
+        "<script>window.pwned = 1</script><b id='bold'>why</b>?"
+    )
     expect(answer.locator(".learner-question")).to_contain_text("<script>")
     assert page.evaluate("typeof window.pwned") == "undefined"
     assert page.locator("#bold").count() == 0
@@ -166,7 +170,9 @@ def test_it_reconnects_by_itself_after_the_server_restarts(page, site):
     expect(page.locator("#tutor-connection")).to_have_attribute("data-state", "closed")
     site.start()
     expect(page.locator("#tutor-connection")).to_have_attribute("data-state", "open")
-    expect(last_message(page, "explanation")).to_have_attribute("data-status", "done")  # state from the database
+    expect(last_message(page, "explanation")).to_have_attribute(
+        "data-status", "done"
+    )  # state from the database
     page.fill("#question-input", "Still there?")
     page.click("#question-form button[type=submit]")
     expect(last_message(page, "answer")).to_have_attribute("data-status", "done")

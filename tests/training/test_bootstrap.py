@@ -42,8 +42,14 @@ def test_it_prints_a_working_admin_password_once():
 
 
 def test_it_keeps_a_default_teacher_chosen_by_an_admin():
-    LanguageModel.objects.create(name="big", is_teacher=True, is_default_teacher=True, backend="openai",
-                                 source="m", base_url="http://x:1/v1")
+    LanguageModel.objects.create(
+        name="big",
+        is_teacher=True,
+        is_default_teacher=True,
+        backend="openai",
+        source="m",
+        base_url="http://x:1/v1",
+    )
     bootstrap()
     bundled = LanguageModel.objects.get(name=BUNDLED_MODEL_NAME)
     assert not bundled.is_default_teacher

@@ -71,15 +71,21 @@ async def test_it_rejects_learners(model):
 
 
 async def test_it_rejects_sockets_from_other_sites(model):
-    communicator = WebsocketCommunicator(application, f"/ws/training/models/{model.pk}/try/",
-                                         headers=[(b"origin", b"https://evil.example"), (b"host", b"127.0.0.1")])
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/training/models/{model.pk}/try/",
+        headers=[(b"origin", b"https://evil.example"), (b"host", b"127.0.0.1")],
+    )
     connected, _ = await communicator.connect()
     assert not connected
 
 
 async def test_it_streams_escaped_pieces(monkeypatch, staff, model):
-    monkeypatch.setattr(consumers.services, "language_model_llm",
-                        lambda model: ScriptedLLM(["Hello", " <script>alert(1)</script>", " world"]))
+    monkeypatch.setattr(
+        consumers.services,
+        "language_model_llm",
+        lambda model: ScriptedLLM(["Hello", " <script>alert(1)</script>", " world"]),
+    )
     communicator, connected, _ = await connect(model.pk, staff)
     assert connected
     await communicator.send_to(text_data=json.dumps({"prompt": "hi"}))
@@ -93,8 +99,11 @@ async def test_it_streams_escaped_pieces(monkeypatch, staff, model):
 
 
 async def test_it_shows_a_model_error_without_a_traceback(monkeypatch, staff, model):
-    monkeypatch.setattr(consumers.services, "language_model_llm",
-                        lambda model: ScriptedLLM(["partial"], GenerationError("smol", "server said 503")))
+    monkeypatch.setattr(
+        consumers.services,
+        "language_model_llm",
+        lambda model: ScriptedLLM(["partial"], GenerationError("smol", "server said 503")),
+    )
     communicator, _, _ = await connect(model.pk, staff)
     await communicator.send_to(text_data=json.dumps({"prompt": "hi"}))
     messages = await collect(communicator)
@@ -103,8 +112,9 @@ async def test_it_shows_a_model_error_without_a_traceback(monkeypatch, staff, mo
 
 
 async def test_it_streams_a_real_local_model(staff, tiny_model_dir):
-    model = await LanguageModel.objects.acreate(name="tiny", is_student=True, source=str(tiny_model_dir),
-                                                max_new_tokens=6)
+    model = await LanguageModel.objects.acreate(
+        name="tiny", is_student=True, source=str(tiny_model_dir), max_new_tokens=6
+    )
     communicator, connected, _ = await connect(model.pk, staff)
     assert connected
     await communicator.send_to(text_data=json.dumps({"prompt": "What is 2+2?"}))

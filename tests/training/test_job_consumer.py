@@ -23,9 +23,19 @@ router = URLRouter(websocket_urlpatterns)
 def job(django_user_model):
     owner = django_user_model.objects.create_user("carol", password="pw")
     model = LanguageModel.objects.create(name="tiny", is_student=True, source="x")
-    dataset = TrainingDataset.objects.create(name="d", method="sft", records=[], record_count=0, sha256="0" * 64)
-    job = TrainingJob.objects.create(base_model=model, dataset=dataset, method="sft", created_by=owner,
-                                     status="running", step=3, total_steps=10, loss=0.5)
+    dataset = TrainingDataset.objects.create(
+        name="d", method="sft", records=[], record_count=0, sha256="0" * 64
+    )
+    job = TrainingJob.objects.create(
+        base_model=model,
+        dataset=dataset,
+        method="sft",
+        created_by=owner,
+        status="running",
+        step=3,
+        total_steps=10,
+        loss=0.5,
+    )
     for step, loss in [(1, 2.0), (2, 1.0), (3, 0.5)]:
         TrainingMetric.objects.create(job=job, step=step, loss=loss)
     return job

@@ -15,8 +15,15 @@ from tests.base import BaseTestCase
 from training import jobs
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
 
-CHAT = [{"messages": [{"role": "user", "content": f"What is {i}+{i}?"},
-                      {"role": "assistant", "content": f"{i}+{i} = {2 * i}"}]} for i in range(8)]
+CHAT = [
+    {
+        "messages": [
+            {"role": "user", "content": f"What is {i}+{i}?"},
+            {"role": "assistant", "content": f"{i}+{i} = {2 * i}"},
+        ]
+    }
+    for i in range(8)
+]
 TINY_HYPER = {"max_steps": 4, "batch_size": 4, "learning_rate": 5e-3, "lora_r": 4, "checkpoint_every": 2}
 
 
@@ -29,8 +36,12 @@ class JobTestCase(BaseTestCase):
     def _tiny(self, tiny_model_dir, settings):
         self.tiny_dir = tiny_model_dir
         # Training tests run jobs explicitly (or through the CLI); nothing runs at enqueue.
-        settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend",
-                                      "QUEUES": ["default", "training"]}}
+        settings.TASKS = {
+            "default": {
+                "BACKEND": "django_tasks.backends.dummy.DummyBackend",
+                "QUEUES": ["default", "training"],
+            }
+        }
 
     def setUp(self) -> None:
         super().setUp()
@@ -39,8 +50,9 @@ class JobTestCase(BaseTestCase):
 
     def create_job(self, **hyper) -> TrainingJob:
         with self.captureOnCommitCallbacks(execute=True):
-            return jobs.training_job_create(base_model=self.model, dataset=self.dataset, user=self.alice,
-                                            **{**TINY_HYPER, **hyper})
+            return jobs.training_job_create(
+                base_model=self.model, dataset=self.dataset, user=self.alice, **{**TINY_HYPER, **hyper}
+            )
 
 
 class DatasetTestCase(JobTestCase):
@@ -55,10 +67,17 @@ class DatasetTestCase(JobTestCase):
 
     def test_it_lists_every_bad_line_of_an_upload_and_saves_nothing(self):
         self.client.force_login(self.alice)
-        text = jsonl(CHAT[:2]) + "{not json\n" + json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n"
+        text = (
+            jsonl(CHAT[:2])
+            + "{not json\n"
+            + json.dumps({"messages": [{"role": "user", "content": "hi"}]})
+            + "\n"
+        )
         upload = io.BytesIO(text.encode())
         upload.name = "bad.jsonl"
-        response = self.client.post(reverse("training:dataset-upload"), {"name": "bad", "method": "sft", "file": upload})
+        response = self.client.post(
+            reverse("training:dataset-upload"), {"name": "bad", "method": "sft", "file": upload}
+        )
         self.assertContains(response, "2 bad line(s); nothing was saved")
         lines = [line for line, _ in response.context["line_errors"]]
         self.assertEqual(lines, [3, 4])
@@ -69,7 +88,9 @@ class DatasetTestCase(JobTestCase):
         self.client.force_login(self.alice)
         upload = io.BytesIO(jsonl(CHAT).encode())
         upload.name = "good.jsonl"
-        response = self.client.post(reverse("training:dataset-upload"), {"name": "good", "method": "sft", "file": upload})
+        response = self.client.post(
+            reverse("training:dataset-upload"), {"name": "good", "method": "sft", "file": upload}
+        )
         dataset = TrainingDataset.objects.get(name="good")
         self.assertRedirects(response, f"{reverse('training:fine-tune')}?dataset={dataset.pk}")
 
@@ -82,9 +103,18 @@ class CreateJobTestCase(JobTestCase):
     def test_it_creates_and_enqueues_a_job_from_the_form(self):
         self.client.force_login(self.alice)
         with self.captureOnCommitCallbacks(execute=True):
-            response = self.client.post(reverse("training:fine-tune"), {
-                "base_model": self.model.pk, "dataset": self.dataset.pk, "learning_rate": "0.001",
-                "num_epochs": "1", "max_steps": "3", "batch_size": "2", "lora_r": "4"})
+            response = self.client.post(
+                reverse("training:fine-tune"),
+                {
+                    "base_model": self.model.pk,
+                    "dataset": self.dataset.pk,
+                    "learning_rate": "0.001",
+                    "num_epochs": "1",
+                    "max_steps": "3",
+                    "batch_size": "2",
+                    "lora_r": "4",
+                },
+            )
         job = TrainingJob.objects.get()
         self.assertRedirects(response, reverse("training:job", args=[job.pk]))
         self.assertEqual(job.status, "queued")
@@ -98,14 +128,17 @@ class CreateJobTestCase(JobTestCase):
         self.assertFalse(TrainingJob.objects.exists())
 
     def test_it_refuses_to_fine_tune_a_served_model(self):
-        served = LanguageModel.objects.create(name="served", is_teacher=True, backend="openai", source="m",
-                                              base_url="http://x:1/v1")
+        served = LanguageModel.objects.create(
+            name="served", is_teacher=True, backend="openai", source="m", base_url="http://x:1/v1"
+        )
         from django.core.exceptions import ValidationError
+
         with self.assertRaisesMessage(ValidationError, "only local models"):
             jobs.training_job_create(base_model=served, dataset=self.dataset)
 
     def test_it_rejects_bad_hyper_parameters_clearly(self):
         from django.core.exceptions import ValidationError
+
         with self.assertRaisesMessage(ValidationError, "learning_rate"):
             jobs.training_job_create(base_model=self.model, dataset=self.dataset, learning_rate=-1)
 
@@ -149,8 +182,9 @@ class RunJobTestCase(JobTestCase):
         jobs.training_job_run(job_id=first.pk)
         first.refresh_from_db()
         with self.captureOnCommitCallbacks(execute=True):
-            second = jobs.training_job_create(base_model=self.model, dataset=self.dataset,
-                                              parent_adapter=first.adapter, **TINY_HYPER)
+            second = jobs.training_job_create(
+                base_model=self.model, dataset=self.dataset, parent_adapter=first.adapter, **TINY_HYPER
+            )
         self.assertEqual(jobs.training_job_run(job_id=second.pk), "succeeded")
         second.refresh_from_db()
         self.assertEqual(second.adapter.version, 2)
@@ -163,6 +197,7 @@ class RunJobTestCase(JobTestCase):
         self.client.force_login(self.alice)
         response = self.client.get(reverse("training:adapter-download", args=[job.adapter.pk]))
         import zipfile
+
         names = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
         self.assertIn("tiny-v1/adapter_config.json", names)
         self.assertIn("tiny-v1/adapter_model.safetensors", names)
@@ -203,13 +238,25 @@ class TrainCommandTestCase(JobTestCase):
         path = self.tiny_dir.parent / "cli.jsonl"
         path.write_text(jsonl(CHAT))
         out, err = io.StringIO(), io.StringIO()
-        call_command("train", "--student", "tiny", "--data", str(path), "--max-steps", "2", "--lora-r", "4",
-                     stdout=out, stderr=err)
+        call_command(
+            "train",
+            "--student",
+            "tiny",
+            "--data",
+            str(path),
+            "--max-steps",
+            "2",
+            "--lora-r",
+            "4",
+            stdout=out,
+            stderr=err,
+        )
         adapter = Adapter.objects.get()
         self.assertEqual(out.getvalue().strip().splitlines()[-1], adapter.path)
 
     def test_it_reports_bad_lines_and_trains_nothing(self):
         from django.core.management.base import CommandError
+
         path = self.tiny_dir.parent / "bad.jsonl"
         path.write_text(jsonl(CHAT[:1]) + "oops\n")
         with self.assertRaisesMessage(CommandError, "line 2"):
@@ -295,11 +342,13 @@ class JobAdminTestCase(JobTestCase):
 class TrainProcessesTestCase(JobTestCase):
     def test_it_trains_in_process_without_gpus(self):
         from unittest import mock
+
         with mock.patch("training.core.launch.num_gpus", return_value=0):
             self.assertEqual(jobs.train_processes(), 1)
 
     def test_it_uses_every_gpu_or_the_number_asked_for(self):
         from unittest import mock
+
         with mock.patch("training.core.launch.num_gpus", return_value=4):
             self.assertEqual(jobs.train_processes(), 4)
             with self.settings(TEACHLOOP_TRAIN_GPUS="2"):
@@ -311,16 +360,24 @@ class TrainProcessesTestCase(JobTestCase):
         from unittest import mock
 
         from training.core.trainer import TrainResult
+
         job = self.create_job()
         calls = []
 
         def fake_run_distributed(config, records, output_dir, *, num_processes, **kwargs):
             calls.append(num_processes)
-            return TrainResult(status="failed", reason="stopped by the test", adapter_dir=None, metrics={},
-                               last_checkpoint=None)
+            return TrainResult(
+                status="failed",
+                reason="stopped by the test",
+                adapter_dir=None,
+                metrics={},
+                last_checkpoint=None,
+            )
 
-        with mock.patch("training.core.launch.num_gpus", return_value=2), \
-                mock.patch("training.core.launch.run_distributed", fake_run_distributed):
+        with (
+            mock.patch("training.core.launch.num_gpus", return_value=2),
+            mock.patch("training.core.launch.run_distributed", fake_run_distributed),
+        ):
             self.assertEqual(jobs.training_job_run(job_id=job.pk), "failed")
         self.assertEqual(calls, [2])
         job.refresh_from_db()

@@ -28,7 +28,9 @@ class _Rows:
 
 def test_it_keeps_beating_after_the_database_refused_a_write(caplog):
     rows, stop = _Rows(), threading.Event()
-    beat = threading.Thread(target=keep_alive, args=(rows,), kwargs={"every_s": 0.01, "stop": stop, "what": "job 7"})
+    beat = threading.Thread(
+        target=keep_alive, args=(rows,), kwargs={"every_s": 0.01, "stop": stop, "what": "job 7"}
+    )
     beat.start()
     try:
         assert rows.written.wait(5), "no heartbeat was written after two failed ones"
@@ -44,7 +46,9 @@ def test_it_stops_when_asked():
     stop.set()
     started = time.monotonic()
     # In a thread, as the workers run it (the suite's event loop makes the main thread async-only).
-    beat = threading.Thread(target=keep_alive, args=(rows,), kwargs={"every_s": 60, "stop": stop, "what": "job 8"})
+    beat = threading.Thread(
+        target=keep_alive, args=(rows,), kwargs={"every_s": 60, "stop": stop, "what": "job 8"}
+    )
     beat.start()
     beat.join(5)
     assert not beat.is_alive() and time.monotonic() - started < 1 and rows.calls == 0

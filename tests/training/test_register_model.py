@@ -21,22 +21,43 @@ def register(*args: str) -> str:
 
 def vllm_teacher(*extra: str) -> str:
     # The command docs/deploy.md gives for the compose stack's `teacher` service.
-    return register("big-teacher", "--backend", "openai", "--base-url", "http://teacher:8000/v1",
-                    "--source", "teacher", "--api-key-env", "TEACHER_API_KEY", "--teacher", *extra)
+    return register(
+        "big-teacher",
+        "--backend",
+        "openai",
+        "--base-url",
+        "http://teacher:8000/v1",
+        "--source",
+        "teacher",
+        "--api-key-env",
+        "TEACHER_API_KEY",
+        "--teacher",
+        *extra,
+    )
 
 
 def test_it_registers_an_openai_compatible_teacher():
     output = vllm_teacher("--default-teacher")
     model = LanguageModel.objects.get(name="big-teacher")
     assert (model.backend, model.base_url, model.source, model.api_key_env) == (
-        "openai", "http://teacher:8000/v1", "teacher", "TEACHER_API_KEY")
+        "openai",
+        "http://teacher:8000/v1",
+        "teacher",
+        "TEACHER_API_KEY",
+    )
     assert (model.is_teacher, model.is_student, model.is_default_teacher) == (True, False, True)
     assert "Registered big-teacher (openai; teacher, default teacher)" in output
 
 
 def test_it_moves_the_default_teacher_to_the_new_model():
-    LanguageModel.objects.create(name="small", source="org/small", is_teacher=True, is_student=True,
-                                 is_default_teacher=True, is_default_student=True)
+    LanguageModel.objects.create(
+        name="small",
+        source="org/small",
+        is_teacher=True,
+        is_student=True,
+        is_default_teacher=True,
+        is_default_student=True,
+    )
     vllm_teacher("--default-teacher")
     small = LanguageModel.objects.get(name="small")
     assert not small.is_default_teacher and small.is_default_student
@@ -62,22 +83,53 @@ def test_it_drops_the_default_flag_with_the_role():
 
 
 def test_it_registers_a_local_student_with_the_default_backend():
-    register("student", "--source", "HuggingFaceTB/SmolLM2-360M-Instruct", "--default-student",
-             "--max-new-tokens", "64")
+    register(
+        "student",
+        "--source",
+        "HuggingFaceTB/SmolLM2-360M-Instruct",
+        "--default-student",
+        "--max-new-tokens",
+        "64",
+    )
     model = LanguageModel.objects.get(name="student")
     assert (model.backend, model.is_student, model.is_default_student, model.max_new_tokens) == (
-        "transformers", True, True, 64)
+        "transformers",
+        True,
+        True,
+        64,
+    )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--backend", "openai", "--source", "teacher", "--teacher"], "base_url: An OpenAI-compatible model needs"),
-    (["--backend", "gguf", "--source", "/models/m.bin", "--student"], "source: A GGUF model's source"),
-    (["--source", "org/m"], "at least one role"),
-    (["--backend", "openai", "--source", "m", "--teacher", "--base-url", "http://teacher:8000/v1",
-      "--api-key-env", "sk-abc123"], "Use a variable name"),
-    (["--teacher"], "is not registered yet: give at least --source"),
-    (["--source", "org/m", "--no-teacher", "--default-teacher"], "--no-teacher contradicts --default-teacher"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--backend", "openai", "--source", "teacher", "--teacher"],
+            "base_url: An OpenAI-compatible model needs",
+        ),
+        (["--backend", "gguf", "--source", "/models/m.bin", "--student"], "source: A GGUF model's source"),
+        (["--source", "org/m"], "at least one role"),
+        (
+            [
+                "--backend",
+                "openai",
+                "--source",
+                "m",
+                "--teacher",
+                "--base-url",
+                "http://teacher:8000/v1",
+                "--api-key-env",
+                "sk-abc123",
+            ],
+            "Use a variable name",
+        ),
+        (["--teacher"], "is not registered yet: give at least --source"),
+        (
+            ["--source", "org/m", "--no-teacher", "--default-teacher"],
+            "--no-teacher contradicts --default-teacher",
+        ),
+    ],
+)
 def test_it_refuses_an_invalid_model_with_the_reason(args, message):
     with pytest.raises(CommandError, match=message):
         register("bad", *args)
@@ -94,14 +146,34 @@ def test_it_leaves_a_model_unchanged_when_an_update_is_invalid():
 def test_it_tries_the_served_teacher(monkeypatch):
     monkeypatch.setenv("TEACHER_API_KEY", "secret-key")
     with FakeOpenAIServer(models={"teacher"}) as server:
-        output = register("served", "--backend", "openai", "--base-url", server.base_url, "--source", "teacher",
-                          "--api-key-env", "TEACHER_API_KEY", "--teacher", "--try")
+        output = register(
+            "served",
+            "--backend",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "--source",
+            "teacher",
+            "--api-key-env",
+            "TEACHER_API_KEY",
+            "--teacher",
+            "--try",
+        )
         assert server.chat_requests()[-1].headers["authorization"] == "Bearer secret-key"
     assert "You said: In two sentences, explain what a fraction is." in output
 
 
 def test_it_fails_the_try_when_the_server_is_down():
     with pytest.raises(CommandError, match="served"):
-        register("served", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--source", "teacher",
-                 "--teacher", "--try")
+        register(
+            "served",
+            "--backend",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--source",
+            "teacher",
+            "--teacher",
+            "--try",
+        )
     assert LanguageModel.objects.get(name="served").last_try_error  # registered, and why it failed is kept

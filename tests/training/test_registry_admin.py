@@ -13,9 +13,19 @@ CHANGELIST_URL = reverse("admin:training_languagemodel_changelist")
 
 
 def form_data(**overrides: object) -> dict[str, object]:
-    data = {"name": "tiny", "is_teacher": "on", "backend": "transformers", "source": "org/model",
-            "base_url": "", "api_key_env": "", "chat_template": "", "temperature": "0", "top_p": "1",
-            "max_new_tokens": "32", "enabled": "on"}
+    data = {
+        "name": "tiny",
+        "is_teacher": "on",
+        "backend": "transformers",
+        "source": "org/model",
+        "base_url": "",
+        "api_key_env": "",
+        "chat_template": "",
+        "temperature": "0",
+        "top_p": "1",
+        "max_new_tokens": "32",
+        "enabled": "on",
+    }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -26,16 +36,28 @@ class RegisterModelTestCase(BaseTestCase):
         self.client.force_login(self.alice)
 
     def test_it_registers_an_openai_compatible_teacher(self):
-        response = self.client.post(ADD_URL, form_data(
-            name="big-teacher", backend="openai", source="Qwen/Qwen2.5-72B-Instruct",
-            base_url="http://gpu-box:8001/v1", api_key_env="VLLM_API_KEY", temperature="0.7", top_p="0.9"))
+        response = self.client.post(
+            ADD_URL,
+            form_data(
+                name="big-teacher",
+                backend="openai",
+                source="Qwen/Qwen2.5-72B-Instruct",
+                base_url="http://gpu-box:8001/v1",
+                api_key_env="VLLM_API_KEY",
+                temperature="0.7",
+                top_p="0.9",
+            ),
+        )
         self.assertRedirects(response, CHANGELIST_URL)
         model = LanguageModel.objects.get(name="big-teacher")
         spec = model.to_spec()
-        self.assertEqual((spec.backend, spec.base_url, spec.api_key_env), ("openai", "http://gpu-box:8001/v1",
-                                                                            "VLLM_API_KEY"))
-        self.assertEqual((spec.defaults.temperature, spec.defaults.top_p, spec.defaults.max_new_tokens),
-                         (0.7, 0.9, 32))
+        self.assertEqual(
+            (spec.backend, spec.base_url, spec.api_key_env),
+            ("openai", "http://gpu-box:8001/v1", "VLLM_API_KEY"),
+        )
+        self.assertEqual(
+            (spec.defaults.temperature, spec.defaults.top_p, spec.defaults.max_new_tokens), (0.7, 0.9, 32)
+        )
 
     def test_it_requires_a_base_url_for_openai_models(self):
         response = self.client.post(ADD_URL, form_data(backend="openai", source="m"))
@@ -51,8 +73,9 @@ class RegisterModelTestCase(BaseTestCase):
         self.assertContains(response, "at least one role")
 
     def test_it_rejects_an_api_key_in_place_of_its_variable_name(self):
-        response = self.client.post(ADD_URL, form_data(backend="openai", base_url="http://x:1/v1",
-                                                       api_key_env="sk-abc123-secret"))
+        response = self.client.post(
+            ADD_URL, form_data(backend="openai", base_url="http://x:1/v1", api_key_env="sk-abc123-secret")
+        )
         self.assertContains(response, "Use a variable name")
 
     def test_it_keeps_one_default_teacher(self):
@@ -81,11 +104,14 @@ class TryModelTestCase(BaseTestCase):
         self.client.force_login(self.alice)
 
     def try_it(self, model: LanguageModel):
-        return self.client.post(CHANGELIST_URL, {"action": "try_it", "_selected_action": [model.pk]}, follow=True)
+        return self.client.post(
+            CHANGELIST_URL, {"action": "try_it", "_selected_action": [model.pk]}, follow=True
+        )
 
     def test_it_shows_the_generated_text(self):
-        model = LanguageModel.objects.create(name="tiny", is_student=True, source=str(self.tiny_dir),
-                                             max_new_tokens=8)
+        model = LanguageModel.objects.create(
+            name="tiny", is_student=True, source=str(self.tiny_dir), max_new_tokens=8
+        )
         response = self.try_it(model)
         model.refresh_from_db()
         self.assertTrue(model.last_try_output)
@@ -110,8 +136,12 @@ class BaseUrlTestCase(BaseTestCase):
         self.client.force_login(self.alice)
 
     def test_it_accepts_dotless_service_hosts(self):
-        for i, url in enumerate(["http://vllm:8000/v1", "https://teacher.internal/v1", "http://[::1]:8001/v1"]):
-            response = self.client.post(ADD_URL, form_data(name=f"t{i}", backend="openai", source="m", base_url=url))
+        for i, url in enumerate(
+            ["http://vllm:8000/v1", "https://teacher.internal/v1", "http://[::1]:8001/v1"]
+        ):
+            response = self.client.post(
+                ADD_URL, form_data(name=f"t{i}", backend="openai", source="m", base_url=url)
+            )
             self.assertEqual(response.status_code, 302, url)
 
     def test_it_rejects_a_base_url_that_is_not_http(self):

@@ -16,8 +16,9 @@ DB_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": 
 @pytest.mark.django_db(transaction=True)
 def test_it_runs_queued_tasks_in_a_background_thread(settings, tiny_model_dir):
     settings.TASKS = DB_TASKS
-    model = LanguageModel.objects.create(name="tiny", is_student=True, source=str(tiny_model_dir),
-                                         max_new_tokens=4)
+    model = LanguageModel.objects.create(
+        name="tiny", is_student=True, source=str(tiny_model_dir), max_new_tokens=4
+    )
     result = tasks.try_language_model.enqueue(model.pk)
     assert not result.is_finished  # queued in the database, nothing ran it yet
 

@@ -34,17 +34,41 @@ print(job.pk)
 
 @pytest.fixture
 def site(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "TEACHLOOP_TASKS_BACKEND")}
-    env.update({"TEACHLOOP_DATA_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1", "TEACHLOOP_JOB_HEARTBEAT_S": "0.5",
-                "TEACHLOOP_JOB_STALE_AFTER_S": "3", "TEACHLOOP_RECOVER_EVERY_S": "0.5", "OMP_NUM_THREADS": "1"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "TEACHLOOP_TASKS_BACKEND")
+    }
+    env.update(
+        {
+            "TEACHLOOP_DATA_DIR": str(tmp_path),
+            "HF_HUB_OFFLINE": "1",
+            "TEACHLOOP_JOB_HEARTBEAT_S": "0.5",
+            "TEACHLOOP_JOB_STALE_AFTER_S": "3",
+            "TEACHLOOP_RECOVER_EVERY_S": "0.5",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
 
     def manage(*args: str, **kwargs) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=300, **kwargs)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            **kwargs,
+        )
 
     def worker(log: Path) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "manage.py", "worker", "--interval", "0.2"], cwd=ROOT, env=env,
-                                stdout=log.open("w"), stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "worker", "--interval", "0.2"],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
 
     assert manage("migrate", "-v0").returncode == 0
     return manage, worker, tmp_path / "teachloop.sqlite3"
@@ -53,8 +77,9 @@ def site(tmp_path):
 def job_row(db: Path, job_id: int) -> dict:
     with sqlite3.connect(db, timeout=30) as conn:
         conn.row_factory = sqlite3.Row
-        row = conn.execute("SELECT status, step, attempts, events FROM training_trainingjob WHERE id = ?",
-                           (job_id,)).fetchone()
+        row = conn.execute(
+            "SELECT status, step, attempts, events FROM training_trainingjob WHERE id = ?", (job_id,)
+        ).fetchone()
         return dict(row)
 
 
@@ -86,8 +111,11 @@ def test_it_resumes_a_job_after_its_worker_is_killed(site, tiny_model_dir, tmp_p
 
     second = start_worker(tmp_path / "worker2.log")
     try:
-        done = wait_for(lambda: (row := job_row(db, job_id))["status"] in ("succeeded", "failed") and row, 240,
-                        "the second worker to finish the job")
+        done = wait_for(
+            lambda: (row := job_row(db, job_id))["status"] in ("succeeded", "failed") and row,
+            240,
+            "the second worker to finish the job",
+        )
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=60)

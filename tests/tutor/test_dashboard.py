@@ -9,15 +9,23 @@ from training.models import LanguageModel
 class DashboardTestCase(BaseTestCase):
     def setUp(self) -> None:
         super().setUp()
-        LanguageModel.objects.create(name="smol", is_teacher=True, is_student=True, is_default_teacher=True,
-                                     source="x", last_try_output="<script>alert('hi')</script>")
+        LanguageModel.objects.create(
+            name="smol",
+            is_teacher=True,
+            is_student=True,
+            is_default_teacher=True,
+            source="x",
+            last_try_output="<script>alert('hi')</script>",
+        )
 
     def test_it_sends_anonymous_visitors_to_sign_in(self):
         response = self.client.get(reverse("dashboard"))
         self.assertRedirects(response, f"{reverse('login')}?next=/")
 
     def test_it_signs_in_and_shows_the_dashboard(self):
-        response = self.client.post(reverse("login"), {"username": "alice", "password": PASSWORD}, follow=True)
+        response = self.client.post(
+            reverse("login"), {"username": "alice", "password": PASSWORD}, follow=True
+        )
         self.assertContains(response, "Welcome, alice")
         self.assertContains(response, "smol")
 

@@ -79,24 +79,41 @@ class TrainConfig:
         self._validate()
 
     def _validate(self) -> None:
-        _require(isinstance(self.base_model, str) and self.base_model.strip() != "",
-                 "base_model", "must be a model folder or hub id")
-        _require(self.method in METHODS, "method",
-                 f"must be one of {', '.join(METHODS)}, not {self.method!r}")
-        _require(self.parent_adapter is None or isinstance(self.parent_adapter, str),
-                 "parent_adapter", "must be a folder path or None")
-        _require(self.chat_template is None or isinstance(self.chat_template, str),
-                 "chat_template", "must be a Jinja template string or None")
+        _require(
+            isinstance(self.base_model, str) and self.base_model.strip() != "",
+            "base_model",
+            "must be a model folder or hub id",
+        )
+        _require(
+            self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}, not {self.method!r}"
+        )
+        _require(
+            self.parent_adapter is None or isinstance(self.parent_adapter, str),
+            "parent_adapter",
+            "must be a folder path or None",
+        )
+        _require(
+            self.chat_template is None or isinstance(self.chat_template, str),
+            "chat_template",
+            "must be a Jinja template string or None",
+        )
         _int(self, "lora_r", minimum=1)
         _int(self, "lora_alpha", minimum=1)
         _number(self, "lora_dropout", minimum=0.0, below=1.0)
         if self.target_modules is not None:
-            _require(isinstance(self.target_modules, tuple) and len(self.target_modules) > 0
-                     and all(isinstance(m, str) and m for m in self.target_modules),
-                     "target_modules", "must be a non-empty list of module names, or None for the default")
+            _require(
+                isinstance(self.target_modules, tuple)
+                and len(self.target_modules) > 0
+                and all(isinstance(m, str) and m for m in self.target_modules),
+                "target_modules",
+                "must be a non-empty list of module names, or None for the default",
+            )
         _number(self, "learning_rate", above=0.0)
-        _require(self.lr_scheduler in LR_SCHEDULERS, "lr_scheduler",
-                 f"must be one of {', '.join(LR_SCHEDULERS)}, not {self.lr_scheduler!r}")
+        _require(
+            self.lr_scheduler in LR_SCHEDULERS,
+            "lr_scheduler",
+            f"must be one of {', '.join(LR_SCHEDULERS)}, not {self.lr_scheduler!r}",
+        )
         # transformers 5 reads warmup_steps < 1 as a ratio and >= 1 as a count, so 1.0 would mean one step.
         _number(self, "warmup_ratio", minimum=0.0, below=1.0)
         _number(self, "num_epochs", above=0.0)
@@ -160,16 +177,26 @@ def _require(ok: bool, field_name: str, message: str) -> None:
 def _int(config: TrainConfig, name: str, *, minimum: int) -> None:
     value = getattr(config, name)
     # bool is an int subclass; True as a batch size is a bug, not a 1.
-    _require(isinstance(value, int) and not isinstance(value, bool), name,
-             f"must be a whole number, not {value!r}")
+    _require(
+        isinstance(value, int) and not isinstance(value, bool), name, f"must be a whole number, not {value!r}"
+    )
     _require(value >= minimum, name, f"must be at least {minimum}, not {value}")
 
 
-def _number(config: TrainConfig, name: str, *, minimum: float | None = None, above: float | None = None,
-            below: float | None = None) -> None:
+def _number(
+    config: TrainConfig,
+    name: str,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+) -> None:
     value = getattr(config, name)
-    _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
-             name, f"must be a finite number, not {value!r}")
+    _require(
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+        name,
+        f"must be a finite number, not {value!r}",
+    )
     if minimum is not None:
         _require(value >= minimum, name, f"must be at least {minimum}, not {value}")
     if above is not None:

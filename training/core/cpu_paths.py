@@ -34,22 +34,33 @@ def attend_within_each_sequence(model) -> None:
     if model.config._attn_implementation != "sdpa":  # eager on purpose, or a model without sdpa
         return
     AttentionInterface.register(PER_SEQUENCE_SDPA, _per_sequence_sdpa)
-    AttentionMaskInterface.register(PER_SEQUENCE_SDPA, sdpa_mask)  # batches that are not padding-free keep their mask
+    AttentionMaskInterface.register(
+        PER_SEQUENCE_SDPA, sdpa_mask
+    )  # batches that are not padding-free keep their mask
     model.set_attn_implementation(PER_SEQUENCE_SDPA)
 
 
-def _per_sequence_sdpa(module, query, key, value, attention_mask, *, cu_seq_lens_q=None, cu_seq_lens_k=None,
-                       **kwargs):
+def _per_sequence_sdpa(
+    module, query, key, value, attention_mask, *, cu_seq_lens_q=None, cu_seq_lens_k=None, **kwargs
+):
     """sdpa run sequence by sequence over a padding-free row (TRL's collator passes the boundaries); any other
     batch (padded, or with a cache) goes to plain sdpa with its mask."""
-    packed = (cu_seq_lens_q is not None and query.shape[0] == 1 and query.shape[2] == key.shape[2]
-              and (cu_seq_lens_k is None or torch.equal(cu_seq_lens_q, cu_seq_lens_k)))
+    packed = (
+        cu_seq_lens_q is not None
+        and query.shape[0] == 1
+        and query.shape[2] == key.shape[2]
+        and (cu_seq_lens_k is None or torch.equal(cu_seq_lens_q, cu_seq_lens_k))
+    )
     if not packed:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     bounds = cu_seq_lens_q.tolist()
-    parts = [sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-                                    None, **kwargs)[0]  # no mask: causal within the sequence (module.is_causal)
-             for start, end in zip(bounds, bounds[1:]) if end > start]
+    parts = [
+        sdpa_attention_forward(
+            module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], None, **kwargs
+        )[0]  # no mask: causal within the sequence (module.is_causal)
+        for start, end in zip(bounds, bounds[1:])
+        if end > start
+    ]
     return torch.cat(parts, dim=1), None
 
 
@@ -78,13 +89,31 @@ def dense_lm_head_on_labelled_positions() -> Iterator[None]:
 
     class _CpuDenseOrChunked:
         @staticmethod
-        def apply(hidden, weight, bias, targets, temperature, chunk_size, softcap=None, logit_scale=1.0,
-                  outputs=("log_probs",)):
+        def apply(
+            hidden,
+            weight,
+            bias,
+            targets,
+            temperature,
+            chunk_size,
+            softcap=None,
+            logit_scale=1.0,
+            outputs=("log_probs",),
+        ):
             if hidden.device.type != "cpu":
-                return chunked.apply(hidden, weight, bias, targets, temperature, chunk_size, softcap, logit_scale,
-                                     outputs)
-            return dense_log_probs(hidden, weight, bias, targets, temperature=temperature, softcap=softcap,
-                                   logit_scale=logit_scale, outputs=outputs)
+                return chunked.apply(
+                    hidden, weight, bias, targets, temperature, chunk_size, softcap, logit_scale, outputs
+                )
+            return dense_log_probs(
+                hidden,
+                weight,
+                bias,
+                targets,
+                temperature=temperature,
+                softcap=softcap,
+                logit_scale=logit_scale,
+                outputs=outputs,
+            )
 
     trl_utils._use_triton = lambda device: device.type == "cpu" or on_triton(device)
     trl_utils._ChunkedLogProbFunction = _CpuDenseOrChunked
@@ -95,9 +124,17 @@ def dense_lm_head_on_labelled_positions() -> Iterator[None]:
         trl_utils._ChunkedLogProbFunction = chunked
 
 
-def dense_log_probs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor, *,
-                    temperature: float = 1.0, softcap: float | None = None, logit_scale: float = 1.0,
-                    outputs: tuple[str, ...] = ("log_probs",)):
+def dense_log_probs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    logit_scale: float = 1.0,
+    outputs: tuple[str, ...] = ("log_probs",),
+):
     """What TRL's ``ChunkedLogProbFunction.apply`` returns, computed densely with autograd.
 
     Returns ``(log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1)`` for ``hidden`` [N, H] against the

@@ -71,8 +71,11 @@ def validate_records(records: list[dict[str, Any]], method: str) -> None:
     _check_method(method)
     if not isinstance(records, list):
         raise DatasetError([(0, f"records must be a list, not {type(records).__name__}")])
-    errors = [(number, problem) for number, record in enumerate(records, start=1)
-              if (problem := record_problem(record, method))]
+    errors = [
+        (number, problem)
+        for number, record in enumerate(records, start=1)
+        if (problem := record_problem(record, method))
+    ]
     if errors:
         raise DatasetError(errors)
     if not records:
@@ -89,6 +92,7 @@ def record_problem(record: Any, method: str) -> str | None:
 
 # --- per-method shapes ----------------------------------------------------------------------
 
+
 def _sft_problem(record: dict[str, Any]) -> str | None:
     if "messages" not in record:
         return 'missing "messages" (a list of {"role", "content"} messages)'
@@ -99,7 +103,7 @@ def _sft_problem(record: dict[str, Any]) -> str | None:
     if len(messages) < 2:
         return '"messages" needs a prompt (a user or system message) before the assistant\'s answer'
     if messages[-1]["role"] != "assistant":
-        return f'the last message must be from the assistant, not {messages[-1]["role"]!r}'
+        return f"the last message must be from the assistant, not {messages[-1]['role']!r}"
     return None
 
 
@@ -107,8 +111,9 @@ def _dpo_problem(record: dict[str, Any]) -> str | None:
     missing = [key for key in ("prompt", "chosen", "rejected") if key not in record]
     if missing:
         return "missing " + ", ".join(f'"{key}"' for key in missing)
-    problem = _prompt_and_answers_problem(record["prompt"], {"chosen": record["chosen"],
-                                                              "rejected": record["rejected"]})
+    problem = _prompt_and_answers_problem(
+        record["prompt"], {"chosen": record["chosen"], "rejected": record["rejected"]}
+    )
     if problem:
         return problem
     if record["chosen"] == record["rejected"]:
@@ -160,7 +165,7 @@ def _messages_problem(messages: Any, key: str) -> str | None:
     if not messages:
         return f'"{key}" is empty'
     for index, message in enumerate(messages, start=1):
-        where = f'{key} #{index}'
+        where = f"{key} #{index}"
         if not isinstance(message, dict):
             return f"{where} must be an object with role and content, not {_kind(message)}"
         role, content = message.get("role"), message.get("content")
@@ -181,5 +186,12 @@ def _check_method(method: str) -> None:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)

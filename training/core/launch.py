@@ -64,8 +64,15 @@ def num_gpus() -> int:
 
 # --- the parent: write the folder, launch, relay, collect ------------------------------------
 
-def prepare_launch_dir(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, *,
-                       num_processes: int, num_machines: int = 1) -> Path:
+
+def prepare_launch_dir(
+    config: TrainConfig,
+    records: list[dict[str, Any]],
+    output_dir: Path,
+    *,
+    num_processes: int,
+    num_machines: int = 1,
+) -> Path:
     """Write what the rank processes read into ``output_dir/launch`` (removing an earlier run's
     events, result and STOP) and return that folder."""
     folder = Path(output_dir) / LAUNCH_DIRNAME
@@ -79,25 +86,51 @@ def prepare_launch_dir(config: TrainConfig, records: list[dict[str, Any]], outpu
         for record in records:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
     multi = num_processes > 1 or num_machines > 1
-    (folder / ACCELERATE_CONFIG_FILENAME).write_text(json.dumps({
-        "compute_environment": "LOCAL_MACHINE", "distributed_type": "MULTI_GPU" if multi else "NO",
-        "num_processes": num_processes, "num_machines": num_machines, "machine_rank": 0,
-        "mixed_precision": "no",  # the Trainer sets bf16 itself where the GPU has it
-        "use_cpu": False, "debug": False, "gpu_ids": "all", "rdzv_backend": "static",
-        "main_training_function": "main", "downcast_bf16": False,
-        "dynamo_config": {},
-    }, indent=2) + "\n")
+    (folder / ACCELERATE_CONFIG_FILENAME).write_text(
+        json.dumps(
+            {
+                "compute_environment": "LOCAL_MACHINE",
+                "distributed_type": "MULTI_GPU" if multi else "NO",
+                "num_processes": num_processes,
+                "num_machines": num_machines,
+                "machine_rank": 0,
+                "mixed_precision": "no",  # the Trainer sets bf16 itself where the GPU has it
+                "use_cpu": False,
+                "debug": False,
+                "gpu_ids": "all",
+                "rdzv_backend": "static",
+                "main_training_function": "main",
+                "downcast_bf16": False,
+                "dynamo_config": {},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return folder
 
 
-def launch_command(output_dir: Path, *, num_processes: int, cuda: bool, port: int,
-                   extra_launch_args: Sequence[str] = ()) -> list[str]:
+def launch_command(
+    output_dir: Path, *, num_processes: int, cuda: bool, port: int, extra_launch_args: Sequence[str] = ()
+) -> list[str]:
     """The ``accelerate launch`` command line (run through our PDEATHSIG shim, see ``_launcher``)."""
     folder = Path(output_dir) / LAUNCH_DIRNAME
-    args = [sys.executable, "-m", "training.core.launch", "accelerate",
-            "--config_file", str(folder / ACCELERATE_CONFIG_FILENAME),
-            "--num_processes", str(num_processes), "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no"]
+    args = [
+        sys.executable,
+        "-m",
+        "training.core.launch",
+        "accelerate",
+        "--config_file",
+        str(folder / ACCELERATE_CONFIG_FILENAME),
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     if num_processes > 1:
         # torchrun's path: N processes with RANK/LOCAL_RANK set. On CPU too (see the module docstring).
         args += ["--multi_gpu", "--main_process_port", str(port)]
@@ -108,12 +141,18 @@ def launch_command(output_dir: Path, *, num_processes: int, cuda: bool, port: in
     return args
 
 
-def run_distributed(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, *,
-                    num_processes: int,
-                    progress: Callable[[ProgressEvent], None] | None = None,
-                    should_stop: Callable[[], bool] | None = None,
-                    resume: bool = True, poll_s: float = 0.5,
-                    extra_launch_args: Sequence[str] = ()) -> TrainResult:
+def run_distributed(
+    config: TrainConfig,
+    records: list[dict[str, Any]],
+    output_dir: Path,
+    *,
+    num_processes: int,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: bool = True,
+    poll_s: float = 0.5,
+    extra_launch_args: Sequence[str] = (),
+) -> TrainResult:
     """``train()`` in ``num_processes`` DDP processes (one per GPU); same result and callbacks.
 
     ``progress`` and ``should_stop`` are called in this process, between polls; an exception from
@@ -130,18 +169,34 @@ def run_distributed(config: TrainConfig, records: list[dict[str, Any]], output_d
     if not resume:  # here, not in every rank: ranks deleting one shared folder at once would race
         shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
     folder = prepare_launch_dir(config, records, output_dir, num_processes=num_processes)
-    command = launch_command(output_dir, num_processes=num_processes, cuda=gpus > 0, port=_free_port(),
-                             extra_launch_args=extra_launch_args)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
-        "TEACHLOOP_LAUNCH_PARENT_PID": str(os.getpid())}
+    command = launch_command(
+        output_dir,
+        num_processes=num_processes,
+        cuda=gpus > 0,
+        port=_free_port(),
+        extra_launch_args=extra_launch_args,
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        ),
+        "TEACHLOOP_LAUNCH_PARENT_PID": str(os.getpid()),
+    }
     events = _EventTail(folder / EVENTS_FILENAME)
     stop_file = folder / STOP_FILENAME
     if should_stop is not None and should_stop():
         stop_file.touch()  # the ranks then end "cancelled before training started", as train() does
     with open(folder / "stdout.log", "wb") as stdout, open(folder / "stderr.log", "wb") as stderr:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=stdout, stderr=stderr, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
         try:
             while True:
                 exited = process.poll() is not None
@@ -165,14 +220,18 @@ def _collect(folder: Path, returncode: int, result_type) -> TrainResult:
     result_file = folder / RESULT_FILENAME
     if result_file.is_file():
         data = json.loads(result_file.read_text())
-        return result_type(status=data["status"], reason=data["reason"],
-                           adapter_dir=Path(data["adapter_dir"]) if data["adapter_dir"] else None,
-                           metrics=data["metrics"],
-                           last_checkpoint=Path(data["last_checkpoint"]) if data["last_checkpoint"] else None)
+        return result_type(
+            status=data["status"],
+            reason=data["reason"],
+            adapter_dir=Path(data["adapter_dir"]) if data["adapter_dir"] else None,
+            metrics=data["metrics"],
+            last_checkpoint=Path(data["last_checkpoint"]) if data["last_checkpoint"] else None,
+        )
     # A rank that raised wrote error-<rank>.txt; the first one is the cause, the others broke on it. A rank
     # killed by a signal (the OOM killer) writes nothing: torchrun's "Root Cause" summary names it.
-    errors = sorted(folder.glob("error-*.txt"),
-                    key=lambda path: (path.stat().st_mtime_ns, int(path.stem.split("-")[1])))
+    errors = sorted(
+        folder.glob("error-*.txt"), key=lambda path: (path.stat().st_mtime_ns, int(path.stem.split("-")[1]))
+    )
     stderr = folder / "stderr.log"
     details = [f"rank {errors[0].stem.split('-')[1]}: {errors[0].read_text().strip()}"] if errors else []
     root = _root_cause(stderr)
@@ -258,6 +317,7 @@ class _EventTail:
 
 # --- the rank processes --------------------------------------------------------------------
 
+
 class _StopFlag:
     """``should_stop`` for every rank: rank 0 looks for the STOP file (or its launching parent gone);
     one all-reduce per call makes every rank return the same answer at the same step."""
@@ -336,10 +396,13 @@ def _worker(output_dir: Path) -> int:
         (folder / f"error-{rank}.txt").write_text(f"{type(exc).__name__}: {exc}\n")
         raise
     if rank == 0:
-        data = {"status": result.status, "reason": result.reason,
-                "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
-                "metrics": result.metrics,
-                "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None}
+        data = {
+            "status": result.status,
+            "reason": result.reason,
+            "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
+            "metrics": result.metrics,
+            "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+        }
         partial = folder / (RESULT_FILENAME + ".partial")
         partial.write_text(json.dumps(data, indent=2, default=str) + "\n")
         partial.replace(folder / RESULT_FILENAME)
@@ -393,14 +456,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["accelerate"]:  # everything after it is accelerate launch's own command line
         return _launcher(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m training.core.launch",
-                                     description="Run or prepare a distributed TeachLoop training run.")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.core.launch",
+        description="Run or prepare a distributed TeachLoop training run.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     worker = commands.add_parser("worker", help="one rank (run by accelerate launch on every node)")
-    worker.add_argument("--dir", required=True, type=Path,
-                        help="the job's output folder (shared by all nodes)")
-    prepare = commands.add_parser("prepare",
-                                  help="write DIR/launch from a config and records, for a manual launch")
+    worker.add_argument(
+        "--dir", required=True, type=Path, help="the job's output folder (shared by all nodes)"
+    )
+    prepare = commands.add_parser(
+        "prepare", help="write DIR/launch from a config and records, for a manual launch"
+    )
     prepare.add_argument("--dir", required=True, type=Path)
     prepare.add_argument("--config", required=True, type=Path, help="a teachloop_train_config.json")
     prepare.add_argument("--records", required=True, type=Path, help="training records, JSONL")
@@ -412,8 +479,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = TrainConfig.from_dict(json.loads(args.config.read_text()))
     with open(args.records, encoding="utf-8") as lines:
         records = [json.loads(line) for line in lines if line.strip()]
-    print(prepare_launch_dir(config, records, args.dir.resolve(), num_processes=args.num_processes,
-                             num_machines=args.num_machines))
+    print(
+        prepare_launch_dir(
+            config,
+            records,
+            args.dir.resolve(),
+            num_processes=args.num_processes,
+            num_machines=args.num_machines,
+        )
+    )
     return 0
 
 

@@ -99,6 +99,7 @@ class AdapterMismatch(Exception):
 
 def _frees_memory(function: Callable[..., TrainResult]) -> Callable[..., TrainResult]:
     """A worker trains job after job in one process: drop the model and trainer cycles, and the GPU cache."""
+
     @functools.wraps(function)
     def wrapper(*args, **kwargs) -> TrainResult:
         try:
@@ -107,14 +108,20 @@ def _frees_memory(function: Callable[..., TrainResult]) -> Callable[..., TrainRe
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
     return wrapper
 
 
 @_frees_memory
-def train(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, *,
-          progress: Callable[[ProgressEvent], None] | None = None,
-          should_stop: Callable[[], bool] | None = None,
-          resume: bool = True) -> TrainResult:
+def train(
+    config: TrainConfig,
+    records: list[dict[str, Any]],
+    output_dir: Path,
+    *,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: bool = True,
+) -> TrainResult:
     """Fine-tune a LoRA adapter on ``records`` into ``output_dir/adapter``; see the module docstring."""
     started = time.monotonic()
     output_dir = Path(output_dir)
@@ -136,8 +143,11 @@ def train(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, 
     if resume_from is not None:
         changed = _config_changes(config, resume_from)
         if changed:
-            return _failed(f"the checkpoints in {checkpoints} were made with different settings "
-                           f"({', '.join(changed)}); start over without resuming", checkpoints)
+            return _failed(
+                f"the checkpoints in {checkpoints} were made with different settings "
+                f"({', '.join(changed)}); start over without resuming",
+                checkpoints,
+            )
     if should_stop is not None and should_stop():
         return TrainResult("cancelled", "cancelled before training started", None, {}, resume_from)
     if resume_from is not None:
@@ -150,8 +160,10 @@ def train(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, 
     try:
         tokenizer = _load_tokenizer(config)
         if not tokenizer.chat_template and _has_conversations(records, config.method):
-            return _failed(f"{config.base_model} has no chat template; "
-                           "set chat_template to train on conversations", checkpoints)
+            return _failed(
+                f"{config.base_model} has no chat template; set chat_template to train on conversations",
+                checkpoints,
+            )
         model = _load_model(config, torch.bfloat16 if bf16 else torch.float32)
         if not cuda:
             attend_within_each_sequence(model)
@@ -169,13 +181,25 @@ def train(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, 
     train_dataset = _to_trl_records(train_records, config.method, chat)
     eval_dataset = _to_trl_records(eval_records, config.method, chat) if eval_records else None
     try:
-        trainer = _build_trainer(config, model, tokenizer, peft_config, train_dataset, eval_dataset,
-                                 checkpoints, watcher, cuda=cuda, bf16=bf16)
+        trainer = _build_trainer(
+            config,
+            model,
+            tokenizer,
+            peft_config,
+            train_dataset,
+            eval_dataset,
+            checkpoints,
+            watcher,
+            cuda=cuda,
+            bf16=bf16,
+        )
     except TemplateError as exc:  # e.g. a template that refuses a system message
         return _failed(f"the chat template could not format a record: {exc}", checkpoints)
     if len(trainer.train_dataset) == 0:
-        return _failed(f"no record fits in max_seq_length={config.max_seq_length} tokens "
-                       "with room for an answer", checkpoints)
+        return _failed(
+            f"no record fits in max_seq_length={config.max_seq_length} tokens with room for an answer",
+            checkpoints,
+        )
 
     # 5. Train. Out of memory is an expected end: say where, and what to turn down.
     try:
@@ -184,10 +208,12 @@ def train(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, 
     except (torch.OutOfMemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise
-        return _failed(f"ran out of {'GPU' if cuda else 'CPU'} memory at step {watcher.step + 1}: "
-                       f"{first_line(exc)}; lower batch_size ({config.batch_size}) or max_seq_length "
-                       f"({config.max_seq_length}), and raise grad_accum to keep the effective batch",
-                       checkpoints)
+        return _failed(
+            f"ran out of {'GPU' if cuda else 'CPU'} memory at step {watcher.step + 1}: "
+            f"{first_line(exc)}; lower batch_size ({config.batch_size}) or max_seq_length "
+            f"({config.max_seq_length}), and raise grad_accum to keep the effective batch",
+            checkpoints,
+        )
 
     # 6. The outcome: a NaN/inf loss fails without an adapter; a cancel or success writes one.
     metrics = watcher.metrics(trainer.state, started, len(train_records), len(eval_records))
@@ -204,6 +230,7 @@ def train(config: TrainConfig, records: list[dict[str, Any]], output_dir: Path, 
 
 # --- data -----------------------------------------------------------------------------------
 
+
 def _split(records: list[dict[str, Any]], config: TrainConfig) -> tuple[list[dict], list[dict]]:
     """A seeded random eval split of ``eval_fraction`` (at least one record, never all of them)."""
     if config.eval_fraction == 0 or len(records) < 2:
@@ -212,8 +239,10 @@ def _split(records: list[dict[str, Any]], config: TrainConfig) -> tuple[list[dic
     random.Random(config.seed).shuffle(order)
     n_eval = min(len(records) - 1, max(1, round(len(records) * config.eval_fraction)))
     eval_ids = set(order[:n_eval])
-    return ([r for i, r in enumerate(records) if i not in eval_ids],
-            [r for i, r in enumerate(records) if i in eval_ids])
+    return (
+        [r for i, r in enumerate(records) if i not in eval_ids],
+        [r for i, r in enumerate(records) if i in eval_ids],
+    )
 
 
 def _has_conversations(records: list[dict[str, Any]], method: str) -> bool:
@@ -222,6 +251,7 @@ def _has_conversations(records: list[dict[str, Any]], method: str) -> bool:
 
 def _to_trl_records(records: list[dict[str, Any]], method: str, chat: bool):
     """Our validated records in the TRL dataset format the method's trainer takes."""
+
     def messages(value):
         if isinstance(value, str):
             return value
@@ -250,6 +280,7 @@ def _to_trl_records(records: list[dict[str, Any]], method: str, chat: bool):
 
 
 # --- model ----------------------------------------------------------------------------------
+
 
 def _load_tokenizer(config: TrainConfig):
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
@@ -280,12 +311,17 @@ def _attach_lora(model, config: TrainConfig):
         except (RuntimeError, ValueError) as exc:
             if not isinstance(exc, ValueError) and "size mismatch" not in str(exc):
                 raise
-            raise AdapterMismatch(f"parent adapter {folder} (trained on {trained_on}) does not fit "
-                                  f"{config.base_model}: {_mismatch_summary(exc)}") from exc
+            raise AdapterMismatch(
+                f"parent adapter {folder} (trained on {trained_on}) does not fit "
+                f"{config.base_model}: {_mismatch_summary(exc)}"
+            ) from exc
         # Paths move (a model cache on another disk), so a different name alone is only a note;
         # a different shape already failed above.
-        note = None if _same_model(trained_on, config.base_model) else \
-            f"note: parent adapter was trained on {trained_on}, continued on {config.base_model}"
+        note = (
+            None
+            if _same_model(trained_on, config.base_model)
+            else f"note: parent adapter was trained on {trained_on}, continued on {config.base_model}"
+        )
         return model, None, note
 
     model_type = model.config.model_type
@@ -296,62 +332,110 @@ def _attach_lora(model, config: TrainConfig):
         present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         missing = [t for t in targets if t not in present]
         if missing:
-            raise AdapterMismatch(f"{config.base_model} has no module named {', '.join(missing)} "
-                                  f"(target_modules); it has e.g. {', '.join(sorted(present)[:12])}")
-    return model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                             target_modules=targets, task_type="CAUSAL_LM"), None
+            raise AdapterMismatch(
+                f"{config.base_model} has no module named {', '.join(missing)} "
+                f"(target_modules); it has e.g. {', '.join(sorted(present)[:12])}"
+            )
+    return (
+        model,
+        LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=targets,
+            task_type="CAUSAL_LM",
+        ),
+        None,
+    )
 
 
 def _same_model(a: str, b: str) -> bool:
     def norm(name: str) -> str:
         path = Path(name).expanduser()
         return str(path.resolve()) if path.exists() else name.rstrip("/")
+
     return norm(a) == norm(b)
 
 
 def _mismatch_summary(exc: Exception) -> str:
     text = str(exc)
-    found = re.search(r"size mismatch for ([\w.]+): copying a param with shape (torch.Size\(\[[\d, ]*\]\)) "
-                      r"from checkpoint, the shape in current model is (torch.Size\(\[[\d, ]*\]\))", text)
+    found = re.search(
+        r"size mismatch for ([\w.]+): copying a param with shape (torch.Size\(\[[\d, ]*\]\)) "
+        r"from checkpoint, the shape in current model is (torch.Size\(\[[\d, ]*\]\))",
+        text,
+    )
     if found:
         name, theirs, ours = found.groups()
         count = text.count("size mismatch")
-        return (f"{name} has shape {theirs[11:-1]} in the adapter but {ours[11:-1]} in the model "
-                f"({count} mismatched tensors)")
+        return (
+            f"{name} has shape {theirs[11:-1]} in the adapter but {ours[11:-1]} in the model "
+            f"({count} mismatched tensors)"
+        )
     return first_line(exc)
 
 
 # --- the TRL trainer ------------------------------------------------------------------------
 
-def _build_trainer(config: TrainConfig, model, tokenizer, peft_config, train_dataset, eval_dataset,
-                   checkpoints: Path, watcher: _ProgressCallback, *, cuda: bool, bf16: bool):
+
+def _build_trainer(
+    config: TrainConfig,
+    model,
+    tokenizer,
+    peft_config,
+    train_dataset,
+    eval_dataset,
+    checkpoints: Path,
+    watcher: _ProgressCallback,
+    *,
+    cuda: bool,
+    bf16: bool,
+):
     common: dict[str, Any] = dict(
         output_dir=str(checkpoints),
-        seed=config.seed, data_seed=config.seed,
-        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler,
+        seed=config.seed,
+        data_seed=config.seed,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,  # transformers 5 reads a value below 1 as a ratio
-        num_train_epochs=config.num_epochs, max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
+        num_train_epochs=config.num_epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
         logging_steps=1,
         logging_nan_inf_filter=False,  # the default hides a NaN loss behind the running average
-        save_strategy="steps", save_steps=config.checkpoint_every, save_total_limit=2,
-        eval_strategy="steps" if eval_dataset is not None else "no", eval_steps=config.checkpoint_every,
-        bf16=bf16, fp16=False, use_cpu=not cuda,
+        save_strategy="steps",
+        save_steps=config.checkpoint_every,
+        save_total_limit=2,
+        eval_strategy="steps" if eval_dataset is not None else "no",
+        eval_steps=config.checkpoint_every,
+        bf16=bf16,
+        fp16=False,
+        use_cpu=not cuda,
         # Recomputing activations saves GPU memory; on a CPU it only costs time (~20%). transformers 5 renamed
         # gradient_checkpointing (TRL still defaults that old name to True, with a FutureWarning).
         activation_checkpointing=cuda,
-        report_to="none", push_to_hub=False, disable_tqdm=True, dataloader_num_workers=0,
+        report_to="none",
+        push_to_hub=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
         # Under DDP (training/core/launch.py): every LoRA weight gets a gradient each step, so skip the graph
         # walk that looks for unused ones (a PeftModel is no PreTrainedModel, so the Trainer would do it).
         ddp_find_unused_parameters=False,
     )
-    inputs = dict(model=model, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                  processing_class=tokenizer, peft_config=peft_config, callbacks=[watcher])
+    inputs = dict(
+        model=model,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[watcher],
+    )
     if config.method == "sft":
         # TRL refuses padding_free with a max_length unless packing; we truncate after its preparation.
-        args = SFTConfig(**common, completion_only_loss=True, padding_free=True, packing=False,
-                         max_length=None)
+        args = SFTConfig(
+            **common, completion_only_loss=True, padding_free=True, packing=False, max_length=None
+        )
         trainer = SFTTrainer(args=args, **inputs)
         trainer.train_dataset = _truncate(trainer.train_dataset, config.max_seq_length)
         if trainer.eval_dataset is not None:
@@ -368,16 +452,23 @@ def _build_trainer(config: TrainConfig, model, tokenizer, peft_config, train_dat
 
 def _truncate(dataset, max_length: int):
     """Keep the first ``max_length`` tokens; drop examples left without any labelled token."""
-    dataset = dataset.map(lambda ex: {"input_ids": ex["input_ids"][:max_length],
-                                      "labels": ex["labels"][:max_length]})
+    dataset = dataset.map(
+        lambda ex: {"input_ids": ex["input_ids"][:max_length], "labels": ex["labels"][:max_length]}
+    )
     return dataset.filter(lambda ex: any(label != -100 for label in ex["labels"]))
 
 
 class _ProgressCallback(TrainerCallback):
     """Adapts Trainer callbacks to ``progress``/``should_stop``; watches for NaN/inf; saves our config."""
 
-    def __init__(self, config: TrainConfig, progress: Callable[[ProgressEvent], None] | None,
-                 should_stop: Callable[[], bool] | None, *, tokens_before: int) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        progress: Callable[[ProgressEvent], None] | None,
+        should_stop: Callable[[], bool] | None,
+        *,
+        tokens_before: int,
+    ) -> None:
         self.config, self.progress, self.should_stop = config, progress, should_stop
         self.cancelled = False
         self.failure: str | None = None
@@ -428,10 +519,15 @@ class _ProgressCallback(TrainerCallback):
             loss = float(logs["loss"])
             self.first_loss = loss if self.first_loss is None else self.first_loss
             self.last_event = ProgressEvent(
-                step=state.global_step, total_steps=state.max_steps, loss=loss,
+                step=state.global_step,
+                total_steps=state.max_steps,
+                loss=loss,
                 learning_rate=float(logs.get("learning_rate", 0.0)),
                 grad_norm=float(logs["grad_norm"]) if logs.get("grad_norm") is not None else None,
-                tokens_per_s=round(per_s, 1), eta_s=round(eta, 1), epoch=float(state.epoch or 0.0))
+                tokens_per_s=round(per_s, 1),
+                eta_s=round(eta, 1),
+                epoch=float(state.epoch or 0.0),
+            )
             self._emit(self.last_event)
         elif "eval_loss" in logs and self.last_event is not None:
             self.last_eval_loss = float(logs["eval_loss"])
@@ -473,14 +569,19 @@ def _non_finite(value: Any, name: str) -> str | None:
 
 # --- checkpoints and the adapter folder -----------------------------------------------------
 
+
 def _latest_checkpoint(checkpoints: Path) -> Path | None:
     """The newest complete ``checkpoint-N``: a save cut short lacks trainer_state.json or our config,
     which are written last."""
     if not checkpoints.is_dir():
         return None
-    found = [(int(p.name.split("-")[1]), p) for p in checkpoints.glob("checkpoint-*")
-             if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()
-             and (p / CONFIG_FILENAME).is_file()]
+    found = [
+        (int(p.name.split("-")[1]), p)
+        for p in checkpoints.glob("checkpoint-*")
+        if p.name.split("-")[1].isdigit()
+        and (p / "trainer_state.json").is_file()
+        and (p / CONFIG_FILENAME).is_file()
+    ]
     return max(found)[1] if found else None
 
 
@@ -521,37 +622,39 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any]) -> str:
     base = config.base_model
     base_yaml = base if re.fullmatch(r"[\w./-]+", base) and not base.startswith("-") else json.dumps(base)
     loss = metrics.get("final_loss")
-    return "\n".join([
-        "---",
-        f"base_model: {base_yaml}",
-        "library_name: peft",
-        "pipeline_tag: text-generation",
-        "tags:",
-        "- teachloop",
-        "- lora",
-        f"- {config.method}",
-        "- trl",
-        "---",
-        "",
-        "# TeachLoop LoRA adapter",
-        "",
-        f"A LoRA adapter for `{base}`, trained by TeachLoop with {config.method.upper()} "
-        f"({metrics.get('steps')} steps, {metrics.get('train_records')} records"
-        + (f", final loss {loss:.4f}" if isinstance(loss, float) else "")
-        + f"; status: {metrics.get('status')}).",
-        "",
-        "```python",
-        "from peft import PeftModel",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "",
-        f"base = AutoModelForCausalLM.from_pretrained({base!r})",
-        "model = PeftModel.from_pretrained(base, \"path/to/this/folder\")",
-        "tokenizer = AutoTokenizer.from_pretrained(\"path/to/this/folder\")  # with the chat template used",
-        "```",
-        "",
-        "Training settings are in `teachloop_train_config.json`, results in `metrics.json`.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "---",
+            f"base_model: {base_yaml}",
+            "library_name: peft",
+            "pipeline_tag: text-generation",
+            "tags:",
+            "- teachloop",
+            "- lora",
+            f"- {config.method}",
+            "- trl",
+            "---",
+            "",
+            "# TeachLoop LoRA adapter",
+            "",
+            f"A LoRA adapter for `{base}`, trained by TeachLoop with {config.method.upper()} "
+            f"({metrics.get('steps')} steps, {metrics.get('train_records')} records"
+            + (f", final loss {loss:.4f}" if isinstance(loss, float) else "")
+            + f"; status: {metrics.get('status')}).",
+            "",
+            "```python",
+            "from peft import PeftModel",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            f"base = AutoModelForCausalLM.from_pretrained({base!r})",
+            'model = PeftModel.from_pretrained(base, "path/to/this/folder")',
+            'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")  # with the chat template used',
+            "```",
+            "",
+            "Training settings are in `teachloop_train_config.json`, results in `metrics.json`.",
+            "",
+        ]
+    )
 
 
 def _failed(reason: str, checkpoints: Path, metrics: dict[str, Any] | None = None) -> TrainResult:

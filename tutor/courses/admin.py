@@ -23,8 +23,10 @@ class CourseAdmin(admin.ModelAdmin):
     change_list_template = "admin/tutor/course/change_list.html"
 
     def get_urls(self):
-        return [path("import/", self.admin_site.admin_view(self.import_view), name="tutor_course_import"),
-                *super().get_urls()]
+        return [
+            path("import/", self.admin_site.admin_view(self.import_view), name="tutor_course_import"),
+            *super().get_urls(),
+        ]
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
         """Upload a course JSONL; every bad line is listed and nothing is imported."""
@@ -35,8 +37,9 @@ class CourseAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 course = parse_course_jsonl(form.cleaned_data["file"])
-                row = services.course_save(course=course, source=request.FILES["file"].name,
-                                           replace=form.cleaned_data["replace"])
+                row = services.course_save(
+                    course=course, source=request.FILES["file"].name, replace=form.cleaned_data["replace"]
+                )
             except CourseImportError as exc:
                 line_errors = exc.errors[:200]
                 form.add_error("file", f"{len(exc.errors)} bad line(s); nothing was imported.")
@@ -45,11 +48,20 @@ class CourseAdmin(admin.ModelAdmin):
             except services.CourseInUse as exc:
                 form.add_error("replace", str(exc))
             else:
-                self.message_user(request, f"Imported {row.name}: {len(course.skills)} skills, "
-                                  f"{len(course.exercises)} exercises{services.replaced_note(row)}.", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"Imported {row.name}: {len(course.skills)} skills, "
+                    f"{len(course.exercises)} exercises{services.replaced_note(row)}.",
+                    messages.SUCCESS,
+                )
                 return redirect("admin:tutor_course_changelist")
-        context = {**self.admin_site.each_context(request), "title": "Import a course", "form": form,
-                   "line_errors": line_errors, "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import a course",
+            "form": form,
+            "line_errors": line_errors,
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/tutor/course/import.html", context)
 
 

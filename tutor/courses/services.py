@@ -33,26 +33,40 @@ def course_save(*, course: core.Course, source: str = "", replace: bool = False)
     existing = Course.objects.filter(key=course.key).first()
     if existing is not None:
         if not replace:
-            raise CourseExists(f"a course with key {course.key!r} exists already (use --replace to overwrite it)")
+            raise CourseExists(
+                f"a course with key {course.key!r} exists already (use --replace to overwrite it)"
+            )
         runs = list(existing.runs.order_by("pk").values_list("pk", flat=True))
         if runs:
             shown = ", ".join(f"#{pk}" for pk in runs[:10]) + (", …" if len(runs) > 10 else "")
-            raise CourseInUse(f"course {course.key!r} has {len(runs)} teaching run{'s' if len(runs) != 1 else ''} "
-                              f"({shown}); nothing was imported. Import it under a new key, or delete the runs "
-                              "first.")
+            raise CourseInUse(
+                f"course {course.key!r} has {len(runs)} teaching run{'s' if len(runs) != 1 else ''} "
+                f"({shown}); nothing was imported. Import it under a new key, or delete the runs "
+                "first."
+            )
         _, deleted = existing.delete()
         replaced_enrolments = deleted.get(LearnerEnrolment._meta.label, 0)
     row = Course.objects.create(key=course.key, name=course.name, source=source)
     row.replaced_enrolments = replaced_enrolments
     skills: dict[str, Skill] = {}
     for order, skill in enumerate(course.skills):
-        skills[skill.key] = Skill.objects.create(course=row, key=skill.key, name=skill.name,
-                                                 description=skill.description, order=order)
+        skills[skill.key] = Skill.objects.create(
+            course=row, key=skill.key, name=skill.name, description=skill.description, order=order
+        )
     for skill in course.skills:
         skills[skill.key].prerequisites.set([skills[key] for key in skill.prerequisites])
     Exercise.objects.bulk_create(
-        Exercise(skill=skills[e.skill], key=e.key, prompt=e.prompt, answer=e.answer, answer_type=e.answer_type,
-                 options=list(e.options), solution=e.solution, difficulty=e.difficulty, split=e.split)
+        Exercise(
+            skill=skills[e.skill],
+            key=e.key,
+            prompt=e.prompt,
+            answer=e.answer,
+            answer_type=e.answer_type,
+            options=list(e.options),
+            solution=e.solution,
+            difficulty=e.difficulty,
+            split=e.split,
+        )
         for e in course.exercises
     )
     return row
@@ -63,17 +77,35 @@ def replaced_note(row: Course) -> str:
     n = getattr(row, "replaced_enrolments", 0)
     if not n:
         return ""
-    return (f"; the course it replaced had {n} learner enrolment{'s' if n != 1 else ''}, deleted with their "
-            "sessions and mastery")
+    return (
+        f"; the course it replaced had {n} learner enrolment{'s' if n != 1 else ''}, deleted with their "
+        "sessions and mastery"
+    )
 
 
 def course_to_core(*, course: Course) -> core.Course:
     """Rebuild the plain-Python course (for the planner, grading and the teaching loop)."""
-    skills = [core.Skill(key=s.key, name=s.name, description=s.description,
-                         prerequisites=tuple(p.key for p in s.prerequisites.all()))
-              for s in course.skills.prefetch_related("prerequisites")]
-    exercises = [core.Exercise(key=e.key, skill=e.skill.key, prompt=e.prompt, answer=e.answer,
-                               answer_type=e.answer_type, options=tuple(e.options), solution=e.solution,
-                               difficulty=e.difficulty, split=e.split)
-                 for e in Exercise.objects.filter(skill__course=course).select_related("skill").order_by("pk")]
+    skills = [
+        core.Skill(
+            key=s.key,
+            name=s.name,
+            description=s.description,
+            prerequisites=tuple(p.key for p in s.prerequisites.all()),
+        )
+        for s in course.skills.prefetch_related("prerequisites")
+    ]
+    exercises = [
+        core.Exercise(
+            key=e.key,
+            skill=e.skill.key,
+            prompt=e.prompt,
+            answer=e.answer,
+            answer_type=e.answer_type,
+            options=tuple(e.options),
+            solution=e.solution,
+            difficulty=e.difficulty,
+            split=e.split,
+        )
+        for e in Exercise.objects.filter(skill__course=course).select_related("skill").order_by("pk")
+    ]
     return core.Course(key=course.key, name=course.name, skills=skills, exercises=exercises)

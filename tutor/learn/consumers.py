@@ -30,7 +30,6 @@ from tutor.models import TutoringSession, TutorMessage
 logger = logging.getLogger(__name__)
 
 
-
 class TutoringSessionConsumer(FormConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -66,8 +65,9 @@ class TutoringSessionConsumer(FormConsumer):
         elif "question" in form:
             error = await _ask(self.session_id, form.text("question") or "")
             if error:
-                await self.send(text_data=render_to_string("tutor/learn/partials/message.html#notice",
-                                                           {"notice": error}))
+                await self.send(
+                    text_data=render_to_string("tutor/learn/partials/message.html#notice", {"notice": error})
+                )
             self._kick()
 
     # -- group events ------------------------------------------------------------------------
@@ -126,8 +126,9 @@ class TutoringSessionConsumer(FormConsumer):
             await database_sync_to_async(services.tutor_message_requeue)(message_id=plan.message_id)
             await self.channel_layer.group_send(self.group, {"type": "tutor.pending"})
             return
-        await database_sync_to_async(services.tutor_message_finish)(message_id=plan.message_id, text=text,
-                                                                      status=status, error=error)
+        await database_sync_to_async(services.tutor_message_finish)(
+            message_id=plan.message_id, text=text, status=status, error=error
+        )
         await self._broadcast(plan.message_id)
 
     async def _stream(self, plan: services.TutorPlan, stop_event: threading.Event) -> tuple[str, str, str]:
@@ -139,8 +140,9 @@ class TutoringSessionConsumer(FormConsumer):
         try:
             async for piece in stream_in_thread(pieces, stop=stop_event, max_chars=MAX_REPLY_CHARS):
                 text += piece
-                html = render_to_string("tutor/learn/partials/message.html#piece",
-                                        {"message_id": plan.message_id, "piece": piece})
+                html = render_to_string(
+                    "tutor/learn/partials/message.html#piece", {"message_id": plan.message_id, "piece": piece}
+                )
                 await self.channel_layer.group_send(self.group, {"type": "tutor.html", "html": html})
         except LLMError as exc:
             return text, TutorMessage.Status.FAILED, str(exc)
@@ -169,8 +171,10 @@ def _owns(session_id: int, user) -> bool:
 @database_sync_to_async
 def _state_html(session_id: int) -> str:
     session = TutoringSession.objects.get(pk=session_id)
-    messages = [live.tutor_message_context(message=m)
-                for m in session.messages.select_related("alternative_to").prefetch_related("feedback")]
+    messages = [
+        live.tutor_message_context(message=m)
+        for m in session.messages.select_related("alternative_to").prefetch_related("feedback")
+    ]
     return render_to_string("tutor/learn/partials/message.html#list", {"messages": messages})
 
 
@@ -193,8 +197,10 @@ def _retry(session_id: int, message_id: object) -> None:
 @database_sync_to_async
 def _ask(session_id: int, question: str) -> str:
     try:
-        services.tutor_question_ask(session=TutoringSession.objects.select_related(
-            "enrolment", "exercise__skill").get(pk=session_id), question=question)
+        services.tutor_question_ask(
+            session=TutoringSession.objects.select_related("enrolment", "exercise__skill").get(pk=session_id),
+            question=question,
+        )
     except ValidationError as exc:
         return " ".join(exc.messages)
     return ""

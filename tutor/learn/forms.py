@@ -14,8 +14,9 @@ class SignupForm(UserCreationForm):
 
 class EnrolForm(forms.Form):
     level = forms.ChoiceField(choices=LearnerEnrolment.Level.choices, initial=LearnerEnrolment.Level.BEGINNER)
-    scaffolding = forms.BooleanField(required=False, initial=True,
-                                     label="Hints and guiding questions before answers")
+    scaffolding = forms.BooleanField(
+        required=False, initial=True, label="Hints and guiding questions before answers"
+    )
 
 
 class AnswerForm(forms.Form):
@@ -35,4 +36,6 @@ class FeedbackForm(forms.Form):
 
 
 class TrainFromFeedbackForm(forms.Form):
-    method = forms.ChoiceField(choices=[("dpo", "DPO: pairwise choices"), ("kto", "KTO: helpful / not helpful")])
+    method = forms.ChoiceField(
+        choices=[("dpo", "DPO: pairwise choices"), ("kto", "KTO: helpful / not helpful")]
+    )

@@ -35,8 +35,10 @@ def tutor_message_announce(message: TutorMessage, *, new: bool = False, pending:
 def tutor_message_html(*, message_id: int, append: bool = False, readonly: bool = False) -> str:
     """The message's fragment (escaped); ``append`` wraps it to be added to the session's list."""
     message = TutorMessage.objects.select_related("alternative_to").get(pk=message_id)
-    return render_to_string("tutor/learn/partials/message.html#" + ("append" if append else "oob"),
-                            tutor_message_context(message=message, readonly=readonly))
+    return render_to_string(
+        "tutor/learn/partials/message.html#" + ("append" if append else "oob"),
+        tutor_message_context(message=message, readonly=readonly),
+    )
 
 
 def tutor_message_context(*, message: TutorMessage, readonly: bool = False) -> dict[str, Any]:
@@ -45,5 +47,11 @@ def tutor_message_context(*, message: TutorMessage, readonly: bool = False) -> d
     label = message.get_kind_display().capitalize()
     if pair:
         label = f"Explanation {'B' if message.alternative_to_id else 'A'}"
-    return {"m": message, "ratings": ratings, "pair": pair, "label": label, "readonly": readonly,
-            "show_decision": readonly}
+    return {
+        "m": message,
+        "ratings": ratings,
+        "pair": pair,
+        "label": label,
+        "readonly": readonly,
+        "show_decision": readonly,
+    }

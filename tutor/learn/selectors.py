@@ -70,25 +70,45 @@ def learner_mastery(*, enrolment: LearnerEnrolment) -> list[dict[str, Any]]:
     for skill in enrolment.course.skills.all():
         state = states.get(skill.pk)
         p = state.p_known if state else skill_bkt_params(skill).prior
-        rows.append({"skill": skill, "p_known": p, "percent": round(p * 100), "mastered": is_mastered(p),
-                     "attempts": state.attempts if state else 0, "review_due": state.review_due if state else None})
+        rows.append(
+            {
+                "skill": skill,
+                "p_known": p,
+                "percent": round(p * 100),
+                "mastered": is_mastered(p),
+                "attempts": state.attempts if state else 0,
+                "review_due": state.review_due if state else None,
+            }
+        )
     return rows
 
 
-def learner_reviews_due(*, enrolment: LearnerEnrolment, now: datetime | None = None) -> list[LearnerSkillState]:
+def learner_reviews_due(
+    *, enrolment: LearnerEnrolment, now: datetime | None = None
+) -> list[LearnerSkillState]:
     """Mastered skills whose spaced review is due, most overdue first."""
     now = now or timezone.now()
-    return list(enrolment.skill_states.filter(review_due__lte=now).select_related("skill").order_by("review_due"))
+    return list(
+        enrolment.skill_states.filter(review_due__lte=now).select_related("skill").order_by("review_due")
+    )
 
 
 def learner_context(*, enrolment: LearnerEnrolment) -> core.LearnerContext:
     """Level, started skills' mastery, recent mistakes and the last difficulty rating."""
     states = enrolment.skill_states.select_related("skill").filter(attempts__gt=0)
-    mistakes = (LearnerAttempt.objects.filter(session__enrolment=enrolment, correct=False)
-                .select_related("exercise").order_by("-created_at")[:core.MAX_MISTAKES_SHOWN])
-    difficulty = (TutorFeedback.objects.filter(message__session__enrolment=enrolment,
-                                               kind=TutorFeedback.Kind.DIFFICULTY)
-                  .order_by("-created_at").values_list("value", flat=True).first())
+    mistakes = (
+        LearnerAttempt.objects.filter(session__enrolment=enrolment, correct=False)
+        .select_related("exercise")
+        .order_by("-created_at")[: core.MAX_MISTAKES_SHOWN]
+    )
+    difficulty = (
+        TutorFeedback.objects.filter(
+            message__session__enrolment=enrolment, kind=TutorFeedback.Kind.DIFFICULTY
+        )
+        .order_by("-created_at")
+        .values_list("value", flat=True)
+        .first()
+    )
     return core.LearnerContext(
         level=enrolment.level,
         mastery=tuple((s.skill.name, s.p_known) for s in states),
@@ -109,27 +129,61 @@ def tutoring_preference_records(*, course: Course, method: str) -> list[dict[str
     - ``dpo``: one pair per pairwise choice (the same prompt; chosen vs. rejected explanation);
     - ``kto``: one thumb per helpful / not-helpful rating, and per side of a pairwise choice.
     """
-    feedback = (TutorFeedback.objects.filter(message__session__enrolment__course=course,
-                                             message__status=TutorMessage.Status.DONE)
-                .exclude(message__text="").select_related("message", "rejected").order_by("pk"))
+    feedback = (
+        TutorFeedback.objects.filter(
+            message__session__enrolment__course=course, message__status=TutorMessage.Status.DONE
+        )
+        .exclude(message__text="")
+        .select_related("message", "rejected")
+        .order_by("pk")
+    )
     records: list[dict[str, Any]] = []
     for f in feedback:
         prompt = f.message.prompt
         if not prompt:
             continue
         meta = {"message": f.message.pk, "feedback": f.pk, "course": course.key}
-        if f.kind == TutorFeedback.Kind.CHOICE and f.rejected and f.rejected.text and f.rejected.text != f.message.text:
+        if (
+            f.kind == TutorFeedback.Kind.CHOICE
+            and f.rejected
+            and f.rejected.text
+            and f.rejected.text != f.message.text
+        ):
             if method == "dpo":
-                records.append({"prompt": prompt, "chosen": [_assistant(f.message.text)],
-                                "rejected": [_assistant(f.rejected.text)], "meta": meta})
+                records.append(
+                    {
+                        "prompt": prompt,
+                        "chosen": [_assistant(f.message.text)],
+                        "rejected": [_assistant(f.rejected.text)],
+                        "meta": meta,
+                    }
+                )
             else:
-                records.append({"prompt": prompt, "completion": [_assistant(f.message.text)], "label": True,
-                                "meta": meta})
-                records.append({"prompt": prompt, "completion": [_assistant(f.rejected.text)], "label": False,
-                                "meta": meta})
+                records.append(
+                    {
+                        "prompt": prompt,
+                        "completion": [_assistant(f.message.text)],
+                        "label": True,
+                        "meta": meta,
+                    }
+                )
+                records.append(
+                    {
+                        "prompt": prompt,
+                        "completion": [_assistant(f.rejected.text)],
+                        "label": False,
+                        "meta": meta,
+                    }
+                )
         elif f.kind == TutorFeedback.Kind.HELPFUL and method == "kto":
-            records.append({"prompt": prompt, "completion": [_assistant(f.message.text)],
-                            "label": f.value == "helpful", "meta": meta})
+            records.append(
+                {
+                    "prompt": prompt,
+                    "completion": [_assistant(f.message.text)],
+                    "label": f.value == "helpful",
+                    "meta": meta,
+                }
+            )
     return records
 
 

@@ -64,17 +64,20 @@ STALE_STREAMING_S = 300  # a message "streaming" this long lost its generator (p
 TEACHER_UNAVAILABLE = "The tutor could not answer just now. Nothing you typed is lost; try again in a moment."
 
 
-
 @transaction.atomic
-def learner_enrol(*, user, course: Course, level: str = LearnerEnrolment.Level.BEGINNER,
-                  scaffolding: bool = True) -> LearnerEnrolment:
+def learner_enrol(
+    *, user, course: Course, level: str = LearnerEnrolment.Level.BEGINNER, scaffolding: bool = True
+) -> LearnerEnrolment:
     """Enrol ``user`` (or update their stated level and preference if already enrolled)."""
     enrolment, _ = LearnerEnrolment.objects.update_or_create(
-        user=user, course=course, defaults={"level": level, "scaffolding": scaffolding})
+        user=user, course=course, defaults={"level": level, "scaffolding": scaffolding}
+    )
     return enrolment
 
 
-def tutoring_session_start(*, enrolment: LearnerEnrolment, rng: random.Random | None = None) -> TutoringSession:
+def tutoring_session_start(
+    *, enrolment: LearnerEnrolment, rng: random.Random | None = None
+) -> TutoringSession:
     session = TutoringSession.objects.create(enrolment=enrolment)
     return tutoring_session_next(session=session, rng=rng)
 
@@ -92,13 +95,18 @@ def tutoring_session_next(*, session: TutoringSession, rng: random.Random | None
     states = {s.skill_id: s for s in enrolment.skill_states.all()}
     mastery = {s.key: states[s.pk].p_known for s in skills if s.pk in states and states[s.pk].attempts}
     due = [state.skill.key for state in learner_reviews_due(enrolment=enrolment)]
-    choice = choose_next_skill([(s.key, [p.key for p in s.prerequisites.all()]) for s in skills], mastery, due,
-                               rng=rng or random.Random())
+    choice = choose_next_skill(
+        [(s.key, [p.key for p in s.prerequisites.all()]) for s in skills],
+        mastery,
+        due,
+        rng=rng or random.Random(),
+    )
     skill = by_key[choice.skill]
     session.exercise, session.reason = _pick_exercise(enrolment=enrolment, skill=skill), choice.reason
     session.save(update_fields=["exercise", "reason", "updated_at"])
-    explained = TutorMessage.objects.filter(session__enrolment=enrolment, kind=TutorMessage.Kind.EXPLANATION,
-                                            skill=skill).exists()
+    explained = TutorMessage.objects.filter(
+        session__enrolment=enrolment, kind=TutorMessage.Kind.EXPLANATION, skill=skill
+    ).exists()
     if not explained and session.exercise is not None:
         tutor_explanation_queue(session=session, skill=skill, rng=rng)
     return session
@@ -106,11 +114,18 @@ def tutoring_session_next(*, session: TutoringSession, rng: random.Random | None
 
 def _pick_exercise(*, enrolment: LearnerEnrolment, skill: Skill) -> Exercise | None:
     """Unsolved before solved, fewest tries first, easiest first: never an exam item."""
-    solved = set(LearnerAttempt.objects.filter(session__enrolment=enrolment, correct=True)
-                 .values_list("exercise_id", flat=True))
+    solved = set(
+        LearnerAttempt.objects.filter(session__enrolment=enrolment, correct=True).values_list(
+            "exercise_id", flat=True
+        )
+    )
     candidates = list(Exercise.objects.trainable().filter(skill=skill))
-    tries = dict(LearnerAttempt.objects.filter(session__enrolment=enrolment, exercise__skill=skill)
-                 .values("exercise_id").annotate(n=Count("pk")).values_list("exercise_id", "n"))
+    tries = dict(
+        LearnerAttempt.objects.filter(session__enrolment=enrolment, exercise__skill=skill)
+        .values("exercise_id")
+        .annotate(n=Count("pk"))
+        .values_list("exercise_id", "n")
+    )
     ordered = sorted(candidates, key=lambda e: (e.pk in solved, tries.get(e.pk, 0), e.difficulty, e.key))
     return ordered[0] if ordered else None
 
@@ -119,8 +134,9 @@ def learner_attempt_submit(*, session: TutoringSession, answer: str) -> LearnerA
     """Save the answer (its own commit, first), then grade it."""
     if session.exercise is None:
         raise ValidationError("There is no exercise to answer.")
-    attempt = LearnerAttempt.objects.create(session=session, exercise=session.exercise,
-                                            answer=answer.strip()[:MAX_ANSWER_CHARS])
+    attempt = LearnerAttempt.objects.create(
+        session=session, exercise=session.exercise, answer=answer.strip()[:MAX_ANSWER_CHARS]
+    )
     return learner_attempt_grade(attempt=attempt)
 
 
@@ -145,17 +161,28 @@ def learner_attempt_grade(*, attempt: LearnerAttempt) -> LearnerAttempt:
             return attempt
         if verdict is not None:
             correct, graded_by = verdict, LearnerAttempt.GradedBy.TEACHER
-            reason = "the tutor judged your answer correct" if verdict else "the tutor judged your answer incorrect"
+            reason = (
+                "the tutor judged your answer correct"
+                if verdict
+                else "the tutor judged your answer incorrect"
+            )
     with transaction.atomic():
         attempt.correct, attempt.reason, attempt.graded_by = correct, reason[:500], graded_by
         attempt.extracted = (result.extracted or "")[:500]
         attempt.grade_error, attempt.graded_at = "", timezone.now()
-        solution_seen = TutorMessage.objects.filter(session=attempt.session, exercise=exercise,
-                                                    kind=TutorMessage.Kind.SOLUTION,
-                                                    created_at__lte=attempt.created_at).exists()
+        solution_seen = TutorMessage.objects.filter(
+            session=attempt.session,
+            exercise=exercise,
+            kind=TutorMessage.Kind.SOLUTION,
+            created_at__lte=attempt.created_at,
+        ).exists()
         if not solution_seen:  # an answer copied from the shown solution is no evidence of mastery
-            state = learner_skill_record(enrolment=attempt.session.enrolment, skill=exercise.skill,
-                                         correct=correct, now=attempt.graded_at)
+            state = learner_skill_record(
+                enrolment=attempt.session.enrolment,
+                skill=exercise.skill,
+                correct=correct,
+                now=attempt.graded_at,
+            )
             attempt.p_known_after = state.p_known
         attempt.save()
         if not correct:
@@ -169,17 +196,21 @@ def _teacher_verdict(*, attempt: LearnerAttempt) -> bool | None:
     if model is None:
         raise LLMError("tutor", "no teacher model is set up")
     llm, adapter = _teacher_llm(model=model, course=exercise.skill.course)
-    params = model.generation_params().replace(max_new_tokens=min(model.max_new_tokens, core.GRADING_MAX_TOKENS))
+    params = model.generation_params().replace(
+        max_new_tokens=min(model.max_new_tokens, core.GRADING_MAX_TOKENS)
+    )
     conversation = core.grading_prompt(exercise.prompt, exercise.answer, exercise.solution, attempt.answer)
     return core.parse_verdict(llm.generate([conversation], params, adapter=adapter)[0].text)
 
 
-def learner_skill_record(*, enrolment: LearnerEnrolment, skill: Skill, correct: bool,
-                         now: datetime) -> LearnerSkillState:
+def learner_skill_record(
+    *, enrolment: LearnerEnrolment, skill: Skill, correct: bool, now: datetime
+) -> LearnerSkillState:
     """BKT update after one graded answer; FSRS review once mastered (the mastering answer is review 1)."""
     params = skill_bkt_params(skill)
     state, _ = LearnerSkillState.objects.select_for_update().get_or_create(
-        enrolment=enrolment, skill=skill, defaults={"p_known": params.prior})
+        enrolment=enrolment, skill=skill, defaults={"p_known": params.prior}
+    )
     state.p_known = bkt_update(state.p_known, correct, params)
     state.attempts += 1
     state.correct += int(correct)
@@ -215,26 +246,44 @@ def _teacher_llm(*, model: LanguageModel, course: Course) -> tuple[LLM, str | No
     return llm, name
 
 
-def tutor_explanation_queue(*, session: TutoringSession, skill: Skill,
-                            rng: random.Random | None = None) -> list[TutorMessage]:
+def tutor_explanation_queue(
+    *, session: TutoringSession, skill: Skill, rng: random.Random | None = None
+) -> list[TutorMessage]:
     """Queue an explanation of ``skill`` tailored to the learner; sometimes two, to choose between."""
     ctx = learner_context(enrolment=session.enrolment)
     prompt = core.explanation_prompt(skill.name, skill.description, ctx)
-    first = TutorMessage.objects.create(session=session, kind=TutorMessage.Kind.EXPLANATION, skill=skill,
-                                        exercise=session.exercise, prompt=prompt)
+    first = TutorMessage.objects.create(
+        session=session,
+        kind=TutorMessage.Kind.EXPLANATION,
+        skill=skill,
+        exercise=session.exercise,
+        prompt=prompt,
+    )
     messages = [first]
     if core.show_alternatives(rng or random.Random(), settings.TEACHLOOP_TUTOR_ALTERNATIVES_SHARE):
-        messages.append(TutorMessage.objects.create(session=session, kind=TutorMessage.Kind.EXPLANATION,
-                                                    skill=skill, exercise=session.exercise, prompt=prompt,
-                                                    alternative_to=first))
+        messages.append(
+            TutorMessage.objects.create(
+                session=session,
+                kind=TutorMessage.Kind.EXPLANATION,
+                skill=skill,
+                exercise=session.exercise,
+                prompt=prompt,
+                alternative_to=first,
+            )
+        )
     for message in messages:
         tutor_message_announce(message, new=True, pending=message is messages[-1])
     return messages
 
 
 def tutor_remediation_queue(*, attempt: LearnerAttempt) -> TutorMessage:
-    message = TutorMessage.objects.create(session=attempt.session, kind=TutorMessage.Kind.REMEDIATION,
-                                          skill=attempt.exercise.skill, exercise=attempt.exercise, attempt=attempt)
+    message = TutorMessage.objects.create(
+        session=attempt.session,
+        kind=TutorMessage.Kind.REMEDIATION,
+        skill=attempt.exercise.skill,
+        exercise=attempt.exercise,
+        attempt=attempt,
+    )
     tutor_message_announce(message, new=True, pending=True)
     return message
 
@@ -246,11 +295,20 @@ def tutor_question_ask(*, session: TutoringSession, question: str) -> TutorMessa
         raise ValidationError("Type a question first.")
     exercise = session.exercise
     ctx = learner_context(enrolment=session.enrolment)
-    prompt = core.question_prompt(question, ctx, skill_name=exercise.skill.name if exercise else "",
-                                  exercise=exercise.prompt if exercise else "")
-    message = TutorMessage.objects.create(session=session, kind=TutorMessage.Kind.ANSWER, question=question,
-                                          skill=exercise.skill if exercise else None, exercise=exercise,
-                                          prompt=prompt)
+    prompt = core.question_prompt(
+        question,
+        ctx,
+        skill_name=exercise.skill.name if exercise else "",
+        exercise=exercise.prompt if exercise else "",
+    )
+    message = TutorMessage.objects.create(
+        session=session,
+        kind=TutorMessage.Kind.ANSWER,
+        question=question,
+        skill=exercise.skill if exercise else None,
+        exercise=exercise,
+        prompt=prompt,
+    )
     tutor_message_announce(message, new=True, pending=True)
     return message
 
@@ -264,9 +322,16 @@ def tutor_solution_show(*, session: TutoringSession) -> TutorMessage:
     if "Answer:" not in text:
         text += f"\nAnswer: {exercise.answer}"
     now = timezone.now()
-    message = TutorMessage.objects.create(session=session, kind=TutorMessage.Kind.SOLUTION, skill=exercise.skill,
-                                          exercise=exercise, text=text, status=TutorMessage.Status.DONE,
-                                          started_at=now, finished_at=now)
+    message = TutorMessage.objects.create(
+        session=session,
+        kind=TutorMessage.Kind.SOLUTION,
+        skill=exercise.skill,
+        exercise=exercise,
+        text=text,
+        status=TutorMessage.Status.DONE,
+        started_at=now,
+        finished_at=now,
+    )
     tutor_message_announce(message, new=True)
     return message
 
@@ -274,7 +339,8 @@ def tutor_solution_show(*, session: TutoringSession) -> TutorMessage:
 def tutor_message_retry(*, message: TutorMessage) -> bool:
     """A failed or stopped message goes back to the queue; False if it was not retryable."""
     updated = TutorMessage.objects.filter(
-        pk=message.pk, status__in=[TutorMessage.Status.FAILED, TutorMessage.Status.STOPPED],
+        pk=message.pk,
+        status__in=[TutorMessage.Status.FAILED, TutorMessage.Status.STOPPED],
     ).update(status=TutorMessage.Status.PENDING, text="", error="", finished_at=None)
     if updated:
         message.refresh_from_db()
@@ -285,10 +351,14 @@ def tutor_message_retry(*, message: TutorMessage) -> bool:
 def tutor_messages_pending(*, session_id: int) -> list[int]:
     """Pending messages in order; streaming ones abandoned by a dead process go back to pending."""
     cutoff = timezone.now() - timedelta(seconds=STALE_STREAMING_S)
-    TutorMessage.objects.filter(session_id=session_id, status=TutorMessage.Status.STREAMING,
-                                started_at__lt=cutoff).update(status=TutorMessage.Status.PENDING, text="")
-    return list(TutorMessage.objects.filter(session_id=session_id, status=TutorMessage.Status.PENDING)
-                .order_by("created_at", "pk").values_list("pk", flat=True))
+    TutorMessage.objects.filter(
+        session_id=session_id, status=TutorMessage.Status.STREAMING, started_at__lt=cutoff
+    ).update(status=TutorMessage.Status.PENDING, text="")
+    return list(
+        TutorMessage.objects.filter(session_id=session_id, status=TutorMessage.Status.PENDING)
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)
+    )
 
 
 @dataclass
@@ -314,27 +384,35 @@ class TutorPlan:
 def tutor_message_claim(*, message_id: int) -> TutorPlan | None:
     """Take a pending message for generation (atomically); None if someone else took it or it failed at once."""
     claimed = TutorMessage.objects.filter(pk=message_id, status=TutorMessage.Status.PENDING).update(
-        status=TutorMessage.Status.STREAMING, started_at=timezone.now(), text="", error="")
+        status=TutorMessage.Status.STREAMING, started_at=timezone.now(), text="", error=""
+    )
     if not claimed:
         return None
     message = TutorMessage.objects.select_related(
-        "session__enrolment__course__teacher_adapter", "attempt__exercise", "alternative_to").get(pk=message_id)
+        "session__enrolment__course__teacher_adapter", "attempt__exercise", "alternative_to"
+    ).get(pk=message_id)
     course = message.session.enrolment.course
     model = course_teacher(course=course)
     if model is None:
-        tutor_message_finish(message_id=message_id, text="", status=TutorMessage.Status.FAILED,
-                             error="no teacher model is set up (run manage.py bootstrap or register one)")
+        tutor_message_finish(
+            message_id=message_id,
+            text="",
+            status=TutorMessage.Status.FAILED,
+            error="no teacher model is set up (run manage.py bootstrap or register one)",
+        )
         message.refresh_from_db()
         tutor_message_announce(message)
         return None
     if message.kind == TutorMessage.Kind.REMEDIATION:
         attempt = message.attempt
         exercise = attempt.exercise
-        tries = LearnerAttempt.objects.filter(session=message.session, exercise=exercise,
-                                              created_at__lte=attempt.created_at).count()
+        tries = LearnerAttempt.objects.filter(
+            session=message.session, exercise=exercise, created_at__lte=attempt.created_at
+        ).count()
         ctx = learner_context(enrolment=message.session.enrolment)
-        decision = core.decision_prompt(exercise.prompt, attempt.answer, exercise.answer, exercise.solution, ctx,
-                                        tries=tries)
+        decision = core.decision_prompt(
+            exercise.prompt, attempt.answer, exercise.answer, exercise.solution, ctx, tries=tries
+        )
         return TutorPlan(message_id, model, course, None, decision)
     conversation = [dict(m) for m in message.prompt]
     if message.alternative_to_id:  # the second of a pair is asked for in another style
@@ -344,16 +422,24 @@ def tutor_message_claim(*, message_id: int) -> TutorPlan | None:
 
 def tutor_message_decide(*, plan: TutorPlan, text: str) -> list[dict[str, str]]:
     """Store the teacher's decision on the message (before any reply) and return the reply prompt."""
-    message = TutorMessage.objects.select_related("attempt__exercise", "session__enrolment").get(pk=plan.message_id)
+    message = TutorMessage.objects.select_related("attempt__exercise", "session__enrolment").get(
+        pk=plan.message_id
+    )
     attempt, exercise = message.attempt, message.attempt.exercise
     enrolment = message.session.enrolment
-    tries = LearnerAttempt.objects.filter(session=message.session, exercise=exercise,
-                                          created_at__lte=attempt.created_at).count()
+    tries = LearnerAttempt.objects.filter(
+        session=message.session, exercise=exercise, created_at__lte=attempt.created_at
+    ).count()
     decision = core.parse_decision(text, attempt.answer, scaffolding=enrolment.scaffolding, tries=tries)
     ctx = learner_context(enrolment=enrolment)
-    conversation = core.remediation_prompt(decision, exercise.prompt, attempt.answer, exercise.answer,
-                                           exercise.solution, ctx)
-    message.error_type, message.strategy, message.intention = decision.error_type, decision.strategy, decision.intention
+    conversation = core.remediation_prompt(
+        decision, exercise.prompt, attempt.answer, exercise.answer, exercise.solution, ctx
+    )
+    message.error_type, message.strategy, message.intention = (
+        decision.error_type,
+        decision.strategy,
+        decision.intention,
+    )
     message.decision_parsed, message.prompt = decision.parsed, conversation
     message.save(update_fields=["error_type", "strategy", "intention", "decision_parsed", "prompt"])
     plan.conversation = conversation
@@ -362,14 +448,18 @@ def tutor_message_decide(*, plan: TutorPlan, text: str) -> list[dict[str, str]]:
 
 def tutor_message_finish(*, message_id: int, text: str, status: str, error: str = "") -> None:
     TutorMessage.objects.filter(pk=message_id).update(
-        text=core.clip(text, core.MAX_REPLY_CHARS) if text.strip() else "", status=status, error=error[:2000],
-        finished_at=timezone.now())
+        text=core.clip(text, core.MAX_REPLY_CHARS) if text.strip() else "",
+        status=status,
+        error=error[:2000],
+        finished_at=timezone.now(),
+    )
 
 
 def tutor_message_requeue(*, message_id: int) -> None:
     """The generator's page went away mid-reply: start again when a page is back."""
     TutorMessage.objects.filter(pk=message_id, status=TutorMessage.Status.STREAMING).update(
-        status=TutorMessage.Status.PENDING, text="")
+        status=TutorMessage.Status.PENDING, text=""
+    )
 
 
 @transaction.atomic
@@ -386,7 +476,8 @@ def tutor_feedback_save(*, message: TutorMessage, user, kind: str, value: str) -
             raise ValidationError("This explanation has no alternative to choose against.")
         TutorFeedback.objects.filter(message=rejected, kind=kind).delete()
     feedback, _ = TutorFeedback.objects.update_or_create(
-        message=message, kind=kind, defaults={"user": user, "value": value, "rejected": rejected})
+        message=message, kind=kind, defaults={"user": user, "value": value, "rejected": rejected}
+    )
     return feedback
 
 
@@ -402,10 +493,20 @@ def tutoring_training_job_create(*, course: Course, method: str, user):
     records = tutoring_preference_records(course=course, method=method)
     if not records:
         raise ValidationError(f"No {'pairwise choices' if method == 'dpo' else 'ratings'} to train on yet.")
-    parent = course.teacher_adapter if course.teacher_adapter and course.teacher_adapter.base_model_id == teacher.pk else None
+    parent = (
+        course.teacher_adapter
+        if course.teacher_adapter and course.teacher_adapter.base_model_id == teacher.pk
+        else None
+    )
     with transaction.atomic():
-        dataset = jobs.dataset_create(name=f"{course.key}-learner-feedback-{method}", method=method, records=records,
-                                      user=user, source=f"learner feedback on course {course.key}")
+        dataset = jobs.dataset_create(
+            name=f"{course.key}-learner-feedback-{method}",
+            method=method,
+            records=records,
+            user=user,
+            source=f"learner feedback on course {course.key}",
+        )
         hyper: dict[str, Any] = {"batch_size": 2} if method == "kto" else {}
-        return jobs.training_job_create(base_model=teacher, dataset=dataset, user=user, parent_adapter=parent,
-                                        **hyper)
+        return jobs.training_job_create(
+            base_model=teacher, dataset=dataset, user=user, parent_adapter=parent, **hyper
+        )

@@ -56,8 +56,12 @@ def course_enrol(request: HttpRequest, course_key: str) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose your level.")
         return redirect("learn:courses")
-    enrolment = services.learner_enrol(user=request.user, course=course, level=form.cleaned_data["level"],
-                                       scaffolding=form.cleaned_data["scaffolding"])
+    enrolment = services.learner_enrol(
+        user=request.user,
+        course=course,
+        level=form.cleaned_data["level"],
+        scaffolding=form.cleaned_data["scaffolding"],
+    )
     session = services.tutoring_session_start(enrolment=enrolment)
     return redirect("learn:session", session_id=session.pk)
 
@@ -69,13 +73,23 @@ def course_detail(request: HttpRequest, course_key: str) -> HttpResponse:
     instructor = selectors.course_instructed_by(course=course, user=request.user)
     if enrolment is None and not instructor:
         return redirect("learn:courses")
-    ctx = {"course": course, "enrolment": enrolment, "instructor": instructor, "train_form": TrainFromFeedbackForm()}
+    ctx = {
+        "course": course,
+        "enrolment": enrolment,
+        "instructor": instructor,
+        "train_form": TrainFromFeedbackForm(),
+    }
     if enrolment is not None:
-        ctx.update(mastery=selectors.learner_mastery(enrolment=enrolment),
-                   reviews=selectors.learner_reviews_due(enrolment=enrolment), sessions=enrolment.sessions.all()[:20])
+        ctx.update(
+            mastery=selectors.learner_mastery(enrolment=enrolment),
+            reviews=selectors.learner_reviews_due(enrolment=enrolment),
+            sessions=enrolment.sessions.all()[:20],
+        )
     if instructor and request.user.is_staff:
         feedback = TutorFeedback.objects.filter(message__session__enrolment__course=course)
-        ctx.update(n_choices=feedback.filter(kind="choice").count(), n_thumbs=feedback.filter(kind="helpful").count())
+        ctx.update(
+            n_choices=feedback.filter(kind="choice").count(), n_thumbs=feedback.filter(kind="helpful").count()
+        )
     return render(request, "tutor/learn/course_detail.html", ctx)
 
 
@@ -89,26 +103,42 @@ def session_new(request: HttpRequest, course_key: str) -> HttpResponse:
 
 def _own_session(request: HttpRequest, session_id: int) -> TutoringSession:
     """The learner's own session (only they may act in it)."""
-    return get_object_or_404(TutoringSession.objects.select_related("enrolment__course", "exercise__skill"),
-                             pk=session_id, enrolment__user=request.user)
+    return get_object_or_404(
+        TutoringSession.objects.select_related("enrolment__course", "exercise__skill"),
+        pk=session_id,
+        enrolment__user=request.user,
+    )
 
 
 def _exercise_ctx(session: TutoringSession, **extra) -> dict:
     enrolment = session.enrolment
-    return {"session": session, "exercise": session.exercise, "kept_answer": "", **extra,
-            "mastery": selectors.learner_mastery(enrolment=enrolment),
-            "reviews": selectors.learner_reviews_due(enrolment=enrolment)}
+    return {
+        "session": session,
+        "exercise": session.exercise,
+        "kept_answer": "",
+        **extra,
+        "mastery": selectors.learner_mastery(enrolment=enrolment),
+        "reviews": selectors.learner_reviews_due(enrolment=enrolment),
+    }
 
 
 @login_required
 def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(selectors.tutoring_sessions_visible_to(user=request.user), pk=session_id)
     readonly = session.enrolment.user_id != request.user.pk  # an instructor looking on
-    messages_ = [live.tutor_message_context(message=m, readonly=readonly)
-                 for m in session.messages.select_related("alternative_to", "skill", "attempt")
-                 .prefetch_related("feedback")]
-    ctx = _exercise_ctx(session, readonly=readonly, messages=messages_, course=session.enrolment.course,
-                        attempts=session.attempts.select_related("exercise") if readonly else None)
+    messages_ = [
+        live.tutor_message_context(message=m, readonly=readonly)
+        for m in session.messages.select_related("alternative_to", "skill", "attempt").prefetch_related(
+            "feedback"
+        )
+    ]
+    ctx = _exercise_ctx(
+        session,
+        readonly=readonly,
+        messages=messages_,
+        course=session.enrolment.course,
+        attempts=session.attempts.select_related("exercise") if readonly else None,
+    )
     return render(request, "tutor/learn/session.html", ctx)
 
 
@@ -136,11 +166,15 @@ def session_answer(request: HttpRequest, session_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def attempt_regrade(request: HttpRequest, attempt_id: int) -> HttpResponse:
-    attempt = get_object_or_404(LearnerAttempt.objects.select_related("session__enrolment", "exercise__skill"),
-                                pk=attempt_id, session__enrolment__user=request.user)
+    attempt = get_object_or_404(
+        LearnerAttempt.objects.select_related("session__enrolment", "exercise__skill"),
+        pk=attempt_id,
+        session__enrolment__user=request.user,
+    )
     attempt = services.learner_attempt_grade(attempt=attempt)
-    return _exercise_response(request, attempt.session, attempt=attempt,
-                              kept_answer="" if attempt.correct else attempt.answer)
+    return _exercise_response(
+        request, attempt.session, attempt=attempt, kept_answer="" if attempt.correct else attempt.answer
+    )
 
 
 @login_required
@@ -164,8 +198,11 @@ def session_solution(request: HttpRequest, session_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def message_feedback(request: HttpRequest, message_id: int) -> HttpResponse:
-    message = get_object_or_404(TutorMessage.objects.select_related("alternative_to"), pk=message_id,
-                                session__enrolment__user=request.user)
+    message = get_object_or_404(
+        TutorMessage.objects.select_related("alternative_to"),
+        pk=message_id,
+        session__enrolment__user=request.user,
+    )
     form = FeedbackForm(request.POST)
     if not form.is_valid():
         return HttpResponse("Unknown rating.", status=400)
@@ -176,8 +213,9 @@ def message_feedback(request: HttpRequest, message_id: int) -> HttpResponse:
     ctx = live.tutor_message_context(message=message)
     partner = message.partner
     partner_ctx = live.tutor_message_context(message=partner) if partner else None
-    return render(request, "tutor/learn/partials/feedback_response.html",
-                  {**ctx, "saved": True, "partner": partner_ctx})
+    return render(
+        request, "tutor/learn/partials/feedback_response.html", {**ctx, "saved": True, "partner": partner_ctx}
+    )
 
 
 @login_required
@@ -186,17 +224,25 @@ def course_learners(request: HttpRequest, course_key: str) -> HttpResponse:
     course = get_object_or_404(Course, key=course_key)
     if not selectors.course_instructed_by(course=course, user=request.user):
         raise Http404("No such course among yours.")
-    enrolments = (course.enrolments.select_related("user")
-                  .annotate(n_attempts=Count("sessions__attempts", distinct=True),
-                            n_correct=Count("sessions__attempts", filter=Q(sessions__attempts__correct=True),
-                                            distinct=True)))
-    learners = [{"enrolment": e, "mastery": selectors.learner_mastery(enrolment=e),
-                 "sessions": e.sessions.all()[:5]} for e in enrolments]
-    decisions = (TutorMessage.objects.filter(session__enrolment__course=course, kind=TutorMessage.Kind.REMEDIATION)
-                 .select_related("session__enrolment__user", "attempt", "exercise").prefetch_related("feedback")
-                 .order_by("-created_at")[:200])
-    return render(request, "tutor/learn/course_learners.html",
-                  {"course": course, "learners": learners, "decisions": decisions})
+    enrolments = course.enrolments.select_related("user").annotate(
+        n_attempts=Count("sessions__attempts", distinct=True),
+        n_correct=Count("sessions__attempts", filter=Q(sessions__attempts__correct=True), distinct=True),
+    )
+    learners = [
+        {"enrolment": e, "mastery": selectors.learner_mastery(enrolment=e), "sessions": e.sessions.all()[:5]}
+        for e in enrolments
+    ]
+    decisions = (
+        TutorMessage.objects.filter(session__enrolment__course=course, kind=TutorMessage.Kind.REMEDIATION)
+        .select_related("session__enrolment__user", "attempt", "exercise")
+        .prefetch_related("feedback")
+        .order_by("-created_at")[:200]
+    )
+    return render(
+        request,
+        "tutor/learn/course_learners.html",
+        {"course": course, "learners": learners, "decisions": decisions},
+    )
 
 
 @login_required
@@ -211,11 +257,15 @@ def course_train(request: HttpRequest, course_key: str) -> HttpResponse:
         messages.error(request, "Choose DPO or KTO.")
         return redirect("learn:course", course_key=course.key)
     try:
-        job = services.tutoring_training_job_create(course=course, method=form.cleaned_data["method"],
-                                                    user=request.user)
+        job = services.tutoring_training_job_create(
+            course=course, method=form.cleaned_data["method"], user=request.user
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("learn:course", course_key=course.key)
-    messages.success(request, f"Training job {job.pk} queued: {job.dataset.record_count} "
-                              f"{job.method.upper()} records from learner feedback.")
+    messages.success(
+        request,
+        f"Training job {job.pk} queued: {job.dataset.record_count} "
+        f"{job.method.upper()} records from learner feedback.",
+    )
     return redirect("training:job", job_id=job.pk)

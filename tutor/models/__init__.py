@@ -11,5 +11,18 @@ from tutor.models.learners import (
 )
 from tutor.models.runs import Round, RunExplanation, TeachingRun
 
-__all__ = ["Course", "Exercise", "ExerciseQuerySet", "LearnerAttempt", "LearnerEnrolment", "LearnerSkillState",
-           "Round", "RunExplanation", "Skill", "TeachingRun", "TutorFeedback", "TutorMessage", "TutoringSession"]
+__all__ = [
+    "Course",
+    "Exercise",
+    "ExerciseQuerySet",
+    "LearnerAttempt",
+    "LearnerEnrolment",
+    "LearnerSkillState",
+    "Round",
+    "RunExplanation",
+    "Skill",
+    "TeachingRun",
+    "TutorFeedback",
+    "TutorMessage",
+    "TutoringSession",
+]

@@ -13,15 +13,31 @@ class Course(models.Model):
     key = models.SlugField(max_length=100, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    teacher = models.ForeignKey(LanguageModel, null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="courses", help_text="Empty: the default teacher.")
+    teacher = models.ForeignKey(
+        LanguageModel,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="courses",
+        help_text="Empty: the default teacher.",
+    )
     source = models.CharField(max_length=300, blank=True, help_text="pack name, upload or file it came from")
     # Learner-side (issue 5): who teaches it, and the teacher's own LoRA adapter trained on learners' feedback.
-    instructors = models.ManyToManyField("auth.User", blank=True, related_name="instructed_courses",
-                                         help_text="They see this course's learners and the tutor's decisions.")
-    teacher_adapter = models.ForeignKey("training.Adapter", null=True, blank=True, on_delete=models.SET_NULL,
-                                        related_name="+", help_text="The teacher's own LoRA adapter used in "
-                                        "tutoring sessions (local teachers only); empty: the plain teacher.")
+    instructors = models.ManyToManyField(
+        "auth.User",
+        blank=True,
+        related_name="instructed_courses",
+        help_text="They see this course's learners and the tutor's decisions.",
+    )
+    teacher_adapter = models.ForeignKey(
+        "training.Adapter",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The teacher's own LoRA adapter used in "
+        "tutoring sessions (local teachers only); empty: the plain teacher.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -38,9 +54,12 @@ class Skill(models.Model):
     description = models.TextField(blank=True)
     prerequisites = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="unlocks")
     order = models.PositiveIntegerField(default=0, help_text="position in the course as imported")
-    bkt_params = models.JSONField(default=dict, blank=True,
-                                  help_text='Knowledge-tracing probabilities, e.g. {"prior": 0.2, "learn": 0.15, '
-                                  '"guess": 0.2, "slip": 0.1}; missing ones take these defaults.')
+    bkt_params = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Knowledge-tracing probabilities, e.g. {"prior": 0.2, "learn": 0.15, '
+        '"guess": 0.2, "slip": 0.1}; missing ones take these defaults.',
+    )
 
     class Meta:
         ordering = ["course", "order", "key"]

@@ -38,20 +38,30 @@ class LearnerSkillState(models.Model):
     p_known = models.FloatField()
     attempts = models.PositiveIntegerField(default=0)
     correct = models.PositiveIntegerField(default=0)
-    review = models.JSONField(null=True, blank=True, help_text="tutor.core.learn.review.ReviewState; empty until mastered")
+    review = models.JSONField(
+        null=True, blank=True, help_text="tutor.core.learn.review.ReviewState; empty until mastered"
+    )
     review_due = models.DateTimeField(null=True, blank=True, db_index=True)
     mastered_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["skill__order", "skill__key"]
-        constraints = [models.UniqueConstraint(fields=["enrolment", "skill"], name="one_state_per_learner_skill")]
+        constraints = [
+            models.UniqueConstraint(fields=["enrolment", "skill"], name="one_state_per_learner_skill")
+        ]
 
 
 class TutoringSession(models.Model):
     enrolment = models.ForeignKey(LearnerEnrolment, on_delete=models.CASCADE, related_name="sessions")
-    exercise = models.ForeignKey(Exercise, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                                 help_text="the exercise on the learner's screen")
+    exercise = models.ForeignKey(
+        Exercise,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="the exercise on the learner's screen",
+    )
     reason = models.CharField(max_length=10, blank=True, help_text="why that skill: new, weakest or review")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -107,12 +117,18 @@ class TutorMessage(models.Model):
     kind = models.CharField(max_length=12, choices=Kind.choices)
     skill = models.ForeignKey(Skill, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     exercise = models.ForeignKey(Exercise, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    attempt = models.ForeignKey(LearnerAttempt, null=True, blank=True, on_delete=models.CASCADE,
-                                related_name="messages")
+    attempt = models.ForeignKey(
+        LearnerAttempt, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+    )
     question = models.TextField(blank=True, help_text="the learner's free question")
-    alternative_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE,
-                                       related_name="alternatives",
-                                       help_text="the other explanation of a pair the learner chooses between")
+    alternative_to = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="alternatives",
+        help_text="the other explanation of a pair the learner chooses between",
+    )
     prompt = models.JSONField(default=list, blank=True, help_text="the conversation a preference record uses")
     text = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
@@ -120,8 +136,9 @@ class TutorMessage(models.Model):
     error_type = models.CharField(max_length=20, blank=True)
     strategy = models.CharField(max_length=20, blank=True)
     intention = models.CharField(max_length=300, blank=True)
-    decision_parsed = models.BooleanField(null=True, help_text="False: the teacher's decision was unusable "
-                                          "and the fallback was used")
+    decision_parsed = models.BooleanField(
+        null=True, help_text="False: the teacher's decision was unusable and the fallback was used"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -148,17 +165,28 @@ class TutorFeedback(models.Model):
         DIFFICULTY = "difficulty"
         CHOICE = "choice", "pairwise choice"
 
-    VALUES = {"helpful": ("helpful", "not_helpful"), "difficulty": ("too_easy", "right", "too_hard"),
-              "choice": ("chosen",)}
+    VALUES = {
+        "helpful": ("helpful", "not_helpful"),
+        "difficulty": ("too_easy", "right", "too_hard"),
+        "choice": ("chosen",),
+    }
 
     message = models.ForeignKey(TutorMessage, on_delete=models.CASCADE, related_name="feedback")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     value = models.CharField(max_length=12)
-    rejected = models.ForeignKey(TutorMessage, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
-                                 help_text="choice only: the alternative not chosen")
+    rejected = models.ForeignKey(
+        TutorMessage,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="choice only: the alternative not chosen",
+    )
     created_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["created_at", "pk"]
-        constraints = [models.UniqueConstraint(fields=["message", "kind"], name="one_rating_per_message_kind")]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "kind"], name="one_rating_per_message_kind")
+        ]

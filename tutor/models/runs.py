@@ -41,8 +41,9 @@ class TeachingRun(models.Model):
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it")
     lease = models.CharField(max_length=64, blank=True, help_text="token of the attempt that owns the run")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    feedback_jobs = models.JSONField(default=list, blank=True,
-                                     help_text="training jobs started from people's ratings (fine-tune now)")
+    feedback_jobs = models.JSONField(
+        default=list, blank=True, help_text="training jobs started from people's ratings (fine-tune now)"
+    )
     created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -84,8 +85,9 @@ class Round(models.Model):
     base_accuracy = models.FloatField(null=True, blank=True)
     vs_base = models.FloatField(null=True, blank=True)
     vs_previous = models.FloatField(null=True, blank=True)
-    agreement = models.FloatField(null=True, blank=True, help_text="how often the student's exam answer is the "
-                                  "teacher's")
+    agreement = models.FloatField(
+        null=True, blank=True, help_text="how often the student's exam answer is the teacher's"
+    )
     teacher_accuracy = models.FloatField(null=True, blank=True)
     explained = models.PositiveIntegerField(default=0)
     dropped_explanations = models.PositiveIntegerField(default=0, help_text="dropped by the answer check")
@@ -94,10 +96,19 @@ class Round(models.Model):
     sft_records = models.PositiveIntegerField(default=0)
     warnings = models.JSONField(default=list, blank=True)
     train_note = models.TextField(blank=True)
-    adapter_path = models.CharField(max_length=1000, blank=True, help_text="the student's adapter after this round")
-    training_job = models.ForeignKey("training.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="teaching_rounds")
-    extra = models.JSONField(default=dict, blank=True, help_text="further summary keys, e.g. the forgetting probe")
+    adapter_path = models.CharField(
+        max_length=1000, blank=True, help_text="the student's adapter after this round"
+    )
+    training_job = models.ForeignKey(
+        "training.TrainingJob",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="teaching_rounds",
+    )
+    extra = models.JSONField(
+        default=dict, blank=True, help_text="further summary keys, e.g. the forgetting probe"
+    )
 
     class Meta:
         ordering = ["run", "index"]
@@ -124,19 +135,29 @@ class RunExplanation(models.Model):
     question = models.TextField(blank=True)
     gold_answer = models.CharField(max_length=500, blank=True)
     student_answer = models.TextField(blank=True, help_text="the student's answer before the explanation")
-    answer_after = models.TextField(blank=True, help_text="the student's answer with the explanation in context")
+    answer_after = models.TextField(
+        blank=True, help_text="the student's answer with the explanation in context"
+    )
     text = models.TextField(help_text="the teacher's explanation, as written (model output: untrusted)")
     teacher_answer = models.CharField(max_length=500, blank=True)
     passed_gate = models.BooleanField(default=False)
     gate_reason = models.TextField(blank=True)
     quotes_exam = models.BooleanField(default=False)
-    before = models.JSONField(default=list, blank=True, help_text="correct before: the item, then its siblings")
+    before = models.JSONField(
+        default=list, blank=True, help_text="correct before: the item, then its siblings"
+    )
     after = models.JSONField(default=list, blank=True)
     siblings = models.JSONField(default=list, blank=True)
     score = models.FloatField(null=True, blank=True)
-    rating = models.BooleanField(null=True, blank=True, help_text="a person's thumbs up (true) or down (false)")
-    edited_text = models.TextField(blank=True, help_text="a person's rewrite; it replaces the text in training")
-    rated_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rating = models.BooleanField(
+        null=True, blank=True, help_text="a person's thumbs up (true) or down (false)"
+    )
+    edited_text = models.TextField(
+        blank=True, help_text="a person's rewrite; it replaces the text in training"
+    )
+    rated_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     rated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -15,9 +15,24 @@ class RoundInline(admin.TabularInline):
     """The run's rounds, read-only: they mirror the run's state file (a sync would undo any edit)."""
 
     model = Round
-    fields = readonly_fields = ["index", "done_steps", "accuracy", "base_accuracy", "vs_base", "vs_previous",
-                                "agreement", "explained", "dropped_explanations", "helped", "generated_kept",
-                                "sft_records", "warnings", "job", "adapter_path", "extra"]
+    fields = readonly_fields = [
+        "index",
+        "done_steps",
+        "accuracy",
+        "base_accuracy",
+        "vs_base",
+        "vs_previous",
+        "agreement",
+        "explained",
+        "dropped_explanations",
+        "helped",
+        "generated_kept",
+        "sft_records",
+        "warnings",
+        "job",
+        "adapter_path",
+        "extra",
+    ]
     extra = 0
     can_delete = False
     show_change_link = False
@@ -35,11 +50,36 @@ class RoundInline(admin.TabularInline):
 
 @admin.register(TeachingRun)
 class TeachingRunAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "status", "current_round", "current_step", "attempts", "created_at", "finished_at"]
+    list_display = [
+        "__str__",
+        "status",
+        "current_round",
+        "current_step",
+        "attempts",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["status", "course"]
-    readonly_fields = ["course", "student", "teacher", "config", "train_config", "status", "current_round",
-                       "current_step", "adapter_path", "last_error", "attempts", "worker", "heartbeat_at",
-                       "feedback_jobs", "created_by", "created_at", "started_at", "finished_at"]
+    readonly_fields = [
+        "course",
+        "student",
+        "teacher",
+        "config",
+        "train_config",
+        "status",
+        "current_round",
+        "current_step",
+        "adapter_path",
+        "last_error",
+        "attempts",
+        "worker",
+        "heartbeat_at",
+        "feedback_jobs",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
     exclude = ["lease"]
     inlines = [RoundInline]
     actions = ["cancel", "resume"]

@@ -35,29 +35,58 @@ def teaching_run_context(run: TeachingRun) -> dict[str, Any]:
         row = by_index.get(index)
         done = row.done_steps if row else []
         current = run.status == TeachingRun.Status.RUNNING and index == run.current_round
-        timeline.append({"round": index, "result": row if row and row.done_steps else None,
-                         "job": row.training_job if row else None,
-                         "steps": [{"name": step, "state": "done" if step in done else
-                                    "current" if current and step == run.current_step else "todo"}
-                                   for step in STEPS],
-                         "skills": [{"skill": s, "probe": row.probe.get(s), "exam": row.exam.get(s),
-                                     "base": row.base.get(s)} for s in skills] if row and row.probe else []})
+        timeline.append(
+            {
+                "round": index,
+                "result": row if row and row.done_steps else None,
+                "job": row.training_job if row else None,
+                "steps": [
+                    {
+                        "name": step,
+                        "state": "done"
+                        if step in done
+                        else "current"
+                        if current and step == run.current_step
+                        else "todo",
+                    }
+                    for step in STEPS
+                ],
+                "skills": [
+                    {"skill": s, "probe": row.probe.get(s), "exam": row.exam.get(s), "base": row.base.get(s)}
+                    for s in skills
+                ]
+                if row and row.probe
+                else [],
+            }
+        )
     summarised = [r for r in rounds if r.done_steps]  # not a row made only to hold a training job
-    chart = {"skills": skills, "rounds": [r.index + 1 for r in summarised],
-             "probe": {s: [r.probe.get(s) for r in summarised] for s in skills},
-             "exam": [r.accuracy for r in summarised], "base": [r.base_accuracy for r in summarised]}
+    chart = {
+        "skills": skills,
+        "rounds": [r.index + 1 for r in summarised],
+        "probe": {s: [r.probe.get(s) for r in summarised] for s in skills},
+        "exam": [r.accuracy for r in summarised],
+        "base": [r.base_accuracy for r in summarised],
+    }
     adapter = Adapter.objects.filter(path=run.adapter_path).first() if run.adapter_path else None
     feedback = {j.pk: j for j in TrainingJob.objects.filter(pk__in=run.feedback_jobs)}
-    return {"run": run, "skills": skills, "timeline": timeline, "chart_json": json.dumps(chart), "adapter": adapter,
-            "feedback_jobs": [feedback[pk] for pk in run.feedback_jobs if pk in feedback]}
+    return {
+        "run": run,
+        "skills": skills,
+        "timeline": timeline,
+        "chart_json": json.dumps(chart),
+        "adapter": adapter,
+        "feedback_jobs": [feedback[pk] for pk in run.feedback_jobs if pk in feedback],
+    }
 
 
 def teaching_run_fragments(run: TeachingRun) -> dict[str, str]:
     """The run page's live part ("state") and the run's row in the list ("row"), swapped in by id
     (htmx ws); each socket is sent the one its page shows."""
     ctx = teaching_run_context(run)
-    return {"state": render_to_string("tutor/runs/partials/run_state.html", ctx),
-            "row": render_to_string("tutor/runs/partials/run_row.html", ctx)}
+    return {
+        "state": render_to_string("tutor/runs/partials/run_state.html", ctx),
+        "row": render_to_string("tutor/runs/partials/run_row.html", ctx),
+    }
 
 
 def teaching_run_broadcast(run: TeachingRun) -> None:
@@ -65,6 +94,8 @@ def teaching_run_broadcast(run: TeachingRun) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(teaching_run_group(run.pk), {"type": "run.update", "fragments": teaching_run_fragments(run)})
+        async_to_sync(layer.group_send)(
+            teaching_run_group(run.pk), {"type": "run.update", "fragments": teaching_run_fragments(run)}
+        )
     except Exception:  # a broken channel layer must never stop the run itself
         logger.exception("could not broadcast run %s update", run.pk)

@@ -22,10 +22,22 @@ def teaching_run_state_load(run: TeachingRun) -> RunState | None:
 
 
 def run_explanation_to_core(row: RunExplanation) -> Explanation:
-    return Explanation(id=row.key, round=row.round, item=row.item, skill=row.skill, split=row.split,
-                       student_answer=row.student_answer, text=row.text, teacher_answer=row.teacher_answer or None,
-                       passed_gate=row.passed_gate, gate_reason=row.gate_reason, quotes_exam=row.quotes_exam,
-                       score=row.score, approved=row.rating, edited=row.edited_text or None)
+    return Explanation(
+        id=row.key,
+        round=row.round,
+        item=row.item,
+        skill=row.skill,
+        split=row.split,
+        student_answer=row.student_answer,
+        text=row.text,
+        teacher_answer=row.teacher_answer or None,
+        passed_gate=row.passed_gate,
+        gate_reason=row.gate_reason,
+        quotes_exam=row.quotes_exam,
+        score=row.score,
+        approved=row.rating,
+        edited=row.edited_text or None,
+    )
 
 
 def teaching_run_latest_adapter(*, run: TeachingRun) -> Adapter | None:
@@ -39,4 +51,6 @@ def teaching_run_learnable_approvals(*, run: TeachingRun) -> int:
     """How many explanations "fine-tune now" would train on, by the rule of
     :func:`~tutor.core.runs.steps.trains_on_approval` (runs made before explanations were limited to
     practice items have approved probe items too, which never train)."""
-    return sum(trains_on_approval(run_explanation_to_core(row)) for row in run.explanations.filter(rating=True))
+    return sum(
+        trains_on_approval(run_explanation_to_core(row)) for row in run.explanations.filter(rating=True)
+    )

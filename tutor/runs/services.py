@@ -62,21 +62,36 @@ Progress = Callable[[str, int, dict[str, Any]], None]
 MAX_EDIT_CHARS = 8000
 
 
-def teaching_run_create(*, course: Course, student: LanguageModel, teacher: LanguageModel, user=None,
-                        train: dict[str, Any] | None = None, enqueue: bool = False,
-                        **config: Any) -> TeachingRun:
+def teaching_run_create(
+    *,
+    course: Course,
+    student: LanguageModel,
+    teacher: LanguageModel,
+    user=None,
+    train: dict[str, Any] | None = None,
+    enqueue: bool = False,
+    **config: Any,
+) -> TeachingRun:
     """Validate the settings and create the run; with ``enqueue`` a worker starts it once the
     transaction commits (the CLI runs it in its own process instead)."""
     if student.backend == LanguageModel.Backend.OPENAI:
-        raise ValidationError(f"{student.name} is served over HTTP; a student must be a local model "
-                              "(its LoRA adapters are trained and loaded here).")
+        raise ValidationError(
+            f"{student.name} is served over HTTP; a student must be a local model "
+            "(its LoRA adapters are trained and loaded here)."
+        )
     try:
         run_config = RunConfig(**config)
     except (TypeError, ValueError) as exc:
         raise ValidationError(str(exc)) from exc
     with transaction.atomic():
-        run = TeachingRun.objects.create(course=course, student=student, teacher=teacher,
-                                         config=asdict(run_config), train_config=train or {}, created_by=user)
+        run = TeachingRun.objects.create(
+            course=course,
+            student=student,
+            teacher=teacher,
+            config=asdict(run_config),
+            train_config=train or {},
+            created_by=user,
+        )
         if enqueue:
             transaction.on_commit(lambda: teaching_run_enqueue(run=run))
     return run
@@ -91,6 +106,7 @@ def teaching_run_enqueue(*, run: TeachingRun) -> None:
 
 
 # --- controlling a run ------------------------------------------------------------------
+
 
 def teaching_run_cancel(*, run: TeachingRun) -> TeachingRun:
     """A queued run is cancelled at once; a running one stops before its next step (and its
@@ -118,11 +134,18 @@ def teaching_run_resume(*, run: TeachingRun, extra_rounds: int = 0) -> TeachingR
         run = TeachingRun.objects.select_for_update().get(pk=run.pk)
         resumable = (TeachingRun.Status.FAILED, TeachingRun.Status.CANCELLED)
         if not (run.status in resumable or (run.status == TeachingRun.Status.SUCCEEDED and extra_rounds > 0)):
-            raise ValidationError(f"run {run.pk} is {run.status}; only a failed or cancelled run can be resumed, "
-                                  "and a finished one only with more rounds")
+            raise ValidationError(
+                f"run {run.pk} is {run.status}; only a failed or cancelled run can be resumed, "
+                "and a finished one only with more rounds"
+            )
         if extra_rounds:
             run.config = {**run.config, "rounds": run.config["rounds"] + extra_rounds}
-        run.status, run.cancel_requested, run.last_error, run.finished_at = TeachingRun.Status.QUEUED, False, "", None
+        run.status, run.cancel_requested, run.last_error, run.finished_at = (
+            TeachingRun.Status.QUEUED,
+            False,
+            "",
+            None,
+        )
         run.max_attempts = run.attempts + max(1, run.max_attempts - run.attempts)
         run.save()
         transaction.on_commit(lambda: teaching_run_enqueue(run=run))
@@ -151,17 +174,26 @@ def teaching_run_take(*, run_id: int, rounds: int | None = None) -> TeachingRun:
             raise ValidationError(
                 f"run {run.pk} is {run.status} on {run.worker or 'another process'} (last heartbeat {seconds:.0f}s "
                 f"ago); cancel it on its page ({reverse('runs:detail', args=[run.pk])}) or in the admin, then "
-                f"resume it here once it has stopped")
+                f"resume it here once it has stopped"
+            )
         if rounds is not None and rounds < planned:
-            raise ValidationError(f"run {run.pk} has {planned} rounds; --rounds can only add rounds "
-                                  f"(at least {planned + 1})")
+            raise ValidationError(
+                f"run {run.pk} has {planned} rounds; --rounds can only add rounds (at least {planned + 1})"
+            )
         if run.status == TeachingRun.Status.SUCCEEDED and (rounds or planned) == planned:
-            raise ValidationError(f"run {run.pk} is finished ({planned} rounds, adapter "
-                                  f"{run.adapter_path or 'none'}); continue it with more rounds: "
-                                  f"--resume {run.pk} --rounds {planned + 1}")
+            raise ValidationError(
+                f"run {run.pk} is finished ({planned} rounds, adapter "
+                f"{run.adapter_path or 'none'}); continue it with more rounds: "
+                f"--resume {run.pk} --rounds {planned + 1}"
+            )
         if rounds is not None:
             run.config = {**run.config, "rounds": rounds}
-        run.status, run.cancel_requested, run.lease, run.worker = TeachingRun.Status.RUNNING, False, "", worker_id()
+        run.status, run.cancel_requested, run.lease, run.worker = (
+            TeachingRun.Status.RUNNING,
+            False,
+            "",
+            worker_id(),
+        )
         run.heartbeat_at, run.started_at = timezone.now(), run.started_at or timezone.now()
         run.last_error, run.finished_at = "", None
         run.save()
@@ -178,8 +210,9 @@ def teaching_runs_recover(*, stale_after_s: float | None = None) -> list[int]:
     """
     cutoff = stale_cutoff(stale_after_s)
     recovered = []
-    for run_id in TeachingRun.objects.filter(status=TeachingRun.Status.RUNNING,
-                                             heartbeat_at__lt=cutoff).values_list("pk", flat=True):
+    for run_id in TeachingRun.objects.filter(
+        status=TeachingRun.Status.RUNNING, heartbeat_at__lt=cutoff
+    ).values_list("pk", flat=True):
         with transaction.atomic():
             run = TeachingRun.objects.select_for_update().get(pk=run_id)
             if run.status != TeachingRun.Status.RUNNING or run.heartbeat_at >= cutoff:
@@ -187,8 +220,11 @@ def teaching_runs_recover(*, stale_after_s: float | None = None) -> list[int]:
             who = f"worker {run.worker}" if run.lease else "the process running it (manage.py teach?)"
             lost = f"{who} stopped responding (no heartbeat since {run.heartbeat_at:%H:%M:%S})"
             TrainingJob.objects.filter(teaching_rounds__run=run, status=TrainingJob.Status.RUNNING).update(
-                status=TrainingJob.Status.FAILED, lease="", finished_at=timezone.now(),
-                last_error=f"{lost}; its teaching run {run.pk} resumes it")
+                status=TrainingJob.Status.FAILED,
+                lease="",
+                finished_at=timezone.now(),
+                last_error=f"{lost}; its teaching run {run.pk} resumes it",
+            )
             if run.cancel_requested:
                 run.status, run.finished_at = TeachingRun.Status.CANCELLED, timezone.now()
             elif not run.lease:
@@ -209,6 +245,7 @@ def teaching_runs_recover(*, stale_after_s: float | None = None) -> list[int]:
 
 # --- running ------------------------------------------------------------------------------
 
+
 def teaching_run_claim(*, run_id: int) -> tuple[TeachingRun, str] | None:
     """Atomically take a queued run; None when it is not queued (already taken or cancelled)."""
     return claim(TeachingRun, run_id)
@@ -228,8 +265,9 @@ def teaching_run_work(*, run_id: int) -> str:
     return TeachingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first() or "gone"
 
 
-def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
-                         lease: str | None = None) -> RunState | None:
+def teaching_run_execute(
+    *, run: TeachingRun, progress: Progress | None = None, lease: str | None = None
+) -> RunState | None:
     """Run (or resume, from the last finished step) a teaching run in this process.
 
     With ``lease`` (a worker's attempt), every write checks it, and an attempt that lost it (its
@@ -239,8 +277,12 @@ def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
     never stays "running" after the process running it stopped.
     """
     mine = TeachingRun.objects.filter(pk=run.pk, **({"lease": lease} if lease else {}))
-    mine.update(status=TeachingRun.Status.RUNNING, last_error="", started_at=run.started_at or timezone.now(),
-                heartbeat_at=timezone.now())
+    mine.update(
+        status=TeachingRun.Status.RUNNING,
+        last_error="",
+        started_at=run.started_at or timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
     lost = threading.Event()
 
     def on_progress(step: str, round_index: int, info: dict[str, Any]) -> None:
@@ -270,19 +312,37 @@ def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
         return dict(RunExplanation.objects.filter(run_id=run.pk).values_list("key", "rating"))
 
     def edits() -> dict[str, str | None]:
-        return {key: text or None for key, text in
-                RunExplanation.objects.filter(run_id=run.pk).values_list("key", "edited_text")}
+        return {
+            key: text or None
+            for key, text in RunExplanation.objects.filter(run_id=run.pk).values_list("key", "edited_text")
+        }
 
     stop = threading.Event()
-    threading.Thread(target=keep_alive, args=(TeachingRun.objects.filter(pk=run.pk, lease=lease or ""),),
-                     kwargs={"every_s": settings.TEACHLOOP_JOB_HEARTBEAT_S, "stop": stop,
-                             "what": f"teaching run {run.pk}"}, daemon=True, name=f"run-heartbeat-{run.pk}").start()
+    threading.Thread(
+        target=keep_alive,
+        args=(TeachingRun.objects.filter(pk=run.pk, lease=lease or ""),),
+        kwargs={
+            "every_s": settings.TEACHLOOP_JOB_HEARTBEAT_S,
+            "stop": stop,
+            "what": f"teaching run {run.pk}",
+        },
+        daemon=True,
+        name=f"run-heartbeat-{run.pk}",
+    ).start()
     try:
         config = RunConfig.from_dict(run.config)  # a run saved before a setting existed keeps its old rule
-        state = run_teaching(course_to_core(course=run.course), language_model_llm(model=run.teacher),
-                             language_model_llm(model=run.student), config, teaching_run_state_path(run),
-                             train_fn=_train_fn(run), progress=on_progress, should_stop=should_stop,
-                             ratings=ratings, edits=edits)
+        state = run_teaching(
+            course_to_core(course=run.course),
+            language_model_llm(model=run.teacher),
+            language_model_llm(model=run.student),
+            config,
+            teaching_run_state_path(run),
+            train_fn=_train_fn(run),
+            progress=on_progress,
+            should_stop=should_stop,
+            ratings=ratings,
+            edits=edits,
+        )
     except (TeachingError, ValidationError) as exc:
         if not lost.is_set():
             _finish(run, _stopped_or(run, TeachingRun.Status.FAILED), error=str(exc), lease=lease)
@@ -293,17 +353,26 @@ def teaching_run_execute(*, run: TeachingRun, progress: Progress | None = None,
     except Exception as exc:
         logger.exception("teaching run %s crashed", run.pk)
         if not lost.is_set():
-            _finish(run, _stopped_or(run, TeachingRun.Status.FAILED), error=f"{type(exc).__name__}: {exc}",
-                    lease=lease)
+            _finish(
+                run,
+                _stopped_or(run, TeachingRun.Status.FAILED),
+                error=f"{type(exc).__name__}: {exc}",
+                lease=lease,
+            )
         raise
     finally:
         stop.set()
     if lost.is_set():
         return state
     finished = len(state.rounds) == state.config.rounds and all(
-        "reexamine" in r.done_steps for r in state.rounds)
-    _finish(run, TeachingRun.Status.SUCCEEDED if finished else TeachingRun.Status.CANCELLED, state=state,
-            lease=lease)
+        "reexamine" in r.done_steps for r in state.rounds
+    )
+    _finish(
+        run,
+        TeachingRun.Status.SUCCEEDED if finished else TeachingRun.Status.CANCELLED,
+        state=state,
+        lease=lease,
+    )
     return state
 
 
@@ -329,25 +398,43 @@ def _train_fn(run: TeachingRun):
     return train
 
 
-def _round_job(run: TeachingRun, round_index: int, records: list[dict[str, Any]],
-               parent_adapter: str | None) -> TrainingJob:
+def _round_job(
+    run: TeachingRun, round_index: int, records: list[dict[str, Any]], parent_adapter: str | None
+) -> TrainingJob:
     """This round's training job: the one made before an interruption (made runnable again), or a new one."""
-    job = TrainingJob.objects.select_related("adapter").filter(teaching_rounds__run=run,
-                                                               teaching_rounds__index=round_index).first()
+    job = (
+        TrainingJob.objects.select_related("adapter")
+        .filter(teaching_rounds__run=run, teaching_rounds__index=round_index)
+        .first()
+    )
     if job is not None and job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
         # Resume from its checkpoint in this process (training_job_run claims a queued job).
-        TrainingJob.objects.filter(pk=job.pk).update(status=TrainingJob.Status.QUEUED, cancel_requested=False,
-                                                     last_error="", finished_at=None,
-                                                     max_attempts=F("attempts") + 1)
+        TrainingJob.objects.filter(pk=job.pk).update(
+            status=TrainingJob.Status.QUEUED,
+            cancel_requested=False,
+            last_error="",
+            finished_at=None,
+            max_attempts=F("attempts") + 1,
+        )
         job.refresh_from_db()
     if job is not None:
         return job
-    dataset = training_jobs.dataset_create(name=f"run {run.pk} round {round_index}", method="sft",
-                                           records=records, source=f"teaching run {run.pk}")
+    dataset = training_jobs.dataset_create(
+        name=f"run {run.pk} round {round_index}",
+        method="sft",
+        records=records,
+        source=f"teaching run {run.pk}",
+    )
     parent = Adapter.objects.filter(path=parent_adapter).first() if parent_adapter else None
     hyper = {k: v for k, v in run.train_config.items() if k != "disabled"}
-    job = training_jobs.training_job_create(base_model=run.student, dataset=dataset, parent_adapter=parent,
-                                            user=run.created_by, enqueue=False, **hyper)
+    job = training_jobs.training_job_create(
+        base_model=run.student,
+        dataset=dataset,
+        parent_adapter=parent,
+        user=run.created_by,
+        enqueue=False,
+        **hyper,
+    )
     # The run owns its job's retries: the training recovery must not queue it on its own.
     TrainingJob.objects.filter(pk=job.pk).update(max_attempts=1)
     # Linked before it trains: a resumed run finds it (its row's summary comes with the next sync).
@@ -355,9 +442,15 @@ def _round_job(run: TeachingRun, round_index: int, records: list[dict[str, Any]]
     return job
 
 
-def _finish(run: TeachingRun, status: str, *, error: str = "", state: RunState | None = None,
-            lease: str | None = None) -> None:
-    fields: dict[str, Any] = {"status": status, "last_error": error, "finished_at": timezone.now(), "lease": ""}
+def _finish(
+    run: TeachingRun, status: str, *, error: str = "", state: RunState | None = None, lease: str | None = None
+) -> None:
+    fields: dict[str, Any] = {
+        "status": status,
+        "last_error": error,
+        "finished_at": timezone.now(),
+        "lease": "",
+    }
     if state is not None:
         fields["adapter_path"] = state.adapter_path or ""
         teaching_run_rounds_sync(run=run, state=state)
@@ -367,8 +460,11 @@ def _finish(run: TeachingRun, status: str, *, error: str = "", state: RunState |
 
 
 # Round fields a sync writes; the summary's keys have the same names (its "round" is ``index``).
-ROUND_FIELDS = tuple(f.name for f in Round._meta.concrete_fields
-                     if f.name not in ("id", "run", "index", "training_job", "extra"))
+ROUND_FIELDS = tuple(
+    f.name
+    for f in Round._meta.concrete_fields
+    if f.name not in ("id", "run", "index", "training_job", "extra")
+)
 
 
 @transaction.atomic
@@ -406,26 +502,62 @@ def _stage(row, values: dict[str, Any], make: Callable[[], Any], create: list, u
 
 # --- explanations, people's feedback --------------------------------------------------------
 
-STATE_FIELDS = ("round", "item", "skill", "split", "question", "gold_answer", "student_answer", "answer_after",
-                "text", "teacher_answer", "passed_gate", "gate_reason", "quotes_exam", "before", "after",
-                "siblings", "score")
+STATE_FIELDS = (
+    "round",
+    "item",
+    "skill",
+    "split",
+    "question",
+    "gold_answer",
+    "student_answer",
+    "answer_after",
+    "text",
+    "teacher_answer",
+    "passed_gate",
+    "gate_reason",
+    "quotes_exam",
+    "before",
+    "after",
+    "siblings",
+    "score",
+)
 
 
 def teaching_run_explanations_sync(*, run: TeachingRun, state: RunState) -> int:
     """Mirror the state's explanations into ``RunExplanation`` rows (create or update; ratings and
     edits untouched). Idempotent; returns how many rows were created or changed."""
-    items = {(skill, key): (prompt, answer) for skill, key, prompt, answer in Exercise.objects.filter(
-        skill__course_id=run.course_id).values_list("skill__key", "key", "prompt", "answer")}
+    items = {
+        (skill, key): (prompt, answer)
+        for skill, key, prompt, answer in Exercise.objects.filter(skill__course_id=run.course_id).values_list(
+            "skill__key", "key", "prompt", "answer"
+        )
+    }
     existing = {row.key: row for row in RunExplanation.objects.filter(run=run)}
     create, update = [], []
     for x in (x for r in state.rounds for x in r.explanations):
         question, gold = items.get((x.skill, x.item), ("", ""))
-        values = {"round": x.round, "item": x.item, "skill": x.skill, "split": x.split, "question": question,
-                  "gold_answer": gold, "student_answer": x.student_answer, "answer_after": x.answer_after,
-                  "text": x.text, "teacher_answer": x.teacher_answer or "", "passed_gate": x.passed_gate,
-                  "gate_reason": x.gate_reason, "quotes_exam": x.quotes_exam, "before": x.before,
-                  "after": x.after, "siblings": x.siblings, "score": x.score}
-        _stage(existing.get(x.id), values, lambda: RunExplanation(run=run, key=x.id, **values), create, update)
+        values = {
+            "round": x.round,
+            "item": x.item,
+            "skill": x.skill,
+            "split": x.split,
+            "question": question,
+            "gold_answer": gold,
+            "student_answer": x.student_answer,
+            "answer_after": x.answer_after,
+            "text": x.text,
+            "teacher_answer": x.teacher_answer or "",
+            "passed_gate": x.passed_gate,
+            "gate_reason": x.gate_reason,
+            "quotes_exam": x.quotes_exam,
+            "before": x.before,
+            "after": x.after,
+            "siblings": x.siblings,
+            "score": x.score,
+        }
+        _stage(
+            existing.get(x.id), values, lambda: RunExplanation(run=run, key=x.id, **values), create, update
+        )
     RunExplanation.objects.bulk_create(create)
     if update:
         RunExplanation.objects.bulk_update(update, STATE_FIELDS)
@@ -448,7 +580,9 @@ def run_explanation_edit(*, explanation: RunExplanation, text: str, user) -> Run
     if text:
         copy = ExamGuard(course_to_core(course=explanation.run.course)).exam_copy(text)
         if copy:
-            raise ValidationError(f"The text quotes an exam question ({copy!r}); exam items never reach training.")
+            raise ValidationError(
+                f"The text quotes an exam question ({copy!r}); exam items never reach training."
+            )
     explanation.edited_text = text
     fields = ["edited_text"]
     if text:
@@ -458,32 +592,53 @@ def run_explanation_edit(*, explanation: RunExplanation, text: str, user) -> Run
     return explanation
 
 
-def teaching_run_feedback_fine_tune(*, run: TeachingRun, user=None) -> tuple[TrainingJob, TrainingDataset | None]:
-    """"Fine-tune now on approved feedback": an SFT job on the approved (or edited) explanations,
+def teaching_run_feedback_fine_tune(
+    *, run: TeachingRun, user=None
+) -> tuple[TrainingJob, TrainingDataset | None]:
+    """ "Fine-tune now on approved feedback": an SFT job on the approved (or edited) explanations,
     continuing from the run's latest adapter, queued for a worker. Preference pairs (approved over
     rejected, same item) are saved as a DPO dataset beside it when there are any."""
     rows = list(RunExplanation.objects.filter(run=run))
     try:
-        sft, pairs = feedback_records(course_to_core(course=run.course), [run_explanation_to_core(r) for r in rows])
+        sft, pairs = feedback_records(
+            course_to_core(course=run.course), [run_explanation_to_core(r) for r in rows]
+        )
     except ExamLeakError as exc:
         raise ValidationError(str(exc)) from exc
     if not sft:
-        raise ValidationError("No approved explanations yet: give a thumbs up to (or edit) the ones worth "
-                              "learning from first.")
+        raise ValidationError(
+            "No approved explanations yet: give a thumbs up to (or edit) the ones worth learning from first."
+        )
     hyper = {k: v for k, v in run.train_config.items() if k != "disabled"}
     try:
         with transaction.atomic():
-            dataset = training_jobs.dataset_create(name=f"run {run.pk} feedback", method="sft", records=sft,
-                                                   user=user, source=f"teaching run {run.pk} feedback")
-            preferences = training_jobs.dataset_create(
-                name=f"run {run.pk} feedback pairs", method="dpo", records=pairs, user=user,
-                source=f"teaching run {run.pk} feedback") if pairs else None
-            job = training_jobs.training_job_create(base_model=run.student, dataset=dataset, user=user,
-                                                    parent_adapter=teaching_run_latest_adapter(run=run), **hyper)
+            dataset = training_jobs.dataset_create(
+                name=f"run {run.pk} feedback",
+                method="sft",
+                records=sft,
+                user=user,
+                source=f"teaching run {run.pk} feedback",
+            )
+            preferences = (
+                training_jobs.dataset_create(
+                    name=f"run {run.pk} feedback pairs",
+                    method="dpo",
+                    records=pairs,
+                    user=user,
+                    source=f"teaching run {run.pk} feedback",
+                )
+                if pairs
+                else None
+            )
+            job = training_jobs.training_job_create(
+                base_model=run.student,
+                dataset=dataset,
+                user=user,
+                parent_adapter=teaching_run_latest_adapter(run=run),
+                **hyper,
+            )
             TeachingRun.objects.filter(pk=run.pk).update(feedback_jobs=[*run.feedback_jobs, job.pk])
     except DatasetError as exc:
         raise ValidationError(str(exc)) from exc
     run.feedback_jobs = [*run.feedback_jobs, job.pk]
     return job, preferences
-
-

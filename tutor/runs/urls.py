@@ -14,6 +14,14 @@ urlpatterns = [
     path("<int:run_id>/fine-tune/", views.run_fine_tune, name="fine-tune"),
     path("<int:run_id>/explanations/", views.explanation_list, name="explanations"),
     path("<int:run_id>/explanations/<int:explanation_id>/", views.explanation_card, name="explanation"),
-    path("<int:run_id>/explanations/<int:explanation_id>/rate/", views.explanation_rate, name="explanation-rate"),
-    path("<int:run_id>/explanations/<int:explanation_id>/edit/", views.explanation_edit, name="explanation-edit"),
+    path(
+        "<int:run_id>/explanations/<int:explanation_id>/rate/",
+        views.explanation_rate,
+        name="explanation-rate",
+    ),
+    path(
+        "<int:run_id>/explanations/<int:explanation_id>/edit/",
+        views.explanation_edit,
+        name="explanation-edit",
+    ),
 ]

@@ -27,8 +27,11 @@ def _runs():
 @staff_required
 def run_list(request: HttpRequest) -> HttpResponse:
     runs = list(_runs().prefetch_related("rounds")[:200])  # each row shows its latest round
-    return render(request, "tutor/runs/run_list.html",
-                  {"runs": runs, "live": [run.pk for run in runs if not run.is_finished]})
+    return render(
+        request,
+        "tutor/runs/run_list.html",
+        {"runs": runs, "live": [run.pk for run in runs if not run.is_finished]},
+    )
 
 
 @staff_required
@@ -38,9 +41,15 @@ def run_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            run = services.teaching_run_create(course=data["course"], student=data["student"], teacher=data["teacher"],
-                                               user=request.user, train=form.train_config(), enqueue=True,
-                                               **form.run_config())
+            run = services.teaching_run_create(
+                course=data["course"],
+                student=data["student"],
+                teacher=data["teacher"],
+                user=request.user,
+                train=form.train_config(),
+                enqueue=True,
+                **form.run_config(),
+            )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -52,8 +61,11 @@ def run_new(request: HttpRequest) -> HttpResponse:
 @staff_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(_runs(), pk=run_id)
-    return render(request, "tutor/runs/run_detail.html",
-                  {**live.teaching_run_context(run), "approved": selectors.teaching_run_learnable_approvals(run=run)})
+    return render(
+        request,
+        "tutor/runs/run_detail.html",
+        {**live.teaching_run_context(run), "approved": selectors.teaching_run_learnable_approvals(run=run)},
+    )
 
 
 def _back_to_run(request: HttpRequest, run_id: int) -> HttpResponse:
@@ -66,7 +78,9 @@ def _back_to_run(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_POST
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     run = services.teaching_run_cancel(run=get_object_or_404(TeachingRun, pk=run_id))
-    messages.info(request, f"Run {run.pk}: {'stopping after the current step' if run.cancel_requested else run.status}.")
+    messages.info(
+        request, f"Run {run.pk}: {'stopping after the current step' if run.cancel_requested else run.status}."
+    )
     return _back_to_run(request, run.pk)
 
 
@@ -95,7 +109,9 @@ def run_fine_tune(request: HttpRequest, run_id: int) -> HttpResponse:
         messages.error(request, " ".join(exc.messages))
         return redirect("runs:explanations", run_id=run.pk)
     note = f" {pairs.record_count} preference pairs saved as dataset {pairs.pk} for DPO." if pairs else ""
-    messages.success(request, f"Training job {job.pk} queued on {job.dataset.record_count} approved explanations.{note}")
+    messages.success(
+        request, f"Training job {job.pk} queued on {job.dataset.record_count} approved explanations.{note}"
+    )
     return redirect("training:job", job_id=job.pk)
 
 
@@ -103,24 +119,42 @@ def run_fine_tune(request: HttpRequest, run_id: int) -> HttpResponse:
 def explanation_list(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(_runs(), pk=run_id)
     explanations = run.explanations.select_related("rated_by")
-    return render(request, "tutor/runs/explanation_list.html",
-                  {"run": run, "explanations": explanations,
-                   "approved": selectors.teaching_run_learnable_approvals(run=run)})
+    return render(
+        request,
+        "tutor/runs/explanation_list.html",
+        {
+            "run": run,
+            "explanations": explanations,
+            "approved": selectors.teaching_run_learnable_approvals(run=run),
+        },
+    )
 
 
 def _explanation(run_id: int, explanation_id: int) -> RunExplanation:
-    return get_object_or_404(RunExplanation.objects.select_related("run__course"), pk=explanation_id, run_id=run_id)
+    return get_object_or_404(
+        RunExplanation.objects.select_related("run__course"), pk=explanation_id, run_id=run_id
+    )
 
 
-def _card(request: HttpRequest, explanation: RunExplanation, *, form: ExplanationEditForm | None = None) -> HttpResponse:
+def _card(
+    request: HttpRequest, explanation: RunExplanation, *, form: ExplanationEditForm | None = None
+) -> HttpResponse:
     if not request.htmx and form is None:
         return redirect("runs:explanations", run_id=explanation.run_id)
     if form is not None:
         return render(request, "tutor/runs/partials/explanation_edit.html", {"x": explanation, "form": form})
     # The card, and the fine-tune button with its new count of approvals (swapped out of band).
     run = explanation.run
-    return render(request, "tutor/runs/partials/explanation_card.html",
-                  {"x": explanation, "run": run, "oob": True, "approved": selectors.teaching_run_learnable_approvals(run=run)})
+    return render(
+        request,
+        "tutor/runs/partials/explanation_card.html",
+        {
+            "x": explanation,
+            "run": run,
+            "oob": True,
+            "approved": selectors.teaching_run_learnable_approvals(run=run),
+        },
+    )
 
 
 @staff_required
@@ -145,7 +179,9 @@ def explanation_edit(request: HttpRequest, run_id: int, explanation_id: int) -> 
     form = ExplanationEditForm(request.POST or None, initial={"text": explanation.final_text})
     if request.method == "POST" and form.is_valid():
         try:
-            services.run_explanation_edit(explanation=explanation, text=form.cleaned_data["text"], user=request.user)
+            services.run_explanation_edit(
+                explanation=explanation, text=form.cleaned_data["text"], user=request.user
+            )
         except ValidationError as exc:
             form.add_error("text", exc)
         else:

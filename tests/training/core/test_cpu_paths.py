@@ -29,8 +29,9 @@ def test_it_matches_trls_chunked_kernel_values_and_gradients(temperature, softca
     h_ref = h.clone().requires_grad_(True)
     ref = ChunkedLogProbFunction.apply(h_ref, w, b, targets, temperature, 64, softcap, scale, OUTPUTS)
     h_new = h.clone().requires_grad_(True)
-    new = dense_log_probs(h_new, w, b, targets, temperature=temperature, softcap=softcap, logit_scale=scale,
-                          outputs=OUTPUTS)
+    new = dense_log_probs(
+        h_new, w, b, targets, temperature=temperature, softcap=softcap, logit_scale=scale, outputs=OUTPUTS
+    )
 
     for name, expected, got in zip(OUTPUTS, ref, new):
         if name == "is_top1":

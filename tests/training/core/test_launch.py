@@ -38,13 +38,28 @@ needs_cpu = pytest.mark.skipif(num_gpus() > 0, reason="these runs are written fo
 
 
 def chat_records(n: int = 8) -> list[dict]:
-    return [{"messages": [{"role": "user", "content": f"What is {i}+{i}?"},
-                          {"role": "assistant", "content": f"The answer is {2 * i}."}]} for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {i}+{i}?"},
+                {"role": "assistant", "content": f"The answer is {2 * i}."},
+            ]
+        }
+        for i in range(n)
+    ]
 
 
 def quick(base: Path, **overrides) -> TrainConfig:
-    settings = dict(base_model=str(base), max_steps=4, batch_size=2, learning_rate=1e-2, warmup_ratio=0.0,
-                    checkpoint_every=100, lora_r=8, lora_alpha=16)
+    settings = dict(
+        base_model=str(base),
+        max_steps=4,
+        batch_size=2,
+        learning_rate=1e-2,
+        warmup_ratio=0.0,
+        checkpoint_every=100,
+        lora_r=8,
+        lora_alpha=16,
+    )
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -73,8 +88,11 @@ def training_pids(output_dir: Path, rank: str | None = None) -> list[int]:
             if b"training.core.launch" not in cmdline or str(output_dir).encode() not in cmdline:
                 continue
             if rank is not None:
-                environ = dict(item.split(b"=", 1) for item in (entry / "environ").read_bytes().split(b"\0")
-                               if b"=" in item)
+                environ = dict(
+                    item.split(b"=", 1)
+                    for item in (entry / "environ").read_bytes().split(b"\0")
+                    if b"=" in item
+                )
                 if b"worker" not in cmdline or environ.get(b"RANK") != rank.encode():
                     continue
         except OSError:  # gone, or not ours to read
@@ -91,6 +109,7 @@ def wait_until_gone(output_dir: Path, timeout_s: float = 60.0) -> list[int]:
 
 
 # --- without launching ------------------------------------------------------------------
+
 
 def test_it_reads_only_complete_event_lines(tmp_path):
     path = tmp_path / "events.jsonl"
@@ -159,18 +178,27 @@ def test_it_names_a_rank_killed_by_a_signal_from_torchruns_summary(tmp_path):
     # Rank 0 broke on the lost peer before torchrun stopped it: both facts are kept.
     (folder / "error-0.txt").write_text("RuntimeError: Connection closed by peer\n")
     result = _collect(folder, 1, TrainResult)
-    assert result.reason == ("training processes ended without a result (exit code 1): rank 0: RuntimeError: "
-                             "Connection closed by peer; first failure: rank 1 (local_rank: 1), exitcode -9 "
-                             "(pid: 4242), traceback Signal 9 (SIGKILL) received by PID 4242")
+    assert result.reason == (
+        "training processes ended without a result (exit code 1): rank 0: RuntimeError: "
+        "Connection closed by peer; first failure: rank 1 (local_rank: 1), exitcode -9 "
+        "(pid: 4242), traceback Signal 9 (SIGKILL) received by PID 4242"
+    )
 
 
 # --- two CPU processes --------------------------------------------------------------------
 
+
 @needs_cpu
 def test_it_trains_in_two_processes_and_relays_progress(tiny_model_dir, tmp_path):
     events: list[ProgressEvent] = []
-    result = run_distributed(quick(tiny_model_dir), chat_records(), tmp_path, num_processes=2,
-                             progress=events.append, should_stop=Deadline())
+    result = run_distributed(
+        quick(tiny_model_dir),
+        chat_records(),
+        tmp_path,
+        num_processes=2,
+        progress=events.append,
+        should_stop=Deadline(),
+    )
     assert result.status == "succeeded", result.reason
     assert [e.step for e in events] == [1, 2, 3, 4] and events[-1].total_steps == 4
     assert all(isinstance(e, ProgressEvent) and e.loss > 0 for e in events)
@@ -178,13 +206,20 @@ def test_it_trains_in_two_processes_and_relays_progress(tiny_model_dir, tmp_path
     assert len((tmp_path / LAUNCH_DIRNAME / EVENTS_FILENAME).read_text().splitlines()) == 4
     # Two ranks split the data: 8 records at 2 per process and step are 2 steps an epoch.
     assert result.metrics["steps"] == 4 and result.metrics["epochs"] == 2.0
-    assert {p.name for p in result.last_checkpoint.glob("rng_state_*.pth")} == {"rng_state_0.pth",
-                                                                               "rng_state_1.pth"}
+    assert {p.name for p in result.last_checkpoint.glob("rng_state_*.pth")} == {
+        "rng_state_0.pth",
+        "rng_state_1.pth",
+    }
     # One adapter folder, complete, written by rank 0 alone (two writers would race on the rename).
     adapter = result.adapter_dir
     assert adapter == tmp_path / "adapter" and not (tmp_path / "adapter.partial").exists()
-    assert {"adapter_model.safetensors", "adapter_config.json", "README.md", "metrics.json",
-            "teachloop_train_config.json"} <= {p.name for p in adapter.iterdir()}
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "README.md",
+        "metrics.json",
+        "teachloop_train_config.json",
+    } <= {p.name for p in adapter.iterdir()}
     assert json.loads((adapter / "metrics.json").read_text())["status"] == "succeeded"
     assert "Traceback" not in (tmp_path / LAUNCH_DIRNAME / "stderr.log").read_text()
     assert wait_until_gone(tmp_path) == []
@@ -195,8 +230,14 @@ def test_it_trains_in_two_processes_and_relays_progress(tiny_model_dir, tmp_path
 def test_it_stops_every_rank_at_the_same_step_and_resumes(tiny_model_dir, tmp_path):
     config = quick(tiny_model_dir, max_steps=400)
     events: list[ProgressEvent] = []
-    result = run_distributed(config, chat_records(), tmp_path, num_processes=2, progress=events.append,
-                             should_stop=Deadline(events, stop_after=2))
+    result = run_distributed(
+        config,
+        chat_records(),
+        tmp_path,
+        num_processes=2,
+        progress=events.append,
+        should_stop=Deadline(events, stop_after=2),
+    )
     assert result.status == "cancelled", result.reason
     stopped_at = events[-1].step
     assert stopped_at < 400 and result.reason == f"cancelled at step {stopped_at} of 400"
@@ -206,8 +247,14 @@ def test_it_stops_every_rank_at_the_same_step_and_resumes(tiny_model_dir, tmp_pa
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
 
     resumed: list[ProgressEvent] = []
-    again = run_distributed(config, chat_records(), tmp_path, num_processes=2, progress=resumed.append,
-                            should_stop=Deadline(resumed, stop_after=2))
+    again = run_distributed(
+        config,
+        chat_records(),
+        tmp_path,
+        num_processes=2,
+        progress=resumed.append,
+        should_stop=Deadline(resumed, stop_after=2),
+    )
     assert again.status == "cancelled", again.reason
     assert resumed[0].step == stopped_at + 1
     assert again.metrics["resumed_from_step"] == stopped_at
@@ -215,16 +262,22 @@ def test_it_stops_every_rank_at_the_same_step_and_resumes(tiny_model_dir, tmp_pa
 
 @needs_cpu
 def test_it_cancels_before_training_when_stopped_at_once(tiny_model_dir, tmp_path):
-    result = run_distributed(quick(tiny_model_dir), chat_records(), tmp_path, num_processes=2,
-                             should_stop=lambda: True)
+    result = run_distributed(
+        quick(tiny_model_dir), chat_records(), tmp_path, num_processes=2, should_stop=lambda: True
+    )
     assert result.status == "cancelled" and result.reason == "cancelled before training started"
     assert result.adapter_dir is None and not (tmp_path / "checkpoints").exists()
 
 
 @needs_cpu
 def test_it_fails_with_the_engines_error_when_the_base_model_is_missing(tmp_path):
-    result = run_distributed(quick(tmp_path / "no-such-model"), chat_records(), tmp_path / "out",
-                             num_processes=2, should_stop=Deadline())
+    result = run_distributed(
+        quick(tmp_path / "no-such-model"),
+        chat_records(),
+        tmp_path / "out",
+        num_processes=2,
+        should_stop=Deadline(),
+    )
     assert result.status == "failed" and result.adapter_dir is None
     assert "ended without a result" in result.reason and "no-such-model" in result.reason
     assert result.reason.split(": ", 1)[1].startswith("rank ")
@@ -241,8 +294,14 @@ def test_it_fails_with_a_reason_when_a_rank_is_killed(tiny_model_dir, tmp_path):
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
 
-    result = run_distributed(quick(tiny_model_dir, max_steps=100_000), chat_records(), tmp_path,
-                             num_processes=2, progress=kill_rank_1, should_stop=Deadline())
+    result = run_distributed(
+        quick(tiny_model_dir, max_steps=100_000),
+        chat_records(),
+        tmp_path,
+        num_processes=2,
+        progress=kill_rank_1,
+        should_stop=Deadline(),
+    )
     assert killed and result.status == "failed" and result.adapter_dir is None
     assert "ended without a result" in result.reason and "SIGKILL" in result.reason, result.reason
     assert wait_until_gone(tmp_path) == []  # torchrun took rank 0 down too
@@ -254,8 +313,14 @@ def test_it_kills_the_processes_when_the_caller_fails(tiny_model_dir, tmp_path):
         raise RuntimeError("the progress callback broke")
 
     with pytest.raises(RuntimeError, match="progress callback broke"):
-        run_distributed(quick(tiny_model_dir, max_steps=100_000), chat_records(), tmp_path, num_processes=2,
-                        progress=broken, should_stop=Deadline())
+        run_distributed(
+            quick(tiny_model_dir, max_steps=100_000),
+            chat_records(),
+            tmp_path,
+            num_processes=2,
+            progress=broken,
+            should_stop=Deadline(),
+        )
     assert wait_until_gone(tmp_path) == []
 
 
@@ -270,8 +335,9 @@ def test_the_processes_die_with_a_killed_parent(tiny_model_dir, tmp_path):
         run_distributed(config, {chat_records()!r}, Path({str(tmp_path)!r}), num_processes=2)
     """)
     repo = Path(__file__).resolve().parents[3]
-    parent = subprocess.Popen([sys.executable, "-c", script], cwd=repo,
-                              env={**os.environ, "PYTHONPATH": str(repo)})
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}
+    )
     try:
         events = tmp_path / LAUNCH_DIRNAME / EVENTS_FILENAME
         until = time.monotonic() + DEADLINE_S

@@ -27,12 +27,16 @@ GREEDY = GenerationParams(max_new_tokens=16)
 
 CONVERSATIONS = [
     [{"role": "user", "content": "What is 2+3?"}],
-    [{"role": "system", "content": "You are a patient teacher."},
-     {"role": "user", "content": "Explain photosynthesis to a child, then give an example."}],
+    [
+        {"role": "system", "content": "You are a patient teacher."},
+        {"role": "user", "content": "Explain photosynthesis to a child, then give an example."},
+    ],
     [{"role": "user", "content": "hi"}],
-    [{"role": "user", "content": "What is 7 times 6?"},
-     {"role": "assistant", "content": "42"},
-     {"role": "user", "content": "And 6 times 7? Explain why it is the same."}],
+    [
+        {"role": "user", "content": "What is 7 times 6?"},
+        {"role": "assistant", "content": "42"},
+        {"role": "user", "content": "And 6 times 7? Explain why it is the same."},
+    ],
     [{"role": "user", "content": "The capital of France is"}],
 ]
 
@@ -70,9 +74,11 @@ def test_it_truncates_at_the_first_stop_string(tiny_llm):
     match = re.search(r"[A-Za-z]{2}", full[2:])
     assert match, f"need two ASCII letters in the tiny model's output to stop on: {full!r}"
     stop = match.group()
-    expected = full[:full.find(stop)]
+    expected = full[: full.find(stop)]
 
-    [generation] = tiny_llm.generate([CONVERSATIONS[1]], GenerationParams(max_new_tokens=24, stop=(stop, "zzzz")))
+    [generation] = tiny_llm.generate(
+        [CONVERSATIONS[1]], GenerationParams(max_new_tokens=24, stop=(stop, "zzzz"))
+    )
 
     assert generation.text == expected
     assert generation.finish_reason == "stop"
@@ -177,8 +183,13 @@ def test_it_scores_the_greedy_next_token_above_other_tokens(tiny_llm):
 
 def test_it_scores_the_same_in_a_batch_as_alone(tiny_llm, monkeypatch):
     monkeypatch.setattr(local, "MICRO_BATCH", 3)
-    requests = [("What is 2+3?", " The answer is 5."), ("Hello!", " How are you today?"),
-                ("The capital of France is", " Paris."), ("", "Water boils"), ("x", "")]
+    requests = [
+        ("What is 2+3?", " The answer is 5."),
+        ("Hello!", " How are you today?"),
+        ("The capital of France is", " Paris."),
+        ("", "Water boils"),
+        ("x", ""),
+    ]
 
     batched = tiny_llm.loglikelihood(requests)
     alone = [tiny_llm.loglikelihood([r])[0] for r in requests]
@@ -284,7 +295,9 @@ def test_it_switches_lora_adapters_without_touching_the_base_model(tiny_model_di
     assert llm.generate(CONVERSATIONS, GREEDY) == tiny_llm.generate(CONVERSATIONS, GREEDY)
     assert "".join(llm.stream(CONVERSATIONS[0], GREEDY, adapter="kind")) == with_adapter[0].text
     assert llm.loglikelihood([("What is 2+3?", " 5")]) == pytest.approx(score_before, abs=1e-4)
-    assert llm.loglikelihood([("What is 2+3?", " 5")], adapter="kind") != pytest.approx(score_before, abs=1e-4)
+    assert llm.loglikelihood([("What is 2+3?", " 5")], adapter="kind") != pytest.approx(
+        score_before, abs=1e-4
+    )
     with pytest.raises(GenerationError, match="kind, kind-copy"):
         llm.generate(CONVERSATIONS, GREEDY, adapter="strict")
 
@@ -299,7 +312,7 @@ def test_it_reports_a_missing_adapter_folder_as_a_load_error(tiny_llm, tmp_path)
 
 
 def test_it_gives_concurrent_threads_the_same_results_as_sequential_calls(tiny_llm):
-    jobs = [CONVERSATIONS[i:i + 2] for i in range(4)]
+    jobs = [CONVERSATIONS[i : i + 2] for i in range(4)]
     sequential = [tiny_llm.generate(job, GREEDY) for job in jobs]
     results: dict[int, list] = {}
     errors: list[BaseException] = []
@@ -400,9 +413,11 @@ def test_it_answers_with_the_bundled_smollm2_and_reuses_its_cache(model_cache_di
     started = time.monotonic()
     again = LocalLLM(spec, cache_dir=model_cache_dir, progress=messages.append)
     cached_load = time.monotonic() - started
-    print(f"\nfirst load {first_load:.1f}s, cached load {cached_load:.1f}s, "
-          f"{answer.completion_tokens} tokens in {generate_s:.2f}s "
-          f"({answer.completion_tokens / generate_s:.1f} tokens/s): {answer.text!r}")
+    print(
+        f"\nfirst load {first_load:.1f}s, cached load {cached_load:.1f}s, "
+        f"{answer.completion_tokens} tokens in {generate_s:.2f}s "
+        f"({answer.completion_tokens / generate_s:.1f} tokens/s): {answer.text!r}"
+    )
 
     assert answer.text.strip()
     assert any(m.startswith("Loaded from cache") for m in messages)

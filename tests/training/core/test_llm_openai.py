@@ -30,8 +30,14 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 
 def make_spec(base_url: str, **overrides: Any) -> ModelSpec:
-    fields: dict[str, Any] = {"name": "served", "backend": "openai", "source": "fake-model",
-                              "base_url": base_url, "timeout_s": 5.0, "max_retries": 2}
+    fields: dict[str, Any] = {
+        "name": "served",
+        "backend": "openai",
+        "source": "fake-model",
+        "base_url": base_url,
+        "timeout_s": 5.0,
+        "max_retries": 2,
+    }
     fields.update(overrides)
     return ModelSpec(**fields)
 
@@ -78,7 +84,12 @@ def test_it_sends_sampling_params_and_the_model_name(server, llm):
     assert body["model"] == "fake-model"
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
     assert (body["max_tokens"], body["temperature"], body["top_p"], body["stop"], body["seed"]) == (
-        3, 0.7, 0.9, ["\n", "###"], 42)
+        3,
+        0.7,
+        0.9,
+        ["\n", "###"],
+        42,
+    )
     assert (reply.text, reply.finish_reason) == ("You said: one", "length")
 
 
@@ -120,7 +131,9 @@ def test_it_sends_the_api_key_from_the_named_env_var_at_call_time(server, monkey
     llm.generate([user("hi")])
 
     assert [r.headers["authorization"] for r in server.chat_requests()] == [
-        "Bearer first-key", "Bearer rotated-key"]
+        "Bearer first-key",
+        "Bearer rotated-key",
+    ]
 
 
 def test_it_sends_a_placeholder_key_when_none_is_configured(server, llm):
@@ -246,9 +259,16 @@ def test_it_times_out_on_a_server_that_does_not_answer(server):
     assert time.monotonic() - started < 2
 
 
-@pytest.mark.parametrize("body", [b"<html>Bad gateway</html>", {"choices": []}, {"object": "chat.completion"},
-                                  {"choices": [{"message": None}]},
-                                  {"choices": [{"message": {"content": 5}, "finish_reason": "stop"}]}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>Bad gateway</html>",
+        {"choices": []},
+        {"object": "chat.completion"},
+        {"choices": [{"message": None}]},
+        {"choices": [{"message": {"content": 5}, "finish_reason": "stop"}]},
+    ],
+)
 def test_it_reports_a_malformed_reply(server, llm, body):
     server.enqueue(Canned(status=200, body=body))
 

@@ -19,9 +19,15 @@ def test_it_has_the_documented_defaults():
 
 
 def test_it_round_trips_through_json():
-    config = TrainConfig(base_model="/models/tiny", method="dpo", parent_adapter="/adapters/v1",
-                         target_modules=["q_proj", "v_proj"], lr_scheduler="cosine", max_steps=7,
-                         dpo_beta=0.2)
+    config = TrainConfig(
+        base_model="/models/tiny",
+        method="dpo",
+        parent_adapter="/adapters/v1",
+        target_modules=["q_proj", "v_proj"],
+        lr_scheduler="cosine",
+        max_steps=7,
+        dpo_beta=0.2,
+    )
     data = json.loads(json.dumps(config.to_dict()))
     assert data["target_modules"] == ["q_proj", "v_proj"]
     assert TrainConfig.from_dict(data) == config
@@ -36,28 +42,31 @@ def test_it_saves_and_loads_its_json_file(tmp_path):
     assert TrainConfig.load(tmp_path) == config
 
 
-@pytest.mark.parametrize("field, value", [
-    ("base_model", ""),
-    ("method", "ppo"),
-    ("lora_r", 0),
-    ("lora_alpha", 1.5),
-    ("lora_dropout", 1.0),
-    ("target_modules", []),
-    ("learning_rate", 0),
-    ("learning_rate", float("nan")),
-    ("lr_scheduler", "step"),
-    ("warmup_ratio", 1.0),
-    ("num_epochs", 0),
-    ("max_steps", 0),
-    ("max_steps", -2),
-    ("batch_size", True),
-    ("batch_size", 0),
-    ("grad_accum", 0),
-    ("max_seq_length", 8),
-    ("eval_fraction", 1.0),
-    ("checkpoint_every", 0),
-    ("dpo_beta", -0.1),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("base_model", ""),
+        ("method", "ppo"),
+        ("lora_r", 0),
+        ("lora_alpha", 1.5),
+        ("lora_dropout", 1.0),
+        ("target_modules", []),
+        ("learning_rate", 0),
+        ("learning_rate", float("nan")),
+        ("lr_scheduler", "step"),
+        ("warmup_ratio", 1.0),
+        ("num_epochs", 0),
+        ("max_steps", 0),
+        ("max_steps", -2),
+        ("batch_size", True),
+        ("batch_size", 0),
+        ("grad_accum", 0),
+        ("max_seq_length", 8),
+        ("eval_fraction", 1.0),
+        ("checkpoint_every", 0),
+        ("dpo_beta", -0.1),
+    ],
+)
 def test_it_rejects_a_bad_value_naming_the_field(field, value):
     with pytest.raises(ValueError, match=rf"^{field} "):
         TrainConfig(**{"base_model": "m", field: value})

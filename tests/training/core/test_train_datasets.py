@@ -30,15 +30,15 @@ def test_it_parses_sft_jsonl_and_ignores_blank_lines():
 
 def test_it_lists_every_bad_line_with_its_line_number():
     text = lines(
-        GOOD_SFT,                                                   # 1 ok
-        "{not json",                                                # 2
-        chat(("user", "only a question")),                          # 3 no answer
-        chat(("user", "q"), ("assistant", "a"), ("user", "q2")),    # 4 ends with user
-        "",                                                         # 5 blank, skipped
-        chat(("user", "q"), ("robot", "a")),                        # 6 bad role
-        chat(("user", "q"), ("assistant", "  ")),                   # 7 empty content
-        "[1, 2]",                                                   # 8 not an object
-        {"text": "plain"},                                          # 9 no messages
+        GOOD_SFT,  # 1 ok
+        "{not json",  # 2
+        chat(("user", "only a question")),  # 3 no answer
+        chat(("user", "q"), ("assistant", "a"), ("user", "q2")),  # 4 ends with user
+        "",  # 5 blank, skipped
+        chat(("user", "q"), ("robot", "a")),  # 6 bad role
+        chat(("user", "q"), ("assistant", "  ")),  # 7 empty content
+        "[1, 2]",  # 8 not an object
+        {"text": "plain"},  # 9 no messages
         chat(("user", "q"), ("system", "late"), ("assistant", "a")),  # 10 system not first
     )
     with pytest.raises(DatasetError) as caught:
@@ -76,12 +76,17 @@ def test_it_numbers_already_parsed_records_from_one():
 
 
 def test_it_accepts_dpo_pairs_as_strings_or_conversations():
-    validate_records([
-        {"prompt": "2+2?", "chosen": "4", "rejected": "5", "id": 17},
-        {"prompt": [{"role": "user", "content": "2+2?"}],
-         "chosen": [{"role": "assistant", "content": "4"}],
-         "rejected": [{"role": "assistant", "content": "5"}]},
-    ], "dpo")
+    validate_records(
+        [
+            {"prompt": "2+2?", "chosen": "4", "rejected": "5", "id": 17},
+            {
+                "prompt": [{"role": "user", "content": "2+2?"}],
+                "chosen": [{"role": "assistant", "content": "4"}],
+                "rejected": [{"role": "assistant", "content": "5"}],
+            },
+        ],
+        "dpo",
+    )
 
 
 def test_it_names_what_is_wrong_with_dpo_records():
@@ -90,8 +95,11 @@ def test_it_names_what_is_wrong_with_dpo_records():
         {"prompt": "2+2?", "chosen": "4"},
         {"prompt": "2+2?", "chosen": [{"role": "assistant", "content": "4"}], "rejected": "5"},
         {"prompt": "2+2?", "chosen": "4", "rejected": "4"},
-        {"prompt": user_q, "chosen": [{"role": "user", "content": "4"}],
-         "rejected": [{"role": "assistant", "content": "5"}]},
+        {
+            "prompt": user_q,
+            "chosen": [{"role": "user", "content": "4"}],
+            "rejected": [{"role": "assistant", "content": "5"}],
+        },
         {"prompt": 42, "chosen": "4", "rejected": "5"},
         {"prompt": "", "chosen": "4", "rejected": "5"},
     ]

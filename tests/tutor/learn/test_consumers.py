@@ -107,7 +107,11 @@ async def test_it_records_the_decision_before_writing_the_reply_to_a_mistake(ses
     remediation = await TutorMessage.objects.aget(session=session, kind="remediation")
     await until_status(communicator, remediation.pk)
     await remediation.arefresh_from_db()
-    assert (remediation.error_type, remediation.strategy, remediation.intention) == ("slip", "hint", "check the sum")
+    assert (remediation.error_type, remediation.strategy, remediation.intention) == (
+        "slip",
+        "hint",
+        "check the sum",
+    )
     assert remediation.decision_parsed
     kinds = [kind for kind, _ in teacher.calls]
     assert kinds == ["generate", "stream"]  # the decision, then the reply
@@ -161,7 +165,7 @@ async def test_it_stops_a_reply_on_request(session, bob, teacher):
     teacher.pieces, teacher.gate = ["one", " two", " three", " four"], gate
     communicator, _, _ = await connect(session.pk, bob)
     explanation = await TutorMessage.objects.aget(session=session)
-    while "beforeend\"><span>one</span>" not in await communicator.receive_from(timeout=10):
+    while 'beforeend"><span>one</span>' not in await communicator.receive_from(timeout=10):
         pass  # until the first piece is on the page
     await communicator.send_to(text_data=json.dumps({"stop": "1"}))
     await asyncio.sleep(0.3)  # the stop reaches the generator

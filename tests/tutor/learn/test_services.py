@@ -22,8 +22,9 @@ class LearnerTestCase(BaseTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.course = make_course()
-        self.teacher = LanguageModel.objects.create(name="teach", is_teacher=True, is_default_teacher=True,
-                                                    source="x")
+        self.teacher = LanguageModel.objects.create(
+            name="teach", is_teacher=True, is_default_teacher=True, source="x"
+        )
         self.enrolment = learning.learner_enrol(user=self.bob, course=self.course, level="intermediate")
 
     def start(self):
@@ -104,8 +105,9 @@ class GradingTestCase(LearnerTestCase):
         self.assertGreater(state.review_due, timezone.now() + timedelta(hours=12))
         self.assertEqual(selectors.learner_reviews_due(enrolment=self.enrolment), [])
         later = state.review_due + timedelta(minutes=1)
-        self.assertEqual([s.skill.key for s in selectors.learner_reviews_due(enrolment=self.enrolment, now=later)],
-                         ["add"])
+        self.assertEqual(
+            [s.skill.key for s in selectors.learner_reviews_due(enrolment=self.enrolment, now=later)], ["add"]
+        )
 
     def test_it_does_not_count_an_answer_copied_from_the_shown_solution(self):
         session = self.start()
@@ -122,7 +124,9 @@ class GradingTestCase(LearnerTestCase):
 
     def test_it_asks_the_teacher_to_grade_a_free_text_answer_the_rule_rejects(self):
         llm = self.use_teacher(ScriptedLLM(decision="Paris is meant.\nVerdict: correct"))
-        attempt = learning.learner_attempt_submit(session=self._text_session(), answer="It's the city of Paris!")
+        attempt = learning.learner_attempt_submit(
+            session=self._text_session(), answer="It's the city of Paris!"
+        )
         self.assertTrue(attempt.correct)
         self.assertEqual(attempt.graded_by, "teacher")
         self.assertIn("Correct answer: Paris", llm.calls[0][1][-1]["content"])
@@ -151,9 +155,14 @@ class FeedbackRecordsTestCase(LearnerTestCase):
     @override_settings(TEACHLOOP_TUTOR_ALTERNATIVES_SHARE=1.0)
     def test_it_turns_a_pairwise_choice_into_a_dpo_pair_with_one_prompt(self):
         session = self.start()
-        a, b = [self.done(m, text) for m, text in zip(session.messages.order_by("pk"), ["Plain.", "Example first."])]
+        a, b = [
+            self.done(m, text)
+            for m, text in zip(session.messages.order_by("pk"), ["Plain.", "Example first."])
+        ]
         learning.tutor_feedback_save(message=b, user=self.bob, kind="choice", value="chosen")
-        learning.tutor_feedback_save(message=a, user=self.bob, kind="choice", value="chosen")  # changed their mind
+        learning.tutor_feedback_save(
+            message=a, user=self.bob, kind="choice", value="chosen"
+        )  # changed their mind
         records = selectors.tutoring_preference_records(course=self.course, method="dpo")
         self.assertEqual(len(records), 1)
         self.assertEqual(records[0]["chosen"], [{"role": "assistant", "content": "Plain."}])
@@ -173,7 +182,9 @@ class FeedbackRecordsTestCase(LearnerTestCase):
     def test_it_refuses_to_rate_an_unfinished_reply(self):
         session = self.start()
         with self.assertRaises(ValidationError):
-            learning.tutor_feedback_save(message=session.messages.get(), user=self.bob, kind="helpful", value="helpful")
+            learning.tutor_feedback_save(
+                message=session.messages.get(), user=self.bob, kind="helpful", value="helpful"
+            )
 
     def test_it_creates_a_kto_job_for_the_teachers_adapter(self):
         session = self.start()

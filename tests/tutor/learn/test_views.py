@@ -24,15 +24,23 @@ class LearnViewsTestCase(LearnerTestCase):
         self.course.instructors.add(self.ian)
         self.session = learning.tutoring_session_start(enrolment=self.enrolment, rng=random.Random(0))
         self.message = self.session.messages.get()
-        learning.tutor_message_finish(message_id=self.message.pk, text="Add <b>ones</b> first.", status="done")
+        learning.tutor_message_finish(
+            message_id=self.message.pk, text="Add <b>ones</b> first.", status="done"
+        )
 
     def urls(self) -> list[tuple[str, str]]:
         s, m = self.session.pk, self.message.pk
-        return [("get", reverse("learn:courses")), ("get", reverse("learn:course", args=["tiny"])),
-                ("get", reverse("learn:session", args=[s])), ("post", reverse("learn:answer", args=[s])),
-                ("post", reverse("learn:next", args=[s])), ("post", reverse("learn:solution", args=[s])),
-                ("post", reverse("learn:feedback", args=[m])), ("get", reverse("learn:learners", args=["tiny"])),
-                ("post", reverse("learn:train", args=["tiny"]))]
+        return [
+            ("get", reverse("learn:courses")),
+            ("get", reverse("learn:course", args=["tiny"])),
+            ("get", reverse("learn:session", args=[s])),
+            ("post", reverse("learn:answer", args=[s])),
+            ("post", reverse("learn:next", args=[s])),
+            ("post", reverse("learn:solution", args=[s])),
+            ("post", reverse("learn:feedback", args=[m])),
+            ("get", reverse("learn:learners", args=["tiny"])),
+            ("post", reverse("learn:train", args=["tiny"])),
+        ]
 
 
 class AccessTestCase(LearnViewsTestCase):
@@ -46,10 +54,16 @@ class AccessTestCase(LearnViewsTestCase):
         self.client.login(username="carol", password=PASSWORD)
         s, m = self.session.pk, self.message.pk
         self.assertEqual(self.client.get(reverse("learn:session", args=[s])).status_code, 404)
-        self.assertEqual(self.client.post(reverse("learn:answer", args=[s]), {"answer": "5"}).status_code, 404)
+        self.assertEqual(
+            self.client.post(reverse("learn:answer", args=[s]), {"answer": "5"}).status_code, 404
+        )
         self.assertEqual(self.client.post(reverse("learn:solution", args=[s])).status_code, 404)
-        self.assertEqual(self.client.post(reverse("learn:feedback", args=[m]),
-                                          {"kind": "helpful", "value": "helpful"}).status_code, 404)
+        self.assertEqual(
+            self.client.post(
+                reverse("learn:feedback", args=[m]), {"kind": "helpful", "value": "helpful"}
+            ).status_code,
+            404,
+        )
         self.assertEqual(self.client.get(reverse("learn:learners", args=["tiny"])).status_code, 404)
         self.assertFalse(LearnerAttempt.objects.exists())
         self.assertFalse(TutorFeedback.objects.exists())
@@ -62,15 +76,19 @@ class AccessTestCase(LearnViewsTestCase):
         self.assertContains(transcript, "(read only)")
         self.assertNotContains(transcript, "ws-connect")
         # Read only: an instructor cannot answer or rate in the learner's name.
-        self.assertEqual(self.client.post(reverse("learn:answer", args=[self.session.pk]), {"answer": "5"}).status_code,
-                         404)
+        self.assertEqual(
+            self.client.post(reverse("learn:answer", args=[self.session.pk]), {"answer": "5"}).status_code,
+            404,
+        )
 
     def test_it_hides_learners_from_instructors_of_other_courses(self):
         other = get_user_model().objects.create_user("olga", password=PASSWORD, is_staff=True)
         self.client.login(username="olga", password=PASSWORD)
         self.assertEqual(self.client.get(reverse("learn:learners", args=["tiny"])).status_code, 404)
         self.assertEqual(self.client.get(reverse("learn:session", args=[self.session.pk])).status_code, 404)
-        self.assertEqual(self.client.post(reverse("learn:train", args=["tiny"]), {"method": "kto"}).status_code, 404)
+        self.assertEqual(
+            self.client.post(reverse("learn:train", args=["tiny"]), {"method": "kto"}).status_code, 404
+        )
         self.assertTrue(other.is_staff)
 
 
@@ -88,8 +106,9 @@ class SessionPageTestCase(LearnViewsTestCase):
         self.assertNotContains(page, "2 + 3 = 5")
 
     def test_it_grades_an_answer_and_updates_the_chart_in_the_same_response(self):
-        response = self.client.post(reverse("learn:answer", args=[self.session.pk]), {"answer": "5"},
-                                    HTTP_HX_REQUEST="true")
+        response = self.client.post(
+            reverse("learn:answer", args=[self.session.pk]), {"answer": "5"}, HTTP_HX_REQUEST="true"
+        )
         self.assertContains(response, 'data-correct="true"')
         self.assertContains(response, 'id="mastery-chart" class="mastery-chart" hx-swap-oob="true"')
         self.assertContains(response, 'data-skill="add" data-percent="60"')
@@ -109,14 +128,24 @@ class SessionPageTestCase(LearnViewsTestCase):
         self.assertEqual(self.client.post(url, {"kind": "helpful", "value": "meh"}).status_code, 400)
 
     def test_it_records_the_clearer_of_two_alternatives_and_updates_both(self):
-        other = TutorMessage.objects.create(session=self.session, kind="explanation", skill=self.message.skill,
-                                            prompt=self.message.prompt, alternative_to=self.message,
-                                            text="Example: 2 + 3 = 5.", status="done")
+        other = TutorMessage.objects.create(
+            session=self.session,
+            kind="explanation",
+            skill=self.message.skill,
+            prompt=self.message.prompt,
+            alternative_to=self.message,
+            text="Example: 2 + 3 = 5.",
+            status="done",
+        )
         page = self.client.get(reverse("learn:session", args=[self.session.pk]))
         self.assertContains(page, "This one is clearer", count=2)
-        response = self.client.post(reverse("learn:feedback", args=[other.pk]), {"kind": "choice", "value": "chosen"})
+        response = self.client.post(
+            reverse("learn:feedback", args=[other.pk]), {"kind": "choice", "value": "chosen"}
+        )
         self.assertContains(response, "You found this one clearer")
-        self.assertContains(response, f'id="tmsg-{self.message.pk}-feedback" class="feedback" hx-swap-oob="true"')
+        self.assertContains(
+            response, f'id="tmsg-{self.message.pk}-feedback" class="feedback" hx-swap-oob="true"'
+        )
         choice = TutorFeedback.objects.get(kind="choice")
         self.assertEqual((choice.message, choice.rejected), (other, self.message))
 
@@ -127,7 +156,9 @@ class SessionPageTestCase(LearnViewsTestCase):
 
     def test_it_enrols_with_a_stated_level_and_opens_a_session(self):
         self.client.login(username="carol", password=PASSWORD)
-        response = self.client.post(reverse("learn:enrol", args=["tiny"]), {"level": "advanced", "scaffolding": "on"})
+        response = self.client.post(
+            reverse("learn:enrol", args=["tiny"]), {"level": "advanced", "scaffolding": "on"}
+        )
         enrolment = LearnerEnrolment.objects.get(user=self.carol)
         self.assertEqual((enrolment.level, enrolment.scaffolding), ("advanced", True))
         self.assertRedirects(response, reverse("learn:session", args=[enrolment.sessions.get().pk]))
@@ -135,8 +166,10 @@ class SessionPageTestCase(LearnViewsTestCase):
 
 class SignupTestCase(LearnViewsTestCase):
     def test_it_signs_up_a_learner_and_signs_them_in(self):
-        response = self.client.post(reverse("learn:signup"), {"username": "dora", "password1": "a sturdy passphrase 9",
-                                                              "password2": "a sturdy passphrase 9"})
+        response = self.client.post(
+            reverse("learn:signup"),
+            {"username": "dora", "password1": "a sturdy passphrase 9", "password2": "a sturdy passphrase 9"},
+        )
         self.assertRedirects(response, reverse("learn:courses"))
         self.assertContains(self.client.get(reverse("learn:courses")), "Start learning")
 
@@ -147,9 +180,15 @@ class SignupTestCase(LearnViewsTestCase):
 
 class TrainButtonTestCase(LearnViewsTestCase):
     def test_it_creates_a_dpo_job_from_pairwise_choices_for_staff_instructors(self):
-        second = TutorMessage.objects.create(session=self.session, kind="explanation", skill=self.message.skill,
-                                             prompt=self.message.prompt, alternative_to=self.message,
-                                             text="Start with 2 + 3 = 5.", status="done")
+        second = TutorMessage.objects.create(
+            session=self.session,
+            kind="explanation",
+            skill=self.message.skill,
+            prompt=self.message.prompt,
+            alternative_to=self.message,
+            text="Start with 2 + 3 = 5.",
+            status="done",
+        )
         learning.tutor_feedback_save(message=second, user=self.bob, kind="choice", value="chosen")
         self.client.login(username="ian", password=PASSWORD)
         self.assertContains(self.client.get(reverse("learn:course", args=["tiny"])), "Create training job")
@@ -161,6 +200,8 @@ class TrainButtonTestCase(LearnViewsTestCase):
     def test_it_refuses_instructors_who_are_not_staff(self):
         self.course.instructors.add(self.carol)
         self.client.login(username="carol", password=PASSWORD)
-        self.assertEqual(self.client.post(reverse("learn:train", args=["tiny"]), {"method": "kto"}).status_code, 404)
+        self.assertEqual(
+            self.client.post(reverse("learn:train", args=["tiny"]), {"method": "kto"}).status_code, 404
+        )
         self.assertNotContains(self.client.get(reverse("learn:course", args=["tiny"])), "Create training job")
         self.assertFalse(TrainingJob.objects.exists())

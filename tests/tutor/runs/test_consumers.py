@@ -22,8 +22,15 @@ router = URLRouter(websocket_urlpatterns)
 def run(monkeypatch):
     scripted_models(monkeypatch)
     course, teacher, student, _ = make_models_and_course()
-    return teaching.teaching_run_create(course=course, student=student, teacher=teacher, train={"disabled": True},
-                                        rounds=1, plan_budget=4, explain_budget=2)
+    return teaching.teaching_run_create(
+        course=course,
+        student=student,
+        teacher=teacher,
+        train={"disabled": True},
+        rounds=1,
+        plan_budget=4,
+        explain_budget=2,
+    )
 
 
 async def connect(run_id, user, query: str = ""):
@@ -42,9 +49,16 @@ async def test_it_rejects_anonymous_users_and_learners(run, django_user_model):
 
 
 async def test_it_sends_the_current_state_from_the_database_on_connect(run, django_user_model):
-    await TeachingRun.objects.filter(pk=run.pk).aupdate(status="running", current_round=0, current_step="score")
-    await Round.objects.acreate(run=run, index=0, probe={"add_1d": 0.25}, done_steps=["diagnose", "plan", "explain"],
-                                warnings=["possible teacher hacking: test"])
+    await TeachingRun.objects.filter(pk=run.pk).aupdate(
+        status="running", current_round=0, current_step="score"
+    )
+    await Round.objects.acreate(
+        run=run,
+        index=0,
+        probe={"add_1d": 0.25},
+        done_steps=["diagnose", "plan", "explain"],
+        warnings=["possible teacher hacking: test"],
+    )
     staff = await django_user_model.objects.acreate(username="alice", is_staff=True)
     communicator, connected = await connect(run.pk, staff)
     assert connected

@@ -16,13 +16,16 @@ from tutor.runs import services as teaching
 
 pytestmark = pytest.mark.django_db
 
-RECORDS = [{"messages": [{"role": "user", "content": "What is 1 + 1?"}, {"role": "assistant", "content": "2"}]}]
+RECORDS = [
+    {"messages": [{"role": "user", "content": "What is 1 + 1?"}, {"role": "assistant", "content": "2"}]}
+]
 
 
 @pytest.fixture
 def dummy_tasks(settings):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend",
-                                  "QUEUES": ["default", "training"]}}
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default", "training"]}
+    }
     from django_tasks import default_task_backend
 
     default_task_backend.clear()
@@ -39,26 +42,49 @@ def models(monkeypatch):
 @pytest.fixture
 def run(models):
     _, course, teacher, student = models
-    return teaching.teaching_run_create(course=course, student=student, teacher=teacher, train={"disabled": True},
-                                        rounds=1, plan_budget=4, explain_budget=2)
+    return teaching.teaching_run_create(
+        course=course,
+        student=student,
+        teacher=teacher,
+        train={"disabled": True},
+        rounds=1,
+        plan_budget=4,
+        explain_budget=2,
+    )
 
 
 def job_for(student, **fields) -> TrainingJob:
-    dataset = TrainingDataset.objects.create(name="d", method="sft", records=RECORDS, record_count=1, sha256="0" * 64)
+    dataset = TrainingDataset.objects.create(
+        name="d", method="sft", records=RECORDS, record_count=1, sha256="0" * 64
+    )
     return TrainingJob.objects.create(base_model=student, dataset=dataset, method="sft", **fields)
 
 
 def stale(run: TeachingRun, **fields) -> None:
-    TeachingRun.objects.filter(pk=run.pk).update(**{"status": "running", "lease": "old", "worker": "host:1",
-                                                    "attempts": 1, "heartbeat_at": timezone.now() - timedelta(minutes=5),
-                                                    **fields})
+    TeachingRun.objects.filter(pk=run.pk).update(
+        **{
+            "status": "running",
+            "lease": "old",
+            "worker": "host:1",
+            "attempts": 1,
+            "heartbeat_at": timezone.now() - timedelta(minutes=5),
+            **fields,
+        }
+    )
 
 
 def test_it_requeues_a_run_whose_worker_died_and_never_requeues_its_training_job(
-        run, models, dummy_tasks, django_capture_on_commit_callbacks):
+    run, models, dummy_tasks, django_capture_on_commit_callbacks
+):
     # The round's job ran in the same dead process (claimed once; the run owns its retries).
-    job = job_for(models[3], status="running", lease="job-lease", attempts=1, max_attempts=1,
-                  heartbeat_at=timezone.now() - timedelta(minutes=5))
+    job = job_for(
+        models[3],
+        status="running",
+        lease="job-lease",
+        attempts=1,
+        max_attempts=1,
+        heartbeat_at=timezone.now() - timedelta(minutes=5),
+    )
     stale(run)
     Round.objects.create(run=run, index=0, training_job=job)
     with django_capture_on_commit_callbacks(execute=True):
@@ -70,7 +96,8 @@ def test_it_requeues_a_run_whose_worker_died_and_never_requeues_its_training_job
     assert job.status == "failed"
     # Only the run goes back to a worker; it resumes the job itself (see the tests below).
     assert [(r.task.name, r.task.queue_name, r.args) for r in dummy_tasks.results] == [
-        ("run_teaching_run", "training", [run.pk])]
+        ("run_teaching_run", "training", [run.pk])
+    ]
 
 
 def test_it_fails_a_run_that_used_its_attempts_and_keeps_a_live_one(run, dummy_tasks):
@@ -121,8 +148,9 @@ class FakeTraining:
         self.ran.append(job_id)
         job = TrainingJob.objects.get(pk=job_id)
         assert job.status == "queued"
-        adapter = Adapter.objects.create(base_model=job.base_model, version=len(self.ran), path=f"/a/{job_id}",
-                                         method="sft")
+        adapter = Adapter.objects.create(
+            base_model=job.base_model, version=len(self.ran), path=f"/a/{job_id}", method="sft"
+        )
         TrainingJob.objects.filter(pk=job_id).update(status="succeeded", adapter=adapter)
         return "succeeded"
 

@@ -31,8 +31,10 @@ class RoundSyncTestCase(RunsTestCase):
             self.assertEqual(row.probe, rnd.probe_accuracy)
             self.assertEqual(row.exam, rnd.exam["per_skill"])
             self.assertEqual(row.base, rnd.exam["base_per_skill"])
-            self.assertEqual((row.accuracy, row.vs_base, row.agreement),
-                             (rnd.exam["accuracy"], rnd.exam["vs_base"], rnd.exam["agreement"]))
+            self.assertEqual(
+                (row.accuracy, row.vs_base, row.agreement),
+                (rnd.exam["accuracy"], rnd.exam["vs_base"], rnd.exam["agreement"]),
+            )
             self.assertEqual(row.done_steps, list(STEPS))
             self.assertEqual((row.explained, row.sft_records), (len(rnd.explanations), len(rnd.sft_records)))
             # The exam's further measurements flow through; its bulky answers stay in the state file.
@@ -48,9 +50,20 @@ class RoundSyncTestCase(RunsTestCase):
 
     def test_it_keeps_unknown_summary_keys_in_extra_without_a_migration(self):
         run = self.create_run()
-        state = RunState(config=RunConfig(rounds=1), course="mini", teacher="t", student="s", rounds=[
-            RoundState(index=0, done_steps=["diagnose"], probe_accuracy={"add_1d": 0.5},
-                       exam={"new_probe": {"accuracy": 0.3, "answers": {"g1": {}}}, "answers": {"e1": {}}})])
+        state = RunState(
+            config=RunConfig(rounds=1),
+            course="mini",
+            teacher="t",
+            student="s",
+            rounds=[
+                RoundState(
+                    index=0,
+                    done_steps=["diagnose"],
+                    probe_accuracy={"add_1d": 0.5},
+                    exam={"new_probe": {"accuracy": 0.3, "answers": {"g1": {}}}, "answers": {"e1": {}}},
+                )
+            ],
+        )
         self.assertEqual(teaching.teaching_run_rounds_sync(run=run, state=state), 1)
         row = run.rounds.get()
         self.assertEqual(row.extra, {"new_probe": {"accuracy": 0.3}})  # answers stay in the state file
@@ -70,8 +83,10 @@ class RoundSyncTestCase(RunsTestCase):
         self.assertIsNone(first.training_job.parent_adapter)
         self.assertEqual(second.training_job.parent_adapter, first.training_job.adapter)
         self.assertEqual(second.training_job.config["parent_adapter"], first.adapter_path)
-        self.assertEqual((first.adapter_path, second.adapter_path),
-                         (first.training_job.adapter.path, second.training_job.adapter.path))
+        self.assertEqual(
+            (first.adapter_path, second.adapter_path),
+            (first.training_job.adapter.path, second.training_job.adapter.path),
+        )
         self.assertEqual(run.adapter_path, second.adapter_path)
         self.client.force_login(self.alice)
         page = self.client.get(reverse("runs:detail", args=[run.pk])).content.decode()
@@ -80,21 +95,26 @@ class RoundSyncTestCase(RunsTestCase):
 
     def test_it_shows_the_latest_examined_round_in_the_list_and_every_round_in_the_charts(self):
         run = self.create_run(rounds=3)
-        Round.objects.create(run=run, index=0, done_steps=list(STEPS), probe={"add_1d": 0.25}, accuracy=0.5,
-                             base_accuracy=0.25)
+        Round.objects.create(
+            run=run, index=0, done_steps=list(STEPS), probe={"add_1d": 0.25}, accuracy=0.5, base_accuracy=0.25
+        )
         Round.objects.create(run=run, index=1, done_steps=["diagnose"], probe={"add_1d": 0.75})
         self.client.force_login(self.alice)
-        self.assertContains(self.client.get(reverse("runs:list")), '50% <span class="hint">(base 25%)</span>',
-                            html=False)
+        self.assertContains(
+            self.client.get(reverse("runs:list")), '50% <span class="hint">(base 25%)</span>', html=False
+        )
         chart = json.loads(live.teaching_run_context(run)["chart_json"])
-        self.assertEqual((chart["rounds"], chart["probe"]["add_1d"], chart["exam"], chart["base"]),
-                         ([1, 2], [0.25, 0.75], [0.5, None], [0.25, None]))
+        self.assertEqual(
+            (chart["rounds"], chart["probe"]["add_1d"], chart["exam"], chart["base"]),
+            ([1, 2], [0.25, 0.75], [0.5, None], [0.25, None]),
+        )
 
     def test_it_cancels_the_running_training_job_of_a_round(self):
         run = self.create_run()
         TeachingRun.objects.filter(pk=run.pk).update(status="running")
-        job = TrainingJob.objects.create(base_model=self.student, dataset=empty_dataset(), method="sft",
-                                         status="running")
+        job = TrainingJob.objects.create(
+            base_model=self.student, dataset=empty_dataset(), method="sft", status="running"
+        )
         Round.objects.create(run=run, index=0, training_job=job)
         teaching.teaching_run_cancel(run=run)
         job.refresh_from_db()
@@ -104,8 +124,9 @@ class RoundSyncTestCase(RunsTestCase):
 class RoundAdminTestCase(RunsTestCase):
     def test_it_shows_the_rounds_read_only_with_links_to_their_training_jobs(self):
         run = self.run_to_end()
-        job = TrainingJob.objects.create(base_model=self.student, dataset=empty_dataset(),
-                                         method="sft", status="succeeded")
+        job = TrainingJob.objects.create(
+            base_model=self.student, dataset=empty_dataset(), method="sft", status="succeeded"
+        )
         Round.objects.filter(run=run, index=0).update(training_job=job)
         self.client.force_login(self.alice)
         page = self.client.get(reverse("admin:tutor_teachingrun_change", args=[run.pk]))

@@ -40,16 +40,20 @@ def scripted_teacher(monkeypatch):
     """A teacher that explains correctly and writes checkable new items; the student is the real tiny model."""
     teacher = ScriptedLLM("scripted", teacher_reply(generate=add_items))
     real = training_services.language_model_llm
-    monkeypatch.setattr(teaching, "language_model_llm",
-                        lambda model: teacher if model.name == "scripted" else real(model=model))
+    monkeypatch.setattr(
+        teaching,
+        "language_model_llm",
+        lambda model: teacher if model.name == "scripted" else real(model=model),
+    )
     return teacher
 
 
 @pytest.fixture
 def setup(tiny_model_dir, scripted_teacher):
     LanguageModel.objects.create(name="tiny", is_student=True, source=str(tiny_model_dir), max_new_tokens=16)
-    LanguageModel.objects.create(name="scripted", is_teacher=True, backend="openai", source="m",
-                                 base_url="http://127.0.0.1:9/v1")
+    LanguageModel.objects.create(
+        name="scripted", is_teacher=True, backend="openai", source="m", base_url="http://127.0.0.1:9/v1"
+    )
     services.course_save(course=mini_course(train=2, probe=2, exam=2))
     return scripted_teacher
 
@@ -61,8 +65,22 @@ def teach(*args: str) -> str:
 
 
 def test_it_teaches_headless_and_prints_the_table_and_adapter(setup):
-    output = teach("--course", "mini", "--student", "tiny", "--teacher", "scripted", "--rounds", "1",
-                   "--budget", "2", "--train-steps", "2", "--lora-r", "4")
+    output = teach(
+        "--course",
+        "mini",
+        "--student",
+        "tiny",
+        "--teacher",
+        "scripted",
+        "--rounds",
+        "1",
+        "--budget",
+        "2",
+        "--train-steps",
+        "2",
+        "--lora-r",
+        "4",
+    )
     run = TeachingRun.objects.get()
     assert run.status == "succeeded", run.last_error
     lines = output.strip().splitlines()
@@ -77,10 +95,14 @@ def test_it_teaches_headless_and_prints_the_table_and_adapter(setup):
 
 
 def test_it_resumes_an_interrupted_run_without_repeating_teacher_calls(setup):
-    run = teaching.teaching_run_create(course=services.Course.objects.get(key="mini"),
-                                       student=LanguageModel.objects.get(name="tiny"),
-                                       teacher=LanguageModel.objects.get(name="scripted"),
-                                       train={"disabled": True}, rounds=1, explain_budget=2)
+    run = teaching.teaching_run_create(
+        course=services.Course.objects.get(key="mini"),
+        student=LanguageModel.objects.get(name="tiny"),
+        teacher=LanguageModel.objects.get(name="scripted"),
+        train={"disabled": True},
+        rounds=1,
+        explain_budget=2,
+    )
 
     def stop_after_explain(step, round_index, info):
         if step == "explain" and info.get("status") == "done":
@@ -111,6 +133,7 @@ def test_it_names_the_imported_courses_when_one_is_missing(setup):
 
 # --- settings, resume rules (scripted student and teacher: no model is loaded) ---------------------
 
+
 @pytest.fixture
 def scripted(monkeypatch):
     fakes = scripted_models(monkeypatch)
@@ -120,8 +143,16 @@ def scripted(monkeypatch):
 
 def scripted_teach(*args: str) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()
-    call_command("teach", "--student", "scripted-student", "--teacher", "scripted-teacher", *args,
-                 stdout=out, stderr=err)
+    call_command(
+        "teach",
+        "--student",
+        "scripted-student",
+        "--teacher",
+        "scripted-teacher",
+        *args,
+        stdout=out,
+        stderr=err,
+    )
     return out.getvalue(), err.getvalue()
 
 
@@ -133,27 +164,61 @@ def resume(*args: str) -> tuple[str, str]:
 
 def scripted_run(scripted, **config) -> TeachingRun:
     _, course, teacher, student = scripted
-    return teaching.teaching_run_create(course=course, student=student, teacher=teacher, train={"disabled": True},
-                                        **{"rounds": 1, "plan_budget": 4, "explain_budget": 2, **config})
+    return teaching.teaching_run_create(
+        course=course,
+        student=student,
+        teacher=teacher,
+        train={"disabled": True},
+        **{"rounds": 1, "plan_budget": 4, "explain_budget": 2, **config},
+    )
 
 
 def test_it_passes_the_plan_seed_and_budgets_to_the_run(scripted):
-    scripted_teach("--course", "mini", "--no-train", "--rounds", "1", "--plan", "random", "--seed", "7",
-                   "--budget", "1", "--plan-budget", "3", "--generate-budget", "2", "--generate-k", "1")
+    scripted_teach(
+        "--course",
+        "mini",
+        "--no-train",
+        "--rounds",
+        "1",
+        "--plan",
+        "random",
+        "--seed",
+        "7",
+        "--budget",
+        "1",
+        "--plan-budget",
+        "3",
+        "--generate-budget",
+        "2",
+        "--generate-k",
+        "1",
+    )
     run = TeachingRun.objects.get()
     assert run.status == "succeeded", run.last_error
-    assert {k: run.config[k] for k in ("rounds", "plan", "seed", "explain_budget", "plan_budget",
-                                       "generate_budget", "generate_k")} == {
-        "rounds": 1, "plan": "random", "seed": 7, "explain_budget": 1, "plan_budget": 3, "generate_budget": 2,
-        "generate_k": 1}
+    assert {
+        k: run.config[k]
+        for k in ("rounds", "plan", "seed", "explain_budget", "plan_budget", "generate_budget", "generate_k")
+    } == {
+        "rounds": 1,
+        "plan": "random",
+        "seed": 7,
+        "explain_budget": 1,
+        "plan_budget": 3,
+        "generate_budget": 2,
+        "generate_k": 1,
+    }
     state = selectors.teaching_run_state_load(run)
     assert state.config == RunConfig.from_dict(run.config)  # what the loop ran with
-    assert len(state.rounds[0].explanations) <= 1 and sum(state.rounds[0].plan["items_per_skill"].values()) == 3
+    assert (
+        len(state.rounds[0].explanations) <= 1 and sum(state.rounds[0].plan["items_per_skill"].values()) == 3
+    )
 
 
 def test_it_answers_multiple_choice_by_likelihood_and_prints_the_general_probe(scripted):
     fakes = scripted[0]
-    out, err = scripted_teach("--course", "mini", "--no-train", "--rounds", "1", "--choice-scoring", "likelihood")
+    out, err = scripted_teach(
+        "--course", "mini", "--no-train", "--rounds", "1", "--choice-scoring", "likelihood"
+    )
     run = TeachingRun.objects.get()
     assert run.status == "succeeded", run.last_error
     # Each step's time, on a line of its own between the bar's redraws.
@@ -177,9 +242,12 @@ def test_it_uses_the_loops_defaults_for_what_is_not_given(scripted):
 def test_it_refuses_to_resume_a_run_a_worker_holds(scripted):
     run = scripted_run(scripted)
     for status in ("running", "queued"):
-        TeachingRun.objects.filter(pk=run.pk).update(status=status, lease="theirs", worker="gpu1:42",
-                                                     heartbeat_at=timezone.now())
-        with pytest.raises(CommandError, match=rf"run {run.pk} is {status} on gpu1:42 .*cancel it on its page"):
+        TeachingRun.objects.filter(pk=run.pk).update(
+            status=status, lease="theirs", worker="gpu1:42", heartbeat_at=timezone.now()
+        )
+        with pytest.raises(
+            CommandError, match=rf"run {run.pk} is {status} on gpu1:42 .*cancel it on its page"
+        ):
             resume(str(run.pk))
         run.refresh_from_db()
         assert (run.status, run.lease) == (status, "theirs")  # untouched
@@ -188,8 +256,9 @@ def test_it_refuses_to_resume_a_run_a_worker_holds(scripted):
 
 def test_it_takes_over_a_run_whose_worker_died(scripted):
     run = scripted_run(scripted)
-    TeachingRun.objects.filter(pk=run.pk).update(status="running", lease="dead", worker="gpu1:42",
-                                                 heartbeat_at=timezone.now() - timedelta(minutes=10))
+    TeachingRun.objects.filter(pk=run.pk).update(
+        status="running", lease="dead", worker="gpu1:42", heartbeat_at=timezone.now() - timedelta(minutes=10)
+    )
     resume(str(run.pk))
     run.refresh_from_db()
     assert (run.status, run.lease) == ("succeeded", "")

@@ -17,7 +17,9 @@ from tutor.models import Exercise, Round, RunExplanation, TeachingRun
 from tutor.runs import selectors
 from tutor.runs import services as teaching
 
-DUMMY_TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default", "training"]}}
+DUMMY_TASKS = {
+    "default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default", "training"]}
+}
 
 
 class RunsTestCase(BaseTestCase):
@@ -31,9 +33,14 @@ class RunsTestCase(BaseTestCase):
         self.course, self.teacher, self.student, _ = make_models_and_course()
 
     def create_run(self, **config) -> TeachingRun:
-        return teaching.teaching_run_create(course=self.course, student=self.student, teacher=self.teacher,
-                                            user=self.alice, train={"disabled": True},
-                                            **{"rounds": 1, "plan_budget": 4, "explain_budget": 2, **config})
+        return teaching.teaching_run_create(
+            course=self.course,
+            student=self.student,
+            teacher=self.teacher,
+            user=self.alice,
+            train={"disabled": True},
+            **{"rounds": 1, "plan_budget": 4, "explain_budget": 2, **config},
+        )
 
     def run_to_end(self, **config) -> TeachingRun:
         run = self.create_run(**config)
@@ -45,8 +52,13 @@ class RunsTestCase(BaseTestCase):
 
 class AccessTestCase(RunsTestCase):
     def urls(self, run: TeachingRun, x: RunExplanation) -> list[str]:
-        return [reverse("runs:list"), reverse("runs:new"), reverse("runs:detail", args=[run.pk]),
-                reverse("runs:explanations", args=[run.pk]), reverse("runs:explanation-edit", args=[run.pk, x.pk])]
+        return [
+            reverse("runs:list"),
+            reverse("runs:new"),
+            reverse("runs:detail", args=[run.pk]),
+            reverse("runs:explanations", args=[run.pk]),
+            reverse("runs:explanation-edit", args=[run.pk, x.pk]),
+        ]
 
     def test_it_sends_anonymous_visitors_to_the_login_page(self):
         run = self.run_to_end()
@@ -61,8 +73,12 @@ class AccessTestCase(RunsTestCase):
         self.client.force_login(self.bob)
         for url in self.urls(run, x):
             self.assertEqual(self.client.get(url).status_code, 403, url)
-        for url in (reverse("runs:cancel", args=[run.pk]), reverse("runs:resume", args=[run.pk]),
-                    reverse("runs:fine-tune", args=[run.pk]), reverse("runs:explanation-rate", args=[run.pk, x.pk])):
+        for url in (
+            reverse("runs:cancel", args=[run.pk]),
+            reverse("runs:resume", args=[run.pk]),
+            reverse("runs:fine-tune", args=[run.pk]),
+            reverse("runs:explanation-rate", args=[run.pk, x.pk]),
+        ):
             self.assertEqual(self.client.post(url, {"rating": "up"}).status_code, 403, url)
         x.refresh_from_db()
         self.assertIsNone(x.rating)
@@ -87,8 +103,9 @@ class StartFormTestCase(RunsTestCase):
 
     def post(self, **overrides):
         with self.captureOnCommitCallbacks(execute=True):
-            return self.client.post(reverse("runs:new"), form_data(self.course, self.student, self.teacher,
-                                                                   **overrides))
+            return self.client.post(
+                reverse("runs:new"), form_data(self.course, self.student, self.teacher, **overrides)
+            )
 
     def test_it_offers_the_default_models(self):
         self.student.is_default_student = True
@@ -129,8 +146,10 @@ class StartFormTestCase(RunsTestCase):
         self.assertRedirects(response, reverse("runs:detail", args=[run.pk]))
         self.assertEqual(run.status, "succeeded", run.last_error)
         self.assertEqual(run.attempts, 1)
-        self.assertEqual((run.created_by, run.config["explain_budget"], run.train_config),
-                         (self.alice, 2, {"disabled": True}))
+        self.assertEqual(
+            (run.created_by, run.config["explain_budget"], run.train_config),
+            (self.alice, 2, {"disabled": True}),
+        )
         self.assertEqual(run.lease, "")
         self.assertEqual([r.index for r in run.rounds.all()], [0])
         self.assertEqual(run.rounds.get().done_steps[-1], "reexamine")
@@ -162,8 +181,14 @@ class ControlTestCase(RunsTestCase):
 
     def test_it_asks_a_running_run_and_its_training_job_to_stop(self):
         run = self.create_run()
-        job = TrainingJob.objects.create(base_model=self.student, dataset=TrainingDataset.objects.create(
-            name="d", method="sft", records=[], record_count=0, sha256="0" * 64), method="sft", status="running")
+        job = TrainingJob.objects.create(
+            base_model=self.student,
+            dataset=TrainingDataset.objects.create(
+                name="d", method="sft", records=[], record_count=0, sha256="0" * 64
+            ),
+            method="sft",
+            status="running",
+        )
         TeachingRun.objects.filter(pk=run.pk).update(status="running")
         Round.objects.create(run=run, index=0, training_job=job)
         self.client.post(reverse("runs:cancel", args=[run.pk]))
@@ -184,8 +209,12 @@ class ControlTestCase(RunsTestCase):
         self.assertEqual(run.status, "cancelled")
         self.assertEqual(self.fakes["scripted-teacher"].count("explain"), 1)
 
-        self.settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend",
-                                           "QUEUES": ["default", "training"]}}
+        self.settings.TASKS = {
+            "default": {
+                "BACKEND": "django_tasks.backends.immediate.ImmediateBackend",
+                "QUEUES": ["default", "training"],
+            }
+        }
         with self.captureOnCommitCallbacks(execute=True):
             self.client.post(reverse("runs:resume", args=[run.pk]))
         run.refresh_from_db()
@@ -271,25 +300,35 @@ class ExplanationsTestCase(RunsTestCase):
         form = self.client.get(url, HTTP_HX_REQUEST="true")
         self.assertContains(form, "<textarea")
         exam = Exercise.objects.filter(split="exam").first().prompt
-        response = self.client.post(url, {"text": f"Solution: as in {exam}\nAnswer: 3"}, HTTP_HX_REQUEST="true")
+        response = self.client.post(
+            url, {"text": f"Solution: as in {exam}\nAnswer: 3"}, HTTP_HX_REQUEST="true"
+        )
         self.assertContains(response, "quotes an exam question")
         x.refresh_from_db()
         self.assertEqual((x.edited_text, x.rating), ("", None))
 
-        response = self.client.post(url, {"text": "Mistake: none.\nSolution: add the ones.\nAnswer: 3"},
-                                    HTTP_HX_REQUEST="true")
+        response = self.client.post(
+            url, {"text": "Mistake: none.\nSolution: add the ones.\nAnswer: 3"}, HTTP_HX_REQUEST="true"
+        )
         self.assertContains(response, "(edited)")
         x.refresh_from_db()
-        self.assertEqual((x.edited_text, x.rating), ("Mistake: none.\nSolution: add the ones.\nAnswer: 3", True))
+        self.assertEqual(
+            (x.edited_text, x.rating), ("Mistake: none.\nSolution: add the ones.\nAnswer: 3", True)
+        )
 
     def test_it_escapes_model_output_everywhere_it_shows_it(self):
         x = self.explanations[0]
-        RunExplanation.objects.filter(pk=x.pk).update(text="<script>alert('t')</script>\nAnswer: 1",
-                                                      student_answer="<img src=x onerror=alert(1)>",
-                                                      answer_after="<b>bold</b>")
-        for response in (self.client.get(reverse("runs:explanations", args=[self.run.pk])),
-                         self.client.get(reverse("runs:explanation-edit", args=[self.run.pk, x.pk]),
-                                         HTTP_HX_REQUEST="true")):
+        RunExplanation.objects.filter(pk=x.pk).update(
+            text="<script>alert('t')</script>\nAnswer: 1",
+            student_answer="<img src=x onerror=alert(1)>",
+            answer_after="<b>bold</b>",
+        )
+        for response in (
+            self.client.get(reverse("runs:explanations", args=[self.run.pk])),
+            self.client.get(
+                reverse("runs:explanation-edit", args=[self.run.pk, x.pk]), HTTP_HX_REQUEST="true"
+            ),
+        ):
             html = response.content.decode()
             self.assertNotIn("<script>alert", html)
             self.assertIn("&lt;script&gt;alert(", html)
@@ -300,28 +339,42 @@ class ExplanationsTestCase(RunsTestCase):
     def test_it_fine_tunes_now_on_approved_and_edited_explanations(self):
         self.settings.TASKS = DUMMY_TASKS
         up, down, other = self.explanations[0], self.explanations[1], self.explanations[2]
-        same_item = RunExplanation.objects.create(run=self.run, key="r0-extra", round=0, item=up.item,
-                                                  skill=up.skill, split=up.split, text="Solution: muddled.\nAnswer: 0")
-        teaching.run_explanation_edit(explanation=up, text="Mistake: x.\nSolution: line up the digits.\nAnswer: 3",
-                                  user=self.alice)
+        same_item = RunExplanation.objects.create(
+            run=self.run,
+            key="r0-extra",
+            round=0,
+            item=up.item,
+            skill=up.skill,
+            split=up.split,
+            text="Solution: muddled.\nAnswer: 0",
+        )
+        teaching.run_explanation_edit(
+            explanation=up, text="Mistake: x.\nSolution: line up the digits.\nAnswer: 3", user=self.alice
+        )
         teaching.run_explanation_rate(explanation=down, rating=False, user=self.alice)
         teaching.run_explanation_rate(explanation=same_item, rating=False, user=self.alice)
         teaching.run_explanation_rate(explanation=other, rating=True, user=self.alice)
-        adapter = Adapter.objects.create(base_model=self.student, version=1, path="/adapters/run-latest", method="sft")
+        adapter = Adapter.objects.create(
+            base_model=self.student, version=1, path="/adapters/run-latest", method="sft"
+        )
         TeachingRun.objects.filter(pk=self.run.pk).update(adapter_path=adapter.path)
 
         with self.captureOnCommitCallbacks(execute=True):
             response = self.client.post(reverse("runs:fine-tune", args=[self.run.pk]))
         job = TrainingJob.objects.get()
         self.assertRedirects(response, reverse("training:job", args=[job.pk]), fetch_redirect_response=False)
-        self.assertEqual((job.base_model, job.parent_adapter, job.method, job.status),
-                         (self.student, adapter, "sft", "queued"))
+        self.assertEqual(
+            (job.base_model, job.parent_adapter, job.method, job.status),
+            (self.student, adapter, "sft", "queued"),
+        )
         records = job.dataset.records
         self.assertEqual(sorted(r["meta"]["explanation"] for r in records), sorted([up.key, other.key]))
         edited = next(r for r in records if r["meta"]["explanation"] == up.key)
         self.assertEqual(edited["messages"][-1]["content"], "line up the digits.\nAnswer: 3")
         pairs = TrainingDataset.objects.get(method="dpo").records
-        self.assertEqual([(p["meta"]["chosen"], p["meta"]["rejected"]) for p in pairs], [(up.key, "r0-extra")])
+        self.assertEqual(
+            [(p["meta"]["chosen"], p["meta"]["rejected"]) for p in pairs], [(up.key, "r0-extra")]
+        )
         self.run.refresh_from_db()
         self.assertEqual(self.run.feedback_jobs, [job.pk])
         page = self.client.get(reverse("runs:detail", args=[self.run.pk]))
@@ -334,8 +387,15 @@ class ExplanationsTestCase(RunsTestCase):
 
     def test_it_counts_only_what_fine_tune_now_would_train_on(self):
         x = self.explanations[0]
-        probe = RunExplanation.objects.create(run=self.run, key="r0-old-probe", round=0, item=x.item, skill=x.skill,
-                                              split="probe", text="Solution: add.\nAnswer: 3")
+        probe = RunExplanation.objects.create(
+            run=self.run,
+            key="r0-old-probe",
+            round=0,
+            item=x.item,
+            skill=x.skill,
+            split="probe",
+            text="Solution: add.\nAnswer: 3",
+        )
         teaching.run_explanation_rate(explanation=probe, rating=True, user=self.alice)
         response = self.client.get(reverse("runs:explanations", args=[self.run.pk]))
         self.assertContains(response, "Fine-tune now on approved feedback (0)")
@@ -348,9 +408,15 @@ class ExplanationsTestCase(RunsTestCase):
         helped = [x for x in self.explanations if x.score and x.score > 0]
         rejected, edited = helped[0], helped[1]
         teaching.run_explanation_rate(explanation=rejected, rating=False, user=self.alice)
-        teaching.run_explanation_edit(explanation=edited, text="Solution: HUMAN REWRITE.\nAnswer: 1", user=self.alice)
-        self.settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend",
-                                           "QUEUES": ["default", "training"]}}
+        teaching.run_explanation_edit(
+            explanation=edited, text="Solution: HUMAN REWRITE.\nAnswer: 1", user=self.alice
+        )
+        self.settings.TASKS = {
+            "default": {
+                "BACKEND": "django_tasks.backends.immediate.ImmediateBackend",
+                "QUEUES": ["default", "training"],
+            }
+        }
         with self.captureOnCommitCallbacks(execute=True):
             self.client.post(reverse("runs:resume", args=[self.run.pk]), {"extra_rounds": 1})
         self.run.refresh_from_db()
@@ -370,9 +436,9 @@ def one_thread():
 
 
 @pytest.mark.django_db
-def test_it_trains_each_round_through_the_training_app_from_the_web(client, django_user_model, monkeypatch,
-                                                                    tiny_model_dir, one_thread,
-                                                                    django_capture_on_commit_callbacks):
+def test_it_trains_each_round_through_the_training_app_from_the_web(
+    client, django_user_model, monkeypatch, tiny_model_dir, one_thread, django_capture_on_commit_callbacks
+):
     """A small real run from the form: the scripted teacher, the tiny real student, a real LoRA job."""
     scripted_models(monkeypatch)
     course, teacher, _, tiny = make_models_and_course(tiny_model_dir)

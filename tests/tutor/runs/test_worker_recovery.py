@@ -33,27 +33,55 @@ print(run.pk)
 def run_row(db: Path, run_id: int) -> dict:
     with sqlite3.connect(db, timeout=30) as conn:
         conn.row_factory = sqlite3.Row
-        row = conn.execute("SELECT status, attempts, current_round, last_error FROM tutor_teachingrun "
-                           "WHERE id = ?", (run_id,)).fetchone()
-        rounds = conn.execute('SELECT "index", done_steps FROM tutor_round WHERE run_id = ? ORDER BY "index"',
-                              (run_id,)).fetchall()
-        return {**dict(row), "rounds": [{"round": r["index"], "done_steps": json.loads(r["done_steps"])}
-                                        for r in rounds]}
+        row = conn.execute(
+            "SELECT status, attempts, current_round, last_error FROM tutor_teachingrun WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+        rounds = conn.execute(
+            'SELECT "index", done_steps FROM tutor_round WHERE run_id = ? ORDER BY "index"', (run_id,)
+        ).fetchall()
+        return {
+            **dict(row),
+            "rounds": [{"round": r["index"], "done_steps": json.loads(r["done_steps"])} for r in rounds],
+        }
 
 
 @pytest.mark.slow
 def test_it_resumes_a_run_after_its_worker_is_killed(tiny_model_dir, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "TEACHLOOP_TASKS_BACKEND")}
-    env.update({"TEACHLOOP_DATA_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1", "TEACHLOOP_JOB_HEARTBEAT_S": "0.5",
-                "TEACHLOOP_JOB_STALE_AFTER_S": "3", "TEACHLOOP_RECOVER_EVERY_S": "0.5", "OMP_NUM_THREADS": "1"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "TEACHLOOP_TASKS_BACKEND")
+    }
+    env.update(
+        {
+            "TEACHLOOP_DATA_DIR": str(tmp_path),
+            "HF_HUB_OFFLINE": "1",
+            "TEACHLOOP_JOB_HEARTBEAT_S": "0.5",
+            "TEACHLOOP_JOB_STALE_AFTER_S": "3",
+            "TEACHLOOP_RECOVER_EVERY_S": "0.5",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
 
     def manage(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     def worker(log: Path) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "manage.py", "worker", "--interval", "0.2"], cwd=ROOT, env=env,
-                                stdout=log.open("w"), stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "worker", "--interval", "0.2"],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
 
     assert manage("migrate", "-v0").returncode == 0
     created = manage("shell", "-c", CREATE_RUN.format(source=str(tiny_model_dir)))
@@ -64,8 +92,11 @@ def test_it_resumes_a_run_after_its_worker_is_killed(tiny_model_dir, tmp_path):
 
     first = worker(tmp_path / "worker1.log")
     try:
-        wait_for(lambda: any("reexamine" in r["done_steps"] for r in run_row(db, run_id)["rounds"]), 240,
-                 "the first worker to finish a round")
+        wait_for(
+            lambda: any("reexamine" in r["done_steps"] for r in run_row(db, run_id)["rounds"]),
+            240,
+            "the first worker to finish a round",
+        )
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
@@ -76,8 +107,11 @@ def test_it_resumes_a_run_after_its_worker_is_killed(tiny_model_dir, tmp_path):
 
     second = worker(tmp_path / "worker2.log")
     try:
-        done = wait_for(lambda: (row := run_row(db, run_id))["status"] in ("succeeded", "failed") and row, 300,
-                        "the second worker to finish the run")
+        done = wait_for(
+            lambda: (row := run_row(db, run_id))["status"] in ("succeeded", "failed") and row,
+            300,
+            "the second worker to finish the run",
+        )
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=60)

@@ -15,6 +15,15 @@ from .base import (
 )
 
 __all__ = [
-    "LLM", "BACKENDS", "Conversation", "Generation", "GenerationError", "GenerationParams",
-    "LLMError", "Message", "ModelLoadError", "ModelSpec", "UnsupportedOperation",
+    "BACKENDS",
+    "LLM",
+    "Conversation",
+    "Generation",
+    "GenerationError",
+    "GenerationParams",
+    "LLMError",
+    "Message",
+    "ModelLoadError",
+    "ModelSpec",
+    "UnsupportedOperation",
 ]

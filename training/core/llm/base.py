@@ -110,8 +110,15 @@ class ModelSpec:
 
     @property
     def cache_key(self) -> tuple:
-        return (self.backend, self.source, self.base_url, self.api_key_env, self.chat_template,
-                self.timeout_s, self.max_retries)
+        return (
+            self.backend,
+            self.source,
+            self.base_url,
+            self.api_key_env,
+            self.chat_template,
+            self.timeout_s,
+            self.max_retries,
+        )
 
 
 class LLM(abc.ABC):
@@ -154,8 +161,9 @@ class LLM(abc.ABC):
         """
         raise UnsupportedOperation(self.name, f"the {self.spec.backend} backend cannot score log-likelihoods")
 
-    def reply_loglikelihood(self, requests: Sequence[tuple[Conversation, str]], *,
-                            adapter: str | None = None) -> list[float]:
+    def reply_loglikelihood(
+        self, requests: Sequence[tuple[Conversation, str]], *, adapter: str | None = None
+    ) -> list[float]:
         """Sum of log-probabilities of each ``reply`` as the assistant's answer to its conversation.
 
         Used to answer multiple-choice items by likelihood. Only local models can do this.

@@ -229,8 +229,9 @@ def _make_stopping_classes():
             self.event = event
 
         def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-            return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool,
-                              device=input_ids.device)
+            return torch.full(
+                (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
+            )
 
     return StopOnText, StopOnEvent
 
@@ -248,8 +249,9 @@ class LocalLLM(LLM):
     one loaded base model with peft; ``adapter=None`` always means the untouched base model.
     """
 
-    def __init__(self, spec: ModelSpec, *, cache_dir: Path | None = None,
-                 progress: Progress | None = None) -> None:
+    def __init__(
+        self, spec: ModelSpec, *, cache_dir: Path | None = None, progress: Progress | None = None
+    ) -> None:
         super().__init__(spec)
         self._lock = threading.RLock()
         self._progress = progress or _noop
@@ -260,7 +262,9 @@ class LocalLLM(LLM):
         elif spec.backend == "gguf":
             tokenizer, model = self._load_gguf(Path(spec.source), cache_dir)
         else:
-            raise ModelLoadError(spec.name, f"LocalLLM runs transformers and gguf models, not {spec.backend!r}")
+            raise ModelLoadError(
+                spec.name, f"LocalLLM runs transformers and gguf models, not {spec.backend!r}"
+            )
         self.tokenizer = tokenizer
         self.model = model
         self._prepare()
@@ -280,7 +284,11 @@ class LocalLLM(LLM):
         if _looks_like_path(source) and not path.exists():
             raise ModelLoadError(self.name, f"no such folder '{source}'")
         if path.is_file():
-            hint = "use the gguf backend for .gguf files" if path.suffix == ".gguf" else "expected a model folder"
+            hint = (
+                "use the gguf backend for .gguf files"
+                if path.suffix == ".gguf"
+                else "expected a model folder"
+            )
             raise ModelLoadError(self.name, f"'{source}' is a file ({hint})")
         if path.is_dir() and not (path / "config.json").is_file():
             raise ModelLoadError(self.name, f"folder '{source}' holds no model (no config.json)")
@@ -291,8 +299,10 @@ class LocalLLM(LLM):
             if path.exists():
                 cause = f"could not load the model in folder '{source}': {first_line(exc)}"
             elif _offline():
-                cause = (f"no such folder or Hugging Face id '{source}' in the local cache "
-                         f"(offline? set HF_HUB_OFFLINE=0 and check the name)")
+                cause = (
+                    f"no such folder or Hugging Face id '{source}' in the local cache "
+                    f"(offline? set HF_HUB_OFFLINE=0 and check the name)"
+                )
             else:
                 cause = f"no such folder or Hugging Face id '{source}' ({first_line(exc)})"
             raise ModelLoadError(self.name, cause) from exc
@@ -308,7 +318,9 @@ class LocalLLM(LLM):
             try:
                 tokenizer, model = _load_gguf_into_memory(gguf_path, self.dtype)
             except Exception as exc:
-                raise ModelLoadError(self.name, f"could not read GGUF file '{gguf_path}': {first_line(exc)}") from exc
+                raise ModelLoadError(
+                    self.name, f"could not read GGUF file '{gguf_path}': {first_line(exc)}"
+                ) from exc
             _make_serializable(model)  # so adapters/trainers that save it don't trip on the flag
             return tokenizer, model
         try:
@@ -321,7 +333,8 @@ class LocalLLM(LLM):
             loaded = self._load_folder(str(folder), local_only=True)
         except Exception as exc:
             raise ModelLoadError(
-                self.name, f"the cached copy in '{folder}' is unreadable (delete it to rebuild): {first_line(exc)}"
+                self.name,
+                f"the cached copy in '{folder}' is unreadable (delete it to rebuild): {first_line(exc)}",
             ) from exc
         self._progress(f"Loaded from cache {folder}")
         return loaded
@@ -336,11 +349,15 @@ class LocalLLM(LLM):
         self.model.eval()
         eos: list[int] = []
         configured = getattr(self.model.generation_config, "eos_token_id", None)
-        for value in (configured if isinstance(configured, list) else [configured]) + [tokenizer.eos_token_id]:
+        for value in (configured if isinstance(configured, list) else [configured]) + [
+            tokenizer.eos_token_id
+        ]:
             if value is not None and value not in eos:
                 eos.append(int(value))
         self._eos_ids = eos
-        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
+        self._pad_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
+        )
         self._template = self.spec.chat_template or getattr(tokenizer, "chat_template", None) or ""
         self._stop_on_text, self._stop_on_event = _make_stopping_classes()
 
@@ -400,8 +417,8 @@ class LocalLLM(LLM):
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
             if row:
-                ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-                mask[i, width - len(row):] = 1
+                ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+                mask[i, width - len(row) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
     def _generate_kwargs(self, params: GenerationParams) -> dict[str, Any]:
@@ -462,8 +479,10 @@ class LocalLLM(LLM):
             try:
                 with self._adapter_context(adapter), self._seeded(params.seed), torch.inference_mode():
                     for start in range(0, len(order), MICRO_BATCH):
-                        chunk = order[start:start + MICRO_BATCH]
-                        for i, generation in zip(chunk, self._generate_batch([prompts[i] for i in chunk], params)):
+                        chunk = order[start : start + MICRO_BATCH]
+                        for i, generation in zip(
+                            chunk, self._generate_batch([prompts[i] for i in chunk], params)
+                        ):
                             results[i] = generation
             except GenerationError:
                 raise
@@ -502,8 +521,9 @@ class LocalLLM(LLM):
                 reason = "stop"
             else:
                 reason = "length"
-            generations.append(Generation(text=text, prompt_tokens=len(prompt), completion_tokens=end,
-                                          finish_reason=reason))
+            generations.append(
+                Generation(text=text, prompt_tokens=len(prompt), completion_tokens=end, finish_reason=reason)
+            )
         return generations
 
     # -- stream -------------------------------------------------------------------------------
@@ -527,8 +547,9 @@ class LocalLLM(LLM):
             self._check_adapter(adapter)
         return self._stream(conversation, params, adapter)
 
-    def _stream(self, conversation: Conversation, params: GenerationParams,
-                adapter: str | None) -> Iterator[str]:
+    def _stream(
+        self, conversation: Conversation, params: GenerationParams, adapter: str | None
+    ) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
@@ -572,7 +593,7 @@ class LocalLLM(LLM):
                     break
                 # Hold back what might be the start of a stop string until the next piece decides.
                 keep = _held_suffix(pending, stops)
-                ready, pending = pending[:len(pending) - keep], pending[len(pending) - keep:]
+                ready, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
                 if ready:
                     yield ready
             else:
@@ -589,7 +610,9 @@ class LocalLLM(LLM):
 
     # -- loglikelihood ------------------------------------------------------------------------
 
-    def loglikelihood(self, requests: Sequence[tuple[str, str]], *, adapter: str | None = None) -> list[float]:
+    def loglikelihood(
+        self, requests: Sequence[tuple[str, str]], *, adapter: str | None = None
+    ) -> list[float]:
         """Sum of log-probabilities of each continuation's tokens given its prompt.
 
         Prompt and continuation are tokenized separately and concatenated, so the continuation's
@@ -598,8 +621,9 @@ class LocalLLM(LLM):
         """
         return self._score(list(requests), adapter, chat=False)
 
-    def reply_loglikelihood(self, requests: Sequence[tuple[Conversation, str]], *,
-                            adapter: str | None = None) -> list[float]:
+    def reply_loglikelihood(
+        self, requests: Sequence[tuple[Conversation, str]], *, adapter: str | None = None
+    ) -> list[float]:
         """Sum of log-probabilities of each reply given its conversation, scored where the assistant's
         turn starts (the prompt :meth:`render_prompt` makes, as generation sees it)."""
         return self._score(list(requests), adapter, chat=True)
@@ -621,18 +645,21 @@ class LocalLLM(LLM):
                 p_ids = self._encode_prompt(prompt) if chat else list(self.tokenizer(prompt)["input_ids"])
                 c_ids = list(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
                 if not p_ids:  # the first continuation token needs something to be conditioned on
-                    p_ids = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None
-                             else self._eos_ids[0]]
+                    p_ids = [
+                        self.tokenizer.bos_token_id
+                        if self.tokenizer.bos_token_id is not None
+                        else self._eos_ids[0]
+                    ]
                 ids = p_ids + c_ids
                 if limit and len(ids) > limit:
-                    ids = ids[len(ids) - limit:]
+                    ids = ids[len(ids) - limit :]
                 encoded.append((ids, min(len(c_ids), len(ids) - 1)))
             scores = [0.0] * len(requests)
             order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
             try:
                 with self._adapter_context(adapter), torch.inference_mode():
                     for start in range(0, len(order), MICRO_BATCH):
-                        chunk = order[start:start + MICRO_BATCH]
+                        chunk = order[start : start + MICRO_BATCH]
                         for i, score in zip(chunk, self._score_batch([encoded[i] for i in chunk])):
                             scores[i] = score
             except GenerationError:
@@ -649,8 +676,8 @@ class LocalLLM(LLM):
         input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, (ids, _) in enumerate(batch):
-            input_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-            mask[row, :len(ids)] = 1
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            mask[row, : len(ids)] = 1
         logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
         out = []
         for row, (ids, n_cont) in enumerate(batch):
@@ -658,8 +685,8 @@ class LocalLLM(LLM):
                 out.append(0.0)
                 continue
             # Logits at position t predict token t+1.
-            predicting = logits[row, len(ids) - n_cont - 1:len(ids) - 1].float().log_softmax(-1)
-            targets = torch.tensor(ids[len(ids) - n_cont:], device=predicting.device)
+            predicting = logits[row, len(ids) - n_cont - 1 : len(ids) - 1].float().log_softmax(-1)
+            targets = torch.tensor(ids[len(ids) - n_cont :], device=predicting.device)
             out.append(float(predicting.gather(1, targets[:, None]).sum()))
         return out
 
@@ -688,7 +715,9 @@ class LocalLLM(LLM):
                         self._adapters.remove(name)
                     model.load_adapter(str(folder), adapter_name=name)
             except Exception as exc:
-                raise ModelLoadError(self.name, f"could not load adapter {name!r} from '{path}': {first_line(exc)}") from exc
+                raise ModelLoadError(
+                    self.name, f"could not load adapter {name!r} from '{path}': {first_line(exc)}"
+                ) from exc
             self.model.eval()
             self._adapters.append(name)
             self._progress(f"Loaded adapter {name!r} from {path}")

@@ -92,8 +92,9 @@ class OpenAICompatLLM(LLM):
 
     # -- generation --------------------------------------------------------------------------
 
-    def _request(self, conversation: Conversation, params: GenerationParams,
-                 adapter: str | None) -> dict[str, Any]:
+    def _request(
+        self, conversation: Conversation, params: GenerationParams, adapter: str | None
+    ) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": adapter or self.spec.source,
             "messages": [dict(m) for m in conversation],
@@ -130,8 +131,10 @@ class OpenAICompatLLM(LLM):
         client = self._get_client()
         if len(conversations) == 1:
             return [self._complete(client, conversations[0], p, adapter)]
-        pool = ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_REQUESTS, len(conversations)),
-                                  thread_name_prefix=f"llm-{self.name}")
+        pool = ThreadPoolExecutor(
+            max_workers=min(MAX_CONCURRENT_REQUESTS, len(conversations)),
+            thread_name_prefix=f"llm-{self.name}",
+        )
         try:
             futures = [pool.submit(self._complete, client, c, p, adapter) for c in conversations]
             return [f.result() for f in futures]
@@ -139,8 +142,9 @@ class OpenAICompatLLM(LLM):
             # On failure don't start queued requests, and don't wait for the ones in flight.
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _complete(self, client: openai.OpenAI, conversation: Conversation, params: GenerationParams,
-                  adapter: str | None) -> Generation:
+    def _complete(
+        self, client: openai.OpenAI, conversation: Conversation, params: GenerationParams, adapter: str | None
+    ) -> Generation:
         request = self._request(conversation, params, adapter)
         try:
             completion = client.chat.completions.create(**request)
@@ -228,11 +232,14 @@ class OpenAICompatLLM(LLM):
         try:
             content = choices[0].delta.content
         except (AttributeError, IndexError, KeyError, TypeError) as exc:
-            raise GenerationError(self.name,
-                                  f"malformed stream chunk from {self.spec.base_url}: {exc}") from exc
+            raise GenerationError(
+                self.name, f"malformed stream chunk from {self.spec.base_url}: {exc}"
+            ) from exc
         if content is not None and not isinstance(content, str):
-            raise GenerationError(self.name, f"malformed stream chunk from {self.spec.base_url}: "
-                                             f"content is {type(content).__name__}")
+            raise GenerationError(
+                self.name,
+                f"malformed stream chunk from {self.spec.base_url}: content is {type(content).__name__}",
+            )
         return content or ""
 
     # -- errors ------------------------------------------------------------------------------
@@ -241,25 +248,36 @@ class OpenAICompatLLM(LLM):
         """Translate an ``openai`` exception into one clear error naming the model and cause."""
         url = self.spec.base_url
         if isinstance(exc, openai.APITimeoutError):  # subclass of APIConnectionError: check first
-            return GenerationError(self.name, f"no reply from {url} within {self.spec.timeout_s:g} s"
-                                              f"{_attempts(exc.request)}")
+            return GenerationError(
+                self.name, f"no reply from {url} within {self.spec.timeout_s:g} s{_attempts(exc.request)}"
+            )
         if isinstance(exc, openai.APIConnectionError):
-            return ModelLoadError(self.name, f"cannot reach {url} ({_connection_reason(exc)})"
-                                             f"{_attempts(exc.request)} — is the server running?")
+            return ModelLoadError(
+                self.name,
+                f"cannot reach {url} ({_connection_reason(exc)})"
+                f"{_attempts(exc.request)} — is the server running?",
+            )
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             detail = _server_message(exc)
             if status in (401, 403):
-                return ModelLoadError(self.name, f"the server rejected the API key ({self._key_hint()})"
-                                                 f"{detail and f': {detail}'}")
+                return ModelLoadError(
+                    self.name,
+                    f"the server rejected the API key ({self._key_hint()}){detail and f': {detail}'}",
+                )
             if status == 404:
-                return ModelLoadError(self.name, f"model '{model}' not found at {url} (or wrong base URL)"
-                                                 f"{detail and f': {detail}'}")
+                return ModelLoadError(
+                    self.name,
+                    f"model '{model}' not found at {url} (or wrong base URL){detail and f': {detail}'}",
+                )
             if status == 429 or status >= 500:
-                return GenerationError(self.name, f"the server answered {status}"
-                                                  f"{detail and f' ({detail})'}{_attempts(exc.request)}")
-            return GenerationError(self.name, f"the server refused the request with {status}"
-                                              f"{detail and f': {detail}'}")
+                return GenerationError(
+                    self.name,
+                    f"the server answered {status}{detail and f' ({detail})'}{_attempts(exc.request)}",
+                )
+            return GenerationError(
+                self.name, f"the server refused the request with {status}{detail and f': {detail}'}"
+            )
         if isinstance(exc, openai.APIError):  # e.g. an error event in the middle of a stream
             return GenerationError(self.name, f"the server reported an error: {exc.message}")
         return GenerationError(self.name, f"request failed: {exc}")
@@ -309,7 +327,7 @@ def _int(value: Any) -> int:
 
 
 def _attempts(request: Any) -> str:
-    """" after N retries", from the retry counter the openai client puts on every request."""
+    """ " after N retries", from the retry counter the openai client puts on every request."""
     try:
         retries = int(request.headers.get("x-stainless-retry-count", ""))
     except (AttributeError, TypeError, ValueError):
@@ -326,8 +344,13 @@ def _connection_reason(exc: BaseException) -> str:
         text = str(cause).lower()
         if isinstance(cause, ConnectionRefusedError) or "refused" in text:
             return "connection refused"
-        if isinstance(cause, socket.gaierror) or "name or service not known" in text \
-                or "nodename nor servname" in text or "getaddrinfo" in text or "name resolution" in text:
+        if (
+            isinstance(cause, socket.gaierror)
+            or "name or service not known" in text
+            or "nodename nor servname" in text
+            or "getaddrinfo" in text
+            or "name resolution" in text
+        ):
             return "host name not found"
         cause = cause.__cause__ or cause.__context__
     last = seen[-1]

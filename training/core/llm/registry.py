@@ -12,8 +12,9 @@ _cache: dict[tuple, LLM] = {}
 _lock = threading.Lock()
 
 
-def get_llm(spec: ModelSpec, *, cache_dir: Path | None = None,
-            progress: Callable[[str], None] | None = None) -> LLM:
+def get_llm(
+    spec: ModelSpec, *, cache_dir: Path | None = None, progress: Callable[[str], None] | None = None
+) -> LLM:
     """Return the process-wide instance for ``spec``, loading it on first use.
 
     ``cache_dir`` holds converted copies of GGUF models; ``progress`` receives

@@ -15,8 +15,9 @@ class _Failed:
 _DONE = object()
 
 
-async def stream_in_thread(pieces: Callable[[], Iterable[str]], *, stop: threading.Event,
-                           max_chars: int) -> AsyncIterator[str]:
+async def stream_in_thread(
+    pieces: Callable[[], Iterable[str]], *, stop: threading.Event, max_chars: int
+) -> AsyncIterator[str]:
     """Yield what ``pieces()`` yields, produced in an executor thread (loading and generating block).
 
     Stops early when ``stop`` is set or after ``max_chars`` characters (model output is untrusted and

@@ -22,10 +22,15 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--admin-username", default="admin", help="Username of the admin created if none exists.")
+        parser.add_argument(
+            "--admin-username", default="admin", help="Username of the admin created if none exists."
+        )
         parser.add_argument("--no-admin", action="store_true", help="Do not create an admin account.")
-        parser.add_argument("--skip-convert", action="store_true",
-                            help="Register only; convert the GGUF on first use instead.")
+        parser.add_argument(
+            "--skip-convert",
+            action="store_true",
+            help="Register only; convert the GGUF on first use instead.",
+        )
 
     def handle(self, *args, admin_username: str, no_admin: bool, skip_convert: bool, **options) -> None:
         try:
@@ -39,8 +44,11 @@ class Command(BaseCommand):
             from training.core.llm.local import ensure_gguf_cache
 
             started = time.monotonic()
-            folder = ensure_gguf_cache(Path(model.source), Path(settings.TEACHLOOP_MODEL_CACHE_DIR),
-                                       progress=lambda message: self.stdout.write(f"  {message}"))
+            folder = ensure_gguf_cache(
+                Path(model.source),
+                Path(settings.TEACHLOOP_MODEL_CACHE_DIR),
+                progress=lambda message: self.stdout.write(f"  {message}"),
+            )
             self.stdout.write(f"Model cache ready at {folder} ({time.monotonic() - started:.1f} s)")
 
         if not no_admin:
@@ -49,12 +57,17 @@ class Command(BaseCommand):
     def _ensure_admin(self, username: str) -> None:
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
-            self.stdout.write("An admin account exists already (reset a password with "
-                              "`python manage.py changepassword <username>`).")
+            self.stdout.write(
+                "An admin account exists already (reset a password with "
+                "`python manage.py changepassword <username>`)."
+            )
             return
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
-        self.stdout.write(self.style.SUCCESS(
-            f"Created admin account '{username}' with password: {password}\n"
-            "  (shown once; change it with `python manage.py changepassword "
-            f"{username}`)"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created admin account '{username}' with password: {password}\n"
+                "  (shown once; change it with `python manage.py changepassword "
+                f"{username}`)"
+            )
+        )

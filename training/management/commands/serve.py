@@ -40,9 +40,11 @@ def start_inprocess_worker(*, interval: float = 1.0, queues: str = "*") -> tuple
 
 
 class Command(BaseCommand):
-    help = ("Serve TeachLoop over HTTP and WebSocket with daphne. On the embedded default "
-            "(no REDIS_URL) a background-task worker runs in the same process; otherwise run "
-            "`python manage.py worker` separately.")
+    help = (
+        "Serve TeachLoop over HTTP and WebSocket with daphne. On the embedded default "
+        "(no REDIS_URL) a background-task worker runs in the same process; otherwise run "
+        "`python manage.py worker` separately."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default=os.environ.get("TEACHLOOP_HOST", "127.0.0.1"))

@@ -14,9 +14,11 @@ from training.models import Adapter, LanguageModel, TrainingJob
 
 
 class Command(BaseCommand):
-    help = ("Fine-tune a LoRA adapter on a JSONL file (chat records for sft, prompt/chosen/rejected for dpo, "
-            "prompt/completion/label for kto) and print the adapter folder. Runs here, not in a worker; the job "
-            "is recorded and visible on the Training pages like any other.")
+    help = (
+        "Fine-tune a LoRA adapter on a JSONL file (chat records for sft, prompt/chosen/rejected for dpo, "
+        "prompt/completion/label for kto) and print the adapter folder. Runs here, not in a worker; the job "
+        "is recorded and visible on the Training pages like any other."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--student", required=True, help="name of a registered local model")
@@ -29,7 +31,9 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=4)
         parser.add_argument("--lora-r", type=int, default=16)
 
-    def handle(self, *args, student: str, data: Path, method: str, parent_adapter: int | None, **hyper) -> None:
+    def handle(
+        self, *args, student: str, data: Path, method: str, parent_adapter: int | None, **hyper
+    ) -> None:
         hyper = {k: hyper[k] for k in ("num_epochs", "max_steps", "learning_rate", "batch_size", "lora_r")}
         model = LanguageModel.objects.filter(name=student).first()
         if model is None:
@@ -38,17 +42,21 @@ class Command(BaseCommand):
         if not data.is_file():
             raise CommandError(f"{data}: no such file")
         try:
-            dataset = jobs.dataset_create_from_jsonl(name=data.name, method=method, text=data.read_text("utf-8"),
-                                                     source=str(data))
+            dataset = jobs.dataset_create_from_jsonl(
+                name=data.name, method=method, text=data.read_text("utf-8"), source=str(data)
+            )
         except DatasetError as exc:
             lines = "\n".join(f"  line {n}: {reason}" for n, reason in exc.errors[:50])
-            raise CommandError(f"{data} has {len(exc.errors)} bad line(s); nothing was trained:\n{lines}") from exc
+            raise CommandError(
+                f"{data} has {len(exc.errors)} bad line(s); nothing was trained:\n{lines}"
+            ) from exc
         parent = Adapter.objects.filter(pk=parent_adapter).first() if parent_adapter else None
         if parent_adapter and parent is None:
             raise CommandError(f"no adapter with id {parent_adapter}")
         try:
-            job = jobs.training_job_create(base_model=model, dataset=dataset, parent_adapter=parent,
-                                           enqueue=False, **hyper)
+            job = jobs.training_job_create(
+                base_model=model, dataset=dataset, parent_adapter=parent, enqueue=False, **hyper
+            )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
 

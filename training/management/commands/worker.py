@@ -42,15 +42,24 @@ def start_recovery_thread(stop: threading.Event, *, every_s: float | None = None
 
 
 def make_worker(*, interval: float = 1.0, queues: str = "*") -> Worker:
-    return Worker(queue_names=queues.split(","), interval=interval, batch=False, backend_name="default",
-                  startup_delay=False, max_tasks=None, worker_id=f"{socket.gethostname()}-{os.getpid()}-{queues}"[:64],
-                  excluded_queue_names=[])
+    return Worker(
+        queue_names=queues.split(","),
+        interval=interval,
+        batch=False,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id=f"{socket.gethostname()}-{os.getpid()}-{queues}"[:64],
+        excluded_queue_names=[],
+    )
 
 
 class Command(BaseCommand):
-    help = ("Run a background worker: training jobs (one at a time per worker: start one worker per GPU) and "
-            "other tasks from the database queue. It also re-queues jobs whose worker died, to resume from "
-            "their last checkpoint.")
+    help = (
+        "Run a background worker: training jobs (one at a time per worker: start one worker per GPU) and "
+        "other tasks from the database queue. It also re-queues jobs whose worker died, to resume from "
+        "their last checkpoint."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--queues", default="*", help="comma-separated queue names (default: all)")

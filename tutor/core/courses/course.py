@@ -163,9 +163,14 @@ def course_issues(skills: Sequence[Skill], exercises: Sequence[Exercise]) -> lis
     for i, skill in enumerate(skills):
         for prerequisite in skill.prerequisites:
             if prerequisite not in first_skill:
-                issues.append(CourseIssue(
-                    "skill", i, f"skill {skill.key}: unknown prerequisite {prerequisite!r}", prerequisite,
-                ))
+                issues.append(
+                    CourseIssue(
+                        "skill",
+                        i,
+                        f"skill {skill.key}: unknown prerequisite {prerequisite!r}",
+                        prerequisite,
+                    )
+                )
     for cycle in _cycles(skills):
         index = min(first_skill[key] for key in cycle[:-1])
         issues.append(CourseIssue("skill", index, f"prerequisite cycle: {' -> '.join(cycle)}"))
@@ -176,17 +181,25 @@ def course_issues(skills: Sequence[Skill], exercises: Sequence[Exercise]) -> lis
             issues.append(CourseIssue("exercise", i, f"duplicate exercise key {exercise.key!r}"))
         seen_exercise.add(exercise.key)
         if exercise.skill not in first_skill:
-            issues.append(CourseIssue(
-                "exercise", i, f"exercise {exercise.key}: unknown skill {exercise.skill!r}", exercise.skill,
-            ))
+            issues.append(
+                CourseIssue(
+                    "exercise",
+                    i,
+                    f"exercise {exercise.key}: unknown skill {exercise.skill!r}",
+                    exercise.skill,
+                )
+            )
         # The same question in two splits leaks it (train/probe -> exam) or blurs a measure.
         same = seen_prompt.setdefault(_prompt_identity(exercise), exercise)
         if same.split != exercise.split:
-            issues.append(CourseIssue(
-                "exercise", i,
-                f"exercise {exercise.key}: same prompt as {same.key} but in split "
-                f"{exercise.split!r}, not {same.split!r}",
-            ))
+            issues.append(
+                CourseIssue(
+                    "exercise",
+                    i,
+                    f"exercise {exercise.key}: same prompt as {same.key} but in split "
+                    f"{exercise.split!r}, not {same.split!r}",
+                )
+            )
     return sorted(issues, key=lambda issue: (issue.kind != "skill", issue.index))
 
 
@@ -208,7 +221,7 @@ def _cycles(skills: Sequence[Skill]) -> list[list[str]]:
             if nxt not in graph:
                 continue  # unknown prerequisite: reported separately
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
+                cycle = path[path.index(nxt) :] + [nxt]
                 if frozenset(cycle) not in seen:
                     seen.add(frozenset(cycle))
                     cycles.append(cycle)

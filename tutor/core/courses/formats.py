@@ -29,8 +29,18 @@ from tutor.core.courses.grading import normalize_option
 
 _COURSE_FIELDS = {"type", "key", "name"}
 _SKILL_FIELDS = {"type", "key", "name", "description", "prerequisites"}
-_EXERCISE_FIELDS = {"type", "key", "skill", "prompt", "answer", "answer_type", "options", "solution",
-                    "difficulty", "split"}
+_EXERCISE_FIELDS = {
+    "type",
+    "key",
+    "skill",
+    "prompt",
+    "answer",
+    "answer_type",
+    "options",
+    "solution",
+    "difficulty",
+    "split",
+}
 _REQUIRED = {
     "course": {"key", "name"},
     "skill": {"key", "name"},
@@ -47,8 +57,9 @@ class CourseImportError(ValueError):
 
     def __init__(self, errors: list[tuple[int, str]]) -> None:
         self.errors = sorted(errors)
-        shown = [f"{'file' if line == 0 else f'line {line}'}: {message}"
-                 for line, message in self.errors[:20]]
+        shown = [
+            f"{'file' if line == 0 else f'line {line}'}: {message}" for line, message in self.errors[:20]
+        ]
         more = f"\n… and {len(self.errors) - 20} more" if len(self.errors) > 20 else ""
         super().__init__("\n".join(shown) + more)
 
@@ -74,9 +85,15 @@ def _exercise_from(record: dict[str, Any]) -> Exercise:
     if not isinstance(options, list):
         raise CourseError("options must be a list of strings")
     return Exercise(
-        key=record["key"], skill=record["skill"], prompt=record["prompt"], answer=answer,
-        answer_type=record["answer_type"], options=tuple(options), solution=record.get("solution", ""),
-        difficulty=record.get("difficulty", 1), split=record["split"],
+        key=record["key"],
+        skill=record["skill"],
+        prompt=record["prompt"],
+        answer=answer,
+        answer_type=record["answer_type"],
+        options=tuple(options),
+        solution=record.get("solution", ""),
+        difficulty=record.get("difficulty", 1),
+        split=record["split"],
     )
 
 
@@ -85,7 +102,9 @@ def _skill_from(record: dict[str, Any]) -> Skill:
     if not isinstance(prerequisites, list):
         raise CourseError("prerequisites must be a list of skill keys")
     return Skill(
-        key=record["key"], name=record["name"], description=record.get("description", ""),
+        key=record["key"],
+        name=record["name"],
+        description=record.get("description", ""),
         prerequisites=tuple(prerequisites),
     )
 
@@ -151,8 +170,9 @@ def parse_course_jsonl(text: str) -> Course:
         errors.append((lines[issue.index], issue.message))
     if header is not None and not errors:
         try:
-            return Course(key=header[1]["key"], name=header[1]["name"], skills=tuple(skills),
-                          exercises=tuple(exercises))
+            return Course(
+                key=header[1]["key"], name=header[1]["name"], skills=tuple(skills), exercises=tuple(exercises)
+            )
         except CourseError as exc:
             errors.append((header[0], str(exc)))
     raise CourseImportError(errors)
@@ -162,12 +182,30 @@ def course_to_jsonl(course: Course) -> str:
     """The JSONL text that :func:`parse_course_jsonl` reads back into an equal course."""
     lines = [{"type": "course", "key": course.key, "name": course.name}]
     for skill in course.skills:
-        lines.append({"type": "skill", "key": skill.key, "name": skill.name,
-                      "description": skill.description, "prerequisites": list(skill.prerequisites)})
+        lines.append(
+            {
+                "type": "skill",
+                "key": skill.key,
+                "name": skill.name,
+                "description": skill.description,
+                "prerequisites": list(skill.prerequisites),
+            }
+        )
     for e in course.exercises:
-        lines.append({"type": "exercise", "key": e.key, "skill": e.skill, "prompt": e.prompt,
-                      "answer": e.answer, "answer_type": e.answer_type, "options": list(e.options),
-                      "solution": e.solution, "difficulty": e.difficulty, "split": e.split})
+        lines.append(
+            {
+                "type": "exercise",
+                "key": e.key,
+                "skill": e.skill,
+                "prompt": e.prompt,
+                "answer": e.answer,
+                "answer_type": e.answer_type,
+                "options": list(e.options),
+                "solution": e.solution,
+                "difficulty": e.difficulty,
+                "split": e.split,
+            }
+        )
     return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
 
 
@@ -248,15 +286,28 @@ def import_bigbench(
     exercises = []
     for index, (key, prompt, options, answer) in enumerate(rows):
         try:
-            exercises.append(Exercise(key=key, skill=skill_key, prompt=prompt, answer=answer,
-                                      answer_type="choice", options=options, split=split_of[index]))
+            exercises.append(
+                Exercise(
+                    key=key,
+                    skill=skill_key,
+                    prompt=prompt,
+                    answer=answer,
+                    answer_type="choice",
+                    options=options,
+                    split=split_of[index],
+                )
+            )
         except CourseError as exc:
             errors.append((index + 1, str(exc)))
     if errors:
         raise CourseImportError(errors)
     try:
-        return Course(key=course_key, name=str(task.get("name", course_key)), skills=(skill,),
-                      exercises=tuple(exercises))
+        return Course(
+            key=course_key,
+            name=str(task.get("name", course_key)),
+            skills=(skill,),
+            exercises=tuple(exercises),
+        )
     except CourseError as exc:
         raise CourseImportError([(0, str(exc))]) from exc
 

@@ -40,11 +40,35 @@ ExtractType = Literal["number", "text", "choice", "remainder"]
 # ---------------------------------------------------------------- numbers in words
 
 _UNITS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
-    "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60,
-    "seventy": 70, "eighty": 80, "ninety": 90,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fourty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
 }
 _SCALES = {"thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 _TOKEN_RE = re.compile(r"[A-Za-z]+")
@@ -126,13 +150,15 @@ def _word_numbers(text: str) -> list[tuple[int, int, int]]:
         # Extend with word j while it continues the number; zero never continues one.
         while next_to(j) and current + total:
             kind = _kind(word(j))
-            if word(j) == "and" and last in ("hundred", "scale") and _kind(word(j + 1)) in _STARTERS \
-                    and next_to(j + 1):
+            if (
+                word(j) == "and"
+                and last in ("hundred", "scale")
+                and _kind(word(j + 1)) in _STARTERS
+                and next_to(j + 1)
+            ):
                 j += 1  # "one hundred and five": skip the "and"
                 continue
-            if kind == "digit" and word(j) != "zero" and last in ("hundred", "scale", "tens"):
-                current += _UNITS[word(j)]
-            elif kind in ("teen", "tens") and last in ("hundred", "scale"):
+            if (kind == "digit" and word(j) != "zero" and last in ("hundred", "scale", "tens")) or (kind in ("teen", "tens") and last in ("hundred", "scale")):
                 current += _UNITS[word(j)]
             elif kind == "hundred" and last in _STARTERS and 0 < current < 100:
                 current *= 100
@@ -150,7 +176,7 @@ def _word_numbers(text: str) -> list[tuple[int, int, int]]:
 
 def _joined(text: str, left: tuple[int, int, str], right: tuple[int, int, str]) -> bool:
     """Whether two words are parts of one number: only spaces or one hyphen between them."""
-    return re.fullmatch(r"[ \t]*-?[ \t]*|[ \t]+", text[left[1]: right[0]]) is not None
+    return re.fullmatch(r"[ \t]*-?[ \t]*|[ \t]+", text[left[1] : right[0]]) is not None
 
 
 def _find_numbers(text: str) -> list[_Number]:
@@ -168,7 +194,7 @@ def _find_numbers(text: str) -> list[_Number]:
 
 
 def _canonical(value: Decimal) -> str:
-    """"3.50" -> "3.5", "1E+3" -> "1000", "-0" -> "0"."""
+    """ "3.50" -> "3.5", "1E+3" -> "1000", "-0" -> "0"."""
     text = format(value.normalize(), "f")
     return "0" if text in ("-0", "0") else text
 
@@ -183,7 +209,7 @@ def parse_number(text: str) -> Decimal | None:
     if len(numbers) != 1:
         return None
     number = numbers[0]
-    rest = (text[: number.start] + " " + text[number.end:]).strip()
+    rest = (text[: number.start] + " " + text[number.end :]).strip()
     # What is left may be a unit or a currency sign, never another figure or an operator.
     if re.search(r"[\d+*/=×÷]", rest):
         return None
@@ -201,7 +227,7 @@ def _answer_region(text: str) -> str | None:
     markers = list(_MARKER_RE.finditer(text))
     if not markers:
         return None
-    rest = text[markers[-1].end():]
+    rest = text[markers[-1].end() :]
     for line in rest.split("\n"):
         if line.strip():
             return line.strip()
@@ -249,7 +275,7 @@ def _extract_text(text: str) -> str | None:
 
 
 def _first_clause(text: str) -> str:
-    """"Paris, because it is the capital" -> "Paris"; used only when the whole region fails."""
+    """ "Paris, because it is the capital" -> "Paris"; used only when the whole region fails."""
     return re.split(r"[.;,!?\n]|\s(?:because|since|as|which)\s", text, maxsplit=1)[0]
 
 
@@ -267,7 +293,7 @@ _REMAINDER_ONLY_RE = re.compile(r"\b(?:r|rem|remainder)(?![a-z])\.?\s*(?:is|=|:|
 
 
 def _words_to_digits(text: str) -> str:
-    """"seventeen remainder three" -> "17 remainder 3", so one set of patterns covers both."""
+    """ "seventeen remainder three" -> "17 remainder 3", so one set of patterns covers both."""
 
     for start, end, value in reversed(_word_numbers(text)):
         text = text[:start] + str(value) + text[end:]
@@ -505,7 +531,10 @@ def choose_by_likelihood(
 
 
 def grade_by_likelihood(
-    exercise: Any, scores: Sequence[float], *, length_normalize: bool = False,
+    exercise: Any,
+    scores: Sequence[float],
+    *,
+    length_normalize: bool = False,
     lengths: Sequence[int] | None = None,
 ) -> GradeResult:
     """Grade a multiple-choice exercise from per-option log-likelihoods."""
@@ -516,4 +545,3 @@ def grade_by_likelihood(
     got = options[index]
     ok = got == gold
     return GradeResult(ok, got, "likeliest option" if ok else f"expected {gold!r}, likeliest {got!r}")
-

@@ -156,8 +156,10 @@ def mul_1d_solution(a: int, b: int) -> str:
 def mul_2d_solution(a: int, b: int) -> str:
     """``a`` times a two-digit ``b`` by partial products: ones, tens, then their sum."""
     ones, tens = b % 10, b - b % 10
-    return (f"{a} × {ones} = {a * ones}.\n{a} × {tens} = {a * tens}.\n"
-            f"{a * ones} + {a * tens} = {a * b}.\nAnswer: {a * b}")
+    return (
+        f"{a} × {ones} = {a * ones}.\n{a} × {tens} = {a * tens}.\n"
+        f"{a * ones} + {a * tens} = {a * b}.\nAnswer: {a * b}"
+    )
 
 
 def _make_mul_1d(rng: random.Random, level: int) -> Item:
@@ -203,8 +205,28 @@ def _make_div(rng: random.Random, level: int) -> Item:
 
 # ---------------------------------------------------------------- counting
 
-WORDS = ("apple", "pear", "plum", "fig", "kiwi", "lime", "grape", "mango", "peach", "lemon",
-         "cat", "dog", "cow", "hen", "fox", "owl", "bee", "ant", "pig", "yak")
+WORDS = (
+    "apple",
+    "pear",
+    "plum",
+    "fig",
+    "kiwi",
+    "lime",
+    "grape",
+    "mango",
+    "peach",
+    "lemon",
+    "cat",
+    "dog",
+    "cow",
+    "hen",
+    "fox",
+    "owl",
+    "bee",
+    "ant",
+    "pig",
+    "yak",
+)
 
 
 def count_solution(target: str, items: list[str]) -> str:
@@ -217,7 +239,7 @@ def count_solution(target: str, items: list[str]) -> str:
         else:
             shown.append(item)
     times = "time" if tally == 1 else "times"
-    ending = f"So \"{target}\" appears {tally} {times}." if tally else f"\"{target}\" does not appear."
+    ending = f'So "{target}" appears {tally} {times}.' if tally else f'"{target}" does not appear.'
     return f"Tally: {', '.join(shown)}.\n{ending}\nAnswer: {tally}"
 
 
@@ -229,7 +251,7 @@ def _make_count(lengths: tuple[tuple[int, int], ...]) -> Callable[[random.Random
         count = rng.randint(0, min(5, n - 1))
         items = [target] * count + [rng.choice(others) for _ in range(n - count)]
         rng.shuffle(items)
-        prompt = f"How many times does \"{target}\" appear in this list? {', '.join(items)}"
+        prompt = f'How many times does "{target}" appear in this list? {", ".join(items)}'
         return prompt, str(count), "number", count_solution(target, items)
 
     return make
@@ -244,27 +266,62 @@ def _skill(key: str, name: str, description: str, *prerequisites: str) -> Skill:
 
 ARITHMETIC_FAMILIES = (
     _Family(_skill("add_1d", "Add one-digit numbers", "a + b with one-digit a and b"), 2, _make_add(1)),
-    _Family(_skill("add_2d", "Add two-digit numbers", "column addition with carries", "add_1d"),
-            3, _make_add(2)),
-    _Family(_skill("add_3d", "Add three-digit numbers", "column addition with carries", "add_2d"),
-            4, _make_add(3)),
-    _Family(_skill("sub_2d", "Subtract two-digit numbers", "column subtraction with borrowing", "add_2d"),
-            2, _make_sub(2)),
-    _Family(_skill("sub_3d", "Subtract three-digit numbers", "column subtraction with borrowing",
-                   "sub_2d", "add_3d"), 3, _make_sub(3)),
-    _Family(_skill("mul_1d", "Multiply by a one-digit number", "times tables, then column multiplication",
-                   "add_2d"), 3, _make_mul_1d),
-    _Family(_skill("mul_2d", "Multiply by a two-digit number", "partial products, then their sum",
-                   "mul_1d", "add_3d"), 2, _make_mul_2d),
-    _Family(_skill("div_remainder", "Divide with remainder", "short division by a one-digit number",
-                   "mul_1d", "sub_2d"), 2, _make_div),
+    _Family(
+        _skill("add_2d", "Add two-digit numbers", "column addition with carries", "add_1d"), 3, _make_add(2)
+    ),
+    _Family(
+        _skill("add_3d", "Add three-digit numbers", "column addition with carries", "add_2d"), 4, _make_add(3)
+    ),
+    _Family(
+        _skill("sub_2d", "Subtract two-digit numbers", "column subtraction with borrowing", "add_2d"),
+        2,
+        _make_sub(2),
+    ),
+    _Family(
+        _skill(
+            "sub_3d", "Subtract three-digit numbers", "column subtraction with borrowing", "sub_2d", "add_3d"
+        ),
+        3,
+        _make_sub(3),
+    ),
+    _Family(
+        _skill(
+            "mul_1d", "Multiply by a one-digit number", "times tables, then column multiplication", "add_2d"
+        ),
+        3,
+        _make_mul_1d,
+    ),
+    _Family(
+        _skill(
+            "mul_2d", "Multiply by a two-digit number", "partial products, then their sum", "mul_1d", "add_3d"
+        ),
+        2,
+        _make_mul_2d,
+    ),
+    _Family(
+        _skill(
+            "div_remainder",
+            "Divide with remainder",
+            "short division by a one-digit number",
+            "mul_1d",
+            "sub_2d",
+        ),
+        2,
+        _make_div,
+    ),
 )
 
 COUNTING_FAMILIES = (
-    _Family(_skill("count_short", "Count in a short list", "how often a word appears in 3-6 words"),
-            2, _make_count(((3, 4), (5, 6)))),
-    _Family(_skill("count_long", "Count in a long list", "how often a word appears in 7-12 words",
-                   "count_short"), 2, _make_count(((7, 9), (10, 12)))),
+    _Family(
+        _skill("count_short", "Count in a short list", "how often a word appears in 3-6 words"),
+        2,
+        _make_count(((3, 4), (5, 6))),
+    ),
+    _Family(
+        _skill("count_long", "Count in a long list", "how often a word appears in 7-12 words", "count_short"),
+        2,
+        _make_count(((7, 9), (10, 12))),
+    ),
 )
 
 
@@ -281,8 +338,13 @@ def _split_sizes(per_skill_per_split: int | Mapping[str, int]) -> dict[str, int]
     return sizes
 
 
-def _build(key: str, name: str, families: tuple[_Family, ...], seed: int,
-           per_skill_per_split: int | Mapping[str, int]) -> Course:
+def _build(
+    key: str,
+    name: str,
+    families: tuple[_Family, ...],
+    seed: int,
+    per_skill_per_split: int | Mapping[str, int],
+) -> Course:
     sizes = _split_sizes(per_skill_per_split)
     exercises: list[Exercise] = []
     used: set[str] = set()
@@ -302,10 +364,18 @@ def _build(key: str, name: str, families: tuple[_Family, ...], seed: int,
                         " ask for fewer items per split"
                     )
                 used.add(prompt)
-                exercises.append(Exercise(
-                    key=f"{family.skill.key}-{split}-{i:03d}", skill=family.skill.key, prompt=prompt,
-                    answer=answer, answer_type=answer_type, solution=solution, difficulty=level, split=split,
-                ))
+                exercises.append(
+                    Exercise(
+                        key=f"{family.skill.key}-{split}-{i:03d}",
+                        skill=family.skill.key,
+                        prompt=prompt,
+                        answer=answer,
+                        answer_type=answer_type,
+                        solution=solution,
+                        difficulty=level,
+                        split=split,
+                    )
+                )
     return Course(key=key, name=name, skills=tuple(f.skill for f in families), exercises=tuple(exercises))
 
 
@@ -333,11 +403,23 @@ def load_pack(name: str, seed: int = 0, **options: object) -> Course:
 
 _NUMBER = r"(-?\d[\d,]*)"
 _OPERATORS = {
-    "+": "+", "plus": "+", "-": "-", "−": "-", "minus": "-", "×": "*", "x": "*", "*": "*",
-    "times": "*", "multiplied by": "*", "÷": "/", "/": "/", "divided by": "/",
+    "+": "+",
+    "plus": "+",
+    "-": "-",
+    "−": "-",
+    "minus": "-",
+    "×": "*",
+    "x": "*",
+    "*": "*",
+    "times": "*",
+    "multiplied by": "*",
+    "÷": "/",
+    "/": "/",
+    "divided by": "/",
 }
 _BINARY_RE = re.compile(
-    rf"{_NUMBER}\s*(multiplied by|divided by|plus|minus|times|[-−+×x*÷/])\s*{_NUMBER}", re.IGNORECASE,
+    rf"{_NUMBER}\s*(multiplied by|divided by|plus|minus|times|[-−+×x*÷/])\s*{_NUMBER}",
+    re.IGNORECASE,
 )
 _WORDED = [
     (re.compile(rf"subtract\s+{_NUMBER}\s+from\s+{_NUMBER}", re.I), lambda a, b: ("-", b, a)),
@@ -346,7 +428,8 @@ _WORDED = [
     (re.compile(rf"divide\s+{_NUMBER}\s+by\s+{_NUMBER}", re.I), lambda a, b: ("/", a, b)),
 ]
 _COUNT_TARGET_RE = re.compile(
-    r"how many times does\s+(?:the word\s+)?[\"'“‘]?([\w-]+)[\"'”’]?\s+(?:appear|occur)", re.IGNORECASE,
+    r"how many times does\s+(?:the word\s+)?[\"'“‘]?([\w-]+)[\"'”’]?\s+(?:appear|occur)",
+    re.IGNORECASE,
 )
 
 

@@ -61,8 +61,9 @@ def choose_next_skill(
         return mastery.get(key, 0.0) >= threshold
 
     due = [key for key in reviews_due if key in order]
-    unlocked = [key for key, prerequisites in skills
-                if not mastered(key) and all(mastered(p) for p in prerequisites)]
+    unlocked = [
+        key for key, prerequisites in skills if not mastered(key) and all(mastered(p) for p in prerequisites)
+    ]
 
     if due and (not unlocked or rng.random() < review_share):
         return NextChoice(due[0], "review")
@@ -74,8 +75,9 @@ def choose_next_skill(
     # Everything is mastered (an acyclic graph always has an unlocked skill otherwise).
     if mastered_at:
         # Skills with no recorded date count as mastered longest ago.
-        return NextChoice(min(order, key=lambda key: (key in mastered_at, mastered_at.get(key), order[key])),
-                          "review")
+        return NextChoice(
+            min(order, key=lambda key: (key in mastered_at, mastered_at.get(key), order[key])), "review"
+        )
     return NextChoice(min(order, key=lambda key: (mastery[key], order[key])), "review")
 
 
@@ -101,7 +103,7 @@ def _check_graph(skills: Sequence[tuple[str, Sequence[str]]]) -> dict[str, int]:
         for p in prerequisites[key]:
             if colour.get(p) == 1:
                 here = path + [key]
-                cycle = here[here.index(p):] + [p]
+                cycle = here[here.index(p) :] + [p]
                 raise ValueError(f"prerequisite cycle: {' -> '.join(cycle)}")
             if p not in colour:
                 visit(p, path + [key])

@@ -60,8 +60,10 @@ MAX_MISTAKES_SHOWN = 3
 DECISION_MAX_TOKENS = 96
 GRADING_MAX_TOKENS = 64
 
-TUTOR_SYSTEM = ("You are a patient, encouraging tutor for one learner. You keep replies short, correct "
-                "and written for this learner.")
+TUTOR_SYSTEM = (
+    "You are a patient, encouraging tutor for one learner. You keep replies short, correct "
+    "and written for this learner."
+)
 ALTERNATIVE_STYLE = "Start with one concrete worked example, then state the general rule in one sentence."
 
 
@@ -109,8 +111,10 @@ def context_text(ctx: LearnerContext) -> str:
         shown = ", ".join(f"{name} {round(p * 100)}%" for name, p in ctx.mastery)
         lines.append(f"Estimated mastery per skill: {shown}.")
     if ctx.mistakes:
-        shown = "\n".join(f"- {clip(m.question, 200)} → they answered: {clip(m.answer, 120) or '(nothing)'}"
-                          for m in list(ctx.mistakes)[:MAX_MISTAKES_SHOWN])
+        shown = "\n".join(
+            f"- {clip(m.question, 200)} → they answered: {clip(m.answer, 120) or '(nothing)'}"
+            for m in list(ctx.mistakes)[:MAX_MISTAKES_SHOWN]
+        )
         lines.append(f"Their recent mistakes:\n{shown}")
     if ctx.difficulty_feedback == "too_hard":
         lines.append("They found your last explanation too hard: go slower and simpler.")
@@ -123,12 +127,15 @@ def _conversation(content: str) -> Conversation:
     return [{"role": "system", "content": TUTOR_SYSTEM}, {"role": "user", "content": content}]
 
 
-def explanation_prompt(skill_name: str, skill_description: str, ctx: LearnerContext, *,
-                       style: str = "") -> Conversation:
+def explanation_prompt(
+    skill_name: str, skill_description: str, ctx: LearnerContext, *, style: str = ""
+) -> Conversation:
     """Explain a skill to this learner before they practise it; ``style`` asks for an alternative."""
     about = f"{skill_name}: {skill_description}" if skill_description.strip() else skill_name
-    content = (f"{context_text(ctx)}\n\nExplain this skill to the learner: {about}\n"
-               "Keep it under 120 words. End with one short question that checks they understood.")
+    content = (
+        f"{context_text(ctx)}\n\nExplain this skill to the learner: {about}\n"
+        "Keep it under 120 words. End with one short question that checks they understood."
+    )
     if style:
         content += f"\n{style}"
     return _conversation(content)
@@ -136,61 +143,96 @@ def explanation_prompt(skill_name: str, skill_description: str, ctx: LearnerCont
 
 def _exercise_block(question: str, learner_answer: str, gold_answer: str, solution: str) -> str:
     worked = f"\nWorked solution: {clip(solution, 600)}" if solution.strip() else ""
-    return (f"Exercise: {clip(question, MAX_QUESTION_CHARS)}\n"
-            f"Learner's answer: {clip(learner_answer, MAX_LEARNER_TEXT_CHARS) or '(nothing)'}\n"
-            f"Correct answer: {gold_answer}{worked}")
+    return (
+        f"Exercise: {clip(question, MAX_QUESTION_CHARS)}\n"
+        f"Learner's answer: {clip(learner_answer, MAX_LEARNER_TEXT_CHARS) or '(nothing)'}\n"
+        f"Correct answer: {gold_answer}{worked}"
+    )
 
 
-def decision_prompt(question: str, learner_answer: str, gold_answer: str, solution: str,
-                    ctx: LearnerContext, *, tries: int = 1) -> Conversation:
+def decision_prompt(
+    question: str,
+    learner_answer: str,
+    gold_answer: str,
+    solution: str,
+    ctx: LearnerContext,
+    *,
+    tries: int = 1,
+) -> Conversation:
     """The decision step: classify the mistake and choose how to respond, in three labelled lines."""
     strategies = "\n".join(f"- {key}: {text}" for key, text in STRATEGIES.items())
     errors = "\n".join(f"- {key}: {text}" for key, text in ERROR_TYPES.items())
-    scaffold = ("\nPrefer guiding_question or hint: the learner should find the answer themselves."
-                if ctx.scaffolding and tries < len(SCAFFOLD_LADDER) else "")
-    content = (f"{context_text(ctx)}\n\nThe learner got this exercise wrong (try {tries}).\n"
-               f"{_exercise_block(question, learner_answer, gold_answer, solution)}\n\n"
-               f"Error types:\n{errors}\nStrategies:\n{strategies}{scaffold}\n\n"
-               "Decide before you teach. Reply with exactly three lines and nothing else:\n"
-               "Error type: <one error type key>\nStrategy: <one strategy key>\n"
-               "Intention: <one sentence: what the learner should realise>")
+    scaffold = (
+        "\nPrefer guiding_question or hint: the learner should find the answer themselves."
+        if ctx.scaffolding and tries < len(SCAFFOLD_LADDER)
+        else ""
+    )
+    content = (
+        f"{context_text(ctx)}\n\nThe learner got this exercise wrong (try {tries}).\n"
+        f"{_exercise_block(question, learner_answer, gold_answer, solution)}\n\n"
+        f"Error types:\n{errors}\nStrategies:\n{strategies}{scaffold}\n\n"
+        "Decide before you teach. Reply with exactly three lines and nothing else:\n"
+        "Error type: <one error type key>\nStrategy: <one strategy key>\n"
+        "Intention: <one sentence: what the learner should realise>"
+    )
     return _conversation(content)
 
 
-def remediation_prompt(decision: RemediationDecision, question: str, learner_answer: str, gold_answer: str,
-                       solution: str, ctx: LearnerContext) -> Conversation:
+def remediation_prompt(
+    decision: RemediationDecision,
+    question: str,
+    learner_answer: str,
+    gold_answer: str,
+    solution: str,
+    ctx: LearnerContext,
+) -> Conversation:
     """The reply to a mistake, following the recorded decision."""
-    secret = ("Do NOT state the correct answer to this exercise; the learner must get there themselves.\n"
-              if ctx.scaffolding else "")
-    content = (f"{context_text(ctx)}\n\n{_exercise_block(question, learner_answer, gold_answer, solution)}\n\n"
-               f"You decided: the error is {ERROR_TYPES[decision.error_type]}; your strategy is to "
-               f"{STRATEGIES[decision.strategy]}; your intention: {decision.intention}\n"
-               f"{secret}Write your reply to the learner now, in under 80 words, following that decision.")
+    secret = (
+        "Do NOT state the correct answer to this exercise; the learner must get there themselves.\n"
+        if ctx.scaffolding
+        else ""
+    )
+    content = (
+        f"{context_text(ctx)}\n\n{_exercise_block(question, learner_answer, gold_answer, solution)}\n\n"
+        f"You decided: the error is {ERROR_TYPES[decision.error_type]}; your strategy is to "
+        f"{STRATEGIES[decision.strategy]}; your intention: {decision.intention}\n"
+        f"{secret}Write your reply to the learner now, in under 80 words, following that decision."
+    )
     return _conversation(content)
 
 
-def question_prompt(question: str, ctx: LearnerContext, *, skill_name: str = "", exercise: str = "") -> Conversation:
+def question_prompt(
+    question: str, ctx: LearnerContext, *, skill_name: str = "", exercise: str = ""
+) -> Conversation:
     """A free question from the learner, answered in the context of what they are working on."""
     where = ""
     if skill_name:
         where += f"\nThey are practising: {skill_name}."
     if exercise:
         where += f"\nTheir current exercise: {clip(exercise, MAX_QUESTION_CHARS)}"
-    secret = "\nDo not give away the answer to their current exercise." if ctx.scaffolding and exercise else ""
-    content = (f"{context_text(ctx)}{where}\n\nThe learner asks: {clip(question, MAX_QUESTION_CHARS)}\n"
-               f"Answer in under 100 words.{secret}")
+    secret = (
+        "\nDo not give away the answer to their current exercise." if ctx.scaffolding and exercise else ""
+    )
+    content = (
+        f"{context_text(ctx)}{where}\n\nThe learner asks: {clip(question, MAX_QUESTION_CHARS)}\n"
+        f"Answer in under 100 words.{secret}"
+    )
     return _conversation(content)
 
 
 def grading_prompt(question: str, gold_answer: str, solution: str, learner_answer: str) -> Conversation:
     """Grade a free-text answer against the gold answer: one ``Verdict:`` line."""
     worked = f"\nWorked solution: {clip(solution, 600)}" if solution.strip() else ""
-    content = (f"Exercise: {clip(question, MAX_QUESTION_CHARS)}\nCorrect answer: {gold_answer}{worked}\n"
-               f"Learner's answer: {clip(learner_answer, MAX_LEARNER_TEXT_CHARS) or '(nothing)'}\n\n"
-               "Does the learner's answer mean the same as the correct answer? Small spelling slips are "
-               "fine. Reply with one line: 'Verdict: correct' or 'Verdict: incorrect'.")
-    return [{"role": "system", "content": "You grade answers strictly and briefly."},
-            {"role": "user", "content": content}]
+    content = (
+        f"Exercise: {clip(question, MAX_QUESTION_CHARS)}\nCorrect answer: {gold_answer}{worked}\n"
+        f"Learner's answer: {clip(learner_answer, MAX_LEARNER_TEXT_CHARS) or '(nothing)'}\n\n"
+        "Does the learner's answer mean the same as the correct answer? Small spelling slips are "
+        "fine. Reply with one line: 'Verdict: correct' or 'Verdict: incorrect'."
+    )
+    return [
+        {"role": "system", "content": "You grade answers strictly and briefly."},
+        {"role": "user", "content": content},
+    ]
 
 
 # ---------------------------------------------------------------- parsing
@@ -201,10 +243,20 @@ _LABEL_RE = re.compile(
     r"intention|intent|goal)\s*[*_`]*\s*[:=\-–]\s*(.*)$",
     re.IGNORECASE,
 )
-_LABELS = {"error type": "error_type", "error_type": "error_type", "error-type": "error_type",
-           "errortype": "error_type", "type of error": "error_type", "error": "error_type",
-           "mistake": "error_type", "strategy": "strategy", "remediation": "strategy",
-           "intention": "intention", "intent": "intention", "goal": "intention"}
+_LABELS = {
+    "error type": "error_type",
+    "error_type": "error_type",
+    "error-type": "error_type",
+    "errortype": "error_type",
+    "type of error": "error_type",
+    "error": "error_type",
+    "mistake": "error_type",
+    "strategy": "strategy",
+    "remediation": "strategy",
+    "intention": "intention",
+    "intent": "intention",
+    "goal": "intention",
+}
 
 # Words that point at one choice; a value naming two different choices is ambiguous and unused.
 _STRATEGY_WORDS = {
@@ -237,19 +289,23 @@ def _choose(value: str, words: dict[str, tuple[str, ...]]) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def fallback_decision(learner_answer: str, *, scaffolding: bool = True, tries: int = 1) -> RemediationDecision:
+def fallback_decision(
+    learner_answer: str, *, scaffolding: bool = True, tries: int = 1
+) -> RemediationDecision:
     """The decision used when the teacher's is unusable: escalate with the number of tries."""
     error_type = "no_answer" if not learner_answer.strip() else "other"
     if scaffolding:
         strategy = SCAFFOLD_LADDER[min(max(tries, 1), len(SCAFFOLD_LADDER)) - 1]
     else:
         strategy = "worked_example"
-    return RemediationDecision(error_type, strategy,
-                               "help the learner see which step of their answer went wrong", parsed=False)
+    return RemediationDecision(
+        error_type, strategy, "help the learner see which step of their answer went wrong", parsed=False
+    )
 
 
-def parse_decision(text: str, learner_answer: str = "", *, scaffolding: bool = True,
-                   tries: int = 1) -> RemediationDecision:
+def parse_decision(
+    text: str, learner_answer: str = "", *, scaffolding: bool = True, tries: int = 1
+) -> RemediationDecision:
     """Error type, strategy and intention from the teacher's decision text; never raises.
 
     Labels are matched loosely ("**Strategy**: Hint", "2. strategy - give a hint", "Error: slip"),
@@ -278,8 +334,9 @@ def parse_decision(text: str, learner_answer: str = "", *, scaffolding: bool = T
     )
 
 
-_VERDICT_RE = re.compile(r"verdict\s*[*_`]*\s*[:=\-]\s*[*_`\"']*\s*(incorrect|correct|wrong|right)\b",
-                         re.IGNORECASE)
+_VERDICT_RE = re.compile(
+    r"verdict\s*[*_`]*\s*[:=\-]\s*[*_`\"']*\s*(incorrect|correct|wrong|right)\b", re.IGNORECASE
+)
 _VERDICT_TEMPLATE = "'Verdict: correct' or 'Verdict: incorrect'"
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fsrs import Card, Rating, Scheduler, State
@@ -159,7 +159,7 @@ def _utc(value: datetime, name: str) -> datetime:
             f"{name} must be timezone-aware (e.g. django.utils.timezone.now() or "
             f"datetime.now(timezone.utc)), not the naive {value.isoformat()}"
         )
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _parse(value: Any, name: str) -> datetime:

@@ -14,5 +14,15 @@ from tutor.core.runs.state import (
 )
 from tutor.core.runs.steps import teacher_hacking_warning
 
-__all__ = ["STEPS", "Answer", "Explanation", "GeneratedItem", "RoundState", "RunConfig", "RunState",
-           "TeachingError", "run_teaching", "teacher_hacking_warning"]
+__all__ = [
+    "STEPS",
+    "Answer",
+    "Explanation",
+    "GeneratedItem",
+    "RoundState",
+    "RunConfig",
+    "RunState",
+    "TeachingError",
+    "run_teaching",
+    "teacher_hacking_warning",
+]

@@ -27,9 +27,9 @@ SKILL = "general-probe"
 _ITEMS: tuple[tuple[str, tuple[str, str, str], int], ...] = (
     ("Which of these is a fruit?", ("apple", "hammer", "cloud"), 0),
     ("What colour is the sky on a clear day?", ("green", "blue", "red"), 1),
-    ("Which animal says \"moo\"?", ("cat", "duck", "cow"), 2),
+    ('Which animal says "moo"?', ("cat", "duck", "cow"), 2),
     ("What is the capital of France?", ("Paris", "Berlin", "Madrid"), 0),
-    ("Which word is the opposite of \"hot\"?", ("tall", "cold", "fast"), 1),
+    ('Which word is the opposite of "hot"?', ("tall", "cold", "fast"), 1),
     ("Which day comes after Monday?", ("Sunday", "Friday", "Tuesday"), 2),
     ("What do bees make?", ("honey", "milk", "glass"), 0),
     ("Which of these can fly?", ("fish", "bird", "snail"), 1),
@@ -44,8 +44,15 @@ _ITEMS: tuple[tuple[str, tuple[str, str, str], int], ...] = (
 )
 
 GENERAL_PROBE: tuple[Exercise, ...] = tuple(
-    Exercise(key=f"{SKILL}-{i:02d}", skill=SKILL, prompt=prompt, answer=options[gold], answer_type="choice",
-             options=options, split="exam")
+    Exercise(
+        key=f"{SKILL}-{i:02d}",
+        skill=SKILL,
+        prompt=prompt,
+        answer=options[gold],
+        answer_type="choice",
+        options=options,
+        split="exam",
+    )
     for i, (prompt, options, gold) in enumerate(_ITEMS)
 )
 

@@ -44,8 +44,10 @@ def _resume(state_path: Path, course: Course, config: RunConfig) -> RunState | N
     saved, given = state.config.to_dict(), config.to_dict()
     changed = sorted(k for k in given if k != "rounds" and saved[k] != given[k])
     if changed:
-        raise TeachingError(f"{state_path} was started with other settings ({', '.join(changed)}); "
-                            "start a new run to change them")
+        raise TeachingError(
+            f"{state_path} was started with other settings ({', '.join(changed)}); "
+            "start a new run to change them"
+        )
     if config.rounds != state.config.rounds:
         state.config, state.finished = config, False  # set again when the last round is done
     return state
@@ -66,10 +68,19 @@ def _apply_edits(state: RunState, given: Mapping[str, str | None], guard: ExamGu
                 explanation.edited = text if text and not guard.exam_copy(text) else None
 
 
-def run_teaching(course: Course, teacher: LLM, student: LLM, config: RunConfig, state_path: str | Path, *,
-                 train_fn: TrainFn | None, progress: Progress | None = None,
-                 should_stop: Callable[[], bool] | None = None, ratings: Ratings | None = None,
-                 edits: Edits | None = None) -> RunState:
+def run_teaching(
+    course: Course,
+    teacher: LLM,
+    student: LLM,
+    config: RunConfig,
+    state_path: str | Path,
+    *,
+    train_fn: TrainFn | None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    ratings: Ratings | None = None,
+    edits: Edits | None = None,
+) -> RunState:
     """Run (or resume) ``config.rounds`` rounds of teaching; return the final state (also saved).
 
     ``train_fn(records, round_index, parent_adapter) -> adapter_path | None`` fine-tunes the student
@@ -83,14 +94,19 @@ def run_teaching(course: Course, teacher: LLM, student: LLM, config: RunConfig, 
         student.reply_loglikelihood([])
     state = _resume(state_path, course, config)
     if state is None:
-        state = RunState(config=config, course=course.key, teacher=getattr(teacher, "name", "teacher"),
-                         student=getattr(student, "name", "student"))
+        state = RunState(
+            config=config,
+            course=course.key,
+            teacher=getattr(teacher, "name", "teacher"),
+            student=getattr(student, "name", "student"),
+        )
         state.save(state_path)
     if state.adapter_path and state.adapter_name:
         # A fresh process: put the student back where the last finished train step left it.
         student.load_adapter(state.adapter_name, state.adapter_path)
-    ctx = Context(course=course, teacher=teacher, student=student, config=state.config, state=state,
-                  train_fn=train_fn)
+    ctx = Context(
+        course=course, teacher=teacher, student=student, config=state.config, state=state, train_fn=train_fn
+    )
 
     for index in range(state.config.rounds):
         round_state = state.round(index)

@@ -147,8 +147,12 @@ class Planner:
         _check_fraction(escalation_threshold, "escalation_threshold")
         _check_fraction(epsilon, "epsilon")
         _check_fraction(review_share, "review_share")
-        if isinstance(confidence_z, bool) or not isinstance(confidence_z, (int, float)) \
-                or not math.isfinite(confidence_z) or confidence_z < 0:
+        if (
+            isinstance(confidence_z, bool)
+            or not isinstance(confidence_z, (int, float))
+            or not math.isfinite(confidence_z)
+            or confidence_z < 0
+        ):
             raise ValueError(f"confidence_z must be a number >= 0, not {confidence_z!r}")
         self.skills = tuple(skills)
         self.max_levels = _check_levels(self.skills, max_levels)
@@ -199,7 +203,8 @@ class Planner:
             missing = [p for p in skill.prerequisites if not self._reached(p, best.get(p), sizes)]
             if missing:
                 reasons[skill.key] = "locked: needs " + ", ".join(
-                    self._why_not(p, best.get(p), sizes) for p in missing)
+                    self._why_not(p, best.get(p), sizes) for p in missing
+                )
             else:
                 active.append(skill.key)
                 taught[skill.key] = self._since_unlocked(skill, history, sizes)
@@ -239,8 +244,9 @@ class Planner:
     def _reached(self, key: str, best: float | None, sizes: Mapping[str, int]) -> bool:
         """Whether a prerequisite with this best accuracy lets its dependants open: not examined
         never does; otherwise unless its accuracy is below the threshold beyond the probe's noise."""
-        return best is not None and upper_bound(best, sizes.get(key), self.confidence_z) \
-            >= self.unlock_threshold
+        return (
+            best is not None and upper_bound(best, sizes.get(key), self.confidence_z) >= self.unlock_threshold
+        )
 
     def _why_not(self, key: str, best: float | None, sizes: Mapping[str, int]) -> str:
         if best is None:
@@ -251,15 +257,18 @@ class Planner:
         bound = upper_bound(best, n, self.confidence_z)
         return f"{key} (best {best:.2f} of {n} items, at most {bound:.2f} < {self.unlock_threshold})"
 
-    def _note_uncertain_gate(self, skill: Skill, best: Mapping[str, float], sizes: Mapping[str, int],
-                             reasons: dict[str, str]) -> None:
+    def _note_uncertain_gate(
+        self, skill: Skill, best: Mapping[str, float], sizes: Mapping[str, int], reasons: dict[str, str]
+    ) -> None:
         """Say so when a skill is open only because a prerequisite's probe cannot show it is below the
         threshold (the run's page would otherwise read as if the gate were ignored)."""
         weak = [p for p in skill.prerequisites if best[p] < self.unlock_threshold]
         if weak:
             reasons[skill.key] += "; open although " + ", ".join(
                 f"{p} reads {best[p]:.2f} < {self.unlock_threshold}: on {sizes[p]} items it could be up to "
-                f"{upper_bound(best[p], sizes[p], self.confidence_z):.2f}" for p in weak)
+                f"{upper_bound(best[p], sizes[p], self.confidence_z):.2f}"
+                for p in weak
+            )
 
     def _latest(self, history: Mapping[str, Sequence[float]]) -> dict[str, float]:
         known = {s.key for s in self.skills}
@@ -273,8 +282,9 @@ class Planner:
                 latest[key] = float(accuracies[-1])
         return latest
 
-    def _since_unlocked(self, skill: Skill, history: Mapping[str, Sequence[float]],
-                        sizes: Mapping[str, int]) -> list[float]:
+    def _since_unlocked(
+        self, skill: Skill, history: Mapping[str, Sequence[float]], sizes: Mapping[str, int]
+    ) -> list[float]:
         """The skill's accuracies from the first round it was unlocked in (a locked skill is still
         examined, but its change then is not progress of anything taught). Histories are aligned on
         their last entry, the current round."""
@@ -286,19 +296,28 @@ class Planner:
             seen = values[: max(0, len(values) - (rounds - 1 - r))]
             return max(seen, default=None)
 
-        unlocked = (r for r in range(rounds)
-                    if all(self._reached(p, best_by(r, p), sizes) for p in skill.prerequisites))
+        unlocked = (
+            r
+            for r in range(rounds)
+            if all(self._reached(p, best_by(r, p), sizes) for p in skill.prerequisites)
+        )
         opened = next(unlocked, rounds - 1)
-        return own[max(0, len(own) - (rounds - opened)):]
+        return own[max(0, len(own) - (rounds - opened)) :]
 
     def _active_weights(
-        self, active: list[str], history: Mapping[str, Sequence[float]], reasons: dict[str, str],
+        self,
+        active: list[str],
+        history: Mapping[str, Sequence[float]],
+        reasons: dict[str, str],
         sizes: Mapping[str, int],
     ) -> list[float]:
-        change = {key: abs(history[key][-1] - history[key][-2])
-                  for key in active if len(history.get(key, ())) >= 2}
-        noise = {key: progress_noise(history[key][-2], history[key][-1], sizes.get(key), self.confidence_z)
-                 for key in change}
+        change = {
+            key: abs(history[key][-1] - history[key][-2]) for key in active if len(history.get(key, ())) >= 2
+        }
+        noise = {
+            key: progress_noise(history[key][-2], history[key][-1], sizes.get(key), self.confidence_z)
+            for key in change
+        }
         progress = {key: change[key] + noise[key] for key in change}
         k = len(active)
         if not any(change.values()):
@@ -315,15 +334,19 @@ class Planner:
             if key not in progress:
                 source = f"no progress yet, counted as the highest {value:.2f}"
             elif noise[key]:
-                source = (f"learning progress up to {value:.2f} "
-                          f"(change {change[key]:.2f} + noise {noise[key]:.2f})")
+                source = (
+                    f"learning progress up to {value:.2f} (change {change[key]:.2f} + noise {noise[key]:.2f})"
+                )
             else:
                 source = f"learning progress {value:.2f}"
             reasons[key] = f"{source}: share {weight:.2f} (exploration {self.epsilon / k:.2f})"
         return weights
 
     def _levels(
-        self, latest: Mapping[str, float], difficulty: Mapping[str, int] | None, reasons: dict[str, str],
+        self,
+        latest: Mapping[str, float],
+        difficulty: Mapping[str, int] | None,
+        reasons: dict[str, str],
     ) -> dict[str, int]:
         levels: dict[str, int] = {}
         for skill in self.skills:
@@ -332,8 +355,9 @@ class Planner:
             accuracy = latest.get(skill.key)
             if accuracy is not None and accuracy >= self.escalation_threshold and previous < top:
                 levels[skill.key] = previous + 1
-                reasons[skill.key] += (f"; level {previous} -> {previous + 1} "
-                                       f"({accuracy:.2f} >= {self.escalation_threshold})")
+                reasons[skill.key] += (
+                    f"; level {previous} -> {previous + 1} ({accuracy:.2f} >= {self.escalation_threshold})"
+                )
             else:
                 levels[skill.key] = previous
                 reasons[skill.key] += f"; level {previous}" + (" (highest)" if previous == top else "")
@@ -366,7 +390,11 @@ def allocate(keys: Sequence[str], weights: Sequence[float], n: int, rng: random.
 
 
 def random_plan(
-    skills: Sequence[Skill], budget: int, *, seed: int, max_levels: Mapping[str, int] | None = None,
+    skills: Sequence[Skill],
+    budget: int,
+    *,
+    seed: int,
+    max_levels: Mapping[str, int] | None = None,
 ) -> Plan:
     """The control arm: ``budget`` items drawn uniformly over all skills, ignoring prerequisites
     and progress, each skill at a uniformly random level up to its highest."""

@@ -43,8 +43,10 @@ def student_prompt(exercise: Exercise) -> Conversation:
 
 
 def student_prompt_with_explanation(exercise: Exercise, explanation: str) -> Conversation:
-    content = (f"Here is an explanation of a related question:\n{explanation.strip()}\n\n"
-               f"Now answer this question.\n{question_text(exercise)}\n{ANSWER_LINE}")
+    content = (
+        f"Here is an explanation of a related question:\n{explanation.strip()}\n\n"
+        f"Now answer this question.\n{question_text(exercise)}\n{ANSWER_LINE}"
+    )
     return [{"role": "user", "content": content}]
 
 
@@ -53,28 +55,35 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def explanation_prompt(exercise: Exercise, student_answer: str,
-                       helpful: list[tuple[str, str]]) -> Conversation:
+def explanation_prompt(
+    exercise: Exercise, student_answer: str, helpful: list[tuple[str, str]]
+) -> Conversation:
     """``helpful`` holds (question, explanation) pairs that helped this student before (at most 2 used)."""
-    parts = [f"A student answered this question wrongly.\nQuestion: {question_text(exercise)}\n"
-             f"Student's answer: {_clip(student_answer, STUDENT_ANSWER_LIMIT) or '(no answer)'}"]
+    parts = [
+        f"A student answered this question wrongly.\nQuestion: {question_text(exercise)}\n"
+        f"Student's answer: {_clip(student_answer, STUDENT_ANSWER_LIMIT) or '(no answer)'}"
+    ]
     if helpful:
         shown = "\n---\n".join(f"Question: {q}\n{_clip(text, HELPFUL_LIMIT)}" for q, text in helpful[:2])
         parts.append(f"Explanations that helped this student before:\n---\n{shown}\n---")
-    parts.append("Explain it for this student. Say in one sentence what went wrong in their answer, then "
-                 "solve the question in short steps. Use exactly this format:\n"
-                 "Mistake: <one sentence>\nSolution: <short steps>\nAnswer: <final answer>")
+    parts.append(
+        "Explain it for this student. Say in one sentence what went wrong in their answer, then "
+        "solve the question in short steps. Use exactly this format:\n"
+        "Mistake: <one sentence>\nSolution: <short steps>\nAnswer: <final answer>"
+    )
     return [{"role": "system", "content": TEACHER_SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
 def generation_prompt(exercise: Exercise, k: int) -> Conversation:
-    options = ("\nOptions: <the options, separated by ' | '>" if exercise.options else "")
-    content = (f"Here is an exercise and its worked solution.\nQuestion: {question_text(exercise)}\n"
-               f"{_worked(exercise)}\n\n"
-               f"Write {k} new exercises of the same kind and difficulty, with different numbers or "
-               f"words, each with a worked solution. Use exactly this format for each, separated by a "
-               f"line with ---:\nQuestion: <the question>{options}\nSolution: <short steps>\n"
-               f"Answer: <final answer only>")
+    options = "\nOptions: <the options, separated by ' | '>" if exercise.options else ""
+    content = (
+        f"Here is an exercise and its worked solution.\nQuestion: {question_text(exercise)}\n"
+        f"{_worked(exercise)}\n\n"
+        f"Write {k} new exercises of the same kind and difficulty, with different numbers or "
+        f"words, each with a worked solution. Use exactly this format for each, separated by a "
+        f"line with ---:\nQuestion: <the question>{options}\nSolution: <short steps>\n"
+        f"Answer: <final answer only>"
+    )
     return [{"role": "system", "content": TEACHER_SYSTEM}, {"role": "user", "content": content}]
 
 
@@ -97,7 +106,8 @@ class DraftItem:
 
 
 _FIELD_RE = re.compile(  # "Question: …", also "1. Question: …" and "**Question**: …"
-    r"^\s*(?:\d+[.)]\s*)?\**(Question|Options|Solution|Answer)\**\s*:\s*(.*)$", re.IGNORECASE,
+    r"^\s*(?:\d+[.)]\s*)?\**(Question|Options|Solution|Answer)\**\s*:\s*(.*)$",
+    re.IGNORECASE,
 )
 
 
@@ -151,4 +161,4 @@ def solution_part(explanation: str) -> str:
     open every answer with a mistake it never made. Without a ``Solution:`` marker, the whole text.
     """
     m = _SOLUTION_RE.search(explanation)
-    return explanation[m.end():].strip() if m else explanation.strip()
+    return explanation[m.end() :].strip() if m else explanation.strip()

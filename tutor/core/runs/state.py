@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 STEPS: tuple[str, ...] = (
-    "diagnose", "plan", "explain", "score", "generate", "build_data", "train", "reexamine",
+    "diagnose",
+    "plan",
+    "explain",
+    "score",
+    "generate",
+    "build_data",
+    "train",
+    "reexamine",
 )
 PLANS: tuple[str, ...] = ("adaptive", "random")
 LEVEL_MODES: tuple[str, ...] = ("window", "stretch")
@@ -93,11 +100,20 @@ class RunConfig:
     hacking_accuracy_stall: float = 0.02
 
     def __post_init__(self) -> None:
-        for name, minimum in (("rounds", 1), ("plan_budget", 0), ("explain_budget", 0),
-                              ("generate_budget", 0), ("generate_k", 0), ("siblings", 1), ("seed", 0),
-                              ("student_max_new_tokens", 1), ("teacher_max_new_tokens", 1),
-                              ("probe_per_skill", 0), ("forgetting_probe_per_skill", 0),
-                              ("general_probe", 0)):
+        for name, minimum in (
+            ("rounds", 1),
+            ("plan_budget", 0),
+            ("explain_budget", 0),
+            ("generate_budget", 0),
+            ("generate_k", 0),
+            ("siblings", 1),
+            ("seed", 0),
+            ("student_max_new_tokens", 1),
+            ("teacher_max_new_tokens", 1),
+            ("probe_per_skill", 0),
+            ("forgetting_probe_per_skill", 0),
+            ("general_probe", 0),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be a whole number >= {minimum}, not {value!r}")
@@ -108,17 +124,28 @@ class RunConfig:
         if self.levels not in LEVEL_MODES:
             raise ValueError(f"levels must be one of {', '.join(LEVEL_MODES)}, not {self.levels!r}")
         if self.choice_scoring not in CHOICE_SCORING:
-            raise ValueError(f"choice_scoring must be one of {', '.join(CHOICE_SCORING)}, "
-                             f"not {self.choice_scoring!r}")
+            raise ValueError(
+                f"choice_scoring must be one of {', '.join(CHOICE_SCORING)}, not {self.choice_scoring!r}"
+            )
         z = self.confidence_z
         if isinstance(z, bool) or not isinstance(z, (int, float)) or not math.isfinite(z) or not 0 <= z <= 5:
             raise ValueError(f"confidence_z must be a number between 0 and 5, not {z!r}")
-        for name, upper_open in (("replay_share", True), ("stretch_share", False),
-                                 ("hacking_agreement_rise", False), ("hacking_accuracy_stall", False),
-                                 ("forgetting_warning_drop", False)):
+        for name, upper_open in (
+            ("replay_share", True),
+            ("stretch_share", False),
+            ("hacking_agreement_rise", False),
+            ("hacking_accuracy_stall", False),
+            ("forgetting_warning_drop", False),
+        ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0 or value > 1 or (upper_open and value >= 1):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+                or value > 1
+                or (upper_open and value >= 1)
+            ):
                 interval = "[0, 1)" if upper_open else "[0, 1]"
                 raise ValueError(f"{name} must be a fraction in {interval}, not {value!r}")
 

@@ -119,8 +119,9 @@ class Context:
         return getattr(self.teacher, "name", "teacher")
 
     def student_params(self) -> GenerationParams:
-        return GenerationParams(max_new_tokens=self.config.student_max_new_tokens, temperature=0.0,
-                                seed=self.config.seed)
+        return GenerationParams(
+            max_new_tokens=self.config.student_max_new_tokens, temperature=0.0, seed=self.config.seed
+        )
 
     def teacher_params(self, factor: int = 1) -> GenerationParams:
         tokens = min(self.config.teacher_max_new_tokens * max(factor, 1), 4096)
@@ -130,8 +131,13 @@ class Context:
         return f"{self.config.seed}:{index}:{purpose}"
 
 
-def ask(llm: LLM, conversations: Sequence[list[dict[str, str]]], params: GenerationParams, *,
-        adapter: str | None = None) -> list[str]:
+def ask(
+    llm: LLM,
+    conversations: Sequence[list[dict[str, str]]],
+    params: GenerationParams,
+    *,
+    adapter: str | None = None,
+) -> list[str]:
     """One batched call; no call at all for no conversations."""
     if not conversations:
         return []
@@ -141,8 +147,9 @@ def ask(llm: LLM, conversations: Sequence[list[dict[str, str]]], params: Generat
     return [g.text for g in generations]
 
 
-def student_replies(ctx: Context, asked: Sequence[tuple[Exercise, prompts.Conversation]], *,
-                    adapter: str | None) -> list[str]:
+def student_replies(
+    ctx: Context, asked: Sequence[tuple[Exercise, prompts.Conversation]], *, adapter: str | None
+) -> list[str]:
     """The student's replies to ``asked`` (an item and the conversation that asks it), in order.
 
     Generated in one batch, except multiple-choice items when ``choice_scoring`` is "likelihood":
@@ -162,7 +169,7 @@ def student_replies(ctx: Context, asked: Sequence[tuple[Exercise, prompts.Conver
     start = 0
     for i in scored:
         options = asked[i][0].options
-        best = choose_by_likelihood(options, scores[start:start + len(options)])
+        best = choose_by_likelihood(options, scores[start : start + len(options)])
         replies[i] = f"Answer: {options[best]}"
         start += len(options)
     return replies
@@ -232,8 +239,12 @@ def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     course, config, state = ctx.course, ctx.config, ctx.state
     seed = config.seed * 10_007 + rnd.index
     if config.plan == "adaptive":
-        history = {s.key: [r.probe_accuracy[s.key] for r in state.rounds[: rnd.index + 1]
-                           if s.key in r.probe_accuracy] for s in course.skills}
+        history = {
+            s.key: [
+                r.probe_accuracy[s.key] for r in state.rounds[: rnd.index + 1] if s.key in r.probe_accuracy
+            ]
+            for s in course.skills
+        }
         previous = state.rounds[rnd.index - 1].plan.get("difficulty_per_skill") if rnd.index else None
         # The same probe items every round: the gate and learning progress allow for their number.
         sizes = Counter(e.skill for e in probe_items(ctx))
@@ -242,8 +253,11 @@ def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     else:
         levels = {s.key: course.max_difficulty(s.key) for s in course.skills}
         chosen = random_plan(course.skills, config.plan_budget, seed=seed, max_levels=levels)
-    rnd.plan = {"items_per_skill": dict(chosen.items_per_skill),
-                "difficulty_per_skill": dict(chosen.difficulty_per_skill), "reasons": dict(chosen.reasons)}
+    rnd.plan = {
+        "items_per_skill": dict(chosen.items_per_skill),
+        "difficulty_per_skill": dict(chosen.difficulty_per_skill),
+        "reasons": dict(chosen.reasons),
+    }
     practised = {k for r in state.rounds[: rnd.index] for k in r.planned_items}
     picked: list[str] = []
     stretch: dict[str, int] = {}
@@ -255,8 +269,10 @@ def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         order = {e.key: rng.random() for e in course.exercises_for(skill, "train")}
 
         def nearest(target: int) -> list[Exercise]:
-            return sorted(course.exercises_for(skill, "train"),
-                          key=lambda e: (e.key in practised, abs(e.difficulty - target), order[e.key]))
+            return sorted(
+                course.exercises_for(skill, "train"),
+                key=lambda e: (e.key in practised, abs(e.difficulty - target), order[e.key]),
+            )
 
         top = course.max_difficulty(skill)
         if config.plan == "adaptive" and config.levels == "window" and level < top:
@@ -344,25 +360,48 @@ def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     helpful = _helpful_before(ctx, rnd)
     shown = {e.key: helpful.get(e.skill, [])[:2] for e in chosen}
     conversations = [
-        prompts.explanation_prompt(e, rnd.answers[e.key].text,
-                                   [(prompts.question_text(ctx.items[h.item]), h.final_text) for h in shown[e.key]])
+        prompts.explanation_prompt(
+            e,
+            rnd.answers[e.key].text,
+            [(prompts.question_text(ctx.items[h.item]), h.final_text) for h in shown[e.key]],
+        )
         for e in chosen
     ]
     texts = ask(ctx.teacher, conversations, ctx.teacher_params())
     for e, text in zip(chosen, texts, strict=True):
         result = grade(e, text)
         copy = ctx.guard.exam_copy(text)
-        reason = (f"quotes the exam question {copy!r}" if copy
-                  else "" if result.correct else f"teacher's final answer is wrong ({result.reason})")
-        rnd.explanations.append(Explanation(
-            id=f"r{rnd.index}-{e.key}", round=rnd.index, item=e.key, skill=e.skill, split=e.split,
-            student_answer=rnd.answers[e.key].text, text=text, teacher_answer=result.extracted,
-            passed_gate=not reason, gate_reason=reason, quotes_exam=bool(copy),
-            shown_helpful=[h.id for h in shown[e.key]],
-        ))
+        reason = (
+            f"quotes the exam question {copy!r}"
+            if copy
+            else ""
+            if result.correct
+            else f"teacher's final answer is wrong ({result.reason})"
+        )
+        rnd.explanations.append(
+            Explanation(
+                id=f"r{rnd.index}-{e.key}",
+                round=rnd.index,
+                item=e.key,
+                skill=e.skill,
+                split=e.split,
+                student_answer=rnd.answers[e.key].text,
+                text=text,
+                teacher_answer=result.extracted,
+                passed_gate=not reason,
+                gate_reason=reason,
+                quotes_exam=bool(copy),
+                shown_helpful=[h.id for h in shown[e.key]],
+            )
+        )
     dropped = sum(not x.passed_gate for x in rnd.explanations)
-    return {"practised": len(planned), "candidates": len(candidates), "explained": len(chosen),
-            "kept": len(chosen) - dropped, "dropped": dropped}
+    return {
+        "practised": len(planned),
+        "candidates": len(candidates),
+        "explained": len(chosen),
+        "kept": len(chosen) - dropped,
+        "dropped": dropped,
+    }
 
 
 # ---------------------------------------------------------------- 4. score
@@ -387,13 +426,16 @@ def score(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     # One batch: the missing "before" answers (no explanation), then every "after" answer.
     missing = list({e.key: e for _, group in groups for e in group if e.key not in rnd.answers}.values())
     after = [(x, e) for x, group in groups for e in group]
-    texts = student_replies(ctx, [(e, prompts.student_prompt(e)) for e in missing]
-                            + [(e, prompts.student_prompt_with_explanation(e, x.text)) for x, e in after],
-                            adapter=rnd.adapter_before)
+    texts = student_replies(
+        ctx,
+        [(e, prompts.student_prompt(e)) for e in missing]
+        + [(e, prompts.student_prompt_with_explanation(e, x.text)) for x, e in after],
+        adapter=rnd.adapter_before,
+    )
     for e, text in zip(missing, texts[: len(missing)], strict=True):
         rnd.answers[e.key] = graded(e, text)
     after_correct: dict[str, list[bool]] = defaultdict(list)
-    for (x, e), text in zip(after, texts[len(missing):], strict=True):
+    for (x, e), text in zip(after, texts[len(missing) :], strict=True):
         after_correct[x.id].append(graded(e, text).correct)
         if e.key == x.item:  # shown beside the answer before on the explanations page
             x.answer_after = text
@@ -402,8 +444,11 @@ def score(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         x.after = after_correct[x.id]
         x.score = round(_mean(x.after) - _mean(x.before), 4)
     scores = [x.score for x, _ in groups]
-    return {"scored": len(groups), "mean_score": round(_mean(scores), 4) if scores else None,
-            "helped": sum(s > 0 for s in scores)}
+    return {
+        "scored": len(groups),
+        "mean_score": round(_mean(scores), 4) if scores else None,
+        "helped": sum(s > 0 for s in scores),
+    }
 
 
 # ---------------------------------------------------------------- 5. generate
@@ -426,17 +471,27 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     wrong = [e for e in planned if e.key in rnd.answers and not rnd.answers[e.key].correct]
     budget = config.generate_budget if config.generate_k else 0
     sources = list(training_safe(_by_need(ctx, rnd, wrong)[:budget]))
-    texts = ask(ctx.teacher, [prompts.generation_prompt(e, config.generate_k) for e in sources],
-                ctx.teacher_params(config.generate_k))
+    texts = ask(
+        ctx.teacher,
+        [prompts.generation_prompt(e, config.generate_k) for e in sources],
+        ctx.teacher_params(config.generate_k),
+    )
     seen = {" ".join(e.prompt.casefold().split()) for e in ctx.course.exercises}
     unchecked: list[tuple[GeneratedItem, Exercise]] = []
     for source, text in zip(sources, texts, strict=True):
         for j, draft in enumerate(prompts.parse_generated(text)[: config.generate_k]):
             item = GeneratedItem(
-                key=f"gen-r{rnd.index}-{source.key}-{j}", skill=source.skill, prompt=draft.question,
-                answer=draft.answer, answer_type=source.answer_type, solution=draft.solution,
-                difficulty=source.difficulty, source_item=source.key, round=rnd.index,
-                teacher=ctx.teacher_name, options=list(draft.options),
+                key=f"gen-r{rnd.index}-{source.key}-{j}",
+                skill=source.skill,
+                prompt=draft.question,
+                answer=draft.answer,
+                answer_type=source.answer_type,
+                solution=draft.solution,
+                difficulty=source.difficulty,
+                source_item=source.key,
+                round=rnd.index,
+                teacher=ctx.teacher_name,
+                options=list(draft.options),
             )
             rnd.generated.append(item)
             stated = _stated_answer(source, draft)
@@ -451,9 +506,17 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
                 item.reason = f"answer {draft.answer!r} is not a {source.answer_type} answer"
                 continue
             try:
-                exercise = Exercise(key=item.key, skill=item.skill, prompt=item.prompt, answer=stated,
-                                    answer_type=source.answer_type, options=draft.options,
-                                    solution=item.solution, difficulty=item.difficulty, split="train")
+                exercise = Exercise(
+                    key=item.key,
+                    skill=item.skill,
+                    prompt=item.prompt,
+                    answer=stated,
+                    answer_type=source.answer_type,
+                    options=draft.options,
+                    solution=item.solution,
+                    difficulty=item.difficulty,
+                    split="train",
+                )
             except CourseError as exc:
                 item.reason = f"malformed: {exc}"
                 continue
@@ -474,27 +537,45 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         else:
             item.reason = "a second teacher answer disagrees with the stated answer"
     kept = sum(g.kept for g in rnd.generated)
-    return {"sources": len(sources), "written": len(rnd.generated), "kept": kept,
-            "dropped": len(rnd.generated) - kept}
+    return {
+        "sources": len(sources),
+        "written": len(rnd.generated),
+        "kept": kept,
+        "dropped": len(rnd.generated) - kept,
+    }
 
 
 def generated_exercise(item: GeneratedItem) -> Exercise:
-    return Exercise(key=item.key, skill=item.skill, prompt=item.prompt, answer=item.answer,
-                    answer_type=item.answer_type, options=tuple(item.options), solution=item.solution,
-                    difficulty=item.difficulty, split="train")
+    return Exercise(
+        key=item.key,
+        skill=item.skill,
+        prompt=item.prompt,
+        answer=item.answer,
+        answer_type=item.answer_type,
+        options=tuple(item.options),
+        solution=item.solution,
+        difficulty=item.difficulty,
+        split="train",
+    )
 
 
 # ---------------------------------------------------------------- 6. build data
 
 
 def _sft(exercise: Exercise, answer: str, meta: dict[str, Any]) -> dict[str, Any]:
-    return {"messages": [*prompts.student_prompt(exercise), {"role": "assistant", "content": answer}],
-            "meta": meta}
+    return {
+        "messages": [*prompts.student_prompt(exercise), {"role": "assistant", "content": answer}],
+        "meta": meta,
+    }
 
 
 def _pair(exercise: Exercise, chosen: str, rejected: str, meta: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": prompts.student_prompt(exercise), "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}], "meta": meta}
+    return {
+        "prompt": prompts.student_prompt(exercise),
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "meta": meta,
+    }
 
 
 def replay_count(new: int, available: int, share: float) -> int:
@@ -506,52 +587,110 @@ def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     state = ctx.state
     earlier = state.rounds[: rnd.index]
     # An explanation trains once, unless a person edited it since: the edit is a new record.
-    used = {(r["meta"].get("explanation"), r["messages"][-1]["content"]) for p in earlier for r in p.sft_records}
+    used = {
+        (r["meta"].get("explanation"), r["messages"][-1]["content"]) for p in earlier for r in p.sft_records
+    }
     # This round's explanations, and earlier ones approved by a person since their round was built.
     candidates = [x for p in earlier for x in p.explanations if x.approved is True] + rnd.explanations
     # Train-split items only: a run saved before probe items stopped being explained may hold some.
-    helped = [x for x in candidates if x.helped and x.split == "train"
-              and (x.id, prompts.solution_part(x.final_text)) not in used]
+    helped = [
+        x
+        for x in candidates
+        if x.helped and x.split == "train" and (x.id, prompts.solution_part(x.final_text)) not in used
+    ]
     training_safe(ctx.items[x.item] for x in helped)
-    sft = [_sft(ctx.items[x.item], prompts.solution_part(x.final_text),
-                {"source": "explanation", "explanation": x.id, "item": x.item, "skill": x.skill,
-                 "round": rnd.index, "score": x.score, "approved": x.approved, "edited": x.edited is not None})
-           for x in helped]
+    sft = [
+        _sft(
+            ctx.items[x.item],
+            prompts.solution_part(x.final_text),
+            {
+                "source": "explanation",
+                "explanation": x.id,
+                "item": x.item,
+                "skill": x.skill,
+                "round": rnd.index,
+                "score": x.score,
+                "approved": x.approved,
+                "edited": x.edited is not None,
+            },
+        )
+        for x in helped
+    ]
     for g in rnd.generated:
         if g.kept:
-            sft.append(_sft(generated_exercise(g), g.solution,
-                            {"source": "generated", "item": g.key, "source_item": g.source_item,
-                             "skill": g.skill, "round": rnd.index, "teacher": g.teacher,
-                             "verified_by": g.verified_by}))
+            sft.append(
+                _sft(
+                    generated_exercise(g),
+                    g.solution,
+                    {
+                        "source": "generated",
+                        "item": g.key,
+                        "source_item": g.source_item,
+                        "skill": g.skill,
+                        "round": rnd.index,
+                        "teacher": g.teacher,
+                        "verified_by": g.verified_by,
+                    },
+                )
+            )
     new = len(sft)
     # Replay never brings back what a person has since rejected or rewritten.
     current = {x.id: x for p in earlier for x in p.explanations}
 
     def still_stands(record: dict[str, Any]) -> bool:
         x = current.get(record["meta"].get("explanation"))
-        return x is None or (x.helped and record["messages"][-1]["content"] == prompts.solution_part(x.final_text))
+        return x is None or (
+            x.helped and record["messages"][-1]["content"] == prompts.solution_part(x.final_text)
+        )
 
     pool = [r for p in earlier for r in p.sft_records if "replayed_from" not in r["meta"] and still_stands(r)]
     rng = random.Random(ctx.round_seed(rnd.index, "replay"))
     replayed = rng.sample(pool, replay_count(new, len(pool), ctx.config.replay_share))
-    sft += [{**r, "meta": {**r["meta"], "replayed_from": r["meta"]["round"], "round": rnd.index}}
-            for r in replayed]
+    sft += [
+        {**r, "meta": {**r["meta"], "replayed_from": r["meta"]["round"], "round": rnd.index}}
+        for r in replayed
+    ]
 
-    everything = [x for p in [*earlier, rnd] for x in p.explanations
-                  if not x.quotes_exam and (x.passed_gate or x.approved is False)]
+    everything = [
+        x
+        for p in [*earlier, rnd]
+        for x in p.explanations
+        if not x.quotes_exam and (x.passed_gate or x.approved is False)
+    ]
     pairs = []
     for x in helped:
         exercise, solution = ctx.items[x.item], prompts.solution_part(x.final_text)
         if x.student_answer.strip() and x.student_answer.strip() != solution:
-            pairs.append(_pair(exercise, solution, x.student_answer.strip(),
-                               {"kind": "solution_over_wrong_answer", "item": x.item, "chosen": x.id,
-                                "round": rnd.index}))
+            pairs.append(
+                _pair(
+                    exercise,
+                    solution,
+                    x.student_answer.strip(),
+                    {
+                        "kind": "solution_over_wrong_answer",
+                        "item": x.item,
+                        "chosen": x.id,
+                        "round": rnd.index,
+                    },
+                )
+            )
         for other in everything:
             worse = other.item == x.item and other.id != x.id and not other.helped
             if worse and prompts.solution_part(other.final_text) != solution:
-                pairs.append(_pair(exercise, solution, prompts.solution_part(other.final_text),
-                                   {"kind": "helped_over_not", "item": x.item, "chosen": x.id,
-                                    "rejected": other.id, "round": rnd.index}))
+                pairs.append(
+                    _pair(
+                        exercise,
+                        solution,
+                        prompts.solution_part(other.final_text),
+                        {
+                            "kind": "helped_over_not",
+                            "item": x.item,
+                            "chosen": x.id,
+                            "rejected": other.id,
+                            "round": rnd.index,
+                        },
+                    )
+                )
     ctx.guard.check_records(sft + pairs)
     rnd.sft_records, rnd.dpo_records, rnd.replayed = sft, pairs, len(replayed)
     return {"sft": len(sft), "new": new, "replayed": len(replayed), "dpo": len(pairs)}
@@ -563,8 +702,9 @@ def trains_on_approval(x: Explanation) -> bool:
     return x.approved is True and x.split == "train" and not x.quotes_exam
 
 
-def feedback_records(course: Course, explanations: Sequence[Explanation]) -> tuple[list[dict[str, Any]],
-                                                                                   list[dict[str, Any]]]:
+def feedback_records(
+    course: Course, explanations: Sequence[Explanation]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Training records from people's ratings alone, for fine-tuning between rounds.
 
     SFT: every explanation of a train-split item a person approved (its edit when there is one),
@@ -576,18 +716,42 @@ def feedback_records(course: Course, explanations: Sequence[Explanation]) -> tup
     rated = [x for x in explanations if not x.quotes_exam and x.approved is not None and x.item in items]
     approved = [x for x in rated if trains_on_approval(x)]
     training_safe(items[x.item] for x in approved)
-    sft = [_sft(items[x.item], prompts.solution_part(x.final_text),
-                {"source": "feedback", "explanation": x.id, "item": x.item, "skill": x.skill, "round": x.round,
-                 "approved": True, "edited": x.edited is not None}) for x in approved]
+    sft = [
+        _sft(
+            items[x.item],
+            prompts.solution_part(x.final_text),
+            {
+                "source": "feedback",
+                "explanation": x.id,
+                "item": x.item,
+                "skill": x.skill,
+                "round": x.round,
+                "approved": True,
+                "edited": x.edited is not None,
+            },
+        )
+        for x in approved
+    ]
     pairs = []
     for good in approved:
         chosen = prompts.solution_part(good.final_text)
         for bad in rated:
             rejected = prompts.solution_part(bad.final_text)
             if bad.approved is False and bad.item == good.item and rejected != chosen:
-                pairs.append(_pair(items[good.item], chosen, rejected,
-                                   {"kind": "approved_over_rejected", "item": good.item, "chosen": good.id,
-                                    "rejected": bad.id, "round": good.round}))
+                pairs.append(
+                    _pair(
+                        items[good.item],
+                        chosen,
+                        rejected,
+                        {
+                            "kind": "approved_over_rejected",
+                            "item": good.item,
+                            "chosen": good.id,
+                            "rejected": bad.id,
+                            "round": good.round,
+                        },
+                    )
+                )
     ExamGuard(course).check_records(sft + pairs)
     return sft, pairs
 
@@ -599,8 +763,12 @@ def train(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     state, records = ctx.state, rnd.sft_records
     parent = state.adapter_path
     if not records:
-        rnd.train = {"adapter_path": parent, "adapter_name": state.adapter_name, "records": 0,
-                     "note": "no training data this round; the adapter stays"}
+        rnd.train = {
+            "adapter_path": parent,
+            "adapter_name": state.adapter_name,
+            "records": 0,
+            "note": "no training data this round; the adapter stays",
+        }
         return dict(rnd.train)
     if ctx.train_fn is None:
         raise ValueError("a train_fn is needed to train (it may return None when training is disabled)")
@@ -613,17 +781,27 @@ def train(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         ctx.student.load_adapter(name, str(path))
         state.adapter_path, state.adapter_name = str(path), name
         note = f"trained on {len(records)} records" + (f", continuing {parent}" if parent else "")
-    rnd.train = {"adapter_path": state.adapter_path, "adapter_name": state.adapter_name,
-                 "records": len(records), "note": note}
+    rnd.train = {
+        "adapter_path": state.adapter_path,
+        "adapter_name": state.adapter_name,
+        "records": len(records),
+        "note": note,
+    }
     return dict(rnd.train)
 
 
 # ---------------------------------------------------------------- 8. re-examine
 
 
-def teacher_hacking_warning(prev_agreement: float | None, agreement: float | None,
-                            prev_accuracy: float | None, accuracy: float | None, *,
-                            rise: float = 0.10, stall: float = 0.02) -> str | None:
+def teacher_hacking_warning(
+    prev_agreement: float | None,
+    agreement: float | None,
+    prev_accuracy: float | None,
+    accuracy: float | None,
+    *,
+    rise: float = 0.10,
+    stall: float = 0.02,
+) -> str | None:
     """A warning when the student agrees more with the teacher but is not more often right.
 
     Fires when agreement rose by at least ``rise`` (absolute, default 0.10) since the previous
@@ -635,14 +813,17 @@ def teacher_hacking_warning(prev_agreement: float | None, agreement: float | Non
         return None
     up, gain = agreement - prev_agreement, accuracy - prev_accuracy  # type: ignore[operator]
     if up >= rise and gain < stall:
-        return (f"possible teacher hacking: agreement with the teacher rose {prev_agreement:.2f} -> "
-                f"{agreement:.2f} (+{up:.2f} >= {rise}) while exam accuracy went {prev_accuracy:.2f} -> "
-                f"{accuracy:.2f} ({gain:+.2f} < {stall})")
+        return (
+            f"possible teacher hacking: agreement with the teacher rose {prev_agreement:.2f} -> "
+            f"{agreement:.2f} (+{up:.2f} >= {rise}) while exam accuracy went {prev_accuracy:.2f} -> "
+            f"{accuracy:.2f} ({gain:+.2f} < {stall})"
+        )
     return None
 
 
-def _agreement(exam: Sequence[Exercise], answers: dict[str, Answer],
-               teacher: dict[str, Answer]) -> dict[str, Any]:
+def _agreement(
+    exam: Sequence[Exercise], answers: dict[str, Answer], teacher: dict[str, Answer]
+) -> dict[str, Any]:
     same, on_errors = [], []
     for e in exam:
         mine, theirs = answers[e.key], teacher[e.key]
@@ -651,8 +832,10 @@ def _agreement(exam: Sequence[Exercise], answers: dict[str, Answer],
         same.append(agree)
         if not theirs.correct:
             on_errors.append(agree)
-    return {"agreement": round(_mean(same), 4),
-            "agreement_on_teacher_errors": round(_mean(on_errors), 4) if on_errors else None}
+    return {
+        "agreement": round(_mean(same), 4),
+        "agreement_on_teacher_errors": round(_mean(on_errors), 4) if on_errors else None,
+    }
 
 
 def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
@@ -671,15 +854,19 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         if state.adapter_name is None:  # still the base model: these are its answers
             state.base_exam = {e.key: answers[e.key] for e in exam}
         else:
-            state.base_exam = {e.key: graded(e, t) for e, t in
-                               zip(exam, answer_plainly(ctx, exam, adapter=None), strict=True)}
+            state.base_exam = {
+                e.key: graded(e, t)
+                for e, t in zip(exam, answer_plainly(ctx, exam, adapter=None), strict=True)
+            }
     general = list(ctx.general) if _can_score(ctx.student) else []
     if general:
         answers.update(general_answers(ctx, general, adapter=state.adapter_name))
         if not state.base_general:
             state.base_general = (
-                {e.key: answers[e.key] for e in general} if state.adapter_name is None
-                else general_answers(ctx, general, adapter=None))
+                {e.key: answers[e.key] for e in general}
+                if state.adapter_name is None
+                else general_answers(ctx, general, adapter=None)
+            )
     if not state.teacher_exam:
         said = ask(ctx.teacher, [prompts.student_prompt(e) for e in exam], ctx.teacher_params())
         state.teacher_exam = {e.key: graded(e, t) for e, t in zip(exam, said, strict=True)}
@@ -691,8 +878,11 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     previous = state.rounds[rnd.index - 1].exam if rnd.index else None
     prev_accuracy = previous["accuracy"] if previous else base_accuracy
     prev_agreement = previous.get("agreement") if previous else base_agreement.get("agreement")
-    before = {s: _mean([rnd.answers[e.key].correct for e in forgetting_items if e.skill == s])
-              for s in untaught if any(e.skill == s for e in forgetting_items)}
+    before = {
+        s: _mean([rnd.answers[e.key].correct for e in forgetting_items if e.skill == s])
+        for s in untaught
+        if any(e.skill == s for e in forgetting_items)
+    }
     after = {s: _mean([answers[e.key].correct for e in forgetting_items if e.skill == s]) for s in before}
     rnd.exam = {
         "adapter": state.adapter_name,
@@ -703,20 +893,34 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         "vs_base": round(accuracy - base_accuracy, 4) if exam else None,
         "vs_previous": round(accuracy - prev_accuracy, 4) if exam else None,
         "teacher_accuracy": round(_mean([state.teacher_exam[e.key].correct for e in exam]), 4)
-        if exam else None,
+        if exam
+        else None,
         **agreement,
         "base_agreement": base_agreement.get("agreement"),
         "forgetting": {s: {"before": round(before[s], 4), "after": round(after[s], 4)} for s in before},
         "general": _general_result(general, answers, state.base_general) if general else None,
-        "answers": {e.key: {"text": answers[e.key].text, "extracted": answers[e.key].extracted,
-                            "correct": answers[e.key].correct} for e in exam},
+        "answers": {
+            e.key: {
+                "text": answers[e.key].text,
+                "extracted": answers[e.key].extracted,
+                "correct": answers[e.key].correct,
+            }
+            for e in exam
+        },
     }
-    warning = teacher_hacking_warning(prev_agreement, agreement.get("agreement"), prev_accuracy, accuracy,
-                                      rise=config.hacking_agreement_rise, stall=config.hacking_accuracy_stall)
+    warning = teacher_hacking_warning(
+        prev_agreement,
+        agreement.get("agreement"),
+        prev_accuracy,
+        accuracy,
+        rise=config.hacking_agreement_rise,
+        stall=config.hacking_accuracy_stall,
+    )
     forgot = forgetting_warning(rnd.exam["general"], drop=config.forgetting_warning_drop)
     rnd.warnings.extend(w for w in (warning, forgot) if w)
-    return {k: rnd.exam[k] for k in ("accuracy", "vs_base", "vs_previous", "agreement", "teacher_accuracy")
-            } | {"general": (rnd.exam["general"] or {}).get("accuracy"), "warning": warning, "forgetting": forgot}
+    return {
+        k: rnd.exam[k] for k in ("accuracy", "vs_base", "vs_previous", "agreement", "teacher_accuracy")
+    } | {"general": (rnd.exam["general"] or {}).get("accuracy"), "warning": warning, "forgetting": forgot}
 
 
 def _can_score(llm: LLM) -> bool:
@@ -737,17 +941,21 @@ def general_answers(ctx: Context, items: Sequence[Exercise], *, adapter: str | N
     scores = ctx.student.reply_loglikelihood(requests, adapter=adapter)
     answers, start = {}, 0
     for e in items:
-        best = e.options[choose_by_likelihood(e.options, scores[start:start + len(e.options)])]
+        best = e.options[choose_by_likelihood(e.options, scores[start : start + len(e.options)])]
         start += len(e.options)
         answers[e.key] = graded(e, f"Answer: {best}")
     return answers
 
 
-def _general_result(items: Sequence[Exercise], answers: dict[str, Answer],
-                    base: dict[str, Answer]) -> dict[str, Any]:
-    return {"items": len(items), "accuracy": round(_mean([answers[e.key].correct for e in items]), 4),
-            "base_accuracy": round(_mean([base[e.key].correct for e in items]), 4),
-            "answers": {e.key: {"text": answers[e.key].text, "correct": answers[e.key].correct} for e in items}}
+def _general_result(
+    items: Sequence[Exercise], answers: dict[str, Answer], base: dict[str, Answer]
+) -> dict[str, Any]:
+    return {
+        "items": len(items),
+        "accuracy": round(_mean([answers[e.key].correct for e in items]), 4),
+        "base_accuracy": round(_mean([base[e.key].correct for e in items]), 4),
+        "answers": {e.key: {"text": answers[e.key].text, "correct": answers[e.key].correct} for e in items},
+    }
 
 
 def forgetting_warning(general: dict[str, Any] | None, *, drop: float) -> str | None:
@@ -758,11 +966,19 @@ def forgetting_warning(general: dict[str, Any] | None, *, drop: float) -> str | 
     fell = general["base_accuracy"] - general["accuracy"]
     if fell < drop - 1e-9:
         return None
-    return (f"possible forgetting: the general probe ({general['items']} questions outside the course) fell "
-            f"from {general['base_accuracy']:.2f} (base model) to {general['accuracy']:.2f} (-{fell:.2f})")
+    return (
+        f"possible forgetting: the general probe ({general['items']} questions outside the course) fell "
+        f"from {general['base_accuracy']:.2f} (base model) to {general['accuracy']:.2f} (-{fell:.2f})"
+    )
 
 
 STEP_FUNCTIONS: dict[str, Callable[[Context, RoundState], dict[str, Any]]] = {
-    "diagnose": diagnose, "plan": plan, "explain": explain, "score": score, "generate": generate,
-    "build_data": build_data, "train": train, "reexamine": reexamine,
+    "diagnose": diagnose,
+    "plan": plan,
+    "explain": explain,
+    "score": score,
+    "generate": generate,
+    "build_data": build_data,
+    "train": train,
+    "reexamine": reexamine,
 }

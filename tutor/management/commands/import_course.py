@@ -13,8 +13,10 @@ from tutor.courses import services
 
 
 class Command(BaseCommand):
-    help = ("Import a course from a JSONL file (--file), a built-in pack (--pack arithmetic|counting) or a "
-            "BIG-bench multiple-choice JSON file (--bigbench). Nothing is imported if any line is bad.")
+    help = (
+        "Import a course from a JSONL file (--file), a built-in pack (--pack arithmetic|counting) or a "
+        "BIG-bench multiple-choice JSON file (--bigbench). Nothing is imported if any line is bad."
+    )
 
     def add_arguments(self, parser) -> None:
         source = parser.add_mutually_exclusive_group(required=True)
@@ -23,11 +25,24 @@ class Command(BaseCommand):
         source.add_argument("--bigbench", type=Path, help="a BIG-bench task JSON (multiple choice)")
         parser.add_argument("--seed", type=int, default=0, help="seed for packs and BIG-bench splits")
         parser.add_argument("--key", help="course key for --bigbench (default: the file name)")
-        parser.add_argument("--replace", action="store_true", help="replace a course with the same key (and its "
-                            "learners' enrolments); refused when the course has teaching runs")
+        parser.add_argument(
+            "--replace",
+            action="store_true",
+            help="replace a course with the same key (and its "
+            "learners' enrolments); refused when the course has teaching runs",
+        )
 
-    def handle(self, *args, file: Path | None, pack: str | None, bigbench: Path | None, seed: int,
-               key: str | None, replace: bool, **options) -> None:
+    def handle(
+        self,
+        *args,
+        file: Path | None,
+        pack: str | None,
+        bigbench: Path | None,
+        seed: int,
+        key: str | None,
+        replace: bool,
+        **options,
+    ) -> None:
         try:
             if file is not None:
                 course, source = parse_course_jsonl(_read(file)), str(file)
@@ -37,8 +52,9 @@ class Command(BaseCommand):
                 if not bigbench.is_file():
                     raise CommandError(f"{bigbench}: no such file")
                 slug = key or bigbench.stem.replace("_", "-")
-                course = import_bigbench(bigbench, course_key=slug, skill_key=slug, skill_name=bigbench.stem,
-                                         seed=seed)
+                course = import_bigbench(
+                    bigbench, course_key=slug, skill_key=slug, skill_name=bigbench.stem, seed=seed
+                )
                 source = str(bigbench)
             row = services.course_save(course=course, source=source, replace=replace)
         except CourseImportError as exc:
@@ -47,9 +63,12 @@ class Command(BaseCommand):
         except (CourseError, services.CourseExists, services.CourseInUse) as exc:
             raise CommandError(str(exc)) from exc
         counts = {split: len(course.split(split)) for split in ("train", "probe", "exam")}
-        self.stdout.write(f"Imported {row.key}: {len(course.skills)} skills, "
-                          + ", ".join(f"{n} {split}" for split, n in counts.items()) + " exercises"
-                          + services.replaced_note(row))
+        self.stdout.write(
+            f"Imported {row.key}: {len(course.skills)} skills, "
+            + ", ".join(f"{n} {split}" for split, n in counts.items())
+            + " exercises"
+            + services.replaced_note(row)
+        )
 
 
 def _read(path: Path) -> str:

@@ -17,52 +17,105 @@ DEFAULTS = RunConfig()
 DEFAULT_ROUNDS = 2  # as the web form: a short run unless asked
 TRAIN_DEFAULTS = {"train_steps": 60, "lr": 2e-3, "lora_r": 16}
 # Settings of a new run: a resumed run keeps its own (a changed budget would mix two experiments).
-NEW_RUN_ONLY = ("course", "student", "teacher", "plan", "budget", "plan_budget", "generate_budget", "generate_k",
-                "seed", "choice_scoring", "train_steps", "lr", "lora_r")
+NEW_RUN_ONLY = (
+    "course",
+    "student",
+    "teacher",
+    "plan",
+    "budget",
+    "plan_budget",
+    "generate_budget",
+    "generate_k",
+    "seed",
+    "choice_scoring",
+    "train_steps",
+    "lr",
+    "lora_r",
+)
 
 
 class Command(BaseCommand):
-    help = ("Run a teaching run headless: each round diagnoses the student on probe items, plans, has the "
-            "teacher explain the student's mistakes (answer-checked), scores explanations by their effect, "
-            "generates verified new items, fine-tunes a LoRA adapter on what helped and re-examines on the "
-            "exam split. Prints a per-round, per-skill table and the final adapter folder. --resume RUN_ID "
-            "continues an interrupted run from its last finished step (with --rounds N, up to N rounds).")
+    help = (
+        "Run a teaching run headless: each round diagnoses the student on probe items, plans, has the "
+        "teacher explain the student's mistakes (answer-checked), scores explanations by their effect, "
+        "generates verified new items, fine-tunes a LoRA adapter on what helped and re-examines on the "
+        "exam split. Prints a per-round, per-skill table and the final adapter folder. --resume RUN_ID "
+        "continues an interrupted run from its last finished step (with --rounds N, up to N rounds)."
+    )
 
     def add_arguments(self, parser) -> None:
         # Defaults are None so that --resume can tell a given setting from an omitted one.
         parser.add_argument("--course", help="course key (import one with `manage.py import_course`)")
         parser.add_argument("--student", help="registered local model (default: the default student)")
         parser.add_argument("--teacher", help="registered model (default: the default teacher)")
-        parser.add_argument("--rounds", type=int, help=f"rounds (default {DEFAULT_ROUNDS}); with --resume, the new "
-                            "total: more rounds than the run has extend it")
-        parser.add_argument("--plan", choices=PLANS, help=f"default {DEFAULTS.plan}; random is the shuffled "
-                            "control arm with the same budget")
-        parser.add_argument("--budget", type=int, metavar="N",
-                            help=f"explanations asked of the teacher per round (default {DEFAULTS.explain_budget})")
-        parser.add_argument("--plan-budget", type=int, metavar="N",
-                            help=f"training items practised per round (default {DEFAULTS.plan_budget})")
-        parser.add_argument("--generate-budget", type=int, metavar="N", help="wrong training items the teacher "
-                            f"writes new items from, per round (default {DEFAULTS.generate_budget})")
-        parser.add_argument("--generate-k", type=int, metavar="K",
-                            help=f"new items per such item (default {DEFAULTS.generate_k})")
-        parser.add_argument("--seed", type=int, help=f"random seed of the plan and sampling (default {DEFAULTS.seed})")
-        parser.add_argument("--choice-scoring", choices=CHOICE_SCORING,
-                            help=f"how the student answers multiple-choice items (default {DEFAULTS.choice_scoring}): "
-                                 "it writes an answer, or picks the option it finds likeliest")
-        parser.add_argument("--train-steps", type=int,
-                            help=f"max training steps per round (default {TRAIN_DEFAULTS['train_steps']})")
+        parser.add_argument(
+            "--rounds",
+            type=int,
+            help=f"rounds (default {DEFAULT_ROUNDS}); with --resume, the new "
+            "total: more rounds than the run has extend it",
+        )
+        parser.add_argument(
+            "--plan",
+            choices=PLANS,
+            help=f"default {DEFAULTS.plan}; random is the shuffled control arm with the same budget",
+        )
+        parser.add_argument(
+            "--budget",
+            type=int,
+            metavar="N",
+            help=f"explanations asked of the teacher per round (default {DEFAULTS.explain_budget})",
+        )
+        parser.add_argument(
+            "--plan-budget",
+            type=int,
+            metavar="N",
+            help=f"training items practised per round (default {DEFAULTS.plan_budget})",
+        )
+        parser.add_argument(
+            "--generate-budget",
+            type=int,
+            metavar="N",
+            help="wrong training items the teacher "
+            f"writes new items from, per round (default {DEFAULTS.generate_budget})",
+        )
+        parser.add_argument(
+            "--generate-k",
+            type=int,
+            metavar="K",
+            help=f"new items per such item (default {DEFAULTS.generate_k})",
+        )
+        parser.add_argument(
+            "--seed", type=int, help=f"random seed of the plan and sampling (default {DEFAULTS.seed})"
+        )
+        parser.add_argument(
+            "--choice-scoring",
+            choices=CHOICE_SCORING,
+            help=f"how the student answers multiple-choice items (default {DEFAULTS.choice_scoring}): "
+            "it writes an answer, or picks the option it finds likeliest",
+        )
+        parser.add_argument(
+            "--train-steps",
+            type=int,
+            help=f"max training steps per round (default {TRAIN_DEFAULTS['train_steps']})",
+        )
         parser.add_argument("--lr", type=float, help=f"learning rate (default {TRAIN_DEFAULTS['lr']})")
         parser.add_argument("--lora-r", type=int, help=f"LoRA rank (default {TRAIN_DEFAULTS['lora_r']})")
         parser.add_argument("--no-train", action="store_true", help="diagnose/explain/re-examine only")
-        parser.add_argument("--resume", type=int, metavar="RUN_ID", help="continue this run from its last "
-                            "finished step (it keeps its settings)")
+        parser.add_argument(
+            "--resume",
+            type=int,
+            metavar="RUN_ID",
+            help="continue this run from its last finished step (it keeps its settings)",
+        )
 
     def handle(self, *args, **opts) -> None:
         if opts["resume"]:
             given = [f"--{name.replace('_', '-')}" for name in NEW_RUN_ONLY if opts[name] is not None]
             if given or opts["no_train"]:
-                raise CommandError(f"{', '.join(given or ['--no-train'])}: a resumed run keeps its settings "
-                                   "(only --rounds may add rounds); start a new run to change them")
+                raise CommandError(
+                    f"{', '.join(given or ['--no-train'])}: a resumed run keeps its settings "
+                    "(only --rounds may add rounds); start a new run to change them"
+                )
             run_id = opts["resume"]
         else:
             run_id = self._create(opts).pk
@@ -93,7 +146,9 @@ class Command(BaseCommand):
             raise CommandError(f"run {run.pk} failed: {run.last_error}")
         self._table(run)
         if run.status != TeachingRun.Status.SUCCEEDED:
-            self.stdout.write(f"run {run.pk} stopped early ({run.status}); continue it with --resume {run.pk}")
+            self.stdout.write(
+                f"run {run.pk} stopped early ({run.status}); continue it with --resume {run.pk}"
+            )
         self.stdout.write(run.adapter_path or "(no adapter: nothing was trained)")
 
     def _create(self, opts) -> TeachingRun:
@@ -102,26 +157,45 @@ class Command(BaseCommand):
         course = Course.objects.filter(key=opts["course"]).first()
         if course is None:
             keys = ", ".join(Course.objects.values_list("key", flat=True)) or "none"
-            raise CommandError(f"no course {opts['course']!r} (imported: {keys}); try "
-                               "`manage.py import_course --pack arithmetic`")
+            raise CommandError(
+                f"no course {opts['course']!r} (imported: {keys}); try "
+                "`manage.py import_course --pack arithmetic`"
+            )
         student, teacher = self._model(opts["student"], "student"), self._model(opts["teacher"], "teacher")
         hyper = {name: TRAIN_DEFAULTS[name] if opts[name] is None else opts[name] for name in TRAIN_DEFAULTS}
-        train = {"disabled": True} if opts["no_train"] else {
-            "max_steps": hyper["train_steps"], "learning_rate": hyper["lr"], "lora_r": hyper["lora_r"]}
-        settings = {"rounds": DEFAULT_ROUNDS if opts["rounds"] is None else opts["rounds"], "plan": opts["plan"],
-                    "explain_budget": opts["budget"], "plan_budget": opts["plan_budget"],
-                    "generate_budget": opts["generate_budget"], "generate_k": opts["generate_k"], "seed": opts["seed"],
-                    "choice_scoring": opts["choice_scoring"]}
+        train = (
+            {"disabled": True}
+            if opts["no_train"]
+            else {"max_steps": hyper["train_steps"], "learning_rate": hyper["lr"], "lora_r": hyper["lora_r"]}
+        )
+        settings = {
+            "rounds": DEFAULT_ROUNDS if opts["rounds"] is None else opts["rounds"],
+            "plan": opts["plan"],
+            "explain_budget": opts["budget"],
+            "plan_budget": opts["plan_budget"],
+            "generate_budget": opts["generate_budget"],
+            "generate_k": opts["generate_k"],
+            "seed": opts["seed"],
+            "choice_scoring": opts["choice_scoring"],
+        }
         try:
-            return services.teaching_run_create(course=course, student=student, teacher=teacher, train=train,
-                                                **{k: v for k, v in settings.items() if v is not None})
+            return services.teaching_run_create(
+                course=course,
+                student=student,
+                teacher=teacher,
+                train=train,
+                **{k: v for k, v in settings.items() if v is not None},
+            )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
 
     def _model(self, name: str | None, role: str) -> LanguageModel:
         field = {"teacher": "is_default_teacher", "student": "is_default_student"}[role]
-        model = (LanguageModel.objects.filter(name=name).first() if name
-                 else LanguageModel.objects.filter(**{field: True}).first())
+        model = (
+            LanguageModel.objects.filter(name=name).first()
+            if name
+            else LanguageModel.objects.filter(**{field: True}).first()
+        )
         if model is None:
             raise CommandError(f"no {role} model {name or '(no default set; run `manage.py bootstrap`)'}")
         return model
@@ -136,11 +210,14 @@ class Command(BaseCommand):
                 shown = "".join(f"{c:>8.0%}" if c is not None else f"{'—':>8}" for c in cells)
                 self.stdout.write(f"{row.index:>5}  {skill:<16}{shown}")
             if row.accuracy is not None:
-                self.stdout.write(f"{row.index:>5}  {'ALL (exam)':<16}{'':>8}{row.accuracy:>8.0%}"
-                                  f"{row.base_accuracy:>8.0%}")
+                self.stdout.write(
+                    f"{row.index:>5}  {'ALL (exam)':<16}{'':>8}{row.accuracy:>8.0%}{row.base_accuracy:>8.0%}"
+                )
             general = row.extra.get("general")
             if general:
-                self.stdout.write(f"{row.index:>5}  {'general probe':<16}{'':>8}{general['accuracy']:>8.0%}"
-                                  f"{general['base_accuracy']:>8.0%}")
+                self.stdout.write(
+                    f"{row.index:>5}  {'general probe':<16}{'':>8}{general['accuracy']:>8.0%}"
+                    f"{general['base_accuracy']:>8.0%}"
+                )
             for warning in row.warnings:
                 self.stdout.write(f"  warning: {warning}")

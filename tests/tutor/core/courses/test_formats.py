@@ -26,8 +26,15 @@ SKILL_B = {"type": "skill", "key": "b", "name": "B", "prerequisites": ["a"]}
 
 
 def exercise(key: str, **fields) -> dict:
-    return {"type": "exercise", "key": key, "skill": "a", "prompt": f"Q {key}?", "answer": "1",
-            "answer_type": "number", "split": "train"} | fields
+    return {
+        "type": "exercise",
+        "key": key,
+        "skill": "a",
+        "prompt": f"Q {key}?",
+        "answer": "1",
+        "answer_type": "number",
+        "split": "train",
+    } | fields
 
 
 def errors_of(text: str) -> list[tuple[int, str]]:
@@ -37,10 +44,15 @@ def errors_of(text: str) -> list[tuple[int, str]]:
 
 
 def test_it_imports_a_course():
-    text = jsonl(HEADER, SKILL_A, "", SKILL_B, exercise("e1"),
-                 exercise("e2", skill="b", answer_type="choice", answer="x", options=["x", "y"],
-                          split="exam"),
-                 exercise("e3", answer=7, split="probe", difficulty=2, solution="3 + 4 = 7.\nAnswer: 7"))
+    text = jsonl(
+        HEADER,
+        SKILL_A,
+        "",
+        SKILL_B,
+        exercise("e1"),
+        exercise("e2", skill="b", answer_type="choice", answer="x", options=["x", "y"], split="exam"),
+        exercise("e3", answer=7, split="probe", difficulty=2, solution="3 + 4 = 7.\nAnswer: 7"),
+    )
     course = parse_course_jsonl(text)
     assert (course.key, course.name) == ("fr", "Fractions")
     assert [s.key for s in course.skills_in_order()] == ["a", "b"]
@@ -51,18 +63,18 @@ def test_it_imports_a_course():
 
 def test_it_reports_every_bad_line_with_its_number():
     text = jsonl(
-        HEADER,                                      # 1
-        SKILL_A,                                     # 2
-        "{not json",                                 # 3
+        HEADER,  # 1
+        SKILL_A,  # 2
+        "{not json",  # 3
         exercise("e1", answer_type="choice", answer="z", options=["x", "y"]),  # 4
-        exercise("e2", prerequisites=[]),            # 5: unknown field
-        exercise("e3", skill="nope"),                # 6: unknown skill (cross-line)
-        {"type": "lesson"},                          # 7
-        ["a list"],                                  # 8
-        exercise("e4", split="test"),                # 9
-        exercise("e5", answer="lots"),               # 10
+        exercise("e2", prerequisites=[]),  # 5: unknown field
+        exercise("e3", skill="nope"),  # 6: unknown skill (cross-line)
+        {"type": "lesson"},  # 7
+        ["a list"],  # 8
+        exercise("e4", split="test"),  # 9
+        exercise("e5", answer="lots"),  # 10
         {"type": "skill", "key": "b", "name": "B", "prerequisites": ["zzz"]},  # 11
-        exercise("e1"),                              # 12: duplicate key of a broken line? e1 failed
+        exercise("e1"),  # 12: duplicate key of a broken line? e1 failed
         {k: v for k, v in exercise("e6").items() if k != "split"},  # 13: split is required
     )
     errors = errors_of(text)
@@ -80,8 +92,14 @@ def test_it_reports_every_bad_line_with_its_number():
 
 
 def test_it_reports_cross_line_errors_at_the_referring_line():
-    text = jsonl(HEADER, SKILL_A, SKILL_A, exercise("e1"), exercise("e1", prompt="other"),
-                 exercise("e2", prompt="Q e1?", split="exam"))
+    text = jsonl(
+        HEADER,
+        SKILL_A,
+        SKILL_A,
+        exercise("e1"),
+        exercise("e1", prompt="other"),
+        exercise("e2", prompt="Q e1?", split="exam"),
+    )
     assert errors_of(text) == [
         (3, "duplicate skill key 'a'"),
         (5, "duplicate exercise key 'e1'"),
@@ -120,8 +138,15 @@ def test_it_round_trips_a_course_through_jsonl():
 
 @needs_bigbench
 def test_it_imports_bigbench_multiple_choice_with_counts_and_answers():
-    course = import_bigbench(BIGBENCH / "elementary_math_qa.json", course_key="emqa", skill_key="math_qa",
-                             skill_name="Math word problems", probe_fraction=0.2, exam_fraction=0.3, seed=7)
+    course = import_bigbench(
+        BIGBENCH / "elementary_math_qa.json",
+        course_key="emqa",
+        skill_key="math_qa",
+        skill_name="Math word problems",
+        probe_fraction=0.2,
+        exam_fraction=0.3,
+        seed=7,
+    )
     assert len(course.exercises) == 1500
     assert Counter(e.split for e in course.exercises) == {"train": 750, "probe": 300, "exam": 450}
     first = next(e for e in course.exercises if e.key == "math_qa-0001")
@@ -136,8 +161,15 @@ def test_it_imports_bigbench_multiple_choice_with_counts_and_answers():
 
 @needs_bigbench
 def test_it_imports_bigbench_valid_parentheses_with_self_contained_prompts():
-    course = import_bigbench(BIGBENCH / "valid_parentheses.json", course_key="vp", skill_key="parens",
-                             skill_name="Balanced brackets", probe_fraction=0.1, exam_fraction=0.2, seed=0)
+    course = import_bigbench(
+        BIGBENCH / "valid_parentheses.json",
+        course_key="vp",
+        skill_key="parens",
+        skill_name="Balanced brackets",
+        probe_fraction=0.1,
+        exam_fraction=0.2,
+        seed=0,
+    )
     assert Counter(e.split for e in course.exercises) == {"train": 700, "probe": 100, "exam": 200}
     assert Counter(e.answer for e in course.exercises) == {"Invalid": 568, "Valid": 432}
     assert course.exercises[0].prompt.startswith("Determine whether the given sequence")
@@ -147,8 +179,15 @@ def test_it_imports_bigbench_valid_parentheses_with_self_contained_prompts():
 @needs_bigbench
 def test_it_splits_bigbench_deterministically_per_seed():
     def splits(seed: int) -> dict[str, str]:
-        course = import_bigbench(BIGBENCH / "valid_parentheses.json", course_key="vp", skill_key="p",
-                                 skill_name="P", probe_fraction=0.2, exam_fraction=0.3, seed=seed)
+        course = import_bigbench(
+            BIGBENCH / "valid_parentheses.json",
+            course_key="vp",
+            skill_key="p",
+            skill_name="P",
+            probe_fraction=0.2,
+            exam_fraction=0.3,
+            seed=seed,
+        )
         return {e.key: e.split for e in course.exercises}
 
     assert splits(1) == splits(1)
@@ -159,8 +198,9 @@ def test_it_keeps_duplicate_bigbench_questions_in_one_split(tmp_path):
     examples = [{"input": f"q{i % 5}", "target_scores": {"yes": 1, "no": 0}} for i in range(40)]
     path = tmp_path / "task.json"
     path.write_text(json.dumps({"name": "dups", "examples": examples}))
-    course = import_bigbench(path, course_key="d", skill_key="d", skill_name="D", probe_fraction=0.2,
-                             exam_fraction=0.4, seed=0)
+    course = import_bigbench(
+        path, course_key="d", skill_key="d", skill_name="D", probe_fraction=0.2, exam_fraction=0.4, seed=0
+    )
     split_of_prompt: dict[str, set[str]] = {}
     for e in course.exercises:
         split_of_prompt.setdefault(e.prompt, set()).add(e.split)
@@ -183,5 +223,12 @@ def test_it_reports_bad_bigbench_examples_by_number(tmp_path):
 
 def test_it_rejects_impossible_split_fractions(tmp_path):
     with pytest.raises(ValueError, match="add up to at most 1"):
-        import_bigbench(tmp_path / "x.json", course_key="t", skill_key="t", skill_name="T",
-                        probe_fraction=0.6, exam_fraction=0.6, seed=0)
+        import_bigbench(
+            tmp_path / "x.json",
+            course_key="t",
+            skill_key="t",
+            skill_name="T",
+            probe_fraction=0.6,
+            exam_fraction=0.6,
+            seed=0,
+        )

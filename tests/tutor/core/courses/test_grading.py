@@ -129,9 +129,19 @@ def test_it_parses_a_whole_string_as_one_number_only():
 
 @pytest.mark.parametrize(
     "text",
-    ["17 R 3", "17 r3", "17r3", "17 remainder 3", "17 rem. 3", "q=17, r=3", "quotient 17, remainder 3",
-     "The quotient is 17 and the remainder is 3.", "17, with a remainder of 3", "seventeen remainder three",
-     "Answer: 17 R 3. Check: 7 × 17 = 119, 119 + 3 = 122"],
+    [
+        "17 R 3",
+        "17 r3",
+        "17r3",
+        "17 remainder 3",
+        "17 rem. 3",
+        "q=17, r=3",
+        "quotient 17, remainder 3",
+        "The quotient is 17 and the remainder is 3.",
+        "17, with a remainder of 3",
+        "seventeen remainder three",
+        "Answer: 17 R 3. Check: 7 × 17 = 119, 119 + 3 = 122",
+    ],
 )
 def test_it_accepts_every_division_with_remainder_form(text):
     result = grade({"answer": "17 R 3", "answer_type": "text"}, text)
@@ -170,9 +180,24 @@ OPTIONS = ("229", "270", "877", "266")
 
 @pytest.mark.parametrize(
     "text",
-    ["B", "b", "(b)", "(B)", "B)", "B.", "Answer: B", "Answer: B) 270", "answer: (b)",
-     "The answer is B because", "I pick option B.", "choice b", "270", "The answer is 270 pages.",
-     "Answer: 270", "Hmm, 229 looks wrong, so it is (B)"],
+    [
+        "B",
+        "b",
+        "(b)",
+        "(B)",
+        "B)",
+        "B.",
+        "Answer: B",
+        "Answer: B) 270",
+        "answer: (b)",
+        "The answer is B because",
+        "I pick option B.",
+        "choice b",
+        "270",
+        "The answer is 270 pages.",
+        "Answer: 270",
+        "Hmm, 229 looks wrong, so it is (B)",
+    ],
 )
 def test_it_reads_multiple_choice_by_letter_or_text(text):
     gold = {"answer": "270", "answer_type": "choice", "options": OPTIONS}

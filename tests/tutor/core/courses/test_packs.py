@@ -71,7 +71,13 @@ def test_it_makes_the_requested_counts_with_levels_spread_evenly():
     levels = Counter(e.difficulty for e in course.exercises_for("add_3d", "train"))
     assert levels == {1: 3, 2: 3, 3: 3, 4: 3}
     assert {s.key: course.max_difficulty(s.key) for s in course.skills} == {
-        "add_1d": 2, "add_2d": 3, "add_3d": 4, "sub_2d": 2, "sub_3d": 3, "mul_1d": 3, "mul_2d": 2,
+        "add_1d": 2,
+        "add_2d": 3,
+        "add_3d": 4,
+        "sub_2d": 2,
+        "sub_3d": 3,
+        "mul_1d": 3,
+        "mul_2d": 2,
         "div_remainder": 2,
     }
 
@@ -85,7 +91,9 @@ def test_it_has_the_prerequisite_graph():
     assert prerequisites["div_remainder"] == {"mul_1d", "sub_2d"}
     assert [s.key for s in course.skills_in_order()][0] == "add_1d"
     assert {s.key: s.prerequisites for s in load_pack("counting").skills} == {
-        "count_short": (), "count_long": ("count_short",)}
+        "count_short": (),
+        "count_long": ("count_short",),
+    }
 
 
 def test_it_sets_addition_difficulty_by_carries():
@@ -97,10 +105,13 @@ def test_it_sets_addition_difficulty_by_carries():
 
 def test_it_writes_column_solutions():
     assert add_solution(47, 38)[0] == (
-        "Ones: 7 + 8 = 15, write 5, carry 1.\nTens: 4 + 3 + 1 = 8, write 8.\nAnswer: 85")
+        "Ones: 7 + 8 = 15, write 5, carry 1.\nTens: 4 + 3 + 1 = 8, write 8.\nAnswer: 85"
+    )
     assert sub_solution(503, 298) == (
         "Ones: 3 < 8, so borrow: 13 - 8 = 5.\nTens: 0 - 1 < 9, so borrow: 10 - 1 - 9 = 0.\n"
-        "Hundreds: 5 - 1 - 2 = 2.\nAnswer: 205", 2)
+        "Hundreds: 5 - 1 - 2 = 2.\nAnswer: 205",
+        2,
+    )
     assert div_solution(100, 7) == "10 ÷ 7 = 1 R 3.\n30 ÷ 7 = 4 R 2.\nAnswer: 14 R 2"
 
 
@@ -108,7 +119,7 @@ def test_it_formats_division_answers_with_a_remainder():
     for e in arithmetic_pack().exercises_for("div_remainder"):
         assert e.answer_type == "text"
         q, r = (int(n) for n in e.answer.split(" R "))
-        assert 0 < r
+        assert r > 0
         assert grade(e, f"{q} remainder {r}").correct
         assert grade(e, f"q={q}, r={r}").correct
         assert not grade(e, f"{q} R {r + 1}").correct

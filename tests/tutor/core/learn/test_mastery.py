@@ -12,7 +12,7 @@ DEFAULT = BKTParams()
 
 
 def test_it_has_the_documented_defaults():
-    assert DEFAULT == BKTParams(prior=0.2, learn=0.15, guess=0.2, slip=0.1)
+    assert BKTParams(prior=0.2, learn=0.15, guess=0.2, slip=0.1) == DEFAULT
     assert MASTERY_THRESHOLD == 0.95
 
 
@@ -67,10 +67,18 @@ def test_it_keeps_a_certainty_that_an_answer_cannot_move():
     assert bkt_update(1.0, False, BKTParams(slip=0.0)) == 1.0
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"prior": -0.1}, {"learn": 1.5}, {"guess": math.nan}, {"slip": "0.1"}, {"prior": True},
-    {"guess": 0.5, "slip": 0.5}, {"guess": 0.7, "slip": 0.6},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"prior": -0.1},
+        {"learn": 1.5},
+        {"guess": math.nan},
+        {"slip": "0.1"},
+        {"prior": True},
+        {"guess": 0.5, "slip": 0.5},
+        {"guess": 0.7, "slip": 0.6},
+    ],
+)
 def test_it_rejects_invalid_params(kwargs):
     with pytest.raises(ValueError):
         BKTParams(**kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -73,9 +73,8 @@ def test_it_reviews_the_lowest_mastered_skill_when_everything_is_mastered_and_no
 
 
 def test_it_reviews_the_skill_mastered_longest_ago_when_dates_are_given():
-    mastered_at = {key: datetime(2025, 1, day, tzinfo=timezone.utc)
-                   for day, (key, _) in enumerate(COURSE, 1)}
-    mastered_at["counting"] = datetime(2025, 2, 1, tzinfo=timezone.utc)
+    mastered_at = {key: datetime(2025, 1, day, tzinfo=UTC) for day, (key, _) in enumerate(COURSE, 1)}
+    mastered_at["counting"] = datetime(2025, 2, 1, tzinfo=UTC)
     assert choose(ALL_MASTERED, mastered_at=mastered_at) == NextChoice("addition", "review")
     del mastered_at["division"]  # no date: counts as longest ago
     assert choose(ALL_MASTERED, mastered_at=mastered_at) == NextChoice("division", "review")
@@ -87,12 +86,15 @@ def test_it_is_deterministic_with_a_seeded_rng():
     assert first == [choose(mastery, ["counting"], seed=seed) for seed in range(50)]
 
 
-@pytest.mark.parametrize("skills, message", [
-    ([], "at least one skill"),
-    ([("a", []), ("a", [])], "twice"),
-    ([("a", ["z"])], "unknown prerequisites: z"),
-    ([("a", ["c"]), ("b", ["a"]), ("c", ["b"])], "cycle: a -> c -> b -> a"),
-])
+@pytest.mark.parametrize(
+    "skills, message",
+    [
+        ([], "at least one skill"),
+        ([("a", []), ("a", [])], "twice"),
+        ([("a", ["z"])], "unknown prerequisites: z"),
+        ([("a", ["c"]), ("b", ["a"]), ("c", ["b"])], "cycle: a -> c -> b -> a"),
+    ],
+)
 def test_it_rejects_a_broken_skill_graph(skills, message):
     with pytest.raises(ValueError, match=message):
         choose_next_skill(skills, {}, [], rng=random.Random(0))

@@ -21,8 +21,12 @@ from tutor.core.learn.prompts import (
     show_alternatives,
 )
 
-CTX = LearnerContext(level="beginner", mastery=[("Adding", 0.42), ("Carrying", 0.9)],
-                     mistakes=[Mistake("What is 38 + 5?", "33")], difficulty_feedback="too_hard")
+CTX = LearnerContext(
+    level="beginner",
+    mastery=[("Adding", 0.42), ("Carrying", 0.9)],
+    mistakes=[Mistake("What is 38 + 5?", "33")],
+    difficulty_feedback="too_hard",
+)
 
 
 def user_text(conversation):
@@ -49,15 +53,28 @@ def test_it_clips_what_the_learner_typed_before_it_reaches_a_prompt():
     assert "x" * 499 in text and "x" * 600 not in text
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Error type: procedural\nStrategy: hint\nIntention: see that the ten is carried",
-     ("procedural", "hint", "see that the ten is carried")),
-    ("**Error type:** Slip\n**Strategy:** guiding_question\n**Intention:** re-check the sum",
-     ("slip", "guiding_question", "re-check the sum")),
-    ("Sure! Here is my decision.\n1. Error - a misconception about place value\n2. Strategy = show a worked example\n"
-     "3. Intention: understand tens", ("conceptual", "worked_example", "understand tens")),
-    ("error_type: misread\nstrategy: reexplain\nintention: read carefully", ("misread", "reexplain", "read carefully")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "Error type: procedural\nStrategy: hint\nIntention: see that the ten is carried",
+            ("procedural", "hint", "see that the ten is carried"),
+        ),
+        (
+            "**Error type:** Slip\n**Strategy:** guiding_question\n**Intention:** re-check the sum",
+            ("slip", "guiding_question", "re-check the sum"),
+        ),
+        (
+            "Sure! Here is my decision.\n1. Error - a misconception about place value\n2. Strategy = show a worked example\n"
+            "3. Intention: understand tens",
+            ("conceptual", "worked_example", "understand tens"),
+        ),
+        (
+            "error_type: misread\nstrategy: reexplain\nintention: read carefully",
+            ("misread", "reexplain", "read carefully"),
+        ),
+    ],
+)
 def test_it_parses_the_teachers_decision_in_many_shapes(text, expected):
     decision = parse_decision(text, "33")
     assert (decision.error_type, decision.strategy, decision.intention) == expected
@@ -65,7 +82,9 @@ def test_it_parses_the_teachers_decision_in_many_shapes(text, expected):
 
 
 def test_it_falls_back_to_scaffolding_when_the_decision_is_unusable():
-    echoed = "You said: Error type: <one error type key>\nStrategy: <one strategy key>\nIntention: <one sentence>"
+    echoed = (
+        "You said: Error type: <one error type key>\nStrategy: <one strategy key>\nIntention: <one sentence>"
+    )
     first = parse_decision(echoed, "33", tries=1)
     assert (first.error_type, first.strategy, first.parsed) == ("other", "guiding_question", False)
     assert first.intention
@@ -97,18 +116,23 @@ def test_it_forbids_giving_away_the_answer_only_in_scaffolding_mode():
 
 
 def test_it_answers_questions_in_the_context_of_the_current_exercise():
-    text = user_text(question_prompt("why do we carry the 1?", CTX, skill_name="Carrying", exercise="What is 38 + 5?"))
+    text = user_text(
+        question_prompt("why do we carry the 1?", CTX, skill_name="Carrying", exercise="What is 38 + 5?")
+    )
     assert "why do we carry the 1?" in text and "What is 38 + 5?" in text
     assert "Do not give away" in text
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Verdict: correct", True),
-    ("The learner wrote Paris.\n**Verdict:** incorrect", False),
-    ("Verdict: incorrect ... wait. Verdict: correct", True),
-    ("You said: Reply with one line: 'Verdict: correct' or 'Verdict: incorrect'.", None),
-    ("I think so", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Verdict: correct", True),
+        ("The learner wrote Paris.\n**Verdict:** incorrect", False),
+        ("Verdict: incorrect ... wait. Verdict: correct", True),
+        ("You said: Reply with one line: 'Verdict: correct' or 'Verdict: incorrect'.", None),
+        ("I think so", None),
+    ],
+)
 def test_it_reads_the_teachers_verdict(text, expected):
     assert parse_verdict(text) is expected
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -16,7 +16,7 @@ from tutor.core.learn.review import (
     retrievability,
 )
 
-NOW = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def test_it_makes_a_new_state_due_at_once():
@@ -98,4 +98,4 @@ def test_it_rejects_naive_datetimes_with_a_clear_error():
 def test_it_converts_other_timezones_to_utc():
     paris = NOW.astimezone(timezone(timedelta(hours=1)))  # fixed offset: no tzdata needed
     state = record_review(new_review_state(paris), True, paris)
-    assert state.last_review == NOW and state.last_review.tzinfo is timezone.utc
+    assert state.last_review == NOW and state.last_review.tzinfo is UTC

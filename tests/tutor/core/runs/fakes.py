@@ -100,26 +100,35 @@ class ScriptedLLM:
 def general_score(knows: Callable[[str | None], bool] = lambda adapter: True):
     """A ``score`` for the general probe: the gold option likeliest where ``knows(adapter)``, else the
     first wrong one (course questions score alike: they are never scored in these tests)."""
+
     def score(kind, question, reply, adapter):
         if not is_general(question):
             return -1.0
-        return (0.0 if reply == known(question) else -1.0) if knows(adapter) else (
-            -1.0 if reply == known(question) else 0.0)
+        return (
+            (0.0 if reply == known(question) else -1.0)
+            if knows(adapter)
+            else (-1.0 if reply == known(question) else 0.0)
+        )
+
     return score
 
 
 def student_reply(knows: Callable[[str, str | None], bool] = lambda q, adapter: False, gold=known):
     """Right where ``knows(question, adapter)``, or with a helpful explanation in context."""
+
     def reply(kind, question, conversation, adapter):
         helped = kind == "explained_answer" and "UNHELPFUL" not in conversation[-1]["content"]
         right = knows(question, adapter) or helped
         return f"Let me think.\nAnswer: {gold(question) if right else WRONG}"
+
     return reply
 
 
-def teacher_reply(*, wrong_on: Callable[[str], bool] = lambda q: False, generate=None, gold=known,
-                  extra: str = ""):
+def teacher_reply(
+    *, wrong_on: Callable[[str], bool] = lambda q: False, generate=None, gold=known, extra: str = ""
+):
     """Correct explanations (except where ``wrong_on``), exam answers by ``gold``, items by ``generate``."""
+
     def reply(kind, question, conversation, adapter):
         if kind == "explain":
             answer = WRONG if wrong_on(question) else gold(question)
@@ -127,30 +136,54 @@ def teacher_reply(*, wrong_on: Callable[[str], bool] = lambda q: False, generate
         if kind == "generate":
             return generate(question) if generate else ""
         return f"Answer: {gold(question)}"
+
     return reply
 
 
 def add_items(question: str) -> str:
     """Two new addition items for 'What is a + b?': the first right, the second with a wrong answer."""
     a, b = map(int, re.findall(r"\d+", question)[:2])
-    return (f"Question: What is {a + 50} + {b}?\nSolution: add the columns.\nAnswer: {a + 50 + b}\n---\n"
-            f"Question: What is {a + 60} + {b}?\nSolution: add the columns.\nAnswer: {a + 60 + b + 1}\n")
+    return (
+        f"Question: What is {a + 50} + {b}?\nSolution: add the columns.\nAnswer: {a + 50 + b}\n---\n"
+        f"Question: What is {a + 60} + {b}?\nSolution: add the columns.\nAnswer: {a + 60 + b + 1}\n"
+    )
 
 
 def mini_course(train: int = 4, probe: int = 3, exam: int = 3) -> Course:
     """add_1d -> add_2d, and mul_1d without prerequisites: two skills open in round 0."""
     pack = load_pack("arithmetic", per_skill_per_split={"train": train, "probe": probe, "exam": exam})
-    skills = (Skill("add_1d", "Add one-digit numbers"),
-              Skill("add_2d", "Add two-digit numbers", "", ("add_1d",)),
-              Skill("mul_1d", "Multiply by a one-digit number"))
+    skills = (
+        Skill("add_1d", "Add one-digit numbers"),
+        Skill("add_2d", "Add two-digit numbers", "", ("add_1d",)),
+        Skill("mul_1d", "Multiply by a one-digit number"),
+    )
     keys = {s.key for s in skills}
-    return Course(key="mini", name="Mini arithmetic", skills=skills,
-                  exercises=tuple(e for e in pack.exercises if e.skill in keys))
+    return Course(
+        key="mini",
+        name="Mini arithmetic",
+        skills=skills,
+        exercises=tuple(e for e in pack.exercises if e.skill in keys),
+    )
 
 
 def context(course: Course, teacher, student, **settings) -> Context:
-    config = RunConfig(**{"rounds": 1, "plan_budget": 4, "explain_budget": 4, "generate_budget": 2,
-                          "generate_k": 2, "siblings": 2, **settings})
+    config = RunConfig(
+        **{
+            "rounds": 1,
+            "plan_budget": 4,
+            "explain_budget": 4,
+            "generate_budget": 2,
+            "generate_k": 2,
+            "siblings": 2,
+            **settings,
+        }
+    )
     state = RunState(config=config, course=course.key, teacher=teacher.name, student=student.name)
-    return Context(course=course, teacher=teacher, student=student, config=config, state=state,
-                   train_fn=lambda records, index, parent: f"/adapters/round{index}")
+    return Context(
+        course=course,
+        teacher=teacher,
+        student=student,
+        config=config,
+        state=state,
+        train_fn=lambda records, index, parent: f"/adapters/round{index}",
+    )

@@ -15,8 +15,12 @@ def guard(*exam_prompts: str) -> ExamGuard:
         Exercise(key=f"x{i}", skill="s", split="exam", prompt=p, answer="1", answer_type="number")
         for i, p in enumerate(exam_prompts)
     ]
-    exercises.append(Exercise(key="t", skill="s", split="train", prompt="What is 1 + 1?", answer="2", answer_type="number"))
-    return ExamGuard(Course(key="c", name="C", skills=(Skill(key="s", name="S"),), exercises=tuple(exercises)))
+    exercises.append(
+        Exercise(key="t", skill="s", split="train", prompt="What is 1 + 1?", answer="2", answer_type="number")
+    )
+    return ExamGuard(
+        Course(key="c", name="C", skills=(Skill(key="s", name="S"),), exercises=tuple(exercises))
+    )
 
 
 @pytest.mark.parametrize(
@@ -70,7 +74,12 @@ def test_it_does_not_take_a_sequence_that_only_ends_like_an_exam_sequence_for_a_
 
 def test_it_raises_on_a_record_holding_an_exam_question_and_passes_a_longer_sequence():
     g = guard(BRACKETS)
-    ok = {"messages": [{"role": "user", "content": BRACKETS + " { }"}, {"role": "assistant", "content": "Invalid"}]}
+    ok = {
+        "messages": [
+            {"role": "user", "content": BRACKETS + " { }"},
+            {"role": "assistant", "content": "Invalid"},
+        ]
+    }
     g.check_records([ok])
     leak = {"messages": [{"role": "user", "content": BRACKETS}, {"role": "assistant", "content": "Valid"}]}
     with pytest.raises(ExamLeakError, match="record 2 contains the exam question"):

@@ -32,8 +32,10 @@ class Trainer:
 
 def plain_models():
     """A student who never learns (so every round has wrong answers) and a correct teacher."""
-    return (ScriptedLLM("teacher", teacher_reply(generate=add_items)),
-            ScriptedLLM("student", student_reply()))
+    return (
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", student_reply()),
+    )
 
 
 def test_it_keeps_exam_items_out_of_explanations_generated_items_and_records(tmp_path):
@@ -91,8 +93,9 @@ def test_it_resumes_after_an_exception_without_repeating_teacher_calls(tmp_path)
             raise RuntimeError("worker killed")
 
     with pytest.raises(RuntimeError, match="worker killed"):
-        run_teaching(course, teacher, student, CONFIG, path, train_fn=trainer,
-                     progress=crash_after_explain_of_round_1)
+        run_teaching(
+            course, teacher, student, CONFIG, path, train_fn=trainer, progress=crash_after_explain_of_round_1
+        )
     saved = RunState.load(path)
     assert saved.rounds[1].done_steps == ["diagnose", "plan", "explain"] and not saved.finished
     assert (teacher.count("explain"), teacher.count("generate")) == (2, 1)
@@ -106,8 +109,9 @@ def test_it_resumes_after_an_exception_without_repeating_teacher_calls(tmp_path)
     assert student2.loaded[0] == ("round0", "/adapters/round0")  # the adapter is put back first
     assert [c[0] for c in trainer.calls] == [0, 1] and trainer.calls[1][2] == "/adapters/round0"
     assert [call.adapter for call in student2.calls][0] == "round0"
-    assert [(x.id, x.text) for x in state.rounds[1].explanations] == \
-        [(x.id, x.text) for x in saved.rounds[1].explanations]  # kept, then scored: not asked again
+    assert [(x.id, x.text) for x in state.rounds[1].explanations] == [
+        (x.id, x.text) for x in saved.rounds[1].explanations
+    ]  # kept, then scored: not asked again
     assert (state.adapter_name, state.adapter_path) == ("round1", "/adapters/round1")
 
 
@@ -121,8 +125,16 @@ def test_it_stops_when_asked_and_goes_on_from_there(tmp_path):
         if info["status"] == "done":
             done.append((step, index))
 
-    state = run_teaching(course, teacher, student, CONFIG, path, train_fn=Trainer(), progress=progress,
-                         should_stop=lambda: ("explain", 1) in done)
+    state = run_teaching(
+        course,
+        teacher,
+        student,
+        CONFIG,
+        path,
+        train_fn=Trainer(),
+        progress=progress,
+        should_stop=lambda: ("explain", 1) in done,
+    )
     assert not state.finished and state.rounds[1].done_steps == ["diagnose", "plan", "explain"]
     assert RunState.load(path) == state
 
@@ -135,13 +147,31 @@ def test_it_refuses_to_resume_with_other_settings_but_may_add_rounds(tmp_path):
     course = mini_course()
     path = tmp_path / "state.json"
     teacher, student = plain_models()
-    run_teaching(course, teacher, student, RunConfig(rounds=1, plan_budget=4, explain_budget=2), path,
-                 train_fn=Trainer())
+    run_teaching(
+        course,
+        teacher,
+        student,
+        RunConfig(rounds=1, plan_budget=4, explain_budget=2),
+        path,
+        train_fn=Trainer(),
+    )
     with pytest.raises(TeachingError, match="explain_budget"):
-        run_teaching(course, teacher, student, RunConfig(rounds=1, plan_budget=4, explain_budget=3), path,
-                     train_fn=Trainer())
-    state = run_teaching(course, teacher, student, RunConfig(rounds=2, plan_budget=4, explain_budget=2), path,
-                         train_fn=Trainer())
+        run_teaching(
+            course,
+            teacher,
+            student,
+            RunConfig(rounds=1, plan_budget=4, explain_budget=3),
+            path,
+            train_fn=Trainer(),
+        )
+    state = run_teaching(
+        course,
+        teacher,
+        student,
+        RunConfig(rounds=2, plan_budget=4, explain_budget=2),
+        path,
+        train_fn=Trainer(),
+    )
     assert state.finished and len(state.rounds) == 2 and teacher.count("explain") == 2
 
 
@@ -150,19 +180,21 @@ def test_it_shows_the_teacher_what_helped_this_student_before_and_applies_rating
     teacher, student = plain_models()
     ratings: dict[str, bool] = {}
     one, two = (RunConfig(rounds=n, plan_budget=4, explain_budget=4) for n in (1, 2))
-    state = run_teaching(course, teacher, student, one, tmp_path / "s.json", train_fn=Trainer(),
-                         ratings=lambda: ratings)
+    state = run_teaching(
+        course, teacher, student, one, tmp_path / "s.json", train_fn=Trainer(), ratings=lambda: ratings
+    )
     first = state.rounds[0].explanations
     rejected = next(x for x in first if x.helped)
     ratings[rejected.id] = False  # a person rejects one helpful explanation between rounds
 
-    state = run_teaching(course, teacher, student, two, tmp_path / "s.json", train_fn=Trainer(),
-                         ratings=lambda: ratings)
+    state = run_teaching(
+        course, teacher, student, two, tmp_path / "s.json", train_fn=Trainer(), ratings=lambda: ratings
+    )
     assert next(x for x in state.rounds[0].explanations if x.id == rejected.id).approved is False
     later = state.rounds[1].explanations
     shown = {h for x in later for h in x.shown_helpful}
     assert shown and rejected.id not in shown
-    prompts = [c[-1]["content"] for c in teacher.seen("explain")[len(first):]]
+    prompts = [c[-1]["content"] for c in teacher.seen("explain")[len(first) :]]
     assert any("Explanations that helped this student before" in p for p in prompts)
     for x in later:
         assert len(x.shown_helpful) <= 2
@@ -173,8 +205,15 @@ def test_it_batches_every_step_and_records_exam_results(tmp_path):
     course = mini_course(probe=4)  # 0 of 4 right on add_1d shows it below 0.5 (upper bound 0.49)
     teacher, student = plain_models()
     events = []
-    state = run_teaching(course, teacher, student, CONFIG, tmp_path / "s.json", train_fn=Trainer(),
-                         progress=lambda step, index, info: events.append((step, index, info["status"])))
+    state = run_teaching(
+        course,
+        teacher,
+        student,
+        CONFIG,
+        tmp_path / "s.json",
+        train_fn=Trainer(),
+        progress=lambda step, index, info: events.append((step, index, info["status"])),
+    )
     # Per round: diagnose, practice, score, exam (student); explain, generate (teacher).
     # Once: the base model's exam (student, no adapter) and the teacher's exam answers.
     assert len(student.calls) == 2 * 4 + 1 and len(teacher.calls) == 2 * 2 + 1
@@ -183,7 +222,9 @@ def test_it_batches_every_step_and_records_exam_results(tmp_path):
     assert set(exam["per_skill"]) == {"add_1d", "add_2d", "mul_1d"}
     assert exam["accuracy"] == exam["base_accuracy"] == 0.0 and exam["teacher_accuracy"] == 1.0
     assert exam["vs_base"] == exam["vs_previous"] == 0.0 and "agreement" in exam
-    assert state.rounds[0].plan["items_per_skill"]["add_2d"] == 0  # locked until add_1d reaches the unlock threshold
+    assert (
+        state.rounds[0].plan["items_per_skill"]["add_2d"] == 0
+    )  # locked until add_1d reaches the unlock threshold
     taught = {s for s, n in state.rounds[1].plan["items_per_skill"].items() if n}
     assert set(exam["forgetting"]) == {"add_1d", "add_2d", "mul_1d"} - taught
 

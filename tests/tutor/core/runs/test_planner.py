@@ -274,8 +274,11 @@ def test_learning_progress_is_read_with_the_probe_noise_as_an_upper_bound():
     assert plan.items_per_skill["b"] >= 1.7 * plan.items_per_skill["c"]
     assert plan.items_per_skill["c"] >= 3
     # The larger the probe, the closer the bound to the change itself.
-    assert progress_noise(0.25, 0.5, 200, 1.96) < progress_noise(0.25, 0.5, 20, 1.96) < progress_noise(
-        0.25, 0.5, 8, 1.96)
+    assert (
+        progress_noise(0.25, 0.5, 200, 1.96)
+        < progress_noise(0.25, 0.5, 20, 1.96)
+        < progress_noise(0.25, 0.5, 8, 1.96)
+    )
     assert progress_noise(0.0, 0.0, 8, 1.96) > 0  # 0 of 8 is not an exact zero
     assert progress_noise(0.2, 0.4, None, 1.96) == 0.0
 
@@ -284,8 +287,9 @@ def test_a_skill_opened_on_uncertain_evidence_counts_progress_from_that_round():
     # a read 0.25 of 8 in both rounds: b was open (and taught) from round 0, so its flat 0 -> 0 is
     # measured progress (none), not "no progress yet".
     p = planner(epsilon=0.0, review_share=0.0)
-    plan = p.plan({"a": [0.25, 0.25], "b": [0.0, 0.0], "c": [0.0, 0.0]}, 24, seed=0,
-                  probe_sizes=dict.fromkeys("abc", 8))
+    plan = p.plan(
+        {"a": [0.25, 0.25], "b": [0.0, 0.0], "c": [0.0, 0.0]}, 24, seed=0, probe_sizes=dict.fromkeys("abc", 8)
+    )
     assert all("no progress yet" not in plan.reasons[k] for k in "bc")
     assert plan.reasons["b"].startswith("no progress measured anywhere: uniform")
     assert plan.items_per_skill == {"a": 8, "b": 8, "c": 8, "d": 0}

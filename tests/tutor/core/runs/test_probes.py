@@ -44,17 +44,23 @@ def test_the_general_probe_is_multiple_choice_with_the_gold_option_in_every_posi
 def test_it_warns_when_the_trained_student_forgets_what_the_course_does_not_teach(tmp_path):
     course = mini_course()
     # The base student knows the general questions; once trained (any adapter) it answers them wrongly.
-    student = ScriptedLLM("student", student_reply(), score=general_score(knows=lambda adapter: adapter is None))
+    student = ScriptedLLM(
+        "student", student_reply(), score=general_score(knows=lambda adapter: adapter is None)
+    )
     teacher = ScriptedLLM("teacher", teacher_reply())
     config = RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, general_probe=12)
     state = run_teaching(course, teacher, student, config, tmp_path / "s.json", train_fn=trainer)
 
     general = state.rounds[0].exam["general"]
     assert general["items"] == 12 and general["base_accuracy"] == 1.0 and general["accuracy"] == 0.0
-    assert any(w.startswith("possible forgetting: the general probe (12 questions") for w in state.rounds[0].warnings)
+    assert any(
+        w.startswith("possible forgetting: the general probe (12 questions") for w in state.rounds[0].warnings
+    )
     assert set(state.base_general) == {e.key for e in GENERAL_PROBE[:12]}
     # Answered by likelihood, cloze style: the bare question, each option as the whole reply.
-    assert {(q, r) for q, r, _ in student.scored} == {(e.prompt, o) for e in GENERAL_PROBE[:12] for o in e.options}
+    assert {(q, r) for q, r, _ in student.scored} == {
+        (e.prompt, o) for e in GENERAL_PROBE[:12] for o in e.options
+    }
     # Asked of the student only, never of the teacher, and never part of any record.
     assert not [c for call in teacher.calls for c in call.conversations if is_general(_question(c))]
     records = json.dumps([r for rnd in state.rounds for r in rnd.sft_records + rnd.dpo_records])
@@ -64,21 +70,35 @@ def test_it_warns_when_the_trained_student_forgets_what_the_course_does_not_teac
 def test_it_stays_quiet_when_the_student_keeps_its_general_knowledge_and_can_be_turned_off(tmp_path):
     course = mini_course()
     student = ScriptedLLM("student", student_reply(), score=general_score())
-    state = run_teaching(course, ScriptedLLM("teacher", teacher_reply()), student,
-                         RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
-                         tmp_path / "s.json", train_fn=trainer)
+    state = run_teaching(
+        course,
+        ScriptedLLM("teacher", teacher_reply()),
+        student,
+        RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
     assert state.rounds[0].exam["general"]["accuracy"] == 1.0
     assert not [w for w in state.rounds[0].warnings if "forgetting" in w]
 
-    off = run_teaching(course, ScriptedLLM("teacher", teacher_reply()),
-                       ScriptedLLM("student", student_reply(), score=general_score()),
-                       RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, general_probe=0),
-                       tmp_path / "off.json", train_fn=trainer)
+    off = run_teaching(
+        course,
+        ScriptedLLM("teacher", teacher_reply()),
+        ScriptedLLM("student", student_reply(), score=general_score()),
+        RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, general_probe=0),
+        tmp_path / "off.json",
+        train_fn=trainer,
+    )
     assert off.rounds[0].exam["general"] is None and not off.base_general
     # A student that cannot score (served over HTTP) is not probed, and the run goes on.
-    unscored = run_teaching(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
-                            RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
-                            tmp_path / "unscored.json", train_fn=trainer)
+    unscored = run_teaching(
+        course,
+        ScriptedLLM("teacher", teacher_reply()),
+        ScriptedLLM("student", student_reply()),
+        RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
+        tmp_path / "unscored.json",
+        train_fn=trainer,
+    )
     assert unscored.finished and unscored.rounds[0].exam["general"] is None
 
 
@@ -95,9 +115,14 @@ def test_the_guard_drops_teacher_text_that_quotes_a_general_probe_question(tmp_p
     course = mini_course()
     quoted = GENERAL_PROBE[0].prompt
     teacher = ScriptedLLM("teacher", teacher_reply(extra=f"\nAn aside: {quoted}"))
-    state = run_teaching(course, teacher, ScriptedLLM("student", student_reply()),
-                         RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
-                         tmp_path / "s.json", train_fn=trainer)
+    state = run_teaching(
+        course,
+        teacher,
+        ScriptedLLM("student", student_reply()),
+        RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
     explanations = state.rounds[0].explanations
     assert explanations and all(x.quotes_exam and not x.helped for x in explanations)
 
@@ -111,10 +136,18 @@ def test_old_run_states_resume_without_the_settings_added_since(tmp_path):
     assert RunConfig().confidence_z == 1.96 and RunConfig().general_probe == 16
 
 
-@pytest.mark.parametrize(("setting", "value"), [
-    ("confidence_z", -0.5), ("confidence_z", float("inf")), ("confidence_z", 6), ("confidence_z", True),
-    ("general_probe", -1), ("forgetting_warning_drop", 1.5), ("choice_scoring", "logits"),
-])
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("confidence_z", -0.5),
+        ("confidence_z", float("inf")),
+        ("confidence_z", 6),
+        ("confidence_z", True),
+        ("general_probe", -1),
+        ("forgetting_warning_drop", 1.5),
+        ("choice_scoring", "logits"),
+    ],
+)
 def test_it_rejects_bad_probe_and_scoring_settings(setting, value):
     with pytest.raises(ValueError, match=setting):
         RunConfig(**{setting: value})
@@ -150,16 +183,22 @@ def parens_teacher() -> ScriptedLLM:
             return "".join(
                 f"Question: Determine whether the given sequence of parentheses is properly matched.\n"
                 f"Sequence: {seq}\nOptions: Valid | Invalid\nSolution: match each bracket.\n"
-                f"Answer: {'Valid' if balanced(seq) else 'Invalid'}\n---\n" for seq in ("( [ ] ) { }", "( ] [ )"))
+                f"Answer: {'Valid' if balanced(seq) else 'Invalid'}\n---\n"
+                for seq in ("( [ ] ) { }", "( ] [ )")
+            )
         if is_general(question):
             return f"Answer: {known(question)}"
-        return f"Mistake: a bracket is left open.\nSolution: match each bracket.\nAnswer: {parens_gold(content)}"
+        return (
+            f"Mistake: a bracket is left open.\nSolution: match each bracket.\nAnswer: {parens_gold(content)}"
+        )
+
     return ScriptedLLM("teacher", reply)
 
 
 def parens_student(generate_calls: list) -> ScriptedLLM:
     """Answers only by likelihood: the base always prefers "Valid"; a trained adapter, or an explanation
     in context, prefers the right option. Generating an answer to a choice item is a test failure."""
+
     def reply(kind, question, conversation, adapter):
         generate_calls.append(question)
         return "Answer: Valid"
@@ -172,6 +211,7 @@ def parens_student(generate_calls: list) -> ScriptedLLM:
         else:
             right = "Answer: Valid"
         return -0.1 if answer == right else -2.0
+
     return ScriptedLLM("student", reply, score=score)
 
 
@@ -179,12 +219,23 @@ def parens_student(generate_calls: list) -> ScriptedLLM:
 def test_a_course_imported_from_bigbench_runs_every_step_answering_choices_by_likelihood(tmp_path):
     full = import_bigbench(BIGBENCH, course_key="parens", skill_key="parens", skill_name="Valid parentheses")
     keep = {split: full.split(split)[:n] for split, n in (("train", 16), ("probe", 6), ("exam", 8))}
-    course = Course(key=full.key, name=full.name, skills=full.skills,
-                    exercises=tuple(e for items in keep.values() for e in items))
+    course = Course(
+        key=full.key,
+        name=full.name,
+        skills=full.skills,
+        exercises=tuple(e for items in keep.values() for e in items),
+    )
     generated_answers: list[str] = []
     student, teacher = parens_student(generated_answers), parens_teacher()
-    config = RunConfig(rounds=2, plan_budget=8, explain_budget=3, generate_budget=2, generate_k=2, siblings=1,
-                       choice_scoring="likelihood")
+    config = RunConfig(
+        rounds=2,
+        plan_budget=8,
+        explain_budget=3,
+        generate_budget=2,
+        generate_k=2,
+        siblings=1,
+        choice_scoring="likelihood",
+    )
     state = run_teaching(course, teacher, student, config, tmp_path / "s.json", train_fn=trainer)
 
     assert state.finished and all(r.done_steps == list(STEPS) for r in state.rounds)
@@ -209,7 +260,9 @@ def test_a_course_imported_from_bigbench_runs_every_step_answering_choices_by_li
 def test_likelihood_answers_need_a_student_that_can_score(tmp_path):
     course = mini_course()
     student = ScriptedLLM("student", student_reply())  # cannot score: like a model behind an HTTP API
-    config = RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, choice_scoring="likelihood")
+    config = RunConfig(
+        rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, choice_scoring="likelihood"
+    )
     teacher = ScriptedLLM("teacher", teacher_reply())
     with pytest.raises(UnsupportedOperation, match="cannot score"):
         run_teaching(course, teacher, student, config, tmp_path / "s.json", train_fn=trainer)
@@ -219,14 +272,33 @@ def test_likelihood_answers_need_a_student_that_can_score(tmp_path):
 
 def test_the_general_probe_only_measures_a_run_trains_on_the_same_records_without_it(tmp_path):
     def run(general_probe: int, name: str):
-        student = ScriptedLLM("student", student_reply(), score=general_score(knows=lambda adapter: adapter is None))
-        config = RunConfig(rounds=2, plan_budget=4, explain_budget=2, generate_budget=1, generate_k=2, siblings=1,
-                           general_probe=general_probe)
-        return run_teaching(mini_course(), ScriptedLLM("teacher", teacher_reply()), student, config,
-                            tmp_path / f"{name}.json", train_fn=trainer)
+        student = ScriptedLLM(
+            "student", student_reply(), score=general_score(knows=lambda adapter: adapter is None)
+        )
+        config = RunConfig(
+            rounds=2,
+            plan_budget=4,
+            explain_budget=2,
+            generate_budget=1,
+            generate_k=2,
+            siblings=1,
+            general_probe=general_probe,
+        )
+        return run_teaching(
+            mini_course(),
+            ScriptedLLM("teacher", teacher_reply()),
+            student,
+            config,
+            tmp_path / f"{name}.json",
+            train_fn=trainer,
+        )
 
     probed, unprobed = run(16, "probed"), run(0, "unprobed")
     assert probed.rounds[0].exam["general"]["items"] == 16 and unprobed.rounds[0].exam["general"] is None
     for a, b in zip(probed.rounds, unprobed.rounds, strict=True):
-        assert a.sft_records and (a.plan, a.sft_records, a.dpo_records) == (b.plan, b.sft_records, b.dpo_records)
+        assert a.sft_records and (a.plan, a.sft_records, a.dpo_records) == (
+            b.plan,
+            b.sft_records,
+            b.dpo_records,
+        )
         assert a.exam["accuracy"] == b.exam["accuracy"]

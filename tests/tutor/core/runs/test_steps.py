@@ -53,10 +53,28 @@ def test_it_scores_an_explanation_by_the_change_in_correctness(monkeypatch):
     rnd = ctx.state.round(0)
     rnd.answers[item.key] = Answer(item.key, "Answer: 1", "1", False)
     rnd.explanations = [
-        Explanation(id="helpful", round=0, item=item.key, skill=item.skill, split="train", student_answer="1",
-                    text="Solution: add.\nAnswer: 5", teacher_answer="5", passed_gate=True),
-        Explanation(id="useless", round=0, item=item.key, skill=item.skill, split="train", student_answer="1",
-                    text="UNHELPFUL\nAnswer: 5", teacher_answer="5", passed_gate=True),
+        Explanation(
+            id="helpful",
+            round=0,
+            item=item.key,
+            skill=item.skill,
+            split="train",
+            student_answer="1",
+            text="Solution: add.\nAnswer: 5",
+            teacher_answer="5",
+            passed_gate=True,
+        ),
+        Explanation(
+            id="useless",
+            round=0,
+            item=item.key,
+            skill=item.skill,
+            split="train",
+            student_answer="1",
+            text="UNHELPFUL\nAnswer: 5",
+            teacher_answer="5",
+            passed_gate=True,
+        ),
     ]
     monkeypatch.setattr(steps, "siblings_of", lambda ctx, e, n, i: [known, unknown])
     info = steps.score(ctx, rnd)
@@ -75,8 +93,10 @@ def test_it_keeps_generated_items_only_when_the_solver_confirms_them_with_proven
     exam_prompt = course.split("exam")[0].prompt
 
     def items(question):
-        return add_items(question) + (f"---\nQuestion: {exam_prompt}\nSolution: copy.\nAnswer: {0}\n"
-                                      "---\nQuestion: What is 1 + 1?\nAnswer: 2\n")  # no solution: not parsed
+        return add_items(question) + (
+            f"---\nQuestion: {exam_prompt}\nSolution: copy.\nAnswer: {0}\n"
+            "---\nQuestion: What is 1 + 1?\nAnswer: 2\n"
+        )  # no solution: not parsed
 
     teacher = ScriptedLLM("big-teacher", teacher_reply(generate=items))
     ctx = context(course, teacher, ScriptedLLM("student", student_reply()), generate_k=4, generate_budget=2)
@@ -104,18 +124,29 @@ def test_it_keeps_generated_items_only_when_the_solver_confirms_them_with_proven
 
 
 def capitals_course() -> Course:
-    rows = [("c1", "What is the capital of France?", "Paris", "train"),
-            ("c2", "What is the capital of Japan?", "Tokyo", "train"),
-            ("c3", "What is the capital of Peru?", "Lima", "probe"),
-            ("c4", "What is the capital of Chile?", "Santiago", "exam")]
-    exercises = tuple(Exercise(key=k, skill="capitals", prompt=p, answer=a, answer_type="text", split=s)
-                      for k, p, a, s in rows)
-    return Course(key="capitals", name="Capitals", skills=(Skill("capitals", "Capitals"),),
-                  exercises=exercises)
+    rows = [
+        ("c1", "What is the capital of France?", "Paris", "train"),
+        ("c2", "What is the capital of Japan?", "Tokyo", "train"),
+        ("c3", "What is the capital of Peru?", "Lima", "probe"),
+        ("c4", "What is the capital of Chile?", "Santiago", "exam"),
+    ]
+    exercises = tuple(
+        Exercise(key=k, skill="capitals", prompt=p, answer=a, answer_type="text", split=s)
+        for k, p, a, s in rows
+    )
+    return Course(
+        key="capitals", name="Capitals", skills=(Skill("capitals", "Capitals"),), exercises=exercises
+    )
 
 
-CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Peru": "Lima", "Chile": "Santiago", "Italy": "Rome",
-            "Spain": "Madrid"}
+CAPITALS = {
+    "France": "Paris",
+    "Japan": "Tokyo",
+    "Peru": "Lima",
+    "Chile": "Santiago",
+    "Italy": "Rome",
+    "Spain": "Madrid",
+}
 
 
 def capital(question: str) -> str:
@@ -126,9 +157,11 @@ def test_it_checks_items_without_a_solver_against_a_second_teacher_answer():
     course = capitals_course()
 
     def items(question):
-        return ("Question: What is the capital of Italy?\nSolution: The seat of government.\nAnswer: Rome\n"
-                "---\nQuestion: What is the capital of Spain?\nSolution: The largest city.\n"
-                "Answer: Barcelona\n")
+        return (
+            "Question: What is the capital of Italy?\nSolution: The seat of government.\nAnswer: Rome\n"
+            "---\nQuestion: What is the capital of Spain?\nSolution: The largest city.\n"
+            "Answer: Barcelona\n"
+        )
 
     teacher = ScriptedLLM("teacher", teacher_reply(generate=items, gold=capital))
     ctx = context(course, teacher, ScriptedLLM("student", student_reply(gold=capital)), generate_budget=1)
@@ -145,19 +178,40 @@ def test_it_checks_items_without_a_solver_against_a_second_teacher_answer():
 
 def test_it_mixes_in_the_replay_share_of_earlier_rounds():
     course = mini_course()
-    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
-                  replay_share=0.3)
+    ctx = context(
+        course,
+        ScriptedLLM("teacher", teacher_reply()),
+        ScriptedLLM("student", student_reply()),
+        replay_share=0.3,
+    )
     first = ctx.state.round(0)
-    first.sft_records = [{"messages": [{"role": "user", "content": f"What is {i} + {i}?"},
-                                       {"role": "assistant", "content": f"Answer: {2 * i}"}],
-                          "meta": {"source": "generated", "item": f"old-{i}", "round": 0}}
-                         for i in range(100, 110)]
+    first.sft_records = [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {i} + {i}?"},
+                {"role": "assistant", "content": f"Answer: {2 * i}"},
+            ],
+            "meta": {"source": "generated", "item": f"old-{i}", "round": 0},
+        }
+        for i in range(100, 110)
+    ]
     second = ctx.state.round(1)
-    second.generated = [GeneratedItem(key=f"gen-{i}", skill="add_2d", prompt=f"What is {i} + 1?",
-                                      answer=str(i + 1), answer_type="number", solution=f"Answer: {i + 1}",
-                                      difficulty=1,
-                                      source_item="add_2d-train-000", round=1, teacher="t", kept=True)
-                        for i in range(200, 207)]
+    second.generated = [
+        GeneratedItem(
+            key=f"gen-{i}",
+            skill="add_2d",
+            prompt=f"What is {i} + 1?",
+            answer=str(i + 1),
+            answer_type="number",
+            solution=f"Answer: {i + 1}",
+            difficulty=1,
+            source_item="add_2d-train-000",
+            round=1,
+            teacher="t",
+            kept=True,
+        )
+        for i in range(200, 207)
+    ]
     info = steps.build_data(ctx, second)
 
     assert info == {"sft": 10, "new": 7, "replayed": 3, "dpo": 0}  # round(7 * 0.3 / 0.7) = 3
@@ -167,9 +221,16 @@ def test_it_mixes_in_the_replay_share_of_earlier_rounds():
     assert all(r["meta"]["item"].startswith("old-") for r in replayed)
 
 
-@pytest.mark.parametrize(("new", "available", "share", "expected"), [
-    (7, 10, 0.3, 3), (10, 100, 0.5, 10), (10, 2, 0.5, 2), (10, 100, 0.0, 0), (0, 100, 0.3, 0),
-])
+@pytest.mark.parametrize(
+    ("new", "available", "share", "expected"),
+    [
+        (7, 10, 0.3, 3),
+        (10, 100, 0.5, 10),
+        (10, 2, 0.5, 2),
+        (10, 100, 0.0, 0),
+        (0, 100, 0.3, 0),
+    ],
+)
 def test_it_counts_replayed_records_as_a_share_of_the_set(new, available, share, expected):
     assert replay_count(new, available, share) == expected
 
@@ -199,27 +260,42 @@ def test_it_never_explains_or_trains_on_probe_items():
 
     # A state saved before this rule holds an approved probe explanation: it never becomes a record.
     probe_item = ctx.items[rnd.wrong[0]]
-    rnd.explanations.append(Explanation(
-        id="r0-old", round=0, item=probe_item.key, skill=probe_item.skill, split="probe", student_answer="1",
-        text=f"Solution: work it out.\nAnswer: {probe_item.answer}", teacher_answer=probe_item.answer,
-        passed_gate=True, score=1.0, approved=True))
+    rnd.explanations.append(
+        Explanation(
+            id="r0-old",
+            round=0,
+            item=probe_item.key,
+            skill=probe_item.skill,
+            split="probe",
+            student_answer="1",
+            text=f"Solution: work it out.\nAnswer: {probe_item.answer}",
+            teacher_answer=probe_item.answer,
+            passed_gate=True,
+            score=1.0,
+            approved=True,
+        )
+    )
     run_steps(ctx, rnd, "score", "generate", "build_data")
     assert not [r for r in rnd.sft_records + rnd.dpo_records if r["meta"].get("item") == probe_item.key]
     sft, pairs = feedback_records(course, rnd.explanations)
     assert not sft and not pairs
 
 
-@pytest.mark.parametrize(("agreement", "accuracy", "warns"), [
-    ((0.50, 0.70), (0.40, 0.40), True),   # copies the teacher, gold stalls
-    ((0.50, 0.61), (0.40, 0.41), True),   # +0.11 agreement, +0.01 accuracy
-    ((0.50, 0.70), (0.40, 0.30), True),   # gold even falls
-    ((0.50, 0.70), (0.40, 0.50), False),  # agreement rises with real progress
-    ((0.50, 0.55), (0.40, 0.40), False),  # agreement rises too little to tell
-    ((None, 0.70), (0.40, 0.40), False),  # nothing to compare with
-])
+@pytest.mark.parametrize(
+    ("agreement", "accuracy", "warns"),
+    [
+        ((0.50, 0.70), (0.40, 0.40), True),  # copies the teacher, gold stalls
+        ((0.50, 0.61), (0.40, 0.41), True),  # +0.11 agreement, +0.01 accuracy
+        ((0.50, 0.70), (0.40, 0.30), True),  # gold even falls
+        ((0.50, 0.70), (0.40, 0.50), False),  # agreement rises with real progress
+        ((0.50, 0.55), (0.40, 0.40), False),  # agreement rises too little to tell
+        ((None, 0.70), (0.40, 0.40), False),  # nothing to compare with
+    ],
+)
 def test_it_warns_of_teacher_hacking_on_synthetic_numbers(agreement, accuracy, warns):
-    warning = teacher_hacking_warning(agreement[0], agreement[1], accuracy[0], accuracy[1],
-                                      rise=0.10, stall=0.02)
+    warning = teacher_hacking_warning(
+        agreement[0], agreement[1], accuracy[0], accuracy[1], rise=0.10, stall=0.02
+    )
     assert (warning is not None) == warns
     if warns:
         assert "teacher hacking" in warning
@@ -242,9 +318,11 @@ def test_it_warns_when_the_trained_student_copies_the_teachers_wrong_exam_answer
 
 
 def test_it_parses_generated_items_in_the_strict_format():
-    text = ("Sure!\nQuestion: What is 12 + 30?\nSolution: 2 + 0 = 2.\n1 + 3 = 4.\nAnswer: 42\n"
-            "Hope it helps.\n---\nQuestion: Pick one\nOptions: red | blue\nSolution: blue.\nAnswer: blue\n"
-            "---\nQuestion: broken\n")
+    text = (
+        "Sure!\nQuestion: What is 12 + 30?\nSolution: 2 + 0 = 2.\n1 + 3 = 4.\nAnswer: 42\n"
+        "Hope it helps.\n---\nQuestion: Pick one\nOptions: red | blue\nSolution: blue.\nAnswer: blue\n"
+        "---\nQuestion: broken\n"
+    )
     first, second = parse_generated(text)
     assert (first.question, first.answer) == ("What is 12 + 30?", "42")
     assert first.solution == "2 + 0 = 2.\n1 + 3 = 4.\nAnswer: 42"
@@ -256,12 +334,34 @@ def test_it_round_trips_the_state_through_an_atomic_save(tmp_path):
     state = RunState(config=RunConfig(rounds=2), course="mini", teacher="t", student="s")
     rnd = state.round(1)
     rnd.answers["a"] = Answer("a", "Answer: 3", "3", True)
-    rnd.explanations.append(Explanation(id="r1-a", round=1, item="a", skill="k", split="train",
-                                        student_answer="2", text="Answer: 3", teacher_answer="3",
-                                        passed_gate=True, score=0.5))
-    rnd.generated.append(GeneratedItem(key="g", skill="k", prompt="p", answer="1", answer_type="number",
-                                       solution="Answer: 1", difficulty=1, source_item="a", round=1,
-                                       teacher="t"))
+    rnd.explanations.append(
+        Explanation(
+            id="r1-a",
+            round=1,
+            item="a",
+            skill="k",
+            split="train",
+            student_answer="2",
+            text="Answer: 3",
+            teacher_answer="3",
+            passed_gate=True,
+            score=0.5,
+        )
+    )
+    rnd.generated.append(
+        GeneratedItem(
+            key="g",
+            skill="k",
+            prompt="p",
+            answer="1",
+            answer_type="number",
+            solution="Answer: 1",
+            difficulty=1,
+            source_item="a",
+            round=1,
+            teacher="t",
+        )
+    )
     path = tmp_path / "run" / "state.json"
     state.save(path)
     state.save(path)
@@ -277,9 +377,19 @@ def test_a_state_saved_before_the_levels_setting_resumes_with_the_old_rule():
     assert RunConfig.from_dict(RunConfig().to_dict()).levels == "window"
 
 
-@pytest.mark.parametrize("bad", [{"plan": "greedy"}, {"siblings": 4}, {"replay_share": 1.0}, {"rounds": 0},
-                                 {"explain_budget": True}, {"stretch_share": 1.5}, {"stretch_share": -0.1},
-                                 {"levels": "all"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"plan": "greedy"},
+        {"siblings": 4},
+        {"replay_share": 1.0},
+        {"rounds": 0},
+        {"explain_budget": True},
+        {"stretch_share": 1.5},
+        {"stretch_share": -0.1},
+        {"levels": "all"},
+    ],
+)
 def test_it_rejects_bad_settings(bad):
     with pytest.raises(ValueError):
         RunConfig(**bad)
@@ -289,8 +399,14 @@ def test_it_rejects_bad_settings(bad):
 def test_it_stretches_a_share_of_the_practice_to_the_level_above(share):
     course = mini_course(train=40)  # enough items at each level for the whole plan
     student = ScriptedLLM("student", student_reply())
-    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), student, plan_budget=12, levels="stretch",
-                  stretch_share=share)
+    ctx = context(
+        course,
+        ScriptedLLM("teacher", teacher_reply()),
+        student,
+        plan_budget=12,
+        levels="stretch",
+        stretch_share=share,
+    )
     rnd = ctx.state.round(0)
     run_steps(ctx, rnd, "diagnose", "plan")
     planned = [ctx.items[k] for k in rnd.planned_items]
@@ -308,8 +424,12 @@ def test_it_stretches_a_share_of_the_practice_to_the_level_above(share):
 def test_it_spreads_the_practice_over_the_levels_not_passed_by_default():
     course = mini_course(train=40)
     assert RunConfig().levels == "window"
-    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
-                  plan_budget=13)
+    ctx = context(
+        course,
+        ScriptedLLM("teacher", teacher_reply()),
+        ScriptedLLM("student", student_reply()),
+        plan_budget=13,
+    )
     rnd = ctx.state.round(0)
     run_steps(ctx, rnd, "diagnose", "plan")
     for skill, count in rnd.plan["items_per_skill"].items():
@@ -326,26 +446,44 @@ def test_it_spreads_the_practice_over_the_levels_not_passed_by_default():
 
 def test_the_window_starts_at_the_planned_level_and_fills_from_its_nearest_items():
     course = mini_course(train=40)
-    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
-                  rounds=2, plan_budget=12)
+    ctx = context(
+        course,
+        ScriptedLLM("teacher", teacher_reply()),
+        ScriptedLLM("student", student_reply()),
+        rounds=2,
+        plan_budget=12,
+    )
     first = ctx.state.round(0)
     first.probe_accuracy = {"add_1d": 0.6, "add_2d": 0.5, "mul_1d": 0.1}
     first.plan = {"difficulty_per_skill": {"add_1d": 2, "add_2d": 2, "mul_1d": 1}}
     rnd = ctx.state.round(1)
     rnd.probe_accuracy = {"add_1d": 0.7, "add_2d": 0.75, "mul_1d": 0.3}  # as diagnose would leave it
     run_steps(ctx, rnd, "plan")
-    levels = {skill: [ctx.items[k].difficulty for k in rnd.planned_items if ctx.items[k].skill == skill]
-              for skill in rnd.plan["items_per_skill"]}
+    levels = {
+        skill: [ctx.items[k].difficulty for k in rnd.planned_items if ctx.items[k].skill == skill]
+        for skill in rnd.plan["items_per_skill"]
+    }
     assert rnd.plan["difficulty_per_skill"]["add_2d"] == 3  # escalated: the window is its top level alone
     assert set(levels["add_2d"]) <= {3} and "add_2d" not in rnd.plan["stretch_per_skill"]
     assert levels["mul_1d"] and min(levels["mul_1d"]) == 1 and max(levels["mul_1d"]) == 3
 
     # A level without enough items: the rest come from the items nearest the planned level.
-    short = Course(key=course.key, name=course.name, skills=course.skills, exercises=tuple(
-        e for e in course.exercises
-        if not (e.skill == "mul_1d" and e.difficulty == 3 and e.split == "train")))
-    ctx = context(short, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
-                  plan_budget=12)
+    short = Course(
+        key=course.key,
+        name=course.name,
+        skills=course.skills,
+        exercises=tuple(
+            e
+            for e in course.exercises
+            if not (e.skill == "mul_1d" and e.difficulty == 3 and e.split == "train")
+        ),
+    )
+    ctx = context(
+        short,
+        ScriptedLLM("teacher", teacher_reply()),
+        ScriptedLLM("student", student_reply()),
+        plan_budget=12,
+    )
     rnd = ctx.state.round(0)
     run_steps(ctx, rnd, "diagnose", "plan")
     mul = [ctx.items[k].difficulty for k in rnd.planned_items if ctx.items[k].skill == "mul_1d"]
@@ -354,20 +492,38 @@ def test_the_window_starts_at_the_planned_level_and_fills_from_its_nearest_items
 
 def test_it_does_not_stretch_the_random_control_or_a_skill_at_its_highest_level():
     course = mini_course(train=16)
-    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
-                  plan="random", plan_budget=12, stretch_share=0.5)  # nor the default window
+    ctx = context(
+        course,
+        ScriptedLLM("teacher", teacher_reply()),
+        ScriptedLLM("student", student_reply()),
+        plan="random",
+        plan_budget=12,
+        stretch_share=0.5,
+    )  # nor the default window
     rnd = ctx.state.round(0)
     run_steps(ctx, rnd, "diagnose", "plan")
     assert rnd.plan["stretch_per_skill"] == {}
     for skill, count in rnd.plan["items_per_skill"].items():
         level = rnd.plan["difficulty_per_skill"][skill]
-        assert [ctx.items[k].difficulty for k in rnd.planned_items if ctx.items[k].skill == skill] == [level] * count
+        assert [ctx.items[k].difficulty for k in rnd.planned_items if ctx.items[k].skill == skill] == [
+            level
+        ] * count
 
     # mul_1d with one level only: nothing above it to stretch to.
-    flat = Course(key=course.key, name=course.name, skills=course.skills, exercises=tuple(
-        replace(e, difficulty=1) if e.skill == "mul_1d" else e for e in course.exercises))
-    ctx = context(flat, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()),
-                  plan_budget=12, levels="stretch", stretch_share=0.5)
+    flat = Course(
+        key=course.key,
+        name=course.name,
+        skills=course.skills,
+        exercises=tuple(replace(e, difficulty=1) if e.skill == "mul_1d" else e for e in course.exercises),
+    )
+    ctx = context(
+        flat,
+        ScriptedLLM("teacher", teacher_reply()),
+        ScriptedLLM("student", student_reply()),
+        plan_budget=12,
+        levels="stretch",
+        stretch_share=0.5,
+    )
     rnd = ctx.state.round(0)
     run_steps(ctx, rnd, "diagnose", "plan")
     assert rnd.plan["items_per_skill"]["mul_1d"] > 0 and "mul_1d" not in rnd.plan["stretch_per_skill"]

@@ -34,9 +34,17 @@ def test_it_runs_a_round_on_the_tiny_model_and_trains_a_real_adapter(tiny_model_
     trained = []
 
     def train_fn(records, index, parent):
-        config = TrainConfig(base_model=str(tiny_model_dir), parent_adapter=parent, max_steps=2,
-                             batch_size=2, lora_r=4, lora_alpha=8, learning_rate=1e-3, warmup_ratio=0.0,
-                             checkpoint_every=100)
+        config = TrainConfig(
+            base_model=str(tiny_model_dir),
+            parent_adapter=parent,
+            max_steps=2,
+            batch_size=2,
+            lora_r=4,
+            lora_alpha=8,
+            learning_rate=1e-3,
+            warmup_ratio=0.0,
+            checkpoint_every=100,
+        )
         result = train(config, records, tmp_path / f"round{index}")
         assert result.status == "succeeded", result.reason
         trained.append(len(records))
@@ -46,11 +54,26 @@ def test_it_runs_a_round_on_the_tiny_model_and_trains_a_real_adapter(tiny_model_
         state = RunState.load(tmp_path / "state.json")
         return {x.id: True for r in state.rounds for x in r.explanations}
 
-    config = RunConfig(rounds=1, plan_budget=3, explain_budget=3, generate_budget=1, generate_k=1, siblings=1,
-                       student_max_new_tokens=8, teacher_max_new_tokens=24)
+    config = RunConfig(
+        rounds=1,
+        plan_budget=3,
+        explain_budget=3,
+        generate_budget=1,
+        generate_k=1,
+        siblings=1,
+        student_max_new_tokens=8,
+        teacher_max_new_tokens=24,
+    )
     try:
-        state = run_teaching(course, teacher, student, config, tmp_path / "state.json", train_fn=train_fn,
-                             ratings=approve_everything)
+        state = run_teaching(
+            course,
+            teacher,
+            student,
+            config,
+            tmp_path / "state.json",
+            train_fn=train_fn,
+            ratings=approve_everything,
+        )
     finally:
         student.close()
         teacher.close()
