@@ -442,22 +442,22 @@ def fmt_levels(r: dict) -> str:
 def run_config(args, seed: int, **overrides):
     from tutor.core.runs import RunConfig
 
-    settings = dict(
-        rounds=args.rounds,
-        plan="adaptive",
-        plan_budget=args.plan_budget,
-        explain_budget=args.explain_budget,
-        generate_budget=args.generate_budget,
-        generate_k=args.generate_k,
-        siblings=args.siblings,
-        seed=seed,
-        levels=args.levels,
-        stretch_share=args.stretch_share,
-        confidence_z=args.confidence_z,
-        replay_share=args.replay_share,
-        student_max_new_tokens=args.student_tokens,
-        teacher_max_new_tokens=160,
-    )
+    settings = {
+        "rounds": args.rounds,
+        "plan": "adaptive",
+        "plan_budget": args.plan_budget,
+        "explain_budget": args.explain_budget,
+        "generate_budget": args.generate_budget,
+        "generate_k": args.generate_k,
+        "siblings": args.siblings,
+        "seed": seed,
+        "levels": args.levels,
+        "stretch_share": args.stretch_share,
+        "confidence_z": args.confidence_z,
+        "replay_share": args.replay_share,
+        "student_max_new_tokens": args.student_tokens,
+        "teacher_max_new_tokens": 160,
+    }
     settings.update(overrides)
     return RunConfig(**settings)
 
@@ -636,11 +636,13 @@ def smol_section(smol: list[dict], args) -> list[str]:
     if gate_notes:
         lines += ["", "What the gate saw (first explanations, clipped):", ""]
         lines += [f"- `{n}`" for n in gate_notes]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def bigbench_section(bb: dict) -> list[str]:
     r = bb["rounds"][0]
+    likelihood = bb["config"]["choice_scoring"] == "likelihood"
+    answered_by = "the likeliest option" if likelihood else "a generated answer"
     return [
         "### A course imported from BIG-bench",
         "",
@@ -648,7 +650,7 @@ def bigbench_section(bb: dict) -> list[str]:
         f"skill; seeded split), then cut to {bb['sizes']} items (exam / probe / train); scripted teacher "
         f"(stack-check explanations and generated sequences, verified by a second teacher answer); "
         f"1 seed, 1 round, multiple choice answered by {bb['config']['choice_scoring']} "
-        f"({'the likeliest option' if bb['config']['choice_scoring'] == 'likelihood' else 'a generated answer'}), "
+        f"({answered_by}), "
         f"plan_budget {bb['config']['plan_budget']}, explain_budget {bb['config']['explain_budget']}, "
         f"generate {bb['config']['generate_budget']} × {bb['config']['generate_k']}.",
         "",

@@ -4,28 +4,31 @@
 One command trains the same model on the same short, mixed-length chat records twice, each arm in its own
 subprocess so peak memory and warm caches don't mix:
 
-- ``engine``:   ``training.core.trainer.train()`` as it ships (TRL SFT, completion-only loss, padding-free batches);
-- ``baseline``: ``transformers.Trainer`` on a peft LoRA model with the same rank, alpha, dropout, target modules,
-  learning rate, schedule, batch size and steps; batches padded to the longest record in the batch, labels = input
-  ids with padding masked (loss on every real token).
+- ``engine``:   ``training.core.trainer.train()`` as it ships (TRL SFT, completion-only loss, padding-free
+  batches);
+- ``baseline``: ``transformers.Trainer`` on a peft LoRA model with the same rank, alpha, dropout, target
+  modules, learning rate, schedule, batch size and steps; batches padded to the longest record in the batch,
+  labels = input ids with padding masked (loss on every real token).
 
 Reported per arm:
 - real tokens/s: non-padding tokens the model was fed, counted by a forward pre-hook on the causal-LM module
-  (attention_mask sum, or every token of a padding-free row), over the training loop from the end of step 1 to the
-  end of the last step (step 1 is warm-up; data loading between steps counts, model loading and saving don't);
+  (attention_mask sum, or every token of a padding-free row), over the training loop from the end of step 1
+  to the end of the last step (step 1 is warm-up; data loading between steps counts, model loading and
+  saving don't);
 - wall: the whole arm from the call of ``train()`` / model loading to the saved adapter (imports excluded);
-- peak RSS: the arm process's VmHWM (read from /proc, not ru_maxrss, which a vfork-spawned child can inherit from
-  its parent); peak CUDA memory allocated/reserved on a GPU;
-- on a GPU, MFU = model FLOPs/s over the card's peak. Model FLOPs per real token = 4·N_base + 6·N_lora: the frozen
-  base does a forward (2·N) and a backward for the activation gradients only (2·N; no weight gradients), the LoRA
-  weights forward + both backward GEMMs (6·N_lora). N_base counts every base weight once (the tied embedding once,
-  as the LM-head GEMM; the embedding lookup itself is free). Attention-score FLOPs (~4·layers·d·context per token,
-  <1% at these lengths) and activation-checkpointing recomputation (hardware, not model, FLOPs) are left out. The
-  usual 6·N figure overstates LoRA work by 1.5x; it is given too, labelled, for comparison with papers that use it.
+- peak RSS: the arm process's VmHWM (read from /proc, not ru_maxrss, which a vfork-spawned child can inherit
+  from its parent); peak CUDA memory allocated/reserved on a GPU;
+- on a GPU, MFU = model FLOPs/s over the card's peak. Model FLOPs per real token = 4·N_base + 6·N_lora: the
+  frozen base does a forward (2·N) and a backward for the activation gradients only (2·N; no weight
+  gradients), the LoRA weights forward + both backward GEMMs (6·N_lora). N_base counts every base weight
+  once (the tied embedding once, as the LM-head GEMM; the embedding lookup itself is free). Attention-score
+  FLOPs (~4·layers·d·context per token, <1% at these lengths) and activation-checkpointing recomputation
+  (hardware, not model, FLOPs) are left out. The usual 6·N figure overstates LoRA work by 1.5x; it is given
+  too, labelled, for comparison with papers that use it.
 
-The data: seeded worked-arithmetic explanations of varied length (``make_records``), like those teaching produces.
-A model folder without weights (config.json + tokenizer only) is filled with seeded random weights of that shape,
-so a GPU machine that cannot receive the real model still measures the same architecture.
+The data: seeded worked-arithmetic explanations of varied length (``make_records``), like those teaching
+produces. A model folder without weights (config.json + tokenizer only) is filled with seeded random weights
+of that shape, so a GPU machine that cannot receive the real model still measures the same architecture.
 
 Run ``python bench/train_throughput.py --help``.
 """
@@ -59,7 +62,8 @@ ROUND_RECORDS, ROUND_BATCH = 200, 8
 
 
 def make_records(n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` chat records: an arithmetic question and a worked answer, from a one-line fact to a few column steps."""
+    """``n`` chat records: an arithmetic question and a worked answer, from a one-line fact to a few
+    column steps."""
     rng = random.Random(seed)
     kinds = [
         _add_small,
@@ -103,7 +107,7 @@ def _add_columns(rng):
     digits = rng.choice([2, 2, 3])
     a, b = rng.randint(10 ** (digits - 1), 10**digits - 1), rng.randint(10 ** (digits - 1), 10**digits - 1)
     steps, carry = [], 0
-    for x, y in zip(reversed(str(a)), reversed(str(b))):
+    for x, y in zip(reversed(str(a)), reversed(str(b)), strict=True):
         total = int(x) + int(y) + carry
         plus = f"+{carry}" if carry else ""
         steps.append(f"{x}+{y}{plus}={total}" + (f", write {total % 10} carry 1" if total >= 10 else ""))
@@ -119,7 +123,8 @@ def _subtract(rng):
     ones_a, ones_b = a % 10, b % 10
     if ones_a < ones_b:
         text = (
-            f"Ones: {ones_a} is less than {ones_b}, so borrow ten: {ones_a + 10}-{ones_b}={ones_a + 10 - ones_b}. "
+            f"Ones: {ones_a} is less than {ones_b}, so borrow ten: "
+            f"{ones_a + 10}-{ones_b}={ones_a + 10 - ones_b}. "
             f"Tens: {a // 10}-1-{b // 10}={a // 10 - 1 - b // 10}."
         )
     else:
@@ -262,7 +267,8 @@ def _train_engine(config, records, work: Path, meter: _Meter) -> dict[str, Any]:
 
 
 def _train_baseline(config, records, work: Path, meter: _Meter, cuda: bool) -> dict[str, Any]:
-    """What a plain transformers + peft user writes: pad to the longest in the batch, loss on every real token."""
+    """What a plain transformers + peft user writes: pad to the longest in the batch, loss on every
+    real token."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
@@ -411,7 +417,8 @@ def spawn(spec: dict[str, Any], work: Path) -> dict[str, Any]:
 
 
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fastest run (other processes only ever slow a run down), with the largest peak memory of all runs."""
+    """The fastest run (other processes only ever slow a run down), with the largest peak memory of
+    all runs."""
     chosen = dict(max(runs, key=lambda r: r["tokens_per_s"]))
     chosen["runs"] = len(runs)
     chosen["all_tokens_per_s"] = [round(r["tokens_per_s"], 1) for r in runs]
@@ -455,7 +462,8 @@ def report(args, results: dict[str, dict], stats, data_note: str, round_result: 
         + (f"; GPU: {engine.get('gpu')}" if gpu else f"; torch threads: {engine['threads']}"),
         f"Versions: {versions}",
         f"Model: {data_note}",
-        f"Data: {args.records} records, {stats['mean']:.1f} tokens on average ({stats['min']}–{stats['max']}), "
+        f"Data: {args.records} records, {stats['mean']:.1f} tokens on average "
+        f"({stats['min']}–{stats['max']}), "
         f"batch {args.batch_size}, {engine['steps']} steps; LoRA r={lora.lora_r} alpha={lora.lora_alpha} "
         f"dropout {lora.lora_dropout:g} on all projections, lr {lora.learning_rate:g} {lora.lr_scheduler}, "
         f"warmup {lora.warmup_ratio:.0%} (TrainConfig defaults, both arms)",
@@ -485,7 +493,8 @@ def report(args, results: dict[str, dict], stats, data_note: str, round_result: 
     lines.append("")
     if round_result is not None:
         lines.append(
-            f"200-record round with the engine (1 epoch, batch {ROUND_BATCH}, {round_result['steps']} steps): "
+            f"200-record round with the engine (1 epoch, batch {ROUND_BATCH}, "
+            f"{round_result['steps']} steps): "
             f"{round_result['wall_s']:.1f} s in train() (model load, data preparation, training, checkpoint "
             f"and adapter save), {round_result['process_s']:.1f} s for the whole process with imports."
         )
@@ -600,17 +609,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tl-bench-") as tmp:
         work = Path(tmp)
         (work / "records.json").write_text(json.dumps(records))
-        common = dict(
-            model=str(model_dir),
-            records=str(work / "records.json"),
-            records_n=len(records),
-            batch_size=args.batch_size,
-            steps=args.steps,
-            seed=args.seed,
-            device=args.device,
-            threads=args.threads,
-            work=str(work),
-        )
+        common = {
+            "model": str(model_dir),
+            "records": str(work / "records.json"),
+            "records_n": len(records),
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "seed": args.seed,
+            "device": args.device,
+            "threads": args.threads,
+            "work": str(work),
+        }
         runs: dict[str, list[dict]] = {"baseline": [], "engine": []}
         for _ in range(args.repeat):  # alternate the arms, so a burst of load elsewhere hits both alike
             for arm in runs:

@@ -36,7 +36,8 @@ def run_django(code: str, env: dict[str, str], tmp_path: Path) -> subprocess.Com
 
 SHOW = (
     "import django, json; django.setup(); from django.conf import settings as s; "
-    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'db': str(s.DATABASES['default']['NAME']), "
+    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], "
+    "'db': str(s.DATABASES['default']['NAME']), "
     "'layer': s.CHANNEL_LAYERS['default']['BACKEND'], 'debug': s.DEBUG, 'hosts': s.ALLOWED_HOSTS, "
     "'worker': s.TEACHLOOP_INPROCESS_WORKER}))"
 )

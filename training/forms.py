@@ -1,8 +1,21 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
+from training.core.config import TrainConfig
+from training.core.fields import setting_default, setting_help
 from training.models import Adapter, LanguageModel, TrainingDataset
+
+
+def _default(name: str) -> Any:
+    return setting_default(TrainConfig, name)
+
+
+def _help(name: str) -> str:
+    text = setting_help(TrainConfig, name)
+    return text[0].upper() + text[1:] + "."
 
 
 def read_text_upload(upload, *, max_mb: int) -> str:
@@ -37,11 +50,19 @@ class FineTuneForm(forms.Form):
         required=False,
         help_text="Continue from this adapter (same base model).",
     )
-    learning_rate = forms.FloatField(initial=2e-4, min_value=1e-7, max_value=1.0)
-    num_epochs = forms.FloatField(initial=1.0, min_value=0.01, max_value=100)
-    max_steps = forms.IntegerField(initial=-1, min_value=-1, help_text="-1: use the epochs.")
-    batch_size = forms.IntegerField(initial=4, min_value=1, max_value=512)
-    lora_r = forms.IntegerField(initial=16, min_value=1, max_value=512, label="LoRA rank")
+    learning_rate = forms.FloatField(
+        initial=_default("learning_rate"), min_value=1e-7, max_value=1.0, help_text=_help("learning_rate")
+    )
+    num_epochs = forms.FloatField(
+        initial=_default("num_epochs"), min_value=0.01, max_value=100, help_text=_help("num_epochs")
+    )
+    max_steps = forms.IntegerField(initial=_default("max_steps"), min_value=-1, help_text=_help("max_steps"))
+    batch_size = forms.IntegerField(
+        initial=_default("batch_size"), min_value=1, max_value=512, help_text=_help("batch_size")
+    )
+    lora_r = forms.IntegerField(
+        initial=_default("lora_r"), min_value=1, max_value=512, label="LoRA rank", help_text=_help("lora_r")
+    )
 
     def clean(self):
         data = super().clean()

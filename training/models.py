@@ -260,3 +260,6 @@ class TrainingMetric(models.Model):
     class Meta:
         ordering = ["job", "step"]
         constraints = [models.UniqueConstraint(fields=["job", "step"], name="one_metric_per_job_step")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} step {self.step}"

@@ -9,8 +9,10 @@ from tests.e2e.live import CHROMIUM, CHROMIUM_ARGS
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Per module: Playwright's sync API runs an event loop in this thread while it is open, which
+    pytest-asyncio's session loop cannot run beside (async tests after the browser tests failed)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements-dev.txt")
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (never `playwright install`)")

@@ -73,15 +73,15 @@ class LiveSite:
         return self.start()
 
     def start(self) -> LiveSite:
-        log = open(self.log_path, "a")
         command = (
             ["manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
             if self.worker
             else ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "teachloop.asgi:application"]
         )
-        self.process = subprocess.Popen(
-            [sys.executable, *command], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        with self.log_path.open("a") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, *command], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

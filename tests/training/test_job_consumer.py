@@ -44,7 +44,7 @@ def job(django_user_model):
 async def connect(job_id, user):
     communicator = WebsocketCommunicator(router, f"/ws/training/jobs/{job_id}/")
     communicator.scope["user"] = user
-    connected, code = await communicator.connect()
+    connected, _ = await communicator.connect()
     return communicator, connected
 
 

@@ -24,7 +24,8 @@ from training import jobs
 from training.models import LanguageModel
 model = LanguageModel.objects.create(name="tiny", is_student=True, source={source!r})
 records = [{{"messages": [{{"role": "user", "content": f"What is {{i}}+{{i}}?"}},
-                          {{"role": "assistant", "content": f"{{i}}+{{i}} = {{2 * i}}"}}]}} for i in range(16)]
+                          {{"role": "assistant", "content": f"{{i}}+{{i}} = {{2 * i}}"}}]}}
+           for i in range(16)]
 dataset = jobs.dataset_create(name="sums", method="sft", records=records)
 job = jobs.training_job_create(base_model=model, dataset=dataset, max_steps=300, batch_size=4,
                                learning_rate=1e-3, lora_r=4, checkpoint_every=5, warmup_ratio=0.0)

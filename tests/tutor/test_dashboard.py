@@ -48,7 +48,7 @@ class DashboardTestCase(BaseTestCase):
 
     def test_it_keeps_the_models_page_for_staff(self):
         self.client.force_login(self.bob)
-        self.assertEqual(self.client.get(reverse("training:models")).status_code, 302)
+        self.assertEqual(self.client.get(reverse("training:models")).status_code, 403)
         self.client.force_login(self.alice)
         response = self.client.get(reverse("training:models"))
         self.assertContains(response, 'ws-connect="/ws/training/models/')

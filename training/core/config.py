@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from training.core.fields import setting
+
 CONFIG_FILENAME = "teachloop_train_config.json"
 
 METHODS = ("sft", "dpo", "kto")
@@ -35,35 +37,47 @@ DEFAULT_TARGET_MODULES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to fine-tune ``base_model`` with LoRA; every field is validated in ``__post_init__``.
+    """How to fine-tune ``base_model`` with LoRA; every field is validated in ``__post_init__`` and
+    carries its help (:func:`~training.core.fields.setting_help`), which CLIs and forms show."""
 
-    ``parent_adapter`` continues training an existing adapter: its own LoRA shape (rank, alpha,
-    target modules) is kept, so the ``lora_*`` and ``target_modules`` fields are ignored then.
-    ``max_steps`` wins over ``num_epochs`` unless it is -1.
-    """
-
-    base_model: str
-    method: str = "sft"
-    parent_adapter: str | None = None
-    chat_template: str | None = None  # Jinja; overrides (or supplies) the tokenizer's template
-    lora_r: int = 16
-    lora_alpha: int = 32
-    # 0 as in peft's own default: on a CPU, dropout masks were ~20% of a SmolLM2-135M step and ~0.4 GB of
-    # activations (docs/benchmarks/train_throughput.md); set it for long runs on little data.
-    lora_dropout: float = 0.0
-    target_modules: tuple[str, ...] | None = None  # None: per-architecture default, then peft's own
-    learning_rate: float = 2e-4
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.03
-    num_epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_seq_length: int = 1024
-    seed: int = 42
-    eval_fraction: float = 0.0
-    checkpoint_every: int = 50
-    dpo_beta: float = 0.1
+    base_model: str = setting(help="the model to fine-tune: a folder or a Hugging Face id")
+    method: str = setting(
+        "sft",
+        help="sft: supervised fine-tuning on chat records; dpo or kto: preference "
+        "training on pairs or thumbs",
+    )
+    parent_adapter: str | None = setting(
+        None,
+        help="an adapter folder to continue training (its LoRA shape "
+        "is kept; the lora_* settings are ignored then)",
+    )
+    chat_template: str | None = setting(
+        None, help="a Jinja chat template that overrides (or supplies) the tokenizer's"
+    )
+    lora_r: int = setting(16, help="LoRA rank: the size of the low-rank update")
+    lora_alpha: int = setting(32, help="LoRA alpha (the update is scaled by alpha / r)")
+    lora_dropout: float = setting(
+        0.0, help="dropout on the LoRA inputs (0, peft's default; set it for long runs on little data)"
+    )
+    target_modules: tuple[str, ...] | None = setting(
+        None, help="the modules LoRA adapts (empty: every attention and MLP projection, else peft's default)"
+    )
+    learning_rate: float = setting(2e-4, help="peak learning rate")
+    lr_scheduler: str = setting("linear", help="learning-rate schedule after warm-up: linear or cosine")
+    warmup_ratio: float = setting(
+        0.03, help="share of the steps spent warming the learning rate up, in [0, 1)"
+    )
+    num_epochs: float = setting(1.0, help="passes over the data (max_steps wins unless it is -1)")
+    max_steps: int = setting(-1, help="optimizer steps to train (-1: use num_epochs)")
+    batch_size: int = setting(4, help="records per step on each device (at least 2 for kto)")
+    grad_accum: int = setting(1, help="steps whose gradients are summed before each optimizer step")
+    max_seq_length: int = setting(1024, help="tokens per record; longer records are cut")
+    seed: int = setting(42, help="random seed of the data order and LoRA initialisation")
+    eval_fraction: float = setting(
+        0.0, help="share of the records held out to report an eval loss, in [0, 1)"
+    )
+    checkpoint_every: int = setting(50, help="optimizer steps between resumable checkpoints")
+    dpo_beta: float = setting(0.1, help="dpo and kto: how far the model may move from the reference")
 
     def __post_init__(self) -> None:
         # Normalise JSON-ish inputs first (lists, Paths) so the frozen instance is hashable and equal

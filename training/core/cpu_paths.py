@@ -1,8 +1,7 @@
 """CPU-only speed-ups for LoRA training: what a GPU gets from its kernels, done the CPU's way.
 
 Each one gives the same loss and gradients as the path it replaces (tests/training/core/test_cpu_paths.py);
-only the amount of work changes. Measured on the bundled SmolLM2-135M, 2 cores, batch 8 of short chat
-records (bench/train_throughput.py): see docs/benchmarks/train_throughput.md.
+only the amount of work changes (figures: docs/decisions.md, docs/benchmarks/train_throughput.md).
 
 - :func:`attend_within_each_sequence`: sdpa sequence by sequence over a padding-free row;
 - :func:`dense_lm_head_on_labelled_positions`: TRL's fused LM head scores only the labelled positions,
@@ -12,7 +11,10 @@ records (bench/train_throughput.py): see docs/benchmarks/train_throughput.md.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,10 +28,8 @@ PER_SEQUENCE_SDPA = "teachloop_per_sequence_sdpa"
 def attend_within_each_sequence(model) -> None:
     """On a CPU, attend within each sequence of a padding-free row rather than over the whole row.
 
-    sdpa with the row's block-diagonal mask computes every query against every key of the row (its length squared,
-    ~8x the work for 8 records) and expands the grouped key/value heads; per sequence it is causal, unmasked and
-    exact. Measured on SmolLM2-135M, 2 cores, batch 8: attention fell from ~15% of a step to ~5%. On a GPU one kernel
-    per layer is cheaper than one per sequence, so GPUs keep plain sdpa.
+    Per sequence it is causal, unmasked and exact; sdpa over the row's block-diagonal mask computes
+    every query against every key of the row. GPUs keep plain sdpa (one kernel per layer is cheaper).
     """
     if model.config._attn_implementation != "sdpa":  # eager on purpose, or a model without sdpa
         return
@@ -58,7 +58,7 @@ def _per_sequence_sdpa(
         sdpa_attention_forward(
             module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], None, **kwargs
         )[0]  # no mask: causal within the sequence (module.is_causal)
-        for start, end in zip(bounds, bounds[1:])
+        for start, end in itertools.pairwise(bounds)
         if end > start
     ]
     return torch.cat(parts, dim=1), None
@@ -68,21 +68,17 @@ def _per_sequence_sdpa(
 def dense_lm_head_on_labelled_positions() -> Iterator[None]:
     """While training on a CPU: TRL's fused LM head scores only labelled positions, with a dense projection.
 
-    TRL 1.16 (``trl.trainer.utils.add_fused_lm_head``) projects only the positions that carry a label on Triton
-    devices but every position elsewhere, so that an XLA-style compiler (Neuron) sees fixed tile shapes. A CPU
-    compiles nothing, and with completion-only loss most positions are prompt: the LM head (49k vocabulary x every
-    token, recomputed in backward) was a quarter of a SmolLM2-135M step. Its chunked kernel, in plain torch off
-    Triton, then spends twice the time of one dense projection + log-softmax on those positions (it recomputes the
-    projection in backward and makes several passes per tile); the labelled positions of a batch are a few hundred,
-    so their logits (a few tens of MB) fit easily. GPUs keep TRL's kernels. Another TRL version: left as it is.
+    TRL 1.16 (``trl.trainer.utils.add_fused_lm_head``) projects every position off Triton, and its
+    chunked kernel recomputes the projection in backward; the labelled positions of a batch are a few
+    hundred, so their logits fit. GPUs keep TRL's kernels; another TRL version is left as it is.
     """
     try:
-        import trl.trainer.utils as trl_utils
+        trl_utils: Any = importlib.import_module("trl.trainer.utils")  # patched below: typed loosely
     except ImportError:  # pragma: no cover - TRL is a requirement
         yield
         return
     on_triton = getattr(trl_utils, "_use_triton", None)
-    chunked = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    chunked: Any = getattr(trl_utils, "_ChunkedLogProbFunction", None)
     if on_triton is None or chunked is None:
         yield
         return
@@ -138,8 +134,8 @@ def dense_log_probs(
     """What TRL's ``ChunkedLogProbFunction.apply`` returns, computed densely with autograd.
 
     Returns ``(log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1)`` for ``hidden`` [N, H] against the
-    vocabulary ``weight`` [V, H]; fields not in ``outputs`` are None. ``log_probs`` and ``entropy`` carry gradients
-    (TRL's kernel differentiates both); the others are statistics without one.
+    vocabulary ``weight`` [V, H]; fields not in ``outputs`` are None. ``log_probs`` and ``entropy``
+    carry gradients (TRL's kernel differentiates both); the others are statistics without one.
     """
     z = F.linear(hidden, weight, bias).float() * logit_scale
     if softcap is not None:
@@ -151,6 +147,6 @@ def dense_log_probs(
     with torch.no_grad():
         log_sum_sq_probs = torch.logsumexp(2 * log_p, dim=-1) if "log_sum_sq_probs" in outputs else None
         mean_logits = z.mean(-1) if "mean_logits" in outputs else None
-        # argmax returns the first maximum: a tie with an earlier token does not count as top-1 (as in TRL's kernel)
+        # argmax returns the first maximum: a tie with an earlier token is not top-1 (as in TRL's kernel)
         is_top1 = z.argmax(-1) == targets if "is_top1" in outputs else None
     return log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1

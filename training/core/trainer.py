@@ -21,10 +21,8 @@ How each method trains (TRL 1.16):
   knows by exact text, not ChatML or SmolLM2's, and raises otherwise.
   Batches are padding-free: examples are concatenated into one row with restarting ``position_ids``,
   which transformers 5 turns into a block-diagonal mask for sdpa/eager attention, so it is exact
-  without flash-attention (test_it_trains_padding_free_with_the_same_loss_as_padding). Measured on a
-  SmolLM2-135M-shaped model, LoRA forward+backward: CPU, batch 8 of 40-300 tokens, 2.2x faster than
-  padded; H100 bf16, about the same speed with 20-40% less memory. The mask is one row's tokens
-  squared, so very long batches gain less (the memory gain stays).
+  without flash-attention (test_it_trains_padding_free_with_the_same_loss_as_padding; speed and
+  memory in docs/decisions.md).
 - dpo, kto: TRL's trainers; the reference is the base with the adapter switched off (continuing a
   parent adapter, a frozen copy of it), so no second model is loaded. Both pad: DPOTrainer turns
   ``padding_free`` off in 1.16 and KTOTrainer has none. Plain-string records become one user and one
@@ -50,6 +48,7 @@ from typing import Any
 
 import datasets
 import torch
+import transformers
 from datasets import Dataset
 from jinja2.exceptions import TemplateError
 from peft import LoraConfig, PeftModel
@@ -390,62 +389,62 @@ def _build_trainer(
     cuda: bool,
     bf16: bool,
 ):
-    common: dict[str, Any] = dict(
-        output_dir=str(checkpoints),
-        seed=config.seed,
-        data_seed=config.seed,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,  # transformers 5 reads a value below 1 as a ratio
-        num_train_epochs=config.num_epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        logging_steps=1,
-        logging_nan_inf_filter=False,  # the default hides a NaN loss behind the running average
-        save_strategy="steps",
-        save_steps=config.checkpoint_every,
-        save_total_limit=2,
-        eval_strategy="steps" if eval_dataset is not None else "no",
-        eval_steps=config.checkpoint_every,
-        bf16=bf16,
-        fp16=False,
-        use_cpu=not cuda,
+    common: dict[str, Any] = {
+        "output_dir": str(checkpoints),
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": config.lr_scheduler,
+        "warmup_steps": config.warmup_ratio,  # transformers 5 reads a value below 1 as a ratio
+        "num_train_epochs": config.num_epochs,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.batch_size,
+        "per_device_eval_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "logging_steps": 1,
+        "logging_nan_inf_filter": False,  # the default hides a NaN loss behind the running average
+        "save_strategy": "steps",
+        "save_steps": config.checkpoint_every,
+        "save_total_limit": 2,
+        "eval_strategy": "steps" if eval_dataset is not None else "no",
+        "eval_steps": config.checkpoint_every,
+        "bf16": bf16,
+        "fp16": False,
+        "use_cpu": not cuda,
         # Recomputing activations saves GPU memory; on a CPU it only costs time (~20%). transformers 5 renamed
         # gradient_checkpointing (TRL still defaults that old name to True, with a FutureWarning).
-        activation_checkpointing=cuda,
-        report_to="none",
-        push_to_hub=False,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
+        "activation_checkpointing": cuda,
+        "report_to": "none",
+        "push_to_hub": False,
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
         # Under DDP (training/core/launch.py): every LoRA weight gets a gradient each step, so skip the graph
         # walk that looks for unused ones (a PeftModel is no PreTrainedModel, so the Trainer would do it).
-        ddp_find_unused_parameters=False,
-    )
-    inputs = dict(
-        model=model,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[watcher],
-    )
+        "ddp_find_unused_parameters": False,
+    }
+    inputs = {
+        "model": model,
+        "train_dataset": train_dataset,
+        "eval_dataset": eval_dataset,
+        "processing_class": tokenizer,
+        "peft_config": peft_config,
+        "callbacks": [watcher],
+    }
     if config.method == "sft":
         # TRL refuses padding_free with a max_length unless packing; we truncate after its preparation.
         args = SFTConfig(
             **common, completion_only_loss=True, padding_free=True, packing=False, max_length=None
         )
-        trainer = SFTTrainer(args=args, **inputs)
+        trainer: transformers.Trainer = SFTTrainer(args=args, **inputs)
         trainer.train_dataset = _truncate(trainer.train_dataset, config.max_seq_length)
         if trainer.eval_dataset is not None:
             trainer.eval_dataset = _truncate(trainer.eval_dataset, config.max_seq_length)
     elif config.method == "dpo":
-        args = DPOConfig(**common, beta=config.dpo_beta, max_length=config.max_seq_length)
-        trainer = DPOTrainer(args=args, **inputs)
+        dpo_args = DPOConfig(**common, beta=config.dpo_beta, max_length=config.max_seq_length)
+        trainer = DPOTrainer(args=dpo_args, **inputs)
     else:
-        args = KTOConfig(**common, beta=config.dpo_beta, max_length=config.max_seq_length)
-        trainer = KTOTrainer(args=args, **inputs)
+        kto_args = KTOConfig(**common, beta=config.dpo_beta, max_length=config.max_seq_length)
+        trainer = KTOTrainer(args=kto_args, **inputs)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; progress() reports instead
     return trainer
 

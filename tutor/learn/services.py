@@ -84,7 +84,8 @@ def tutoring_session_start(
 
 @transaction.atomic
 def tutoring_session_next(*, session: TutoringSession, rng: random.Random | None = None) -> TutoringSession:
-    """Put the next exercise on the learner's screen (and queue an explanation of a skill they never had one for)."""
+    """Put the next exercise on the learner's screen, and queue an explanation of its skill if they
+    never had one."""
     enrolment = session.enrolment
     skills = list(enrolment.course.skills.prefetch_related("prerequisites"))
     if not skills:
@@ -382,7 +383,8 @@ class TutorPlan:
 
 
 def tutor_message_claim(*, message_id: int) -> TutorPlan | None:
-    """Take a pending message for generation (atomically); None if someone else took it or it failed at once."""
+    """Take a pending message for generation (atomically); None if someone else took it or it failed
+    at once."""
     claimed = TutorMessage.objects.filter(pk=message_id, status=TutorMessage.Status.PENDING).update(
         status=TutorMessage.Status.STREAMING, started_at=timezone.now(), text="", error=""
     )
@@ -464,7 +466,8 @@ def tutor_message_requeue(*, message_id: int) -> None:
 
 @transaction.atomic
 def tutor_feedback_save(*, message: TutorMessage, user, kind: str, value: str) -> TutorFeedback:
-    """Store a rating (replacing an earlier one of the same kind); a choice marks the pair's other one rejected."""
+    """Store a rating (replacing an earlier one of the same kind); a choice marks the pair's other one
+    rejected."""
     if kind not in TutorFeedback.VALUES or value not in TutorFeedback.VALUES[kind]:
         raise ValidationError(f"unknown rating {kind}={value}")
     if message.status != TutorMessage.Status.DONE:

@@ -22,7 +22,8 @@ class Course(models.Model):
         help_text="Empty: the default teacher.",
     )
     source = models.CharField(max_length=300, blank=True, help_text="pack name, upload or file it came from")
-    # Learner-side (issue 5): who teaches it, and the teacher's own LoRA adapter trained on learners' feedback.
+    # Learner-side (issue 5): who teaches it, and the teacher's own LoRA adapter trained on learners'
+    # feedback.
     instructors = models.ManyToManyField(
         "auth.User",
         blank=True,

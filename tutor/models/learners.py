@@ -51,6 +51,9 @@ class LearnerSkillState(models.Model):
             models.UniqueConstraint(fields=["enrolment", "skill"], name="one_state_per_learner_skill")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.skill} for {self.enrolment}"
+
 
 class TutoringSession(models.Model):
     enrolment = models.ForeignKey(LearnerEnrolment, on_delete=models.CASCADE, related_name="sessions")
@@ -94,6 +97,9 @@ class LearnerAttempt(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"answer {self.pk} to {self.exercise}"
 
 
 class TutorMessage(models.Model):
@@ -190,3 +196,6 @@ class TutorFeedback(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["message", "kind"], name="one_rating_per_message_kind")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value} on {self.message}"

@@ -69,7 +69,8 @@ class TeachingRun(models.Model):
 class Round(models.Model):
     """One round of a teaching run, mirrored from the run's state file for pages, tables and the admin.
 
-    The summary fields are overwritten by every sync (``tutor.runs.services.teaching_run_rounds_sync``); keys of
+    The summary fields are overwritten by every sync (``tutor.runs.services.teaching_run_rounds_sync``);
+    keys of
     the loop's round summary without a column land in ``extra``, so a new measurement reaches the
     row (and the admin) without a migration. ``training_job`` is set when the round's job is made,
     before the round finishes, so a resumed run finds it.

@@ -1,4 +1,4 @@
-"""Forms of the teaching-run pages (kept apart from the course forms to keep merges simple)."""
+"""Forms of the teaching-run pages; defaults and help come from ``RunConfig`` and ``TrainConfig``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,20 @@ from typing import Any
 from django import forms
 
 from training.core.config import TrainConfig
+from training.core.fields import setting_default, setting_help
 from training.models import LanguageModel
-from tutor.core.runs.state import CHOICE_SCORING, PLANS, RunConfig
+from tutor.core.runs.state import CHOICE_SCORING, PLANS, ROUND_TRAINING, RunConfig
 from tutor.models import Course
+
+
+def _run(name: str) -> Any:
+    return setting_default(RunConfig, name)
+
+
+def _help(config: type, name: str) -> str:
+    text = setting_help(config, name)
+    return text[0].upper() + text[1:] + "."
+
 
 LOCAL = LanguageModel.objects.filter(enabled=True).exclude(backend=LanguageModel.Backend.OPENAI)
 
@@ -22,38 +33,75 @@ class TeachingRunForm(forms.Form):
         queryset=LOCAL, help_text="A local model: its LoRA adapters are trained here."
     )
     teacher = forms.ModelChoiceField(queryset=LanguageModel.objects.filter(enabled=True))
-    rounds = forms.IntegerField(initial=2, min_value=1, max_value=20)
+    rounds = forms.IntegerField(
+        initial=_run("rounds"), min_value=1, max_value=20, help_text=_help(RunConfig, "rounds")
+    )
     plan = forms.ChoiceField(
-        choices=[(p, p) for p in PLANS],
-        initial="adaptive",
-        help_text="random: the shuffled control arm, same budget.",
+        choices=[(p, p) for p in PLANS], initial=_run("plan"), help_text=_help(RunConfig, "plan")
     )
     plan_budget = forms.IntegerField(
-        initial=16, min_value=0, max_value=10_000, label="Items practised per round"
+        initial=_run("plan_budget"),
+        min_value=0,
+        max_value=10_000,
+        label="Items practised per round",
+        help_text=_help(RunConfig, "plan_budget"),
     )
     explain_budget = forms.IntegerField(
-        initial=8, min_value=0, max_value=1_000, label="Explanations per round"
+        initial=_run("explain_budget"),
+        min_value=0,
+        max_value=1_000,
+        label="Explanations per round",
+        help_text=_help(RunConfig, "explain_budget"),
     )
     generate_budget = forms.IntegerField(
-        initial=4, min_value=0, max_value=1_000, label="Items to generate from per round"
+        initial=_run("generate_budget"),
+        min_value=0,
+        max_value=1_000,
+        label="Items to generate from per round",
+        help_text=_help(RunConfig, "generate_budget"),
     )
-    generate_k = forms.IntegerField(initial=2, min_value=0, max_value=20, label="New items per source")
-    seed = forms.IntegerField(initial=0, min_value=0)
+    generate_k = forms.IntegerField(
+        initial=_run("generate_k"),
+        min_value=0,
+        max_value=20,
+        label="New items per source",
+        help_text=_help(RunConfig, "generate_k"),
+    )
+    seed = forms.IntegerField(initial=_run("seed"), min_value=0, help_text=_help(RunConfig, "seed"))
     choice_scoring = forms.ChoiceField(
         choices=[(c, c) for c in CHOICE_SCORING],
-        initial=RunConfig().choice_scoring,
+        initial=_run("choice_scoring"),
         required=False,
         label="Multiple choice answered by",
-        help_text="generate: the student writes its answer (graded by letter or option text); likelihood: the "
-        "option it finds likeliest.",
+        help_text=_help(RunConfig, "choice_scoring"),
     )
     train = forms.BooleanField(initial=True, required=False, label="Fine-tune the student each round")
     max_steps = forms.IntegerField(
-        initial=60, min_value=1, max_value=100_000, label="Training steps per round"
+        initial=ROUND_TRAINING["max_steps"],
+        min_value=1,
+        max_value=100_000,
+        label="Training steps per round",
+        help_text=_help(TrainConfig, "max_steps"),
     )
-    learning_rate = forms.FloatField(initial=2e-3, min_value=1e-7, max_value=1.0)
-    lora_r = forms.IntegerField(initial=16, min_value=1, max_value=512, label="LoRA rank")
-    batch_size = forms.IntegerField(initial=4, min_value=1, max_value=512)
+    learning_rate = forms.FloatField(
+        initial=ROUND_TRAINING["learning_rate"],
+        min_value=1e-7,
+        max_value=1.0,
+        help_text=_help(TrainConfig, "learning_rate"),
+    )
+    lora_r = forms.IntegerField(
+        initial=ROUND_TRAINING["lora_r"],
+        min_value=1,
+        max_value=512,
+        label="LoRA rank",
+        help_text=_help(TrainConfig, "lora_r"),
+    )
+    batch_size = forms.IntegerField(
+        initial=ROUND_TRAINING["batch_size"],
+        min_value=1,
+        max_value=512,
+        help_text=_help(TrainConfig, "batch_size"),
+    )
 
     RUN_FIELDS = (
         "rounds",
@@ -86,8 +134,8 @@ class TeachingRunForm(forms.Form):
 
     def run_config(self) -> dict[str, Any]:
         config = {name: self.cleaned_data[name] for name in self.RUN_FIELDS}
-        config["choice_scoring"] = (
-            config["choice_scoring"] or RunConfig().choice_scoring
+        config["choice_scoring"] = config["choice_scoring"] or _run(
+            "choice_scoring"
         )  # not posted: the default
         return config
 

@@ -22,10 +22,12 @@ Rules that matter:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -172,8 +174,9 @@ def teaching_run_take(*, run_id: int, rounds: int | None = None) -> TeachingRun:
         if held and run.heartbeat_at is not None and run.heartbeat_at >= stale_cutoff():
             seconds = (timezone.now() - run.heartbeat_at).total_seconds()
             raise ValidationError(
-                f"run {run.pk} is {run.status} on {run.worker or 'another process'} (last heartbeat {seconds:.0f}s "
-                f"ago); cancel it on its page ({reverse('runs:detail', args=[run.pk])}) or in the admin, then "
+                f"run {run.pk} is {run.status} on {run.worker or 'another process'} "
+                f"(last heartbeat {seconds:.0f}s ago); cancel it on its page "
+                f"({reverse('runs:detail', args=[run.pk])}) or in the admin, then "
                 f"resume it here once it has stopped"
             )
         if rounds is not None and rounds < planned:
@@ -258,10 +261,9 @@ def teaching_run_work(*, run_id: int) -> str:
         return "skipped"
     run, lease = claimed
     teaching_run_broadcast(run)
-    try:
+    # An error is recorded on the run by teaching_run_execute; the worker goes on.
+    with contextlib.suppress(Exception):
         teaching_run_execute(run=run, lease=lease)
-    except Exception:  # recorded on the run by teaching_run_execute; the worker goes on
-        pass
     return TeachingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first() or "gone"
 
 
@@ -482,7 +484,7 @@ def teaching_run_rounds_sync(*, run: TeachingRun, state: RunState) -> int:
             field, value = Round._meta.get_field(name), rest.pop(name, None)
             values[name] = field.get_default() if value is None and not field.null else value
         values["extra"] = rest
-        _stage(existing.get(index), values, lambda: Round(run=run, index=index, **values), create, update)
+        _stage(existing.get(index), values, partial(Round, run=run, index=index, **values), create, update)
     Round.objects.bulk_create(create)
     if update:
         Round.objects.bulk_update(update, [*ROUND_FIELDS, "extra"])
@@ -556,7 +558,7 @@ def teaching_run_explanations_sync(*, run: TeachingRun, state: RunState) -> int:
             "score": x.score,
         }
         _stage(
-            existing.get(x.id), values, lambda: RunExplanation(run=run, key=x.id, **values), create, update
+            existing.get(x.id), values, partial(RunExplanation, run=run, key=x.id, **values), create, update
         )
     RunExplanation.objects.bulk_create(create)
     if update:

@@ -33,7 +33,7 @@ def test_it_matches_trls_chunked_kernel_values_and_gradients(temperature, softca
         h_new, w, b, targets, temperature=temperature, softcap=softcap, logit_scale=scale, outputs=OUTPUTS
     )
 
-    for name, expected, got in zip(OUTPUTS, ref, new):
+    for name, expected, got in zip(OUTPUTS, ref, new, strict=True):
         if name == "is_top1":
             assert torch.equal(expected, got) and bool(got[0])
         else:
@@ -45,7 +45,7 @@ def test_it_matches_trls_chunked_kernel_values_and_gradients(temperature, softca
 
 
 def test_it_leaves_fields_not_asked_for_empty():
-    h, w, b, targets = _inputs(1)
+    h, w, _, targets = _inputs(1)
     log_probs, entropy, sq, mean, top1 = dense_log_probs(h, w, None, targets, outputs=("log_probs",))
     assert log_probs.shape == (12,) and (log_probs <= 0).all()
     assert (entropy, sq, mean, top1) == (None, None, None, None)

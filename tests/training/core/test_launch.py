@@ -50,16 +50,16 @@ def chat_records(n: int = 8) -> list[dict]:
 
 
 def quick(base: Path, **overrides) -> TrainConfig:
-    settings = dict(
-        base_model=str(base),
-        max_steps=4,
-        batch_size=2,
-        learning_rate=1e-2,
-        warmup_ratio=0.0,
-        checkpoint_every=100,
-        lora_r=8,
-        lora_alpha=16,
-    )
+    settings = {
+        "base_model": str(base),
+        "max_steps": 4,
+        "batch_size": 2,
+        "learning_rate": 1e-2,
+        "warmup_ratio": 0.0,
+        "checkpoint_every": 100,
+        "lora_r": 8,
+        "lora_alpha": 16,
+    }
     return TrainConfig(**{**settings, **overrides})
 
 

@@ -230,7 +230,7 @@ def test_it_names_the_model_and_folder_when_the_folder_is_missing(tmp_path):
 
 
 def test_it_refuses_a_folder_without_a_model(tmp_path):
-    with pytest.raises(ModelLoadError, match="no config.json"):
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
         LocalLLM(ModelSpec(name="empty", backend="transformers", source=str(tmp_path)))
 
 

@@ -79,7 +79,7 @@ def test_it_requires_two_examples_per_batch_for_kto():
 
 
 def test_it_rejects_unknown_keys_from_json():
-    with pytest.raises(ValueError, match="unknown training setting.*learnin_rate"):
+    with pytest.raises(ValueError, match=r"unknown training setting.*learnin_rate"):
         TrainConfig.from_dict({"base_model": "m", "learnin_rate": 0.1})
 
 
@@ -98,3 +98,14 @@ def test_it_targets_every_projection_of_known_architectures_and_defers_to_peft_o
     assert default_target_modules("llama") == list(ALL_PROJECTIONS)
     assert default_target_modules("qwen2") == default_target_modules("mistral") == list(ALL_PROJECTIONS)
     assert default_target_modules("gpt2") is None
+
+
+def test_every_setting_says_what_it_does():
+    from dataclasses import fields
+
+    from training.core.fields import setting_help
+    from tutor.core.runs.state import RunConfig
+
+    for config in (TrainConfig, RunConfig):
+        for f in fields(config):
+            assert len(setting_help(config, f.name)) > 10, (config.__name__, f.name)

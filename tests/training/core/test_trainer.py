@@ -35,16 +35,16 @@ def chat_records(n: int = 8) -> list[dict]:
 
 def quick(base: Path, **overrides) -> TrainConfig:
     """A few fast steps: no warmup (one warmup step would train at lr 0), no periodic checkpoints."""
-    settings = dict(
-        base_model=str(base),
-        max_steps=3,
-        batch_size=4,
-        learning_rate=1e-2,
-        warmup_ratio=0.0,
-        checkpoint_every=100,
-        lora_r=8,
-        lora_alpha=16,
-    )
+    settings = {
+        "base_model": str(base),
+        "max_steps": 3,
+        "batch_size": 4,
+        "learning_rate": 1e-2,
+        "warmup_ratio": 0.0,
+        "checkpoint_every": 100,
+        "lora_r": 8,
+        "lora_alpha": 16,
+    }
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -154,7 +154,9 @@ def test_it_puts_labels_on_the_final_assistant_answer_only(tiny_model_dir, tmp_p
     trainer = trainers[0]
     tokenizer = trainer.processing_class
     example = trainer.train_dataset[0]
-    labelled = [token for token, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    labelled = [
+        token for token, label in zip(example["input_ids"], example["labels"], strict=True) if label != -100
+    ]
     assert tokenizer.decode(labelled) == "The answer is 42.<|im_end|>\n"
     assert tokenizer.decode(example["input_ids"]).startswith("<|im_start|>system\nBe brief.<|im_end|>")
     # The labelled tokens are the tail of the sequence: nothing of the prompt carries a label.
@@ -199,7 +201,7 @@ def test_it_truncates_to_max_seq_length_and_drops_records_without_room_for_an_an
             {"role": "assistant", "content": "Many."},
         ]
     }
-    records = chat_records(4) + [long_question]
+    records = [*chat_records(4), long_question]
     result = train(quick(tiny_model_dir, max_seq_length=24, max_steps=1), records, tmp_path)
     assert result.status == "succeeded", result.reason
     dataset = trainers[0].train_dataset
@@ -366,7 +368,7 @@ def test_it_fails_on_conversations_when_the_base_has_no_chat_template(tiny_model
 
 
 def test_it_fails_naming_the_bad_record(tiny_model_dir, tmp_path):
-    records = chat_records(2) + [{"messages": [{"role": "user", "content": "no answer"}]}]
+    records = [*chat_records(2), {"messages": [{"role": "user", "content": "no answer"}]}]
     result = train(quick(tiny_model_dir), records, tmp_path)
     assert result.status == "failed"
     assert result.reason.startswith("invalid dataset: record 3:")

@@ -1,4 +1,4 @@
-"""The training engine on the real bundled SmolLM2-135M-Instruct: a few real LoRA steps (slow, ~30 s on 2 cores)."""
+"""The training engine on the real bundled SmolLM2-135M-Instruct: a few real LoRA steps (slow)."""
 
 from __future__ import annotations
 

@@ -157,7 +157,7 @@ class FeedbackRecordsTestCase(LearnerTestCase):
         session = self.start()
         a, b = [
             self.done(m, text)
-            for m, text in zip(session.messages.order_by("pk"), ["Plain.", "Example first."])
+            for m, text in zip(session.messages.order_by("pk"), ["Plain.", "Example first."], strict=True)
         ]
         learning.tutor_feedback_save(message=b, user=self.bob, kind="choice", value="chosen")
         learning.tutor_feedback_save(

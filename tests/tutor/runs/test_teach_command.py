@@ -37,7 +37,7 @@ def _one_thread():
 
 @pytest.fixture
 def scripted_teacher(monkeypatch):
-    """A teacher that explains correctly and writes checkable new items; the student is the real tiny model."""
+    """A teacher that explains correctly and writes checkable new items; the student is the tiny model."""
     teacher = ScriptedLLM("scripted", teacher_reply(generate=add_items))
     real = training_services.language_model_llm
     monkeypatch.setattr(
@@ -293,3 +293,21 @@ def test_it_refuses_fewer_rounds_and_new_settings_on_resume(scripted):
 def test_it_names_a_missing_run(scripted):
     with pytest.raises(CommandError, match="no teaching run 999"):
         resume("999")
+
+
+def test_its_help_and_the_web_form_read_the_settings_own_help():
+    from io import StringIO
+
+    from django.core.management import get_commands, load_command_class
+
+    from training.core.fields import setting_help
+    from tutor.runs.forms import TeachingRunForm
+
+    parser = load_command_class(get_commands()["teach"], "teach").create_parser("manage.py", "teach")
+    out = StringIO()
+    parser.print_help(out)
+    flat = " ".join(out.getvalue().split())
+    assert setting_help(RunConfig, "plan_budget") in flat
+    form = TeachingRunForm()
+    assert setting_help(RunConfig, "plan_budget") in form.fields["plan_budget"].help_text.lower()
+    assert form.fields["rounds"].initial == RunConfig().rounds

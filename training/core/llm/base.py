@@ -8,10 +8,11 @@ Backends: :mod:`.local` (transformers, Hugging Face folders/ids and GGUF files) 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Message = dict[str, str]
 """One chat message: ``{"role": "system"|"user"|"assistant", "content": "..."}``."""
@@ -42,6 +43,9 @@ class UnsupportedOperation(LLMError):
     """The backend cannot do this (for example log-likelihoods over an HTTP chat API)."""
 
 
+FinishReason = Literal["stop", "length"]
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """How to sample. ``temperature == 0`` means greedy decoding."""
@@ -66,10 +70,8 @@ class GenerationParams:
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
-    def replace(self, **changes: object) -> GenerationParams:
-        from dataclasses import replace
-
-        return replace(self, **changes)
+    def replace(self, **changes: Any) -> GenerationParams:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class Generation:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: Literal["stop", "length"] = "stop"
+    finish_reason: FinishReason = "stop"
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ class LLM(abc.ABC):
         """Load a LoRA adapter under ``name`` (then pass ``adapter=name`` to generate)."""
         raise UnsupportedOperation(self.name, f"the {self.spec.backend} backend cannot load LoRA adapters")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: most backends hold nothing to release)
         """Release resources (HTTP clients, GPU memory). Safe to call twice."""
 
 

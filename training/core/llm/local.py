@@ -26,6 +26,7 @@ from training.core.errors import first_line
 from .base import (
     LLM,
     Conversation,
+    FinishReason,
     Generation,
     GenerationError,
     GenerationParams,
@@ -207,7 +208,7 @@ def _make_stopping_classes():
             self.window = max((len(s) for s in self.stops), default=0) + 8
             self.stopped_at: dict[int, int] = {}
 
-        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.Tensor:
             done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
             if not self.stops:
                 return done
@@ -228,7 +229,7 @@ def _make_stopping_classes():
         def __init__(self, event: threading.Event) -> None:
             self.event = event
 
-        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.Tensor:
             return torch.full(
                 (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
             )
@@ -481,7 +482,7 @@ class LocalLLM(LLM):
                     for start in range(0, len(order), MICRO_BATCH):
                         chunk = order[start : start + MICRO_BATCH]
                         for i, generation in zip(
-                            chunk, self._generate_batch([prompts[i] for i in chunk], params)
+                            chunk, self._generate_batch([prompts[i] for i in chunk], params), strict=True
                         ):
                             results[i] = generation
             except GenerationError:
@@ -515,6 +516,7 @@ class LocalLLM(LLM):
                 end = min(end, stop_on_text.stopped_at[row])  # the rest is padding
             text = self.tokenizer.decode(new[:end], skip_special_tokens=True)
             cut = _find_stop(text, params.stop)
+            reason: FinishReason
             if cut >= 0:
                 text, reason = text[:cut], "stop"
             elif hit_eos:
@@ -660,7 +662,9 @@ class LocalLLM(LLM):
                 with self._adapter_context(adapter), torch.inference_mode():
                     for start in range(0, len(order), MICRO_BATCH):
                         chunk = order[start : start + MICRO_BATCH]
-                        for i, score in zip(chunk, self._score_batch([encoded[i] for i in chunk])):
+                        for i, score in zip(
+                            chunk, self._score_batch([encoded[i] for i in chunk]), strict=True
+                        ):
                             scores[i] = score
             except GenerationError:
                 raise

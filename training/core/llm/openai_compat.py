@@ -21,6 +21,7 @@ import openai
 from .base import (
     LLM,
     Conversation,
+    FinishReason,
     Generation,
     GenerationError,
     GenerationParams,
@@ -171,7 +172,7 @@ class OpenAICompatLLM(LLM):
             text = ""  # some servers send null content for an empty reply
         if not isinstance(text, str):
             raise ValueError(f"reply content is {type(text).__name__}, not text")
-        finish = "length" if choices[0].finish_reason == "length" else "stop"
+        finish: FinishReason = "length" if choices[0].finish_reason == "length" else "stop"
         cut = _first_stop(text, params.stop)
         if cut is not None:
             text, finish = text[:cut], "stop"

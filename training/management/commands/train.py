@@ -9,8 +9,18 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from training import jobs
+from training.core.config import METHODS, TrainConfig
 from training.core.datasets import DatasetError
+from training.core.fields import setting_default, setting_help
 from training.models import Adapter, LanguageModel, TrainingJob
+
+
+def _default(name: str):
+    return setting_default(TrainConfig, name)
+
+
+def _help(name: str) -> str:
+    return f"{setting_help(TrainConfig, name)} (default {setting_default(TrainConfig, name)})"
 
 
 class Command(BaseCommand):
@@ -23,13 +33,27 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--student", required=True, help="name of a registered local model")
         parser.add_argument("--data", required=True, type=Path, help="JSONL file of training records")
-        parser.add_argument("--method", choices=["sft", "dpo", "kto"], default="sft")
+        parser.add_argument("--method", choices=METHODS, default="sft", help=_help("method"))
         parser.add_argument("--parent-adapter", type=int, help="id of an adapter to continue from")
-        parser.add_argument("--epochs", type=float, default=1.0, dest="num_epochs")
-        parser.add_argument("--max-steps", type=int, default=-1)
-        parser.add_argument("--lr", type=float, default=2e-4, dest="learning_rate")
-        parser.add_argument("--batch-size", type=int, default=4)
-        parser.add_argument("--lora-r", type=int, default=16)
+        parser.add_argument(
+            "--epochs",
+            type=float,
+            default=_default("num_epochs"),
+            dest="num_epochs",
+            help=_help("num_epochs"),
+        )
+        parser.add_argument("--max-steps", type=int, default=_default("max_steps"), help=_help("max_steps"))
+        parser.add_argument(
+            "--lr",
+            type=float,
+            default=_default("learning_rate"),
+            dest="learning_rate",
+            help=_help("learning_rate"),
+        )
+        parser.add_argument(
+            "--batch-size", type=int, default=_default("batch_size"), help=_help("batch_size")
+        )
+        parser.add_argument("--lora-r", type=int, default=_default("lora_r"), help=_help("lora_r"))
 
     def handle(
         self, *args, student: str, data: Path, method: str, parent_adapter: int | None, **hyper

@@ -209,7 +209,7 @@ def _prompt_identity(exercise: Exercise) -> tuple[str, tuple[str, ...]]:
 
 def _cycles(skills: Sequence[Skill]) -> list[list[str]]:
     """Each prerequisite cycle once, as a closed path ``[a, b, a]``, found by depth-first search."""
-    graph = {s.key: [p for p in s.prerequisites] for s in skills}
+    graph = {s.key: list(s.prerequisites) for s in skills}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
     cycles: list[list[str]] = []
     seen: set[frozenset[str]] = set()
@@ -221,7 +221,7 @@ def _cycles(skills: Sequence[Skill]) -> list[list[str]]:
             if nxt not in graph:
                 continue  # unknown prerequisite: reported separately
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt) :] + [nxt]
+                cycle = [*path[path.index(nxt) :], nxt]
                 if frozenset(cycle) not in seen:
                     seen.add(frozenset(cycle))
                     cycles.append(cycle)

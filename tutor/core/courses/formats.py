@@ -24,7 +24,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tutor.core.courses.course import Course, CourseError, Exercise, Skill, course_issues
+from tutor.core.courses.course import Course, CourseError, Exercise, Skill, Split, course_issues
 from tutor.core.courses.grading import normalize_option
 
 _COURSE_FIELDS = {"type", "key", "name"}
@@ -180,7 +180,7 @@ def parse_course_jsonl(text: str) -> Course:
 
 def course_to_jsonl(course: Course) -> str:
     """The JSONL text that :func:`parse_course_jsonl` reads back into an equal course."""
-    lines = [{"type": "course", "key": course.key, "name": course.name}]
+    lines: list[dict[str, Any]] = [{"type": "course", "key": course.key, "name": course.name}]
     for skill in course.skills:
         lines.append(
             {
@@ -274,10 +274,10 @@ def import_bigbench(
     random.Random(seed).shuffle(order)
     n_exam = round(len(rows) * exam_fraction)
     n_probe = round(len(rows) * probe_fraction)
-    split_of: dict[int, str] = {}
+    split_of: dict[int, Split] = {}
     placed = 0
     for group in order:
-        split = "exam" if placed < n_exam else "probe" if placed < n_exam + n_probe else "train"
+        split: Split = "exam" if placed < n_exam else "probe" if placed < n_exam + n_probe else "train"
         for index in group:
             split_of[index] = split
         placed += len(group)

@@ -139,10 +139,11 @@ def _word_numbers(text: str) -> list[tuple[int, int, int]]:
         negative = word(j) in ("minus", "negative") and _kind(word(j + 1)) in _STARTERS and next_to(j + 1)
         if negative:
             j += 1
+        last: str
         if word(j) == "a" and _kind(word(j + 1)) in ("hundred", "scale") and next_to(j + 1):
             total, current, last = 0, 1, "digit"
-        elif _kind(word(j)) in _STARTERS:
-            total, current, last = 0, _UNITS[word(j)], _kind(word(j))
+        elif (starter := _kind(word(j))) in _STARTERS and starter is not None:
+            total, current, last = 0, _UNITS[word(j)], starter
         else:
             i += 1
             continue
@@ -158,7 +159,9 @@ def _word_numbers(text: str) -> list[tuple[int, int, int]]:
             ):
                 j += 1  # "one hundred and five": skip the "and"
                 continue
-            if (kind == "digit" and word(j) != "zero" and last in ("hundred", "scale", "tens")) or (kind in ("teen", "tens") and last in ("hundred", "scale")):
+            if (kind == "digit" and word(j) != "zero" and last in ("hundred", "scale", "tens")) or (
+                kind in ("teen", "tens") and last in ("hundred", "scale")
+            ):
                 current += _UNITS[word(j)]
             elif kind == "hundred" and last in _STARTERS and 0 < current < 100:
                 current *= 100
@@ -184,10 +187,8 @@ def _find_numbers(text: str) -> list[_Number]:
     found: list[_Number] = []
     for m in _DIGITS_RE.finditer(text):
         digits = m.group("int").replace(",", "") + (m.group("frac") or "")
-        value = Decimal(digits)
-        if m.group("neg"):
-            value = -value
-        found.append(_Number(m.start("neg") if m.group("neg") else m.start("int"), m.end(), value, False))
+        number = -Decimal(digits) if m.group("neg") else Decimal(digits)
+        found.append(_Number(m.start("neg") if m.group("neg") else m.start("int"), m.end(), number, False))
     for start, end, value in _word_numbers(text):
         found.append(_Number(start, end, Decimal(value), True))
     return sorted(found, key=lambda n: n.start)
@@ -399,7 +400,7 @@ def _extract_choice(text: str, options: Sequence[str]) -> str | None:
         return None
     region = _answer_region(text)
     whole_text = region is None
-    chunk = text if whole_text else region
+    chunk = text if region is None else region
     normalized = normalize_option(chunk)
     for option in options:
         if normalize_option(option) == normalized:
@@ -526,7 +527,7 @@ def choose_by_likelihood(
         sizes = list(lengths) if lengths is not None else [len(o) for o in options]
         if len(sizes) != len(options) or any(n <= 0 for n in sizes):
             raise ValueError("lengths must be positive, one per option")
-        values = [s / n for s, n in zip(values, sizes)]
+        values = [s / n for s, n in zip(values, sizes, strict=True)]
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 

@@ -31,13 +31,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from tutor.core.courses.course import SPLITS, Course, Exercise, Skill
+from tutor.core.courses.course import SPLITS, AnswerType, Course, Exercise, Skill
 from tutor.core.courses.grading import format_remainder, grade
 
 COLUMNS = ("Ones", "Tens", "Hundreds", "Thousands")
 
 # (prompt, answer, answer_type, solution)
-Item = tuple[str, str, str, str]
+Item = tuple[str, str, AnswerType, str]
 
 
 class UnsolvableError(ValueError):

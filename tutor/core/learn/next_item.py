@@ -102,11 +102,11 @@ def _check_graph(skills: Sequence[tuple[str, Sequence[str]]]) -> dict[str, int]:
         colour[key] = 1
         for p in prerequisites[key]:
             if colour.get(p) == 1:
-                here = path + [key]
-                cycle = here[here.index(p) :] + [p]
+                here = [*path, key]
+                cycle = [*here[here.index(p) :], p]
                 raise ValueError(f"prerequisite cycle: {' -> '.join(cycle)}")
             if p not in colour:
-                visit(p, path + [key])
+                visit(p, [*path, key])
         colour[key] = 2
 
     for key in order:

@@ -1,50 +1,23 @@
 """The curriculum for one round of a teaching run: how many items per skill, at what level.
 
-Rules (``acc`` is a skill's latest per-round accuracy; thresholds are configurable):
+Rules (``acc`` is a skill's latest probe accuracy; thresholds are settings):
 
-1. **Prerequisites first.** A skill is *unlocked* when every prerequisite has reached the unlock
-   threshold (0.5) in some round so far, its best accuracy, not its latest. As in ZPDES (Clement
-   et al., 2015, "Multi-armed bandits for intelligent tutoring systems"), the zone of skills being
-   taught opens before a prerequisite is mastered and only grows: a dip of a prerequisite on a
-   small, noisy probe (or while a new answer format is being learned) does not lock its
-   dependants again. A prerequisite never examined has not reached it. ``unlock_threshold=0.8``
-   (the mastery threshold) gives the strict gate.
-   **The gate closes only on evidence.** When the plan is told how many probe items each accuracy
-   was measured on (``probe_sizes``), a prerequisite counts as reached unless its accuracy is below
-   the threshold with confidence: the Wilson score interval's upper bound (``confidence_z`` = 1.96,
-   95 %) is below it. On an 8-item probe 2 of 8 right (upper bound 0.59) does not close the gate and
-   0 of 8 (0.32) does; on 20 items 5 of 20 (0.47) does. A student known to be weak at a prerequisite
-   waits; one whose probe cannot tell is taught, as it would be without prerequisites.
-2. **Mastered skills get review only.** A skill with ``acc >= 0.8`` is mastered; together the
-   mastered skills share ``review_share`` (10 %) of the budget, uniformly, to limit forgetting.
-   When every skill is mastered, the whole budget is review.
-3. **Learning progress for the rest** (Oudeyer et al.'s intrinsic motivation; Graves et al.,
-   2017, "Automated Curriculum Learning"; Portelas et al., 2020, "Teacher algorithms for
-   curriculum learning of deep RL"): each unlocked, unmastered skill is drawn with probability
-   ``(1 - epsilon) * LP / sum(LP) + epsilon / K``, where ``LP = |acc_t - acc_(t-1)|`` and ``K``
-   is the number of such skills. Progress can be a rise or a fall (forgetting is also where
-   practice pays). With ``probe_sizes`` known, LP is the change's *upper confidence bound*,
-   ``|acc_t - acc_(t-1)| + confidence_z * SE`` (as in UCB bandits: optimism in the face of
-   uncertainty), SE the standard error of the difference of two accuracies on that many items,
-   each with one success and one failure added (Agresti and Caffo, 2000: a score of 0 of 8 is not
-   exact either). On a small probe every skill's bound is mostly noise, so the shares stay near
-   uniform until a change is large against it; on a large probe the bound is the change itself.
-   Without it, one item of an 8-item probe (0.125) was all the progress there was and sent 85 % of
-   a round to whichever skill moved by one answer. (Subtracting the noise instead fails the same
-   way: the one skill whose change barely clears it takes the whole share.) Only the rounds since
-   a skill was unlocked count (a locked skill is examined too, but its change then measures
-   nothing taught): a skill with one measurement since has no LP yet and counts as the highest LP
-   seen, so a newly unlocked skill is tried at once. With no LP anywhere (the first round) or all
-   LP zero, the draw is uniform. ``epsilon`` (0.2) keeps some exploration of every unlocked skill.
-   The budget is shared out by systematic sampling from that distribution with a seeded RNG
-   (:func:`allocate`): each skill gets its expected share rounded down or up, so a skill with more
-   progress gets more items, never none by bad luck, and the plan is the same for the same seed.
-4. **Difficulty escalates with accuracy.** Each round a skill's level goes up by one when its
-   latest accuracy is at least the escalation threshold (0.7), never above the skill's highest
-   level; otherwise it stays. Levels never go down: a dip is met with more items, not easier ones.
+1. **Prerequisites first.** A skill unlocks once every prerequisite has reached ``unlock_threshold``
+   (0.5) in some round (its best accuracy, so the zone only grows, as in ZPDES). With
+   ``probe_sizes`` given, a prerequisite keeps its dependants locked only while the Wilson upper
+   bound (``confidence_z``) of its accuracy is below the threshold: only evidence closes the gate.
+2. **Mastered skills get review only**: ``acc >= 0.8`` shares ``review_share`` of the budget with
+   the other mastered skills (all of it when every skill is mastered).
+3. **Learning progress for the rest**: each unlocked, unmastered skill is drawn with probability
+   ``(1 - epsilon) * LP / sum(LP) + epsilon / K``, ``LP = |acc_t - acc_(t-1)|`` over the rounds since
+   it unlocked, read as its upper confidence bound when ``probe_sizes`` are given. A skill with one
+   measurement counts as the highest LP seen; no LP anywhere means uniform. The budget is shared out
+   by seeded systematic sampling (:func:`allocate`): expected shares rounded, none starved by luck.
+4. **Difficulty only escalates**: a skill's level rises by one when ``acc`` reaches 0.7, up to its
+   top level; a dip is met with more items, not easier ones.
 
-:func:`random_plan` is the control arm: the same budget drawn uniformly over all skills,
-prerequisites and progress ignored, with a random level per skill.
+:func:`random_plan` is the control arm: the same budget uniformly over all skills, random levels.
+Why these rules, with the measurements behind them: docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -330,7 +303,7 @@ class Planner:
         lp = [progress.get(key, best) for key in active]
         total = sum(lp)
         weights = [(1 - self.epsilon) * value / total + self.epsilon / k for value in lp]
-        for key, value, weight in zip(active, lp, weights):
+        for key, value, weight in zip(active, lp, weights, strict=True):
             if key not in progress:
                 source = f"no progress yet, counted as the highest {value:.2f}"
             elif noise[key]:

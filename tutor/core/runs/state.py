@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from training.core.fields import setting
+from tutor.core.courses.course import AnswerType
+
 STEPS: tuple[str, ...] = (
     "diagnose",
     "plan",
@@ -36,68 +39,78 @@ CHOICE_SCORING: tuple[str, ...] = ("generate", "likelihood")
 OLD_RUN_DEFAULTS: dict[str, Any] = {"levels": "stretch", "confidence_z": 0.0, "general_probe": 0}
 
 
+# Each round's training job, unless the run says otherwise: a short LoRA pass that fits a CPU.
+ROUND_TRAINING: dict[str, Any] = {"max_steps": 60, "learning_rate": 2e-3, "lora_r": 16, "batch_size": 4}
+
+
 class TeachingError(Exception):
     """A run that cannot go on as asked (a saved state from another course, changed settings)."""
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """The settings of one run; checked when made, saved with the state.
+    """The settings of one run; checked when made, saved with the state. Each field carries its help
+    (:func:`~training.core.fields.setting_help`), which the teach command and the web form show."""
 
-    - ``plan``: "adaptive" (prerequisites and learning progress, :class:`~tutor.core.runs.planner.Planner`)
-      or "random" (the control arm, :func:`~tutor.core.runs.planner.random_plan`);
-    - ``plan_budget``: training items the plan draws per round (the student practises them; the
-      wrong ones are candidates for explanations and generated items);
-    - ``explain_budget``: explanations asked of the teacher per round;
-    - ``generate_budget`` wrong training items to generate from, ``generate_k`` new items each;
-    - ``siblings``: other items of the same skill re-answered when scoring an explanation (1-3);
-    - ``replay_share``: the share of each round's SFT set taken from earlier rounds' records;
-    - ``levels``: which levels a skill's planned items come from (adaptive plan only). "window": spread
-      evenly over the planned level and every level above it, the levels the student has not passed,
-      so practice covers the whole skill until its lower levels are mastered; "stretch": the planned
-      level, with ``stretch_share`` of the items from the level above;
-    - ``stretch_share``: with ``levels="stretch"``, the share of a skill's planned items drawn from
-      the level above the planned one (where there is one);
-    - ``confidence_z``: how many standard errors of probe noise the adaptive plan allows for (1.96:
-      95 %): a prerequisite locks its dependants only when its probe shows it below the unlock
-      threshold beyond that noise, and learning progress is read as its upper confidence bound
-      (:class:`~tutor.core.runs.planner.Planner`); 0 takes probe accuracies as exact;
-    - ``probe_per_skill``: probe items examined per skill in diagnose (0: all of them);
-    - ``forgetting_probe_per_skill``: probe items per untaught skill re-answered after training;
-    - ``general_probe``: items of the course-independent general probe
-      (:data:`~.general_probe.GENERAL_PROBE`, 16 in all) the student answers by likelihood at every
-      re-examination, beside the base model's answers, to show forgetting outside the course (0: none);
-    - ``forgetting_warning_drop``: a warning when the general probe's accuracy falls this far
-      (absolute) below the base model's (0: never);
-    - ``choice_scoring``: how the student answers multiple-choice items: "generate" (it writes an
-      answer, graded by letter or option text) or "likelihood" (the option whose ``Answer: …`` line
-      the student finds likeliest; local students only);
-    - ``hacking_agreement_rise`` / ``hacking_accuracy_stall``: the teacher-hacking warning fires when
-      the student's agreement with the teacher's exam answers rises by at least the first while its
-      gold exam accuracy rises by less than the second (see :func:`~.steps.teacher_hacking_warning`).
-    """
-
-    rounds: int = 3
-    plan: str = "adaptive"
-    plan_budget: int = 16
-    explain_budget: int = 8
-    generate_budget: int = 4
-    generate_k: int = 2
-    siblings: int = 2
-    replay_share: float = 0.3
-    levels: str = "window"
-    stretch_share: float = 0.25
-    seed: int = 0
-    student_max_new_tokens: int = 48
-    teacher_max_new_tokens: int = 160
-    confidence_z: float = 1.96
-    probe_per_skill: int = 0
-    forgetting_probe_per_skill: int = 4
-    general_probe: int = 16
-    forgetting_warning_drop: float = 0.2
-    choice_scoring: str = "generate"
-    hacking_agreement_rise: float = 0.10
-    hacking_accuracy_stall: float = 0.02
+    rounds: int = setting(
+        2, help="rounds of diagnose, plan, explain, score, generate, build data, train, re-examine"
+    )
+    plan: str = setting(
+        "adaptive",
+        help="adaptive: prerequisites first, then where the student's learning "
+        "progress is highest; random: the shuffled control arm with the same budget",
+    )
+    plan_budget: int = setting(
+        16,
+        help="training items the student practises per round (its wrong ones are "
+        "what explanations and new items are made for)",
+    )
+    explain_budget: int = setting(8, help="explanations asked of the teacher per round")
+    generate_budget: int = setting(
+        4, help="wrong training items the teacher writes new items from, per round"
+    )
+    generate_k: int = setting(2, help="new items the teacher writes per such item")
+    siblings: int = setting(2, help="other items of the skill re-answered when scoring an explanation (1-3)")
+    replay_share: float = setting(
+        0.3, help="share of each round's training records replayed from earlier rounds, in [0, 1)"
+    )
+    levels: str = setting(
+        "window",
+        help="window: practise the planned level and every level above it; "
+        "stretch: the planned level, stretch_share of the items one level up (adaptive plan)",
+    )
+    stretch_share: float = setting(
+        0.25, help="with levels=stretch, the share of a skill's items from the level above the planned one"
+    )
+    seed: int = setting(0, help="random seed of the plan, sampling and generation")
+    student_max_new_tokens: int = setting(48, help="tokens the student may write per answer")
+    teacher_max_new_tokens: int = setting(160, help="tokens the teacher may write per explanation")
+    confidence_z: float = setting(
+        1.96,
+        help="standard errors of probe noise the adaptive plan allows for "
+        "(1.96: 95 percent; 0 reads probe accuracies as exact)",
+    )
+    probe_per_skill: int = setting(0, help="probe items examined per skill in diagnose (0: all)")
+    forgetting_probe_per_skill: int = setting(
+        4, help="probe items per untaught skill re-answered after training"
+    )
+    general_probe: int = setting(
+        16,
+        help="questions outside every course the student answers at each "
+        "re-examination, against the base model (0: none)",
+    )
+    forgetting_warning_drop: float = setting(
+        0.2, help="warn when the general probe falls this far below the base model's (0: never)"
+    )
+    choice_scoring: str = setting(
+        "generate",
+        help="how the student answers multiple choice: generate (it "
+        "writes an answer) or likelihood (the option it finds likeliest)",
+    )
+    hacking_agreement_rise: float = setting(
+        0.10, help="teacher-hacking warning: agreement with the teacher rose at least this much ..."
+    )
+    hacking_accuracy_stall: float = setting(0.02, help="... while exam accuracy rose less than this")
 
     def __post_init__(self) -> None:
         for name, minimum in (
@@ -236,7 +249,7 @@ class GeneratedItem:
     skill: str
     prompt: str
     answer: str
-    answer_type: str
+    answer_type: AnswerType
     solution: str
     difficulty: int
     source_item: str

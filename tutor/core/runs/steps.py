@@ -1,70 +1,9 @@
-"""The steps of one teaching round, one function each: ``step(ctx, round_state) -> info``.
+"""The eight steps of one teaching round, one function each: ``step(ctx, round_state) -> info``.
 
-Each step reads what earlier steps left in the :class:`~.state.RoundState`, writes its own results
-there, and returns a small ``info`` dict for progress reports. Every model call is batched: a step
-calls each model's ``generate`` at most once per purpose with all its conversations (and not at
-all when there is nothing to ask), so a step costs a handful of calls whatever the item count.
-
-Rules per step (the teaching loop of DESIGN.md):
-
-1. **diagnose**: the student (with its current adapter) answers the probe items (all, or the first
-   ``probe_per_skill`` of each skill, the same ones every round so rounds compare); per-skill
-   accuracy; every answer kept, the wrong ones listed. The probe only measures: its items are
-   never explained or trained on, so later rounds still measure items the student has not seen in
-   training. Wherever the student answers, a multiple-choice item is answered by likelihood when
-   ``choice_scoring`` is "likelihood" (:func:`student_replies`).
-2. **plan**: :class:`~tutor.core.runs.planner.Planner` on the probe accuracies so far and the number of
-   probe items per skill, with ``confidence_z`` (so that its gate and learning progress allow for the
-   probe's noise) ("adaptive"), or
-   :func:`~tutor.core.runs.planner.random_plan` ("random"); then concrete training items per skill, at
-   the planned level (nearest level when none), items not practised in earlier rounds first;
-   with ``levels="window"`` (the default) a skill's items are spread evenly over the planned level
-   and every level above it (the levels not passed yet); with ``levels="stretch"``, ``stretch_share``
-   of them (rounded) come from the level above the planned one. Either way only in the adaptive plan:
-   the random control's levels are random already.
-3. **explain**: the student practises the planned items (one batch); candidates are its wrong
-   practice items, taken round-robin over skills from the lowest probe accuracy up ("explain where
-   the student is most likely wrong") until ``explain_budget``. The teacher sees the student's answer and up to 2 earlier explanations of
-   the skill that helped (highest score first, human-approved ones before them). **Gate**: the
-   explanation's final answer, extracted by :func:`~tutor.core.courses.grading.grade`, must be the gold
-   answer, and it must not quote an exam question; otherwise it is kept for display, marked
-   ``passed_gate=False`` with a reason, and counted.
-4. **score**: the student re-answers each explained item and ``siblings`` other train/probe items
-   of its skill (same level first) with the explanation in context; score = mean correctness
-   after - mean correctness before (before: this round's answers without it, asked for now where
-   missing), in [-1, 1].
-5. **generate**: for up to ``generate_budget`` wrong training items (same order as step 3) the
-   teacher writes ``generate_k`` new items in the strict format of
-   :func:`~.prompts.generation_prompt`. **Kept only when verified**: when the packs' code solver
-   (:func:`~tutor.core.courses.packs.verify`) can read the question, it must agree with the stated answer;
-   when it cannot, a second, independent teacher answer to the bare question (greedy, no solution
-   shown) must grade as correct against the stated answer. Malformed items, exam-question copies,
-   duplicates and disagreements are dropped with a reason. Provenance: source item, round, teacher.
-6. **build_data**: SFT records ``{"messages": [user, assistant], "meta": {...}}`` whose user turn is
-   the student prompt and whose answer is the worked solution (:func:`~.prompts.solution_part`):
-   from explanations that helped (:attr:`~.state.Explanation.helped`: through the gate with
-   score > 0, or approved by a person, including earlier rounds' explanations approved since) and
-   from kept generated items. Preference pairs (DPO format, conversational)
-   kept apart: a helpful explanation's solution over the student's own wrong answer, and over an
-   explanation of the same item that did not help. Replay: earlier rounds' new SFT records are
-   sampled in so that they make ``replay_share`` of the set, ``n = round(new * s / (1 - s))``
-   (capped by what exists; never records of explanations a person has since rejected or edited).
-   Every record passes :meth:`~.guard.ExamGuard.check_records`.
-   A person's edit (:attr:`~.state.Explanation.final_text`) replaces the teacher's text in records
-   and prompts; an explanation edited after it was trained on trains again with the edit.
-   :func:`feedback_records` builds the same records from people's ratings alone ("fine-tune now").
-7. **train**: ``train_fn(records, round_index, parent_adapter)``; a path is loaded into the student
-   as adapter ``round<i>``; None (training disabled) or no records leave the adapter as it was.
-8. **reexamine**: the student (new adapter) on the exam split, per skill; the base model's exam
-   answers (once, cached), the teacher's exam answers (once, cached); accuracy vs base and vs
-   the previous round (round 0: vs the base model); a forgetting probe: up to
-   ``forgetting_probe_per_skill`` probe items of each skill not taught this round, re-answered,
-   against this round's diagnose answers; the general probe (``general_probe`` easy questions outside
-   every course, :mod:`~.general_probe`, answered by likelihood: :func:`general_answers`; skipped for
-   a student that cannot score) against the base model's answers, with :func:`forgetting_warning`;
-   agreement with the teacher (share of exam items where
-   the student's extracted answer equals the teacher's) next to gold accuracy, and
-   :func:`teacher_hacking_warning`.
+A step reads what earlier steps left in the :class:`~.state.RoundState`, writes its own results
+there and returns a small ``info`` dict for progress reports. Every model call is batched: at most
+one ``generate`` per model and purpose per step, none when there is nothing to ask. Each step's
+docstring gives its rule; docs/teaching-runs.md tells the whole round, docs/decisions.md why.
 """
 
 from __future__ import annotations
@@ -73,6 +12,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +162,9 @@ def probe_items(ctx: Context) -> list[Exercise]:
 
 
 def diagnose(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    """The student (current adapter) answers the probe items (all, or the first ``probe_per_skill``
+    of each skill, the same every round); per-skill accuracy, every answer kept, the wrong ones
+    listed. The probe only measures: its items are never explained or trained on."""
     items = list(training_safe(probe_items(ctx)))  # probe only: diagnose answers feed explanations
     rnd.adapter_before = ctx.state.adapter_name
     texts = answer_plainly(ctx, items, adapter=rnd.adapter_before)
@@ -236,6 +179,11 @@ def diagnose(ctx: Context, rnd: RoundState) -> dict[str, Any]:
 
 
 def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    """Items per skill and level for this round (:class:`~.planner.Planner` on the probe history
+    with its noise, or :func:`~.planner.random_plan`), then concrete train items: not practised
+    before first, nearest the planned level. ``levels="window"`` spreads a skill's items over the
+    planned level and every level above it; ``"stretch"`` puts ``stretch_share`` of them one level
+    up (adaptive plan only)."""
     course, config, state = ctx.course, ctx.config, ctx.state
     seed = config.seed * 10_007 + rnd.index
     if config.plan == "adaptive":
@@ -267,12 +215,7 @@ def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         level = chosen.difficulty_per_skill.get(skill, 1)
         rng = random.Random(ctx.round_seed(rnd.index, f"plan:{skill}"))
         order = {e.key: rng.random() for e in course.exercises_for(skill, "train")}
-
-        def nearest(target: int) -> list[Exercise]:
-            return sorted(
-                course.exercises_for(skill, "train"),
-                key=lambda e: (e.key in practised, abs(e.difficulty - target), order[e.key]),
-            )
+        nearest = partial(_nearest, course.exercises_for(skill, "train"), practised, order)
 
         top = course.max_difficulty(skill)
         if config.plan == "adaptive" and config.levels == "window" and level < top:
@@ -290,6 +233,13 @@ def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     rnd.plan["stretch_per_skill"] = stretch
     rnd.planned_items = [e.key for e in training_safe(ctx.items[k] for k in picked)]
     return {"items_per_skill": rnd.plan["items_per_skill"], "planned": len(rnd.planned_items)}
+
+
+def _nearest(
+    items: Sequence[Exercise], practised: set[str], order: dict[str, float], target: int
+) -> list[Exercise]:
+    """``items`` not practised before first, then nearest to level ``target``, ties in ``order``."""
+    return sorted(items, key=lambda e: (e.key in practised, abs(e.difficulty - target), order[e.key]))
 
 
 def _window(nearest: Callable[[int], list[Exercise]], level: int, top: int, count: int) -> list[Exercise]:
@@ -350,6 +300,11 @@ def _helpful_before(ctx: Context, rnd: RoundState) -> dict[str, list[Explanation
 
 
 def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    """The student practises the planned items (one batch); the teacher explains wrong ones, round-robin
+    over skills from the lowest probe accuracy up, until ``explain_budget``. The teacher sees the
+    student's answer and up to 2 earlier explanations of the skill that helped, never the gold answer.
+    Gate: the explanation's final answer must be the gold one and it must quote no exam question;
+    otherwise it is kept for display with ``passed_gate=False`` and a reason."""
     planned = [ctx.items[k] for k in rnd.planned_items]
     _practise(ctx, rnd, planned)
     # Only practice (train-split) items, never probe items: what is explained may become training
@@ -416,6 +371,9 @@ def siblings_of(ctx: Context, item: Exercise, n: int, round_index: int) -> list[
 
 
 def score(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    """Each explanation through the gate is scored by its effect: the student re-answers its item and
+    ``siblings`` other train/probe items of the skill (same level first) with the explanation in
+    context; score = mean correct after - mean correct before, in [-1, 1]."""
     kept = [x for x in rnd.explanations if x.passed_gate]
     groups: list[tuple[Explanation, list[Exercise]]] = []
     for x in kept:
@@ -439,11 +397,12 @@ def score(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         after_correct[x.id].append(graded(e, text).correct)
         if e.key == x.item:  # shown beside the answer before on the explanations page
             x.answer_after = text
+    scores: list[float] = []
     for x, group in groups:
         x.before = [rnd.answers[e.key].correct for e in group]
         x.after = after_correct[x.id]
         x.score = round(_mean(x.after) - _mean(x.before), 4)
-    scores = [x.score for x, _ in groups]
+        scores.append(x.score)
     return {
         "scored": len(groups),
         "mean_score": round(_mean(scores), 4) if scores else None,
@@ -466,6 +425,10 @@ def _stated_answer(source: Exercise, draft: prompts.DraftItem) -> str | None:
 
 
 def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    """For up to ``generate_budget`` wrong train items the teacher writes ``generate_k`` new items.
+    An item is kept only when verified: by the packs' solver where it can read the question, else by
+    a second, independent teacher answer that must agree. Exam copies, duplicates, malformed items
+    and disagreements are dropped with a reason."""
     config = ctx.config
     planned = [ctx.items[k] for k in rnd.planned_items]
     wrong = [e for e in planned if e.key in rnd.answers and not rnd.answers[e.key].correct]
@@ -584,6 +547,11 @@ def replay_count(new: int, available: int, share: float) -> int:
 
 
 def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    """SFT records (the student prompt, the worked solution) from explanations that helped (through the
+    gate with score > 0, or approved by a person; a person's edit replaces the text) and from kept
+    generated items; DPO pairs kept apart. Earlier rounds' records are replayed to make
+    ``replay_share`` of the set (never one a person has since rejected or rewritten). Every record
+    passes the exam guard."""
     state = ctx.state
     earlier = state.rounds[: rnd.index]
     # An explanation trains once, unless a person edited it since: the edit is a new record.
@@ -708,7 +676,8 @@ def feedback_records(
     """Training records from people's ratings alone, for fine-tuning between rounds.
 
     SFT: every explanation of a train-split item a person approved (its edit when there is one),
-    worked solution only, as in :func:`build_data` (probe items measure; they never train). Preference pairs: on the same item, an approved explanation over one a
+    worked solution only, as in :func:`build_data` (probe items measure; they never train). Preference
+    pairs: on the same item, an approved explanation over one a
     person rejected. Explanations that quote an exam question never count; every record passes the
     exam guard (raises :class:`~tutor.core.courses.course.ExamLeakError` otherwise).
     """
@@ -760,6 +729,8 @@ def feedback_records(
 
 
 def train(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    """``train_fn(records, round_index, parent_adapter)``; a returned path is loaded into the student as
+    adapter ``round<i>``. No records, or training disabled (None), leave the adapter as it was."""
     state, records = ctx.state, rnd.sft_records
     parent = state.adapter_path
     if not records:
@@ -839,6 +810,10 @@ def _agreement(
 
 
 def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
+    """The student (new adapter) on the exam split per skill, beside the base model's and the teacher's
+    exam answers (each asked once per run); probe items of untaught skills re-answered (forgetting);
+    the general probe by likelihood against the base model; agreement with the teacher next to gold
+    accuracy, with the teacher-hacking and forgetting warnings."""
     state, config = ctx.state, ctx.config
     exam = list(ctx.course.split("exam"))
     taught = {s for s, n in rnd.plan.get("items_per_skill", {}).items() if n}
@@ -890,8 +865,8 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         "per_skill": _per_skill(exam, answers),
         "base_accuracy": base_accuracy,
         "base_per_skill": _per_skill(exam, state.base_exam),
-        "vs_base": round(accuracy - base_accuracy, 4) if exam else None,
-        "vs_previous": round(accuracy - prev_accuracy, 4) if exam else None,
+        "vs_base": _difference(accuracy, base_accuracy),
+        "vs_previous": _difference(accuracy, prev_accuracy),
         "teacher_accuracy": round(_mean([state.teacher_exam[e.key].correct for e in exam]), 4)
         if exam
         else None,
@@ -923,6 +898,10 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     } | {"general": (rnd.exam["general"] or {}).get("accuracy"), "warning": warning, "forgetting": forgot}
 
 
+def _difference(value: float | None, reference: float | None) -> float | None:
+    return None if value is None or reference is None else round(value - reference, 4)
+
+
 def _can_score(llm: LLM) -> bool:
     try:
         llm.reply_loglikelihood([])
@@ -933,10 +912,7 @@ def _can_score(llm: LLM) -> bool:
 
 def general_answers(ctx: Context, items: Sequence[Exercise], *, adapter: str | None) -> dict[str, Answer]:
     """The general probe answered by likelihood, cloze style: the bare question, each option as the
-    whole reply, the likeliest one chosen (one scoring batch). Measured on the bundled 135M student
-    this reads its general knowledge far better than generation or lettered options do (13 of 16
-    right, against 6 of 16 by likelihood over lettered options with the answer-line instruction), so a
-    fall means forgetting rather than noise around chance."""
+    whole reply, the likeliest one chosen (one scoring batch). Why cloze: docs/decisions.md."""
     requests = [([{"role": "user", "content": e.prompt}], option) for e in items for option in e.options]
     scores = ctx.student.reply_loglikelihood(requests, adapter=adapter)
     answers, start = {}, 0

@@ -8,14 +8,13 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from training.core.config import TrainConfig
+from training.core.fields import setting_default, setting_help
 from training.models import LanguageModel
-from tutor.core.runs.state import CHOICE_SCORING, PLANS, STEPS, RunConfig
+from tutor.core.runs.state import CHOICE_SCORING, PLANS, ROUND_TRAINING, STEPS, RunConfig
 from tutor.models import Course, TeachingRun
 from tutor.runs import selectors, services
 
-DEFAULTS = RunConfig()
-DEFAULT_ROUNDS = 2  # as the web form: a short run unless asked
-TRAIN_DEFAULTS = {"train_steps": 60, "lr": 2e-3, "lora_r": 16}
 # Settings of a new run: a resumed run keeps its own (a changed budget would mix two experiments).
 NEW_RUN_ONLY = (
     "course",
@@ -45,61 +44,33 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         # Defaults are None so that --resume can tell a given setting from an omitted one.
+        def run_help(name: str) -> str:
+            return f"{setting_help(RunConfig, name)} (default {setting_default(RunConfig, name)})"
+
+        def train_help(name: str) -> str:
+            return (
+                f"each round's training: {setting_help(TrainConfig, name)} (default {ROUND_TRAINING[name]})"
+            )
+
         parser.add_argument("--course", help="course key (import one with `manage.py import_course`)")
         parser.add_argument("--student", help="registered local model (default: the default student)")
         parser.add_argument("--teacher", help="registered model (default: the default teacher)")
         parser.add_argument(
             "--rounds",
             type=int,
-            help=f"rounds (default {DEFAULT_ROUNDS}); with --resume, the new "
-            "total: more rounds than the run has extend it",
+            help=run_help("rounds") + "; with --resume, the new total: more rounds "
+            "than the run has extend it",
         )
-        parser.add_argument(
-            "--plan",
-            choices=PLANS,
-            help=f"default {DEFAULTS.plan}; random is the shuffled control arm with the same budget",
-        )
-        parser.add_argument(
-            "--budget",
-            type=int,
-            metavar="N",
-            help=f"explanations asked of the teacher per round (default {DEFAULTS.explain_budget})",
-        )
-        parser.add_argument(
-            "--plan-budget",
-            type=int,
-            metavar="N",
-            help=f"training items practised per round (default {DEFAULTS.plan_budget})",
-        )
-        parser.add_argument(
-            "--generate-budget",
-            type=int,
-            metavar="N",
-            help="wrong training items the teacher "
-            f"writes new items from, per round (default {DEFAULTS.generate_budget})",
-        )
-        parser.add_argument(
-            "--generate-k",
-            type=int,
-            metavar="K",
-            help=f"new items per such item (default {DEFAULTS.generate_k})",
-        )
-        parser.add_argument(
-            "--seed", type=int, help=f"random seed of the plan and sampling (default {DEFAULTS.seed})"
-        )
-        parser.add_argument(
-            "--choice-scoring",
-            choices=CHOICE_SCORING,
-            help=f"how the student answers multiple-choice items (default {DEFAULTS.choice_scoring}): "
-            "it writes an answer, or picks the option it finds likeliest",
-        )
-        parser.add_argument(
-            "--train-steps",
-            type=int,
-            help=f"max training steps per round (default {TRAIN_DEFAULTS['train_steps']})",
-        )
-        parser.add_argument("--lr", type=float, help=f"learning rate (default {TRAIN_DEFAULTS['lr']})")
-        parser.add_argument("--lora-r", type=int, help=f"LoRA rank (default {TRAIN_DEFAULTS['lora_r']})")
+        parser.add_argument("--plan", choices=PLANS, help=run_help("plan"))
+        parser.add_argument("--budget", type=int, metavar="N", help=run_help("explain_budget"))
+        parser.add_argument("--plan-budget", type=int, metavar="N", help=run_help("plan_budget"))
+        parser.add_argument("--generate-budget", type=int, metavar="N", help=run_help("generate_budget"))
+        parser.add_argument("--generate-k", type=int, metavar="K", help=run_help("generate_k"))
+        parser.add_argument("--seed", type=int, help=run_help("seed"))
+        parser.add_argument("--choice-scoring", choices=CHOICE_SCORING, help=run_help("choice_scoring"))
+        parser.add_argument("--train-steps", type=int, help=train_help("max_steps"))
+        parser.add_argument("--lr", type=float, help=train_help("learning_rate"))
+        parser.add_argument("--lora-r", type=int, help=train_help("lora_r"))
         parser.add_argument("--no-train", action="store_true", help="diagnose/explain/re-examine only")
         parser.add_argument(
             "--resume",
@@ -162,14 +133,14 @@ class Command(BaseCommand):
                 "`manage.py import_course --pack arithmetic`"
             )
         student, teacher = self._model(opts["student"], "student"), self._model(opts["teacher"], "teacher")
-        hyper = {name: TRAIN_DEFAULTS[name] if opts[name] is None else opts[name] for name in TRAIN_DEFAULTS}
+        given = {"max_steps": opts["train_steps"], "learning_rate": opts["lr"], "lora_r": opts["lora_r"]}
         train = (
             {"disabled": True}
             if opts["no_train"]
-            else {"max_steps": hyper["train_steps"], "learning_rate": hyper["lr"], "lora_r": hyper["lora_r"]}
+            else {**ROUND_TRAINING, **{k: v for k, v in given.items() if v is not None}}
         )
         settings = {
-            "rounds": DEFAULT_ROUNDS if opts["rounds"] is None else opts["rounds"],
+            "rounds": opts["rounds"],
             "plan": opts["plan"],
             "explain_budget": opts["budget"],
             "plan_budget": opts["plan_budget"],

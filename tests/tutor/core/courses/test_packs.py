@@ -89,7 +89,7 @@ def test_it_has_the_prerequisite_graph():
     assert prerequisites["add_3d"] == {"add_2d"}
     assert prerequisites["mul_2d"] == {"mul_1d", "add_3d"}
     assert prerequisites["div_remainder"] == {"mul_1d", "sub_2d"}
-    assert [s.key for s in course.skills_in_order()][0] == "add_1d"
+    assert next(s.key for s in course.skills_in_order()) == "add_1d"
     assert {s.key: s.prerequisites for s in load_pack("counting").skills} == {
         "count_short": (),
         "count_long": ("count_short",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -45,7 +46,7 @@ def test_it_lowers_the_posterior_after_a_wrong_answer():
 def test_it_converges_above_the_mastery_threshold_with_repeated_correct_answers():
     trace = bkt_trace([True] * 6, DEFAULT)
     assert len(trace) == 6
-    assert all(later > earlier for earlier, later in zip(trace, trace[1:]))
+    assert all(later > earlier for earlier, later in itertools.pairwise(trace))
     assert trace[0] == pytest.approx(0.6)
     assert trace[-1] > MASTERY_THRESHOLD
     assert bkt_trace([True] * 50, DEFAULT)[-1] == pytest.approx(1.0)

@@ -65,7 +65,8 @@ def test_it_clips_what_the_learner_typed_before_it_reaches_a_prompt():
             ("slip", "guiding_question", "re-check the sum"),
         ),
         (
-            "Sure! Here is my decision.\n1. Error - a misconception about place value\n2. Strategy = show a worked example\n"
+            "Sure! Here is my decision.\n1. Error - a misconception about place value\n"
+            "2. Strategy = show a worked example\n"
             "3. Intention: understand tens",
             ("conceptual", "worked_example", "understand tens"),
         ),

@@ -108,7 +108,7 @@ def test_it_resumes_after_an_exception_without_repeating_teacher_calls(tmp_path)
     assert teacher.count("answer") + teacher2.count("answer") == 1  # exam answers cached from round 0
     assert student2.loaded[0] == ("round0", "/adapters/round0")  # the adapter is put back first
     assert [c[0] for c in trainer.calls] == [0, 1] and trainer.calls[1][2] == "/adapters/round0"
-    assert [call.adapter for call in student2.calls][0] == "round0"
+    assert next(call.adapter for call in student2.calls) == "round0"
     assert [(x.id, x.text) for x in state.rounds[1].explanations] == [
         (x.id, x.text) for x in saved.rounds[1].explanations
     ]  # kept, then scored: not asked again
