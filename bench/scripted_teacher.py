@@ -8,8 +8,9 @@ a teaching run sends (see ``tutor/core/runs/prompts.py``):
   sentence about the student's actual answer (what number it gave, how far off, no final line),
   the gold worked solution of the item (``Solution: ...``) and ``Answer: <gold>``;
 - a **generation** prompt ("Write k new exercises of the same kind ..."): ``k`` new items of the
-  source item's skill and level, made by the course packs' own generators (so the loop's code
-  solver can verify them), each with the packs' worked solution, separated by ``---``;
+  source item's skill and level, made by the course packs' own generators in training phrasings
+  other than the source's (so the expert can verify them), each with the packs' worked solution,
+  separated by ``---``;
 - any other prompt (a plain question, the exam, the second answer that verifies a generated item):
   the gold answer as ``Answer: ...``.
 
@@ -34,10 +35,10 @@ from collections.abc import Iterator, Sequence
 from training.core.llm.base import LLM, Conversation, Generation, GenerationParams, ModelSpec
 from tutor.core.courses.course import Course, Exercise
 from tutor.core.courses.grading import extract_answer
-from tutor.core.courses.packs import ARITHMETIC_FAMILIES, COUNTING_FAMILIES, UnsolvableError, solve
+from tutor.core.courses.packs import FAMILIES, UnsolvableError, make_item, solve
+from tutor.core.courses.phrasings import phrasings_for
 from tutor.core.runs.prompts import ANSWER_LINE, question_text
 
-FAMILIES = {f.skill.key: f for f in (*ARITHMETIC_FAMILIES, *COUNTING_FAMILIES)}
 PAIRS = {")": "(", "]": "[", "}": "{"}
 SEQUENCE_RE = re.compile(r"Sequence:\s*([\s()\[\]{}]+?)\s*(?:\n|$)")
 
@@ -206,7 +207,10 @@ class ScriptedTeacher(LLM):
             if len(blocks) == k:
                 break
             if family is not None and source is not None:
-                prompt, answer, _, solution = family.make(rng, source.difficulty)
+                # Like a good teacher asked to vary the wording: another training phrasing each time.
+                phrasings = [p for p in phrasings_for(family.op, held_out=False) if p.key != source.phrasing]
+                level = min(source.difficulty, family.levels)
+                prompt, answer, _, solution, _ = make_item(family, rng, level, rng.choice(phrasings))
                 steps = solution.rsplit("\nAnswer:", 1)[0]
                 block = f"Question: {prompt}\nSolution: {steps}\nAnswer: {answer}"
             elif sequence is not None and source is not None:

@@ -17,7 +17,7 @@ from tutor.models import Course, Exercise, Skill
 
 @admin.register(Course)
 class CourseAdmin(admin.ModelAdmin):
-    list_display = ["name", "key", "teacher", "source", "created_at"]
+    list_display = ["name", "key", "teacher", "expert", "source", "created_at"]
     search_fields = ["name", "key"]
     filter_horizontal = ["instructors"]
     change_list_template = "admin/tutor/course/change_list.html"
@@ -67,13 +67,13 @@ class CourseAdmin(admin.ModelAdmin):
 
 @admin.register(Skill)
 class SkillAdmin(admin.ModelAdmin):
-    list_display = ["name", "key", "course", "order"]
-    list_filter = ["course"]
+    list_display = ["name", "key", "course", "order", "keep"]
+    list_filter = ["course", "keep"]
     filter_horizontal = ["prerequisites"]
 
 
 @admin.register(Exercise)
 class ExerciseAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "split", "answer_type", "difficulty", "answer"]
-    list_filter = ["split", "answer_type", "skill__course", "skill"]
+    list_display = ["__str__", "split", "phrasing", "held_out", "answer_type", "difficulty", "answer"]
+    list_filter = ["split", "held_out", "answer_type", "skill__course", "skill"]
     search_fields = ["prompt", "key"]

@@ -46,12 +46,17 @@ def course_save(*, course: core.Course, source: str = "", replace: bool = False)
             )
         _, deleted = existing.delete()
         replaced_enrolments = deleted.get(LearnerEnrolment._meta.label, 0)
-    row = Course.objects.create(key=course.key, name=course.name, source=source)
+    row = Course.objects.create(key=course.key, name=course.name, source=source, expert=course.expert)
     row.replaced_enrolments = replaced_enrolments
     skills: dict[str, Skill] = {}
     for order, skill in enumerate(course.skills):
         skills[skill.key] = Skill.objects.create(
-            course=row, key=skill.key, name=skill.name, description=skill.description, order=order
+            course=row,
+            key=skill.key,
+            name=skill.name,
+            description=skill.description,
+            order=order,
+            keep=skill.keep,
         )
     for skill in course.skills:
         skills[skill.key].prerequisites.set([skills[key] for key in skill.prerequisites])
@@ -66,6 +71,8 @@ def course_save(*, course: core.Course, source: str = "", replace: bool = False)
             solution=e.solution,
             difficulty=e.difficulty,
             split=e.split,
+            phrasing=e.phrasing,
+            held_out=e.held_out,
         )
         for e in course.exercises
     )
@@ -91,6 +98,7 @@ def course_to_core(*, course: Course) -> core.Course:
             name=s.name,
             description=s.description,
             prerequisites=tuple(p.key for p in s.prerequisites.all()),
+            keep=s.keep,
         )
         for s in course.skills.prefetch_related("prerequisites")
     ]
@@ -105,7 +113,11 @@ def course_to_core(*, course: Course) -> core.Course:
             solution=e.solution,
             difficulty=e.difficulty,
             split=e.split,
+            phrasing=e.phrasing,
+            held_out=e.held_out,
         )
         for e in Exercise.objects.filter(skill__course=course).select_related("skill").order_by("pk")
     ]
-    return core.Course(key=course.key, name=course.name, skills=skills, exercises=exercises)
+    return core.Course(
+        key=course.key, name=course.name, skills=skills, exercises=exercises, expert=course.expert
+    )

@@ -41,9 +41,9 @@ class LearnerAttemptAdmin(admin.ModelAdmin):
 
 @admin.register(TutorMessage)
 class TutorMessageAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "session", "status", "error_type", "strategy", "created_at"]
-    list_filter = ["kind", "status", "strategy", "error_type"]
-    search_fields = ["text", "question", "intention"]
+    list_display = ["__str__", "session", "status", "source", "error_type", "strategy", "created_at"]
+    list_filter = ["kind", "status", "source", "strategy", "error_type"]
+    search_fields = ["text", "question", "intention", "failed_check", "failed_text"]
 
 
 @admin.register(TutorFeedback)

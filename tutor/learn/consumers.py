@@ -1,9 +1,14 @@
-"""The WebSocket of a learner's tutoring session: the tutor's replies, streamed token by token.
+"""The WebSocket of a learner's tutoring session: the tutor's replies, shown once they passed their checks.
 
 One consumer per open page, in the group ``tutor.session.<id>``. On connect it sends the whole
 transcript from the database (a reloaded or reconnected page sees everything), then generates
 whatever is pending. Each pending message is claimed atomically, so with two tabs open one
-generates and both watch (pieces go through the group). Only the session's learner may connect.
+generates and both watch (progress goes through the group). Only the session's learner may connect.
+
+**Nothing unchecked is sent.** The model's reply is buffered while it is written; the page sees only
+its progress (a character count). The whole reply is then checked (``services.tutor_message_vet``)
+and the page gets the finished message: the reply, or the course's labelled text in its place. A
+stopped or failed reply shows none of its partial text.
 
 Messages from htmx's ws extension are JSON form values: ``question`` (a free question; saved
 before the teacher is called), ``stop``, ``retry`` (a message id). Replies are HTML fragments
@@ -28,6 +33,8 @@ from tutor.learn import live, services
 from tutor.models import TutoringSession, TutorMessage
 
 logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 0.25  # at most this often a "writing… N characters" update
 
 
 class TutoringSessionConsumer(FormConsumer):
@@ -126,24 +133,37 @@ class TutoringSessionConsumer(FormConsumer):
             await database_sync_to_async(services.tutor_message_requeue)(message_id=plan.message_id)
             await self.channel_layer.group_send(self.group, {"type": "tutor.pending"})
             return
-        await database_sync_to_async(services.tutor_message_finish)(
-            message_id=plan.message_id, text=text, status=status, error=error
-        )
-        await self._broadcast(plan.message_id)
+        if status == TutorMessage.Status.DONE:
+            try:
+                await database_sync_to_async(services.tutor_message_vet)(
+                    message_id=plan.message_id, text=text
+                )
+            except Exception as exc:  # a bug in a check must not show the unchecked text: fail the message
+                logger.exception("tutoring session %s: checking a reply crashed", self.session_id)
+                status = TutorMessage.Status.FAILED
+                error = f"checking the reply failed: {type(exc).__name__}: {exc}"
+        if status != TutorMessage.Status.DONE:  # a stopped or failed reply shows none of its partial text
+            await database_sync_to_async(services.tutor_message_finish)(
+                message_id=plan.message_id, text="", status=status, error=error
+            )
+        await self._broadcast(plan.message_id, partner=True)
 
     async def _stream(self, plan: services.TutorPlan, stop_event: threading.Event) -> tuple[str, str, str]:
+        """The whole reply, buffered: the page sees how much is written, never what, until it is checked."""
+
         def pieces():
             llm, adapter = plan.llm()
             return llm.stream(plan.conversation, plan.params(), adapter=adapter)
 
-        text = ""
+        loop = asyncio.get_running_loop()
+        text, shown_at = "", None
         try:
             async for piece in stream_in_thread(pieces, stop=stop_event, max_chars=MAX_REPLY_CHARS):
                 text += piece
-                html = render_to_string(
-                    "tutor/learn/partials/message.html#piece", {"message_id": plan.message_id, "piece": piece}
-                )
-                await self.channel_layer.group_send(self.group, {"type": "tutor.html", "html": html})
+                if shown_at is None or loop.time() - shown_at >= PROGRESS_EVERY_S:
+                    shown_at = loop.time()
+                    html = live.tutor_message_progress_html(message_id=plan.message_id, chars=len(text))
+                    await self.channel_layer.group_send(self.group, {"type": "tutor.html", "html": html})
         except LLMError as exc:
             return text, TutorMessage.Status.FAILED, str(exc)
         except Exception as exc:  # never a traceback in the browser
@@ -153,14 +173,26 @@ class TutoringSessionConsumer(FormConsumer):
             return text, TutorMessage.Status.STOPPED, ""
         return text, TutorMessage.Status.DONE, ""
 
-    async def _broadcast(self, message_id: int) -> None:
-        html = await database_sync_to_async(live.tutor_message_html)(message_id=message_id)
-        await self.channel_layer.group_send(self.group, {"type": "tutor.html", "html": html})
+    async def _broadcast(self, message_id: int, *, partner: bool = False) -> None:
+        """The message's article; with ``partner``, its pair's too (whether the learner may choose
+        between them depends on both having passed their checks)."""
+        for html in await database_sync_to_async(_articles)(message_id, partner):
+            await self.channel_layer.group_send(self.group, {"type": "tutor.html", "html": html})
 
 
 def _decide(plan: services.TutorPlan) -> str:
     llm, adapter = plan.llm()
     return llm.generate([plan.decision_conversation], plan.params(decision=True), adapter=adapter)[0].text
+
+
+def _articles(message_id: int, partner: bool) -> list[str]:
+    ids = [message_id]
+    if partner:
+        message = TutorMessage.objects.select_related("alternative_to").get(pk=message_id)
+        other = message.partner
+        if other is not None:
+            ids.append(other.pk)
+    return [live.tutor_message_html(message_id=pk) for pk in ids]
 
 
 @database_sync_to_async
@@ -175,7 +207,7 @@ def _state_html(session_id: int) -> str:
         live.tutor_message_context(message=m)
         for m in session.messages.select_related("alternative_to").prefetch_related("feedback")
     ]
-    return render_to_string("tutor/learn/partials/message.html#list", {"messages": messages})
+    return render_to_string("tutor/learn/partials/message.html#list", {"tutor_messages": messages})
 
 
 @database_sync_to_async

@@ -41,17 +41,37 @@ def tutor_message_html(*, message_id: int, append: bool = False, readonly: bool 
     )
 
 
+def tutor_message_progress_html(*, message_id: int, chars: int) -> str:
+    """While the tutor writes: how much, never what (a reply is shown only once it passed its checks)."""
+    return render_to_string(
+        "tutor/learn/partials/message.html#progress", {"message_id": message_id, "chars": chars}
+    )
+
+
 def tutor_message_context(*, message: TutorMessage, readonly: bool = False) -> dict[str, Any]:
+    """``pair``: the learner may choose between two explanations, only when both are the model's and
+    passed their checks. ``show_decision`` (instructors' read-only views): the decision on a mistake
+    and why a reply failed its checks, with the model's failed text; never on the learner's page."""
     ratings = {f.kind: f.value for f in message.feedback.all()}
-    pair = bool(message.alternative_to_id) or message.alternatives.exists()
+    partner = message.partner
+    checked = TutorMessage.Status.DONE, TutorMessage.Source.MODEL
+    pair = (
+        partner is not None
+        and (message.status, message.source) == checked
+        and (partner.status, partner.source) == checked
+    )
     label = message.get_kind_display().capitalize()
-    if pair:
+    if message.source in (TutorMessage.Source.EXPERT, TutorMessage.Source.NOTE) and message.label:
+        label = message.label
+    elif partner is not None:
         label = f"Explanation {'B' if message.alternative_to_id else 'A'}"
+    example = (message.checked_against or {}).get("example") or {}
     return {
         "m": message,
         "ratings": ratings,
         "pair": pair,
         "label": label,
+        "example": example.get("prompt", "") if message.kind == TutorMessage.Kind.EXPLANATION else "",
         "readonly": readonly,
         "show_decision": readonly,
     }

@@ -128,10 +128,17 @@ def tutoring_preference_records(*, course: Course, method: str) -> list[dict[str
 
     - ``dpo``: one pair per pairwise choice (the same prompt; chosen vs. rejected explanation);
     - ``kto``: one thumb per helpful / not-helpful rating, and per side of a pairwise choice.
+
+    Only what the model wrote and what passed its checks is trained on: the course's own text shown in
+    place of a failed reply, a note, or an unchecked reply is never a completion of the teacher's.
     """
+    model = TutorMessage.Source.MODEL
     feedback = (
         TutorFeedback.objects.filter(
-            message__session__enrolment__course=course, message__status=TutorMessage.Status.DONE
+            message__session__enrolment__course=course,
+            message__status=TutorMessage.Status.DONE,
+            message__source=model,
+            message__failed_check="",
         )
         .exclude(message__text="")
         .select_related("message", "rejected")
@@ -147,6 +154,9 @@ def tutoring_preference_records(*, course: Course, method: str) -> list[dict[str
             f.kind == TutorFeedback.Kind.CHOICE
             and f.rejected
             and f.rejected.text
+            and f.rejected.status == TutorMessage.Status.DONE
+            and f.rejected.source == model
+            and not f.rejected.failed_check
             and f.rejected.text != f.message.text
         ):
             if method == "dpo":

@@ -9,6 +9,13 @@ Rules that matter:
   and waits for the learner's retry;
 - on a mistake the teacher's decision (error type, strategy, intention) is stored on the message
   before the reply is generated;
+- **nothing the model writes reaches a learner unchecked**: the whole reply is checked
+  (:func:`tutor_message_vet`, rules in ``tutor.core.learn.vetting``) before it is stored as the
+  message's text; one that fails is replaced by the course's own text, labelled as the course's,
+  and the failure is kept for instructors and logged. Preference data uses only the model's replies
+  that passed;
+- an explanation teaches the skill through a worked example: another train item of the skill with a
+  different gold answer, never the exercise on the learner's screen;
 - learners reach only their own enrolments, sessions, answers and ratings; instructors of a
   course (``Course.instructors``, or superusers) see its learners;
 - exam items never reach a learner (they would end up in the feedback that trains the teacher).
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,8 +38,11 @@ from django.utils import timezone
 from training.core.llm import LLM, LLMError
 from training.models import LanguageModel
 from training.services import language_model_llm
-from tutor.core.courses.grading import grade
+from tutor.core.courses import course as core_course
+from tutor.core.courses.expert import PACK_EXPERTS, Expert, expert_for
+from tutor.core.courses.grading import grade, normalize_text
 from tutor.core.learn import prompts as core
+from tutor.core.learn import vetting
 from tutor.core.learn.mastery import bkt_update, is_mastered
 from tutor.core.learn.next_item import choose_next_skill
 from tutor.core.learn.review import ReviewState, new_review_state, record_review
@@ -62,6 +72,8 @@ MAX_ANSWER_CHARS = 2000
 MAX_QUESTION_CHARS = core.MAX_QUESTION_CHARS
 STALE_STREAMING_S = 300  # a message "streaming" this long lost its generator (process restart)
 TEACHER_UNAVAILABLE = "The tutor could not answer just now. Nothing you typed is lost; try again in a moment."
+# A message back in the queue: nothing of an earlier try is kept.
+_UNWRITTEN = {"text": "", "error": "", "source": "", "label": "", "failed_check": "", "failed_text": ""}
 
 
 @transaction.atomic
@@ -114,12 +126,19 @@ def tutoring_session_next(*, session: TutoringSession, rng: random.Random | None
 
 
 def _pick_exercise(*, enrolment: LearnerEnrolment, skill: Skill) -> Exercise | None:
-    """Unsolved before solved, fewest tries first, easiest first: never an exam item."""
+    """Unsolved before solved, items not yet shown solved as a worked example first, fewest tries
+    first, easiest first: never an exam item."""
     solved = set(
         LearnerAttempt.objects.filter(session__enrolment=enrolment, correct=True).values_list(
             "exercise_id", flat=True
         )
     )
+    shown = {
+        (checks.get("example") or {}).get("key")
+        for checks in TutorMessage.objects.filter(session__enrolment=enrolment, skill=skill).values_list(
+            "checked_against", flat=True
+        )
+    }
     candidates = list(Exercise.objects.trainable().filter(skill=skill))
     tries = dict(
         LearnerAttempt.objects.filter(session__enrolment=enrolment, exercise__skill=skill)
@@ -127,7 +146,9 @@ def _pick_exercise(*, enrolment: LearnerEnrolment, skill: Skill) -> Exercise | N
         .annotate(n=Count("pk"))
         .values_list("exercise_id", "n")
     )
-    ordered = sorted(candidates, key=lambda e: (e.pk in solved, tries.get(e.pk, 0), e.difficulty, e.key))
+    ordered = sorted(
+        candidates, key=lambda e: (e.pk in solved, e.key in shown, tries.get(e.pk, 0), e.difficulty, e.key)
+    )
     return ordered[0] if ordered else None
 
 
@@ -250,18 +271,34 @@ def _teacher_llm(*, model: LanguageModel, course: Course) -> tuple[LLM, str | No
 def tutor_explanation_queue(
     *, session: TutoringSession, skill: Skill, rng: random.Random | None = None
 ) -> list[TutorMessage]:
-    """Queue an explanation of ``skill`` tailored to the learner; sometimes two, to choose between."""
+    """Queue an explanation of ``skill`` tailored to the learner, taught through a worked example (not
+    the exercise on their screen); sometimes two, to choose between. With no example to check an
+    explanation against, a note says so and the teacher is not asked."""
     ctx = learner_context(enrolment=session.enrolment)
-    prompt = core.explanation_prompt(skill.name, skill.description, ctx)
+    example = _example_for(skill=skill, exercise=session.exercise)
+    if example is None:
+        message = _note_create(
+            session=session, kind=TutorMessage.Kind.EXPLANATION, skill=skill, text=vetting.NO_EXAMPLE
+        )
+        return [message]
+    prompt = core.explanation_prompt(
+        skill.name,
+        skill.description,
+        ctx,
+        example=core.WorkedExample(example.prompt, example.answer, example.solution),
+    )
     first = TutorMessage.objects.create(
         session=session,
         kind=TutorMessage.Kind.EXPLANATION,
         skill=skill,
         exercise=session.exercise,
         prompt=prompt,
+        checked_against=_checks("explanation", core.explanation_instructions(ctx), example=example),
     )
     messages = [first]
     if core.show_alternatives(rng or random.Random(), settings.TEACHLOOP_TUTOR_ALTERNATIVES_SHARE):
+        # The second of a pair is asked for in another style (added to its conversation when claimed).
+        instructions = core.explanation_instructions(ctx, style=core.ALTERNATIVE_STYLE)
         messages.append(
             TutorMessage.objects.create(
                 session=session,
@@ -270,11 +307,115 @@ def tutor_explanation_queue(
                 exercise=session.exercise,
                 prompt=prompt,
                 alternative_to=first,
+                checked_against=_checks("explanation", instructions, example=example),
             )
         )
     for message in messages:
         tutor_message_announce(message, new=True, pending=message is messages[-1])
     return messages
+
+
+def _note_create(*, session: TutoringSession, kind: str, skill: Skill | None, text: str) -> TutorMessage:
+    now = timezone.now()
+    message = TutorMessage.objects.create(
+        session=session,
+        kind=kind,
+        skill=skill,
+        exercise=session.exercise,
+        text=text,
+        status=TutorMessage.Status.DONE,
+        source=TutorMessage.Source.NOTE,
+        label=vetting.NOTE_LABEL,
+        started_at=now,
+        finished_at=now,
+    )
+    tutor_message_announce(message, new=True)
+    return message
+
+
+def _checks(
+    mode: str, instructions: list[str], *, example: core_course.Exercise | None = None
+) -> dict[str, Any]:
+    """What a reply is checked against, stored on its message (``TutorMessage.checked_against``)."""
+    checks: dict[str, Any] = {"mode": mode, "instructions": instructions}
+    if example is not None:
+        checks["example"] = {**asdict(example), "options": list(example.options)}
+    return checks
+
+
+def _core_exercise(exercise: Exercise) -> core_course.Exercise:
+    return core_course.Exercise(
+        key=exercise.key,
+        skill=exercise.skill.key,
+        prompt=exercise.prompt,
+        answer=exercise.answer,
+        answer_type=exercise.answer_type,
+        options=tuple(exercise.options),
+        solution=exercise.solution,
+        difficulty=exercise.difficulty,
+        split=exercise.split,
+        phrasing=exercise.phrasing,
+        held_out=exercise.held_out,
+    )
+
+
+def _stored_example(checks: dict[str, Any]) -> core_course.Exercise | None:
+    data = checks.get("example")
+    return core_course.Exercise(**{**data, "options": tuple(data["options"])}) if data else None
+
+
+def _example_for(*, skill: Skill, exercise: Exercise | None) -> core_course.Exercise | None:
+    """A train item of ``skill`` to teach through: never ``exercise`` (the one on the learner's
+    screen), nor one with its gold answer; the closest in difficulty, then the easiest. A course
+    without such an item gets one written by its pack's expert (never an exam or held-out question),
+    else None."""
+
+    def differs(prompt: str, answer: str) -> bool:
+        if exercise is None:
+            return True
+        same_prompt = " ".join(prompt.casefold().split()) == " ".join(exercise.prompt.casefold().split())
+        return not same_prompt and normalize_text(answer) != normalize_text(exercise.answer)
+
+    level = exercise.difficulty if exercise is not None else 1
+    candidates = [
+        e
+        for e in Exercise.objects.trainable()
+        .filter(skill=skill, split=Exercise.Split.TRAIN)
+        .select_related("skill")
+        .order_by("difficulty", "key")
+        if differs(e.prompt, e.answer) and (exercise is None or e.pk != exercise.pk)
+    ]
+    if candidates:
+        return _core_exercise(min(candidates, key=lambda e: (abs(e.difficulty - level), e.difficulty)))
+    expert = PACK_EXPERTS.get(skill.course.expert)
+    if expert is None or not expert.can_generate or exercise is None:
+        return None
+    forbidden = {
+        " ".join(p.casefold().split())
+        for p in Exercise.objects.filter(skill=skill)
+        .exclude(pk__in=Exercise.objects.trainable().values("pk"))
+        .values_list("prompt", flat=True)
+    }
+    written = expert.new_items(_core_exercise(exercise), 5, random.Random(exercise.pk), avoid=frozenset())
+    for item in written:
+        if differs(item.prompt, item.answer) and " ".join(item.prompt.casefold().split()) not in forbidden:
+            return item
+    return None
+
+
+def _course_expert(*, course: Course, exercises: list[core_course.Exercise]) -> Expert | None:
+    """The course's expert, built from only the items a check needs (a pack's needs none)."""
+    if course.expert in PACK_EXPERTS:
+        return PACK_EXPERTS[course.expert]
+    unique = list({" ".join(e.prompt.casefold().split()): e for e in exercises}.values())
+    skills = [core_course.Skill(key, key) for key in dict.fromkeys(e.skill for e in unique)]
+    try:
+        return expert_for(
+            core_course.Course(key=course.key, name=course.name, skills=skills, exercises=unique)
+        )
+    except core_course.CourseError:  # items edited into an invalid state in the admin: no expert
+        logger.warning("course %s: its items make no valid course; checking without an expert", course.key)
+        return None
 
 
 def tutor_remediation_queue(*, attempt: LearnerAttempt) -> TutorMessage:
@@ -309,6 +450,7 @@ def tutor_question_ask(*, session: TutoringSession, question: str) -> TutorMessa
         skill=exercise.skill if exercise else None,
         exercise=exercise,
         prompt=prompt,
+        checked_against=_checks("answer", core.question_instructions(ctx)),
     )
     tutor_message_announce(message, new=True, pending=True)
     return message
@@ -330,6 +472,8 @@ def tutor_solution_show(*, session: TutoringSession) -> TutorMessage:
         exercise=exercise,
         text=text,
         status=TutorMessage.Status.DONE,
+        source=TutorMessage.Source.EXPERT,
+        label=vetting.SOLUTION_LABEL,
         started_at=now,
         finished_at=now,
     )
@@ -342,7 +486,7 @@ def tutor_message_retry(*, message: TutorMessage) -> bool:
     updated = TutorMessage.objects.filter(
         pk=message.pk,
         status__in=[TutorMessage.Status.FAILED, TutorMessage.Status.STOPPED],
-    ).update(status=TutorMessage.Status.PENDING, text="", error="", finished_at=None)
+    ).update(status=TutorMessage.Status.PENDING, finished_at=None, **_UNWRITTEN)
     if updated:
         message.refresh_from_db()
         tutor_message_announce(message)
@@ -354,7 +498,7 @@ def tutor_messages_pending(*, session_id: int) -> list[int]:
     cutoff = timezone.now() - timedelta(seconds=STALE_STREAMING_S)
     TutorMessage.objects.filter(
         session_id=session_id, status=TutorMessage.Status.STREAMING, started_at__lt=cutoff
-    ).update(status=TutorMessage.Status.PENDING, text="")
+    ).update(status=TutorMessage.Status.PENDING, **_UNWRITTEN)
     return list(
         TutorMessage.objects.filter(session_id=session_id, status=TutorMessage.Status.PENDING)
         .order_by("created_at", "pk")
@@ -386,7 +530,7 @@ def tutor_message_claim(*, message_id: int) -> TutorPlan | None:
     """Take a pending message for generation (atomically); None if someone else took it or it failed
     at once."""
     claimed = TutorMessage.objects.filter(pk=message_id, status=TutorMessage.Status.PENDING).update(
-        status=TutorMessage.Status.STREAMING, started_at=timezone.now(), text="", error=""
+        status=TutorMessage.Status.STREAMING, started_at=timezone.now(), **_UNWRITTEN
     )
     if not claimed:
         return None
@@ -434,8 +578,20 @@ def tutor_message_decide(*, plan: TutorPlan, text: str) -> list[dict[str, str]]:
     ).count()
     decision = core.parse_decision(text, attempt.answer, scaffolding=enrolment.scaffolding, tries=tries)
     ctx = learner_context(enrolment=enrolment)
+    # How the reply is checked follows the decision: a similar item solved (worked example), the
+    # learner's own exercise solved (no scaffolding), else a hint that must not give the answer away.
+    example = None
+    if decision.strategy == "worked_example":
+        example = _example_for(skill=exercise.skill, exercise=exercise)
+    mode = "example" if example is not None else "hint" if enrolment.scaffolding else "solution"
     conversation = core.remediation_prompt(
-        decision, exercise.prompt, attempt.answer, exercise.answer, exercise.solution, ctx
+        decision,
+        exercise.prompt,
+        attempt.answer,
+        exercise.answer,
+        exercise.solution,
+        ctx,
+        example=core.WorkedExample(example.prompt, example.answer, example.solution) if example else None,
     )
     message.error_type, message.strategy, message.intention = (
         decision.error_type,
@@ -443,24 +599,93 @@ def tutor_message_decide(*, plan: TutorPlan, text: str) -> list[dict[str, str]]:
         decision.intention,
     )
     message.decision_parsed, message.prompt = decision.parsed, conversation
-    message.save(update_fields=["error_type", "strategy", "intention", "decision_parsed", "prompt"])
+    message.checked_against = _checks(mode, core.remediation_instructions(decision, ctx), example=example)
+    message.save(
+        update_fields=["error_type", "strategy", "intention", "decision_parsed", "prompt", "checked_against"]
+    )
     plan.conversation = conversation
     return conversation
 
 
-def tutor_message_finish(*, message_id: int, text: str, status: str, error: str = "") -> None:
+def tutor_message_finish(
+    *,
+    message_id: int,
+    text: str,
+    status: str,
+    error: str = "",
+    source: str = "",
+    label: str = "",
+    failed_check: str = "",
+    failed_text: str = "",
+) -> None:
+    """Store how a message ended. ``text`` is shown to the learner: only a checked reply
+    (:func:`tutor_message_vet`) or the course's own text, with ``source`` saying which."""
     TutorMessage.objects.filter(pk=message_id).update(
         text=core.clip(text, core.MAX_REPLY_CHARS) if text.strip() else "",
         status=status,
         error=error[:2000],
+        source=source,
+        label=label[:80],
+        failed_check=failed_check[:500],
+        failed_text=core.clip(failed_text, core.MAX_REPLY_CHARS),
         finished_at=timezone.now(),
     )
+
+
+def tutor_message_vet(*, message_id: int, text: str) -> vetting.Shown:
+    """Check the model's whole reply and finish the message with what the learner may see: the reply
+    itself if it passes, else the course's text, labelled, with the failure kept for instructors
+    (and logged)."""
+    message = TutorMessage.objects.select_related(
+        "session__enrolment__course", "exercise__skill__course", "skill__course"
+    ).get(pk=message_id)
+    checks = message.checked_against or {}
+    mode = checks.get("mode") or {
+        TutorMessage.Kind.EXPLANATION: "explanation",
+        TutorMessage.Kind.REMEDIATION: "hint",
+    }.get(message.kind, "answer")
+    exercise = _core_exercise(message.exercise) if message.exercise else None
+    example = _stored_example(checks)
+    similar = None
+    if mode in ("hint", "example", "answer") and message.exercise is not None:
+        similar = _example_for(skill=message.exercise.skill, exercise=message.exercise)  # a hint's fallback
+    course = message.session.enrolment.course
+    shown = vetting.vet(
+        mode,
+        text,
+        exercise=exercise,
+        example=example,
+        similar=similar,
+        expert=_course_expert(course=course, exercises=[e for e in (exercise, example, similar) if e]),
+        instructions=checks.get("instructions") or [core.TUTOR_SYSTEM],
+        scaffolding=message.session.enrolment.scaffolding,
+        second_of_pair=message.alternative_to_id is not None,
+    )
+    if shown.failure:
+        logger.warning(
+            "tutor message %s (%s, course %s) failed its checks: %s; shown instead: %s",
+            message.pk,
+            message.kind,
+            course.key,
+            shown.failure,
+            shown.label,
+        )
+    tutor_message_finish(
+        message_id=message.pk,
+        text=shown.text,
+        status=TutorMessage.Status.DONE,
+        source=shown.source,
+        label=shown.label,
+        failed_check=shown.failure,
+        failed_text=text if shown.failure else "",
+    )
+    return shown
 
 
 def tutor_message_requeue(*, message_id: int) -> None:
     """The generator's page went away mid-reply: start again when a page is back."""
     TutorMessage.objects.filter(pk=message_id, status=TutorMessage.Status.STREAMING).update(
-        status=TutorMessage.Status.PENDING, text=""
+        status=TutorMessage.Status.PENDING, **_UNWRITTEN
     )
 
 
@@ -472,11 +697,18 @@ def tutor_feedback_save(*, message: TutorMessage, user, kind: str, value: str) -
         raise ValidationError(f"unknown rating {kind}={value}")
     if message.status != TutorMessage.Status.DONE:
         raise ValidationError("Only a finished reply can be rated.")
+    if message.source != TutorMessage.Source.MODEL:
+        raise ValidationError("Only the tutor's own checked replies can be rated.")
     rejected = None
     if kind == TutorFeedback.Kind.CHOICE:
         rejected = message.partner
         if rejected is None:
             raise ValidationError("This explanation has no alternative to choose against.")
+        checked = TutorMessage.objects.filter(
+            pk=rejected.pk, status=TutorMessage.Status.DONE, source=TutorMessage.Source.MODEL
+        )
+        if not checked.exists():
+            raise ValidationError("The other explanation did not pass its checks: nothing to choose.")
         TutorFeedback.objects.filter(message=rejected, kind=kind).delete()
     feedback, _ = TutorFeedback.objects.update_or_create(
         message=message, kind=kind, defaults={"user": user, "value": value, "rejected": rejected}

@@ -126,7 +126,7 @@ def _exercise_ctx(session: TutoringSession, **extra) -> dict:
 def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(selectors.tutoring_sessions_visible_to(user=request.user), pk=session_id)
     readonly = session.enrolment.user_id != request.user.pk  # an instructor looking on
-    messages_ = [
+    tutor_messages = [
         live.tutor_message_context(message=m, readonly=readonly)
         for m in session.messages.select_related("alternative_to", "skill", "attempt").prefetch_related(
             "feedback"
@@ -135,7 +135,8 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
     ctx = _exercise_ctx(
         session,
         readonly=readonly,
-        messages=messages_,
+        # Not ``messages``: that is Django's flash messages, which base.html shows.
+        tutor_messages=tutor_messages,
         course=session.enrolment.course,
         attempts=session.attempts.select_related("exercise") if readonly else None,
     )
@@ -220,7 +221,8 @@ def message_feedback(request: HttpRequest, message_id: int) -> HttpResponse:
 
 @login_required
 def course_learners(request: HttpRequest, course_key: str) -> HttpResponse:
-    """Instructors: the course's learners, their mastery, and the tutor's decisions on their mistakes."""
+    """Instructors: the course's learners, their mastery, the tutor's decisions on their mistakes, and
+    the replies that failed their checks (with the model's text the learner never saw)."""
     course = get_object_or_404(Course, key=course_key)
     if not selectors.course_instructed_by(course=course, user=request.user):
         raise Http404("No such course among yours.")
@@ -238,10 +240,16 @@ def course_learners(request: HttpRequest, course_key: str) -> HttpResponse:
         .prefetch_related("feedback")
         .order_by("-created_at")[:200]
     )
+    failed = (
+        TutorMessage.objects.filter(session__enrolment__course=course)
+        .exclude(failed_check="")
+        .select_related("session__enrolment__user", "exercise")
+        .order_by("-created_at")[:200]
+    )
     return render(
         request,
         "tutor/learn/course_learners.html",
-        {"course": course, "learners": learners, "decisions": decisions},
+        {"course": course, "learners": learners, "decisions": decisions, "failed": failed},
     )
 
 

@@ -22,6 +22,16 @@ class Course(models.Model):
         help_text="Empty: the default teacher.",
     )
     source = models.CharField(max_length=300, blank=True, help_text="pack name, upload or file it came from")
+    expert = models.CharField(
+        max_length=30,
+        blank=True,
+        choices=[
+            ("", "none (its gold solutions, if it has any)"),
+            ("arithmetic", "arithmetic"),
+            ("counting", "counting"),
+        ],
+        help_text="The course's own knowledge: it checks, corrects and completes what a teacher writes.",
+    )
     # Learner-side (issue 5): who teaches it, and the teacher's own LoRA adapter trained on learners'
     # feedback.
     instructors = models.ManyToManyField(
@@ -54,6 +64,10 @@ class Skill(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     prerequisites = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="unlocks")
+    keep = models.BooleanField(
+        default=False,
+        help_text="A skill to keep, not to teach: examined every round and replayed, never planned.",
+    )
     order = models.PositiveIntegerField(default=0, help_text="position in the course as imported")
     bkt_params = models.JSONField(
         default=dict,
@@ -72,8 +86,9 @@ class Skill(models.Model):
 
 class ExerciseQuerySet(models.QuerySet):
     def trainable(self) -> ExerciseQuerySet:
-        """Items that may feed training, explanations or generated data: never the exam split."""
-        return self.exclude(split=Exercise.Split.EXAM)
+        """Items that may feed training, explanations or generated data: never the exam split, never
+        an item asked in a held-out phrasing."""
+        return self.exclude(split=Exercise.Split.EXAM).exclude(held_out=True)
 
 
 class Exercise(models.Model):
@@ -96,6 +111,10 @@ class Exercise(models.Model):
     solution = models.TextField(blank=True, help_text="gold worked solution")
     difficulty = models.PositiveSmallIntegerField(default=1)
     split = models.CharField(max_length=10, choices=Split.choices, default=Split.TRAIN, db_index=True)
+    phrasing = models.CharField(max_length=60, blank=True, help_text="the wording the question is asked in")
+    held_out = models.BooleanField(
+        default=False, help_text="A wording kept out of training: probe and exam only, never trained on."
+    )
 
     objects = ExerciseQuerySet.as_manager()
 

@@ -104,7 +104,12 @@ class LearnerAttempt(models.Model):
 
 class TutorMessage(models.Model):
     """What the tutor says in a session: an explanation, the reply to a mistake or to a question,
-    or the full solution. The remediation decision is stored before the reply is written."""
+    or the full solution. The remediation decision is stored before the reply is written.
+
+    The model's reply is checked before anyone reads it (``tutor.core.learn.vetting``): ``text`` is
+    what the learner sees and ``source`` says who wrote it; a reply that failed its checks keeps the
+    reason and the model's text in ``failed_check`` and ``failed_text``, for instructors only.
+    """
 
     class Kind(models.TextChoices):
         EXPLANATION = "explanation"
@@ -118,6 +123,11 @@ class TutorMessage(models.Model):
         DONE = "done"
         STOPPED = "stopped"
         FAILED = "failed"
+
+    class Source(models.TextChoices):
+        MODEL = "model", "the tutor model (passed its checks)"
+        EXPERT = "expert", "the course (its expert or gold solutions)"
+        NOTE = "note", "a note (nothing checked to show)"
 
     session = models.ForeignKey(TutoringSession, on_delete=models.CASCADE, related_name="messages")
     kind = models.CharField(max_length=12, choices=Kind.choices)
@@ -145,6 +155,25 @@ class TutorMessage(models.Model):
     decision_parsed = models.BooleanField(
         null=True, help_text="False: the teacher's decision was unusable and the fallback was used"
     )
+    checked_against = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="what the reply is checked against: its mode, the worked example and the instructions "
+        "it must not repeat",
+    )
+    source = models.CharField(
+        max_length=10,
+        choices=Source.choices,
+        blank=True,
+        help_text="who wrote the text shown; empty until the reply is checked",
+    )
+    label = models.CharField(
+        max_length=80, blank=True, help_text="how the course's text is labelled for the learner"
+    )
+    failed_check = models.CharField(
+        max_length=500, blank=True, help_text="why the model's reply was not shown (instructors only)"
+    )
+    failed_text = models.TextField(blank=True, help_text="the model's reply that failed (instructors only)")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -100,6 +100,11 @@ class Round(models.Model):
     adapter_path = models.CharField(
         max_length=1000, blank=True, help_text="the student's adapter after this round"
     )
+    job_tries = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="the training job of each try of the round (retries after a rejection)",
+    )
     training_job = models.ForeignKey(
         "training.TrainingJob",
         null=True,
@@ -150,6 +155,16 @@ class RunExplanation(models.Model):
     after = models.JSONField(default=list, blank=True)
     siblings = models.JSONField(default=list, blank=True)
     score = models.FloatField(null=True, blank=True)
+    source = models.CharField(
+        max_length=10,
+        default="model",
+        help_text="model: the teacher wrote it; expert: the course's expert did",
+    )
+    model_text = models.TextField(
+        blank=True, help_text="with an expert's text: the teacher's failed candidate"
+    )
+    candidates = models.PositiveSmallIntegerField(default=1)
+    candidates_passed = models.PositiveSmallIntegerField(default=0)
     rating = models.BooleanField(
         null=True, blank=True, help_text="a person's thumbs up (true) or down (false)"
     )

@@ -9,7 +9,7 @@ from django import forms
 from training.core.config import TrainConfig
 from training.core.fields import setting_default, setting_help
 from training.models import LanguageModel
-from tutor.core.runs.state import CHOICE_SCORING, PLANS, ROUND_TRAINING, RunConfig
+from tutor.core.runs.state import ACCEPTANCE, CHOICE_SCORING, PLANS, ROUND_TRAINING, SCHEDULES, RunConfig
 from tutor.models import Course
 
 
@@ -75,6 +75,48 @@ class TeachingRunForm(forms.Form):
         label="Multiple choice answered by",
         help_text=_help(RunConfig, "choice_scoring"),
     )
+    expert = forms.BooleanField(
+        initial=_run("expert"),
+        required=False,
+        label="Use the course's expert",
+        help_text=_help(RunConfig, "expert"),
+    )
+    explain_samples = forms.IntegerField(
+        initial=_run("explain_samples"),
+        min_value=1,
+        max_value=8,
+        required=False,
+        label="Candidates per explanation",
+        help_text=_help(RunConfig, "explain_samples"),
+    )
+    keep_share = forms.FloatField(
+        initial=_run("keep_share"),
+        min_value=0.0,
+        max_value=0.9,
+        required=False,
+        label="Keep-set share",
+        help_text=_help(RunConfig, "keep_share"),
+    )
+    schedule = forms.ChoiceField(
+        choices=[(s, s) for s in SCHEDULES],
+        initial=_run("schedule"),
+        required=False,
+        help_text=_help(RunConfig, "schedule"),
+    )
+    acceptance = forms.ChoiceField(
+        choices=[(a, a) for a in ACCEPTANCE],
+        initial=_run("acceptance"),
+        required=False,
+        help_text=_help(RunConfig, "acceptance"),
+    )
+    round_tries = forms.IntegerField(
+        initial=_run("round_tries"),
+        min_value=1,
+        max_value=5,
+        required=False,
+        label="Tries per round",
+        help_text=_help(RunConfig, "round_tries"),
+    )
     train = forms.BooleanField(initial=True, required=False, label="Fine-tune the student each round")
     max_steps = forms.IntegerField(
         initial=ROUND_TRAINING["max_steps"],
@@ -103,7 +145,7 @@ class TeachingRunForm(forms.Form):
         help_text=_help(TrainConfig, "batch_size"),
     )
 
-    RUN_FIELDS = (
+    BUDGET_FIELDS = (
         "rounds",
         "plan",
         "plan_budget",
@@ -113,6 +155,8 @@ class TeachingRunForm(forms.Form):
         "seed",
         "choice_scoring",
     )
+    RULE_FIELDS = ("expert", "explain_samples", "keep_share", "schedule", "acceptance", "round_tries")
+    RUN_FIELDS = BUDGET_FIELDS + RULE_FIELDS
     TRAIN_FIELDS = ("max_steps", "learning_rate", "lora_r", "batch_size")
 
     def clean(self) -> dict[str, Any]:
@@ -134,9 +178,9 @@ class TeachingRunForm(forms.Form):
 
     def run_config(self) -> dict[str, Any]:
         config = {name: self.cleaned_data[name] for name in self.RUN_FIELDS}
-        config["choice_scoring"] = config["choice_scoring"] or _run(
-            "choice_scoring"
-        )  # not posted: the default
+        for name, value in config.items():  # an optional setting left out of the post: its default
+            if value is None or value == "":
+                config[name] = _run(name)
         return config
 
     def train_config(self) -> dict[str, Any]:

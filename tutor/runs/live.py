@@ -16,7 +16,8 @@ from django.template.loader import render_to_string
 
 from training.models import Adapter, TrainingJob
 from tutor.core.runs.state import STEPS
-from tutor.models import TeachingRun
+from tutor.models import Round, TeachingRun
+from tutor.runs.selectors import teaching_run_expert_note
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ def teaching_run_group(run_id: int) -> str:
 def teaching_run_context(run: TeachingRun) -> dict[str, Any]:
     """What the run's live fragments show: the run, its step timeline, charts, jobs and adapter."""
     skills = list(run.course.skills.values_list("key", flat=True))
+    keep = set(run.course.skills.filter(keep=True).values_list("key", flat=True))
     rounds = list(run.rounds.select_related("training_job"))  # a fresh query: a cached prefetch may be stale
     by_index = {r.index: r for r in rounds}
     timeline = []
@@ -51,12 +53,7 @@ def teaching_run_context(run: TeachingRun) -> dict[str, Any]:
                     }
                     for step in STEPS
                 ],
-                "skills": [
-                    {"skill": s, "probe": row.probe.get(s), "exam": row.exam.get(s), "base": row.base.get(s)}
-                    for s in skills
-                ]
-                if row and row.probe
-                else [],
+                "skills": [_skill_row(row, s, s in keep) for s in skills] if row and row.probe else [],
             }
         )
     summarised = [r for r in rounds if r.done_steps]  # not a row made only to hold a training job
@@ -71,6 +68,7 @@ def teaching_run_context(run: TeachingRun) -> dict[str, Any]:
     feedback = {j.pk: j for j in TrainingJob.objects.filter(pk__in=run.feedback_jobs)}
     return {
         "run": run,
+        "expert_note": teaching_run_expert_note(run),
         "skills": skills,
         "timeline": timeline,
         "chart_json": json.dumps(chart),
@@ -99,3 +97,17 @@ def teaching_run_broadcast(run: TeachingRun) -> None:
         )
     except Exception:  # a broken channel layer must never stop the run itself
         logger.exception("could not broadcast run %s update", run.pk)
+
+
+def _skill_row(row: Round, skill: str, keep: bool) -> dict[str, Any]:
+    """One skill of a round: probe, then the exam on training and on held-out phrasings, with the base's."""
+    extra = row.extra
+    return {
+        "skill": skill,
+        "keep": keep,
+        "probe": row.probe.get(skill),
+        "exam": extra.get("per_skill_trained_phrasing", row.exam).get(skill),
+        "held_out": extra.get("per_skill_held_out", {}).get(skill),
+        "base": extra.get("base_per_skill_trained_phrasing", row.base).get(skill),
+        "base_held_out": extra.get("base_per_skill_held_out", {}).get(skill),
+    }

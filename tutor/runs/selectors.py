@@ -7,9 +7,11 @@ from pathlib import Path
 from django.conf import settings
 
 from training.models import Adapter
+from tutor.core.courses.course import Course
+from tutor.core.courses.expert import PACK_EXPERTS, GoldSolutionsExpert, expert_summary
 from tutor.core.runs.state import Explanation, RunState
 from tutor.core.runs.steps import trains_on_approval
-from tutor.models import RunExplanation, TeachingRun
+from tutor.models import Exercise, RunExplanation, TeachingRun
 
 
 def teaching_run_state_path(run: TeachingRun) -> Path:
@@ -54,3 +56,14 @@ def teaching_run_learnable_approvals(*, run: TeachingRun) -> int:
     return sum(
         trains_on_approval(run_explanation_to_core(row)) for row in run.explanations.filter(rating=True)
     )
+
+
+def teaching_run_expert_note(run: TeachingRun) -> str:
+    """What the run can verify: the course's expert, its gold solutions, or neither (for the run page)."""
+    if not run.config.get("expert", False):
+        return "The teacher model alone: its explanations are checked by their final answer only."
+    if run.course.expert in PACK_EXPERTS:
+        return expert_summary(PACK_EXPERTS[run.course.expert])
+    if Exercise.objects.filter(skill__course=run.course).exclude(solution="").exists():
+        return expert_summary(GoldSolutionsExpert(Course(key="c", name="c", skills=())))
+    return expert_summary(None)

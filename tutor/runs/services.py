@@ -38,7 +38,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from training import jobs as training_jobs
+from training.core.config import TrainConfig
 from training.core.datasets import DatasetError
+from training.core.fields import setting_default
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
 from training.recovery import claim, keep_alive, stale_cutoff, worker_id
 from training.services import language_model_llm
@@ -385,10 +387,17 @@ def _stopped_or(run: TeachingRun, status: str) -> str:
 
 
 def _train_fn(run: TeachingRun):
-    def train(records: list[dict[str, Any]], round_index: int, parent_adapter: str | None) -> str | None:
+    def train(
+        records: list[dict[str, Any]],
+        round_index: int,
+        parent_adapter: str | None,
+        *,
+        attempt: int = 0,
+        lr_scale: float = 1.0,
+    ) -> str | None:
         if not records or run.train_config.get("disabled"):
             return None  # nothing that helped this round: the student keeps its adapter
-        job = _round_job(run, round_index, records, parent_adapter)
+        job = _round_job(run, round_index, attempt, records, parent_adapter, lr_scale)
         if job.status == TrainingJob.Status.SUCCEEDED and job.adapter is not None:
             return job.adapter.path  # trained before an interruption: not again
         status = training_jobs.training_job_run(job_id=job.pk)
@@ -401,14 +410,20 @@ def _train_fn(run: TeachingRun):
 
 
 def _round_job(
-    run: TeachingRun, round_index: int, records: list[dict[str, Any]], parent_adapter: str | None
+    run: TeachingRun,
+    round_index: int,
+    attempt: int,
+    records: list[dict[str, Any]],
+    parent_adapter: str | None,
+    lr_scale: float,
 ) -> TrainingJob:
-    """This round's training job: the one made before an interruption (made runnable again), or a new one."""
-    job = (
-        TrainingJob.objects.select_related("adapter")
-        .filter(teaching_rounds__run=run, teaching_rounds__index=round_index)
-        .first()
+    """The training job of this try of the round: the one made before an interruption (made runnable
+    again), or a new one."""
+    row = Round.objects.filter(run=run, index=round_index).first()
+    known = (
+        (row.job_tries.get(str(attempt)) or (row.training_job_id if attempt == 0 else None)) if row else None
     )
+    job = TrainingJob.objects.select_related("adapter").filter(pk=known).first() if known else None
     if job is not None and job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
         # Resume from its checkpoint in this process (training_job_run claims a queued job).
         TrainingJob.objects.filter(pk=job.pk).update(
@@ -422,13 +437,17 @@ def _round_job(
     if job is not None:
         return job
     dataset = training_jobs.dataset_create(
-        name=f"run {run.pk} round {round_index}",
+        name=f"run {run.pk} round {round_index}" + (f" try {attempt + 1}" if attempt else ""),
         method="sft",
         records=records,
         source=f"teaching run {run.pk}",
     )
     parent = Adapter.objects.filter(path=parent_adapter).first() if parent_adapter else None
     hyper = {k: v for k, v in run.train_config.items() if k != "disabled"}
+    if lr_scale != 1.0:  # a retry after a rejected try learns more gently
+        hyper["learning_rate"] = (
+            hyper.get("learning_rate", setting_default(TrainConfig, "learning_rate")) * lr_scale
+        )
     job = training_jobs.training_job_create(
         base_model=run.student,
         dataset=dataset,
@@ -440,7 +459,10 @@ def _round_job(
     # The run owns its job's retries: the training recovery must not queue it on its own.
     TrainingJob.objects.filter(pk=job.pk).update(max_attempts=1)
     # Linked before it trains: a resumed run finds it (its row's summary comes with the next sync).
-    Round.objects.update_or_create(run=run, index=round_index, defaults={"training_job": job})
+    with transaction.atomic():
+        row, _ = Round.objects.select_for_update().get_or_create(run=run, index=round_index)
+        row.training_job, row.job_tries = job, {**row.job_tries, str(attempt): job.pk}
+        row.save(update_fields=["training_job", "job_tries"])
     return job
 
 
@@ -465,7 +487,7 @@ def _finish(
 ROUND_FIELDS = tuple(
     f.name
     for f in Round._meta.concrete_fields
-    if f.name not in ("id", "run", "index", "training_job", "extra")
+    if f.name not in ("id", "run", "index", "training_job", "job_tries", "extra")
 )
 
 
@@ -522,6 +544,10 @@ STATE_FIELDS = (
     "after",
     "siblings",
     "score",
+    "source",
+    "model_text",
+    "candidates",
+    "candidates_passed",
 )
 
 
@@ -556,6 +582,10 @@ def teaching_run_explanations_sync(*, run: TeachingRun, state: RunState) -> int:
             "after": x.after,
             "siblings": x.siblings,
             "score": x.score,
+            "source": x.source,
+            "model_text": x.model_text,
+            "candidates": x.candidates,
+            "candidates_passed": x.candidates_passed,
         }
         _stage(
             existing.get(x.id), values, partial(RunExplanation, run=run, key=x.id, **values), create, update

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tutor.core.courses import course as core
+from tutor.core.courses.packs import solution_of
 from tutor.courses import services
 
 SKILLS = [
@@ -13,6 +14,9 @@ EXERCISES = [
     core.Exercise("add-1", "add", "What is 2 + 3?", "5", "number", solution="2 + 3 = 5.\nAnswer: 5"),
     core.Exercise(
         "add-2", "add", "What is 4 + 4?", "8", "number", solution="4 + 4 = 8.\nAnswer: 8", difficulty=2
+    ),
+    core.Exercise(
+        "add-3", "add", "What is 6 + 1?", "7", "number", solution="6 + 1 = 7.\nAnswer: 7", difficulty=3
     ),
     core.Exercise("add-exam", "add", "What is 1 + 1?", "2", "number", split="exam"),
     core.Exercise(
@@ -29,6 +33,44 @@ EXERCISES = [
 def make_course(key: str = "tiny"):
     return services.course_save(
         course=core.Course(key=key, name=f"Tiny {key}", skills=SKILLS, exercises=EXERCISES), source="test"
+    )
+
+
+def make_pack_course(key: str = "sums"):
+    """Two-digit sums checked by the arithmetic pack's expert (solutions that state the sum first)."""
+
+    def item(name: str, a: int, b: int, **extra) -> core.Exercise:
+        return core.Exercise(
+            name,
+            "add_2d",
+            f"What is {a} + {b}?",
+            str(a + b),
+            "number",
+            solution=solution_of("+", a, b),
+            **extra,
+        )
+
+    exercises = [
+        item("sum-1", 47, 38),
+        item("sum-2", 26, 17, difficulty=2),
+        item("sum-exam", 55, 29, split="exam"),
+    ]
+    skills = [core.Skill("add_2d", "Add two-digit numbers", "column addition with carries")]
+    return services.course_save(
+        course=core.Course(key=key, name="Sums", skills=skills, exercises=exercises, expert="arithmetic"),
+        source="test",
+    )
+
+
+def make_bare_course(key: str = "bare"):
+    """A course without an expert: gold answers, no worked solutions."""
+    skills = [core.Skill("add", "Adding", "add two small numbers")]
+    exercises = [
+        core.Exercise("b-1", "add", "What is 2 + 3?", "5", "number"),
+        core.Exercise("b-2", "add", "What is 4 + 4?", "8", "number"),
+    ]
+    return services.course_save(
+        course=core.Course(key=key, name="Bare", skills=skills, exercises=exercises), source="test"
     )
 
 

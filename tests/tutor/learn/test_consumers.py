@@ -1,4 +1,5 @@
-"""The tutoring session's WebSocket: who may connect, state on connect, streaming, decisions, failures."""
+"""The tutoring session's WebSocket: who may connect, state on connect, progress then the checked reply,
+decisions, failures."""
 
 from __future__ import annotations
 
@@ -40,9 +41,13 @@ def session(bob, settings):
     return learning.tutoring_session_start(enrolment=enrolment, rng=random.Random(0))
 
 
+# A reply that passes the explanation's checks: the worked example (add-2, 4 + 4) solved, escaped on the page.
+GOOD_EXPLANATION = ["Add", " the <script>alert(1)</script> ones:", " 4 + 4 = 8.", "\nAnswer: 8"]
+
+
 @pytest.fixture
 def teacher(monkeypatch):
-    llm = ScriptedLLM(pieces=["Add", " the <script>alert(1)</script>", " ones."])
+    llm = ScriptedLLM(pieces=GOOD_EXPLANATION)
     monkeypatch.setattr(learning, "language_model_llm", lambda model: llm)
     return llm
 
@@ -77,25 +82,40 @@ async def test_it_rejects_anonymous_users_and_other_learners(session, django_use
     assert not connected  # instructors read the transcript page; the live socket is the learner's
 
 
-async def test_it_sends_the_transcript_then_streams_the_pending_explanation_escaped(session, bob, teacher):
+def progress(html: str, message_id: int) -> int | None:
+    """The character count of a progress fragment of the message, else None."""
+    m = re.search(rf'id="tmsg-{message_id}-progress"[^>]*data-chars="(\d+)"', html)
+    return int(m.group(1)) if m else None
+
+
+async def test_it_sends_the_transcript_then_the_checked_explanation_escaped(session, bob, teacher):
     communicator, connected, _ = await connect(session.pk, bob)
     assert connected
     state = await communicator.receive_from(timeout=10)
     assert state.startswith('<div id="tutor-messages">')
     explanation = await TutorMessage.objects.aget(session=session)
     seen = await until_status(communicator, explanation.pk)
-    pieces = [h for h in seen if f'id="tmsg-{explanation.pk}-text" hx-swap-oob="beforeend"' in h]
-    assert len(pieces) == 3
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pieces[1]
+    # While it is written the page learns how much, never what; the text comes once, checked.
+    counts = [progress(h, explanation.pk) for h in seen if progress(h, explanation.pk) is not None]
+    assert counts and counts[-1] <= len("".join(GOOD_EXPLANATION))
+    with_text = [h for h in seen if "4 + 4 = 8" in h]
+    assert len(with_text) == 1
+    assert 'data-status="done"' in with_text[0] and 'data-source="model"' in with_text[0]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in with_text[0]
     assert "<script>" not in "".join(seen)
     await explanation.arefresh_from_db()
-    assert (explanation.status, explanation.text) == ("done", "Add the <script>alert(1)</script> ones.")
+    assert (explanation.status, explanation.source, explanation.text) == (
+        "done",
+        "model",
+        "Add the <script>alert(1)</script> ones: 4 + 4 = 8.\nAnswer: 8",
+    )
     await communicator.disconnect()
 
     # A reload gets the finished transcript from the database; nothing is generated again.
     again, _, _ = await connect(session.pk, bob)
     state = await again.receive_from(timeout=10)
     assert "Add the &lt;script&gt;" in state and 'data-status="done"' in state
+    assert "4 + 4 = 8" in state
     assert len([c for c in teacher.calls if c[0] == "stream"]) == 1
     await again.disconnect()
 
@@ -165,15 +185,16 @@ async def test_it_stops_a_reply_on_request(session, bob, teacher):
     teacher.pieces, teacher.gate = ["one", " two", " three", " four"], gate
     communicator, _, _ = await connect(session.pk, bob)
     explanation = await TutorMessage.objects.aget(session=session)
-    while 'beforeend"><span>one</span>' not in await communicator.receive_from(timeout=10):
-        pass  # until the first piece is on the page
+    while progress(await communicator.receive_from(timeout=10), explanation.pk) != len("one"):
+        pass  # until the first piece is written
     await communicator.send_to(text_data=json.dumps({"stop": "1"}))
     await asyncio.sleep(0.3)  # the stop reaches the generator
     gate.set()
     seen = await until_status(communicator, explanation.pk)
     await explanation.arefresh_from_db()
-    assert (explanation.status, explanation.text) == ("stopped", "one")
-    assert "Stopped." in seen[-1]
+    # A stopped reply was never checked: none of it is kept or shown.
+    assert (explanation.status, explanation.text) == ("stopped", "")
+    assert "Stopped." in seen[-1] and f'id="tmsg-{explanation.pk}-text" class="output"></div>' in seen[-1]
     await communicator.disconnect()
 
 
@@ -182,8 +203,8 @@ async def test_it_queues_a_reply_again_when_the_page_goes_away_mid_stream(sessio
     teacher.gate = gate
     communicator, _, _ = await connect(session.pk, bob)
     explanation = await TutorMessage.objects.aget(session=session)
-    while "<span>" not in await communicator.receive_from(timeout=10):
-        pass  # until the first piece is on the page
+    while progress(await communicator.receive_from(timeout=10), explanation.pk) is None:
+        pass  # until the first piece is written
     await communicator.disconnect()
     gate.set()
     for _ in range(100):
@@ -201,4 +222,58 @@ async def test_it_asks_no_question_for_a_null_one(session, bob, teacher):
     await communicator.send_to(text_data=json.dumps({"question": None}))
     assert "Type a question first." in await communicator.receive_from(timeout=10)
     assert not await TutorMessage.objects.filter(session=session, kind="answer").aexists()
+    await communicator.disconnect()
+
+
+def texts_sent(seen: list[str]) -> str:
+    """Everything the socket sent, as one string (escaped the way the page receives it)."""
+    return "\n".join(seen)
+
+
+async def test_it_sends_nothing_unchecked_over_the_socket(session, bob, teacher):
+    # The measured failure: the tutor echoes its instructions and teaches a wrong answer.
+    teacher.pieces = [
+        "The learner is a beginner:",
+        " use plain words, small steps",
+        " and no jargon.",
+        " The answer is: 120.",
+        " The answer is: 120.",
+    ]
+    communicator, _, _ = await connect(session.pk, bob)
+    explanation = await TutorMessage.objects.aget(session=session)
+    seen = await until_status(communicator, explanation.pk)
+    sent = texts_sent(seen)
+    for fragment in seen:  # not one fragment carries any of the model's words
+        for words in ("plain words", "jargon", "120", "learner is a beginner"):
+            assert words not in fragment
+    assert any(progress(h, explanation.pk) for h in seen)  # the learner saw it being written
+    assert "Worked example from the course" in seen[-1] and "4 + 4 = 8" in seen[-1]
+    assert 'data-source="expert"' in seen[-1] and "not the tutor model" in seen[-1]
+    assert "repeats its instructions" not in sent  # the reason is for instructors
+    await explanation.arefresh_from_db()
+    assert explanation.source == "expert"
+    assert "repeats its instructions" in explanation.failed_check
+    assert explanation.failed_text.startswith("The learner is a beginner")
+    await communicator.disconnect()
+
+
+async def test_it_never_reads_the_remediation_decision_back(session, bob, teacher):
+    await TutorMessage.objects.filter(session=session).aupdate(status="done", text="explained")
+    await sync_to_async(learning.learner_attempt_submit)(session=session, answer="6")
+    teacher.decision = "Error type: other\nStrategy: guiding_question\nIntention: see which step went wrong"
+    teacher.pieces = [
+        "The error is something else; your strategy is to ask one guiding question",
+        " that leads the learner to find the mistake; your intention: see which step went wrong",
+    ]
+    communicator, _, _ = await connect(session.pk, bob)
+    remediation = await TutorMessage.objects.aget(session=session, kind="remediation")
+    seen = await until_status(communicator, remediation.pk)
+    for fragment in seen:
+        assert "your strategy" not in fragment and "guiding question" not in fragment
+        assert "see which step went wrong" not in fragment
+    await remediation.arefresh_from_db()
+    assert (remediation.strategy, remediation.source) == ("guiding_question", "expert")
+    # The first step of 2 + 3 gives the sum away: the hint is a similar item, solved by the course.
+    assert remediation.text.startswith("Example: What is 4 + 4?") and "5" not in remediation.text
+    assert "Worked example from the course" in seen[-1]
     await communicator.disconnect()

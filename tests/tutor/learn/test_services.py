@@ -148,7 +148,7 @@ class GradingTestCase(LearnerTestCase):
 
 class FeedbackRecordsTestCase(LearnerTestCase):
     def done(self, message: TutorMessage, text: str) -> TutorMessage:
-        learning.tutor_message_finish(message_id=message.pk, text=text, status="done")
+        learning.tutor_message_finish(message_id=message.pk, text=text, status="done", source="model")
         message.refresh_from_db()
         return message
 

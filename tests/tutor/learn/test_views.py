@@ -25,7 +25,7 @@ class LearnViewsTestCase(LearnerTestCase):
         self.session = learning.tutoring_session_start(enrolment=self.enrolment, rng=random.Random(0))
         self.message = self.session.messages.get()
         learning.tutor_message_finish(
-            message_id=self.message.pk, text="Add <b>ones</b> first.", status="done"
+            message_id=self.message.pk, text="Add <b>ones</b> first.", status="done", source="model"
         )
 
     def urls(self) -> list[tuple[str, str]]:
@@ -136,6 +136,7 @@ class SessionPageTestCase(LearnViewsTestCase):
             alternative_to=self.message,
             text="Example: 2 + 3 = 5.",
             status="done",
+            source="model",
         )
         page = self.client.get(reverse("learn:session", args=[self.session.pk]))
         self.assertContains(page, "This one is clearer", count=2)
@@ -153,6 +154,42 @@ class SessionPageTestCase(LearnViewsTestCase):
         self.client.post(reverse("learn:solution", args=[self.session.pk]))
         solution = self.session.messages.get(kind="solution")
         self.assertIn("2 + 3 = 5", solution.text)
+        self.assertEqual(solution.source, "expert")  # the course's, labelled so, never the model's
+
+    def test_it_shows_flash_messages_as_text_not_the_tutors_messages(self):
+        self.session.exercise = None
+        self.session.save()
+        self.client.post(reverse("learn:answer", args=[self.session.pk]), {"answer": "5"})
+        page = self.client.get(reverse("learn:session", args=[self.session.pk]))
+        self.assertContains(page, '<p class="message error">There is no exercise to answer.</p>', html=True)
+        self.assertNotContains(page, "TutorMessage")
+        self.assertContains(page, "Add &lt;b&gt;ones&lt;/b&gt; first.")  # the transcript is still there
+
+    def test_it_shows_the_courses_text_labelled_and_hides_why_the_model_failed(self):
+        TutorMessage.objects.filter(pk=self.message.pk).update(
+            text="Example: What is 4 + 4?\n4 + 4 = 8.\nAnswer: 8",
+            source="expert",
+            label="Worked example from the course",
+            failed_check="the worked example's final answer is wrong (expected 8, got 120)",
+            failed_text="The learner is a beginner: use plain words. The answer is: 120.",
+        )
+        page = self.client.get(reverse("learn:session", args=[self.session.pk]))
+        self.assertContains(page, "Worked example from the course")
+        self.assertContains(page, "not the tutor model")
+        self.assertContains(page, "4 + 4 = 8")
+        self.assertNotContains(page, "The answer is: 120")
+        self.assertNotContains(page, "expected 8")
+        self.assertNotContains(page, "use plain words")
+        self.assertNotContains(page, "Was this helpful?")  # the course's text is not the model's to rate
+
+        self.client.login(username="ian", password=PASSWORD)
+        transcript = self.client.get(reverse("learn:session", args=[self.session.pk]))
+        self.assertContains(transcript, "expected 8, got 120")
+        self.assertContains(transcript, "The learner is a beginner: use plain words. The answer is: 120.")
+        learners = self.client.get(reverse("learn:learners", args=["tiny"]))
+        self.assertContains(learners, 'id="failed-checks"')
+        self.assertContains(learners, "expected 8, got 120")
+        self.assertContains(learners, "The answer is: 120.")
 
     def test_it_enrols_with_a_stated_level_and_opens_a_session(self):
         self.client.login(username="carol", password=PASSWORD)
@@ -188,6 +225,7 @@ class TrainButtonTestCase(LearnViewsTestCase):
             alternative_to=self.message,
             text="Start with 2 + 3 = 5.",
             status="done",
+            source="model",
         )
         learning.tutor_feedback_save(message=second, user=self.bob, kind="choice", value="chosen")
         self.client.login(username="ian", password=PASSWORD)

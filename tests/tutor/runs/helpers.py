@@ -63,6 +63,7 @@ def form_data(course, student, teacher, /, **overrides) -> dict:
         "generate_budget": 1,
         "generate_k": 2,
         "seed": 0,
+        "expert": "on",
         "train": "on",
         "max_steps": 2,
         "learning_rate": 0.005,

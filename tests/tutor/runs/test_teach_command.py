@@ -80,11 +80,14 @@ def test_it_teaches_headless_and_prints_the_table_and_adapter(setup):
         "2",
         "--lora-r",
         "4",
+        "--acceptance",  # two steps on the tiny model need not gain: keep the adapter to inspect it
+        "always",
     )
     run = TeachingRun.objects.get()
     assert run.status == "succeeded", run.last_error
     lines = output.strip().splitlines()
-    assert lines[0].split() == ["round", "skill", "probe", "exam", "base"]
+    assert lines[0].split() == ["round", "skill", "probe", "exam", "held", "base", "base"]
+    assert lines[1].split() == ["(train", "-out)", "(train", "(held)"]
     assert any(line.split()[:2] == ["0", "add_1d"] for line in lines)
     assert Path(lines[-1]).is_dir() and lines[-1] == run.adapter_path
     assert (Path(run.adapter_path) / "adapter_model.safetensors").is_file()
@@ -112,7 +115,7 @@ def test_it_resumes_an_interrupted_run_without_repeating_teacher_calls(setup):
     run.refresh_from_db()
     assert run.status == "cancelled"
     explain_calls = setup.count("explain")
-    assert explain_calls == 1
+    assert explain_calls == RunConfig().explain_samples  # the greedy candidates, then the sampled ones
 
     output = teach("--resume", str(run.pk))
     run.refresh_from_db()
@@ -229,7 +232,13 @@ def test_it_answers_multiple_choice_by_likelihood_and_prints_the_general_probe(s
     assert len(scored) == run.config["general_probe"]
     general = run.rounds.get().extra["general"]
     line = next(line for line in out.splitlines() if "general probe" in line)
-    assert line.split()[-2:] == [f"{general['accuracy']:.0%}", f"{general['base_accuracy']:.0%}"]
+    assert line.split()[3:] == [
+        "—",
+        f"{general['accuracy']:.0%}",
+        "—",
+        f"{general['base_accuracy']:.0%}",
+        "—",
+    ]
 
 
 def test_it_uses_the_loops_defaults_for_what_is_not_given(scripted):

@@ -13,6 +13,7 @@ from django.urls import reverse
 from tests.base import BaseTestCase
 from tests.tutor.runs.helpers import form_data, make_models_and_course, scripted_models
 from training.models import Adapter, TrainingDataset, TrainingJob
+from tutor.core.runs.state import RunConfig
 from tutor.models import Exercise, Round, RunExplanation, TeachingRun
 from tutor.runs import selectors
 from tutor.runs import services as teaching
@@ -154,7 +155,7 @@ class StartFormTestCase(RunsTestCase):
         self.assertEqual([r.index for r in run.rounds.all()], [0])
         self.assertEqual(run.rounds.get().done_steps[-1], "reexamine")
         self.assertTrue(run.explanations.exists())  # mirrored from the state file
-        self.assertEqual(self.fakes["scripted-teacher"].count("explain"), 1)
+        self.assertEqual(self.fakes["scripted-teacher"].count("explain"), RunConfig().explain_samples)
 
     def test_it_queues_the_run_on_the_training_queue(self):
         self.settings.TASKS = DUMMY_TASKS
@@ -207,7 +208,7 @@ class ControlTestCase(RunsTestCase):
         teaching.teaching_run_execute(run=run, progress=stop_after_explain)
         run.refresh_from_db()
         self.assertEqual(run.status, "cancelled")
-        self.assertEqual(self.fakes["scripted-teacher"].count("explain"), 1)
+        self.assertEqual(self.fakes["scripted-teacher"].count("explain"), RunConfig().explain_samples)
 
         self.settings.TASKS = {
             "default": {
@@ -219,7 +220,9 @@ class ControlTestCase(RunsTestCase):
             self.client.post(reverse("runs:resume", args=[run.pk]))
         run.refresh_from_db()
         self.assertEqual(run.status, "succeeded", run.last_error)
-        self.assertEqual(self.fakes["scripted-teacher"].count("explain"), 1)  # not paid for twice
+        self.assertEqual(
+            self.fakes["scripted-teacher"].count("explain"), RunConfig().explain_samples
+        )  # not paid for twice
 
     def test_it_offers_cancel_while_a_run_goes_and_resume_after_it_stopped(self):
         run = self.create_run()
@@ -269,7 +272,7 @@ class ExplanationsTestCase(RunsTestCase):
         self.assertTrue(x.answer_after and "999999" not in x.answer_after)
         self.assertTrue(x.passed_gate and x.score > 0)
         response = self.client.get(reverse("runs:explanations", args=[self.run.pk]))
-        self.assertContains(response, "kept: the teacher's final answer matches the gold answer")
+        self.assertContains(response, "kept: the teacher model's text passed the checks (2 of 2 candidates)")
         self.assertContains(response, f"score <strong>{x.score:+.2f}</strong>")
 
     def test_it_syncs_idempotently_and_keeps_ratings(self):
@@ -445,7 +448,9 @@ def test_it_trains_each_round_through_the_training_app_from_the_web(
     staff = django_user_model.objects.create_user("alice", password="pw", is_staff=True)
     client.force_login(staff)
     with django_capture_on_commit_callbacks(execute=True):  # the immediate backend runs the task at enqueue
-        response = client.post(reverse("runs:new"), form_data(course, tiny, teacher, explain_budget=2))
+        response = client.post(
+            reverse("runs:new"), form_data(course, tiny, teacher, explain_budget=2, acceptance="always")
+        )
     run = TeachingRun.objects.get()
     assert response.status_code == 302
     assert run.status == "succeeded", run.last_error

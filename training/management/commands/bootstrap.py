@@ -53,6 +53,11 @@ class Command(BaseCommand):
 
         if not no_admin:
             self._ensure_admin(admin_username)
+        self.stdout.write(
+            "Next: `manage.py import_course --pack arithmetic` (a course with its own expert, which checks "
+            "and completes what the small bundled teacher writes), then "
+            "`manage.py teach --course arithmetic`."
+        )
 
     def _ensure_admin(self, username: str) -> None:
         User = get_user_model()

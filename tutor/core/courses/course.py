@@ -11,6 +11,10 @@ the whole run). Exam items must never reach training data, explanations, feedbac
 teacher-generated items, or the exam stops measuring anything. Every caller that builds such
 data passes its items through :func:`training_safe`, which raises :class:`ExamLeakError` on an
 exam item instead of silently dropping it: a leak is a bug to fix, not data to filter.
+
+**The phrasing rule.** An exercise may name the wording it is asked in (``phrasing``); wordings
+marked ``held_out`` appear only in the probe and exam splits and are refused by
+:func:`training_safe` like exam items, so a student is examined on words it never trained on.
 """
 
 from __future__ import annotations
@@ -44,12 +48,14 @@ def _check_key(value: object, what: str) -> None:
 
 @dataclass(frozen=True)
 class Skill:
-    """One skill; ``prerequisites`` are keys of skills to master first."""
+    """One skill; ``prerequisites`` are keys of skills to master first. A ``keep`` skill is one the
+    student should not lose: it is examined every round and replayed, never taught."""
 
     key: str
     name: str
     description: str = ""
     prerequisites: tuple[str, ...] = ()
+    keep: bool = False
 
     def __post_init__(self) -> None:
         _check_key(self.key, "skill key")
@@ -62,6 +68,8 @@ class Skill:
         prerequisites = tuple(self.prerequisites)
         for prerequisite in prerequisites:
             _check_key(prerequisite, f"skill {self.key}: prerequisite")
+        if not isinstance(self.keep, bool):
+            raise CourseError(f"skill {self.key}: keep must be true or false")
         if self.key in prerequisites:
             raise CourseError(f"skill {self.key} cannot be its own prerequisite")
         if len(set(prerequisites)) != len(prerequisites):
@@ -79,6 +87,8 @@ class Exercise:
 
     ``solution`` is an optional gold worked solution ending with "Answer: …". ``difficulty`` is
     a level from 1 within the skill. ``split`` defaults to "train"; see the exam rule above.
+    ``phrasing`` names the wording the question is asked in; ``held_out`` marks a wording kept out
+    of training (probe and exam only), so the exam can tell the skill from the template.
     """
 
     key: str
@@ -90,6 +100,8 @@ class Exercise:
     solution: str = ""
     difficulty: int = 1
     split: Split = "train"
+    phrasing: str = ""
+    held_out: bool = False
 
     def __post_init__(self) -> None:
         _check_key(self.key, "exercise key")
@@ -103,6 +115,12 @@ class Exercise:
             raise CourseError(f"{where}: solution must be a string")
         if self.split not in SPLITS:
             raise CourseError(f"{where}: split must be one of {', '.join(SPLITS)}, not {self.split!r}")
+        if not isinstance(self.phrasing, str) or not isinstance(self.held_out, bool):
+            raise CourseError(f"{where}: phrasing must be a string and held_out true or false")
+        if self.held_out and self.split == "train":
+            raise CourseError(
+                f"{where}: a held-out phrasing is for the probe and the exam, never the train split"
+            )
         # bool is an int; a difficulty of True is a bug, not level 1.
         if isinstance(self.difficulty, bool) or not isinstance(self.difficulty, int) or self.difficulty < 1:
             raise CourseError(f"{where}: difficulty must be an integer >= 1, not {self.difficulty!r}")
@@ -174,6 +192,20 @@ def course_issues(skills: Sequence[Skill], exercises: Sequence[Exercise]) -> lis
     for cycle in _cycles(skills):
         index = min(first_skill[key] for key in cycle[:-1])
         issues.append(CourseIssue("skill", index, f"prerequisite cycle: {' -> '.join(cycle)}"))
+    held_out_of: dict[str, tuple[bool, str]] = {}
+    for i, exercise in enumerate(exercises):
+        if not exercise.phrasing:
+            continue
+        first = held_out_of.setdefault(exercise.phrasing, (exercise.held_out, exercise.key))
+        if first[0] != exercise.held_out:
+            issues.append(
+                CourseIssue(
+                    "exercise",
+                    i,
+                    f"exercise {exercise.key}: phrasing {exercise.phrasing!r} is held out in {first[1]} "
+                    f"but not here (or the other way round)",
+                )
+            )
     seen_exercise: set[str] = set()
     seen_prompt: dict[tuple[str, tuple[str, ...]], Exercise] = {}
     for i, exercise in enumerate(exercises):
@@ -244,6 +276,7 @@ class Course:
     name: str
     skills: tuple[Skill, ...]
     exercises: tuple[Exercise, ...] = field(default=())
+    expert: str = ""  # the name of the course's expert (tutor.core.courses.expert), "" for none
 
     def __post_init__(self) -> None:
         _check_key(self.key, "course key")
@@ -254,6 +287,20 @@ class Course:
         issues = course_issues(self.skills, self.exercises)
         if issues:
             raise CourseError(f"course {self.key}: " + "; ".join(issue.message for issue in issues))
+
+    @property
+    def held_out_phrasings(self) -> frozenset[str]:
+        """The phrasings kept out of training."""
+        return frozenset(e.phrasing for e in self.exercises if e.held_out and e.phrasing)
+
+    @property
+    def taught_skills(self) -> tuple[Skill, ...]:
+        """The skills the course teaches (every one but the keep skills)."""
+        return tuple(s for s in self.skills if not s.keep)
+
+    @property
+    def keep_skills(self) -> tuple[Skill, ...]:
+        return tuple(s for s in self.skills if s.keep)
 
     def skill(self, key: str) -> Skill:
         for skill in self.skills:
@@ -290,14 +337,18 @@ class Course:
 
 
 def training_safe(exercises: Iterable[Exercise]) -> tuple[Exercise, ...]:
-    """Return ``exercises`` unchanged, or raise :class:`ExamLeakError` if any is an exam item.
+    """Return ``exercises`` unchanged, or raise :class:`ExamLeakError` if any is an exam item or is
+    asked in a held-out phrasing.
 
     Call it wherever items feed training data, teacher explanations, feedback or generated
     items. It raises rather than filters so a leak is noticed and fixed at its source.
     """
     items = tuple(exercises)
-    leaked = [e.key for e in items if e.split == "exam"]
-    if leaked:
-        shown = ", ".join(leaked[:5]) + (f" and {len(leaked) - 5} more" if len(leaked) > 5 else "")
-        raise ExamLeakError(f"exam items may not be used for training or explanations: {shown}")
+    for what, leaked in (
+        ("exam items", [e.key for e in items if e.split == "exam"]),
+        ("items in a held-out phrasing", [e.key for e in items if e.held_out]),
+    ):
+        if leaked:
+            shown = ", ".join(leaked[:5]) + (f" and {len(leaked) - 5} more" if len(leaked) > 5 else "")
+            raise ExamLeakError(f"{what} may not be used for training or explanations: {shown}")
     return items

@@ -2,12 +2,16 @@
 
 JSONL: one JSON object per line, blank lines ignored::
 
-    {"type": "course", "key": "fractions", "name": "Fractions"}
+    {"type": "course", "key": "fractions", "name": "Fractions", "expert": ""}
     {"type": "skill", "key": "add_frac", "name": "Adding fractions", "description": "",
-     "prerequisites": []}
+     "prerequisites": [], "keep": false}
     {"type": "exercise", "key": "f1", "skill": "add_frac", "prompt": "1/2 + 1/4 = ?",
      "answer": "3/4", "answer_type": "text", "split": "train", "solution": "...",
-     "difficulty": 1, "options": []}
+     "difficulty": 1, "options": [], "phrasing": "symbols", "held_out": false}
+
+``expert`` (optional) names a built-in expert (``arithmetic``, ``counting``); ``keep`` marks a skill
+to watch and never teach; ``phrasing`` names an item's wording and ``held_out`` keeps that wording
+out of training (probe and exam only).
 
 The rule that matters: **an import is all or nothing.** :func:`parse_course_jsonl` either
 returns a whole valid course or raises :class:`CourseImportError` listing *every* problem with
@@ -25,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from tutor.core.courses.course import Course, CourseError, Exercise, Skill, Split, course_issues
+from tutor.core.courses.expert import PACK_EXPERTS
 from tutor.core.courses.grading import normalize_option
 
-_COURSE_FIELDS = {"type", "key", "name"}
-_SKILL_FIELDS = {"type", "key", "name", "description", "prerequisites"}
+_COURSE_FIELDS = {"type", "key", "name", "expert"}
+_SKILL_FIELDS = {"type", "key", "name", "description", "prerequisites", "keep"}
 _EXERCISE_FIELDS = {
     "type",
     "key",
@@ -40,6 +45,8 @@ _EXERCISE_FIELDS = {
     "solution",
     "difficulty",
     "split",
+    "phrasing",
+    "held_out",
 }
 _REQUIRED = {
     "course": {"key", "name"},
@@ -94,6 +101,8 @@ def _exercise_from(record: dict[str, Any]) -> Exercise:
         solution=record.get("solution", ""),
         difficulty=record.get("difficulty", 1),
         split=record["split"],
+        phrasing=record.get("phrasing", ""),
+        held_out=record.get("held_out", False),
     )
 
 
@@ -106,6 +115,7 @@ def _skill_from(record: dict[str, Any]) -> Skill:
         name=record["name"],
         description=record.get("description", ""),
         prerequisites=tuple(prerequisites),
+        keep=record.get("keep", False),
     )
 
 
@@ -149,6 +159,10 @@ def parse_course_jsonl(text: str) -> Course:
                     errors.append((number, f"a second course line (the first is line {header[0]})"))
                     continue
                 Course(key=record["key"], name=record["name"], skills=())  # checks key and name now
+                if record.get("expert", "") not in ("", *PACK_EXPERTS):
+                    raise CourseError(
+                        f"expert must be one of {', '.join(PACK_EXPERTS)} or empty, not {record['expert']!r}"
+                    )
                 header = (number, record)
             elif kind == "skill":
                 skills.append(_skill_from(record))
@@ -171,7 +185,11 @@ def parse_course_jsonl(text: str) -> Course:
     if header is not None and not errors:
         try:
             return Course(
-                key=header[1]["key"], name=header[1]["name"], skills=tuple(skills), exercises=tuple(exercises)
+                key=header[1]["key"],
+                name=header[1]["name"],
+                skills=tuple(skills),
+                exercises=tuple(exercises),
+                expert=header[1].get("expert", ""),
             )
         except CourseError as exc:
             errors.append((header[0], str(exc)))
@@ -180,7 +198,9 @@ def parse_course_jsonl(text: str) -> Course:
 
 def course_to_jsonl(course: Course) -> str:
     """The JSONL text that :func:`parse_course_jsonl` reads back into an equal course."""
-    lines: list[dict[str, Any]] = [{"type": "course", "key": course.key, "name": course.name}]
+    lines: list[dict[str, Any]] = [
+        {"type": "course", "key": course.key, "name": course.name, "expert": course.expert}
+    ]
     for skill in course.skills:
         lines.append(
             {
@@ -189,6 +209,7 @@ def course_to_jsonl(course: Course) -> str:
                 "name": skill.name,
                 "description": skill.description,
                 "prerequisites": list(skill.prerequisites),
+                "keep": skill.keep,
             }
         )
     for e in course.exercises:
@@ -204,6 +225,8 @@ def course_to_jsonl(course: Course) -> str:
                 "solution": e.solution,
                 "difficulty": e.difficulty,
                 "split": e.split,
+                "phrasing": e.phrasing,
+                "held_out": e.held_out,
             }
         )
     return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)

@@ -14,7 +14,14 @@ Rules that matter:
   not give the exercise's final answer, and the fallback strategy escalates with the number of
   tries (guiding question → hint → worked example) instead of jumping to the solution;
 - model output is untrusted text of any length: :func:`clip` keeps it to the caps below, and
-  whatever the learner typed is clipped before it reaches a prompt.
+  whatever the learner typed is clipped before it reaches a prompt;
+- each prompt has its **instructions** beside it (:func:`explanation_instructions`,
+  :func:`remediation_instructions`, :func:`question_instructions`): the texts that tell the teacher
+  how to write (the system prompt, the learner's level, the decision on a mistake), never what it
+  writes about (the question, the example, the learner's answer). A reply that repeats one of them
+  is not shown (``tutor.core.learn.vetting``);
+- an explanation teaches the skill **through a worked example** whose gold answer is known (never
+  the learner's own exercise), so its final answer can be checked before anyone reads it.
 """
 
 from __future__ import annotations
@@ -65,6 +72,26 @@ TUTOR_SYSTEM = (
     "and written for this learner."
 )
 ALTERNATIVE_STYLE = "Start with one concrete worked example, then state the general rule in one sentence."
+EXPLAIN_SKILL = "Explain this skill to the learner"
+EXPLAIN_THROUGH_EXAMPLE = (
+    "Teach it through the worked example above: solve it step by step for the learner, in under 120 "
+    "words, and finish with the line"
+)
+NO_ANSWER_GIVEN = (
+    "Do NOT state the correct answer to the learner's exercise; the learner must get there themselves."
+)
+WRITE_REPLY = "Write your reply to the learner now, in under 80 words, following that decision."
+SHOW_EXAMPLE = "Show the learner this similar exercise, solved step by step, and finish with the line"
+SHOW_SOLUTION = (
+    "Show the learner where their answer went wrong and the right working, and finish with the line"
+)
+ANSWER_QUESTION = "Answer in under 100 words."
+NO_GIVEAWAY = "Do not give away the answer to their current exercise."
+DECISION_FORMAT = (
+    "Decide before you teach. Reply with exactly three lines and nothing else:\n"
+    "Error type: <one error type key>\nStrategy: <one strategy key>\n"
+    "Intention: <one sentence: what the learner should realise>"
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +118,15 @@ class LearnerContext:
 
 
 @dataclass(frozen=True)
+class WorkedExample:
+    """An item of the skill, not the learner's exercise, taught through with its gold answer known."""
+
+    question: str
+    answer: str
+    solution: str = ""
+
+
+@dataclass(frozen=True)
 class RemediationDecision:
     error_type: str
     strategy: str
@@ -104,41 +140,98 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def _mastery_line(ctx: LearnerContext) -> str:
+    if not ctx.mastery:
+        return ""
+    shown = ", ".join(f"{name} {round(p * 100)}%" for name, p in ctx.mastery)
+    return f"Estimated mastery per skill: {shown}."
+
+
+def _mistakes_lines(ctx: LearnerContext) -> str:
+    if not ctx.mistakes:
+        return ""
+    shown = "\n".join(
+        f"- {clip(m.question, 200)} → they answered: {clip(m.answer, 120) or '(nothing)'}"
+        for m in list(ctx.mistakes)[:MAX_MISTAKES_SHOWN]
+    )
+    return f"Their recent mistakes:\n{shown}"
+
+
+def _difficulty_line(ctx: LearnerContext) -> str:
+    if ctx.difficulty_feedback == "too_hard":
+        return "They found your last explanation too hard: go slower and simpler."
+    if ctx.difficulty_feedback == "too_easy":
+        return "They found your last explanation too easy: go faster and deeper."
+    return ""
+
+
 def context_text(ctx: LearnerContext) -> str:
     """The learner, described for the teacher in a few lines."""
-    lines = [f"The learner is {LEVELS[ctx.level]}."]
-    if ctx.mastery:
-        shown = ", ".join(f"{name} {round(p * 100)}%" for name, p in ctx.mastery)
-        lines.append(f"Estimated mastery per skill: {shown}.")
-    if ctx.mistakes:
-        shown = "\n".join(
-            f"- {clip(m.question, 200)} → they answered: {clip(m.answer, 120) or '(nothing)'}"
-            for m in list(ctx.mistakes)[:MAX_MISTAKES_SHOWN]
-        )
-        lines.append(f"Their recent mistakes:\n{shown}")
-    if ctx.difficulty_feedback == "too_hard":
-        lines.append("They found your last explanation too hard: go slower and simpler.")
-    elif ctx.difficulty_feedback == "too_easy":
-        lines.append("They found your last explanation too easy: go faster and deeper.")
-    return "\n".join(lines)
+    lines = [
+        f"The learner is {LEVELS[ctx.level]}.",
+        _mastery_line(ctx),
+        _mistakes_lines(ctx),
+        _difficulty_line(ctx),
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def context_instructions(ctx: LearnerContext) -> list[str]:
+    """The lines of :func:`context_text` that tell the teacher how to write (level, mastery, last
+    rating): a reply must not read them back. The learner's mistakes are material, not instructions."""
+    lines = [f"The learner is {LEVELS[ctx.level]}.", _mastery_line(ctx), _difficulty_line(ctx)]
+    return [line for line in lines if line]
 
 
 def _conversation(content: str) -> Conversation:
     return [{"role": "system", "content": TUTOR_SYSTEM}, {"role": "user", "content": content}]
 
 
+def _answer_line(answer: str) -> str:
+    return f"Answer: {answer}"
+
+
 def explanation_prompt(
-    skill_name: str, skill_description: str, ctx: LearnerContext, *, style: str = ""
+    skill_name: str,
+    skill_description: str,
+    ctx: LearnerContext,
+    *,
+    example: WorkedExample | None = None,
+    style: str = "",
 ) -> Conversation:
-    """Explain a skill to this learner before they practise it; ``style`` asks for an alternative."""
+    """Explain a skill to this learner before they practise it, through ``example`` (its gold answer
+    and solution are given, so the teacher can get it right and the reply can be checked against
+    them); ``style`` asks for an alternative."""
     about = f"{skill_name}: {skill_description}" if skill_description.strip() else skill_name
-    content = (
-        f"{context_text(ctx)}\n\nExplain this skill to the learner: {about}\n"
-        "Keep it under 120 words. End with one short question that checks they understood."
-    )
+    if example is None:
+        content = (
+            f"{context_text(ctx)}\n\n{EXPLAIN_SKILL}: {about}\n"
+            "Keep it under 120 words. End with one short question that checks they understood."
+        )
+    else:
+        content = (
+            f"{context_text(ctx)}\n\n{EXPLAIN_SKILL}: {about}\n\n"
+            f"{_example_block(example)}\n\n"
+            f'{EXPLAIN_THROUGH_EXAMPLE} "{_answer_line(example.answer)}".'
+        )
     if style:
         content += f"\n{style}"
     return _conversation(content)
+
+
+def explanation_instructions(ctx: LearnerContext, *, style: str = "") -> list[str]:
+    """What an explanation must not read back (see the module docstring)."""
+    return [TUTOR_SYSTEM, *context_instructions(ctx), EXPLAIN_SKILL, EXPLAIN_THROUGH_EXAMPLE] + (
+        [style] if style else []
+    )
+
+
+def _example_block(example: WorkedExample) -> str:
+    worked = f"\nIts worked solution: {clip(example.solution, 600)}" if example.solution.strip() else ""
+    return (
+        f"Worked example: {clip(example.question, MAX_QUESTION_CHARS)}\n"
+        f"Its correct answer: {example.answer}{worked}"
+    )
 
 
 def _exercise_block(question: str, learner_answer: str, gold_answer: str, solution: str) -> str:
@@ -170,12 +263,16 @@ def decision_prompt(
     content = (
         f"{context_text(ctx)}\n\nThe learner got this exercise wrong (try {tries}).\n"
         f"{_exercise_block(question, learner_answer, gold_answer, solution)}\n\n"
-        f"Error types:\n{errors}\nStrategies:\n{strategies}{scaffold}\n\n"
-        "Decide before you teach. Reply with exactly three lines and nothing else:\n"
-        "Error type: <one error type key>\nStrategy: <one strategy key>\n"
-        "Intention: <one sentence: what the learner should realise>"
+        f"Error types:\n{errors}\nStrategies:\n{strategies}{scaffold}\n\n{DECISION_FORMAT}"
     )
     return _conversation(content)
+
+
+def _decided(decision: RemediationDecision) -> str:
+    return (
+        f"You decided: the error is {ERROR_TYPES[decision.error_type]}; your strategy is to "
+        f"{STRATEGIES[decision.strategy]}; your intention: {decision.intention}"
+    )
 
 
 def remediation_prompt(
@@ -185,20 +282,44 @@ def remediation_prompt(
     gold_answer: str,
     solution: str,
     ctx: LearnerContext,
+    *,
+    example: WorkedExample | None = None,
 ) -> Conversation:
-    """The reply to a mistake, following the recorded decision."""
-    secret = (
-        "Do NOT state the correct answer to this exercise; the learner must get there themselves.\n"
-        if ctx.scaffolding
-        else ""
-    )
+    """The reply to a mistake, following the recorded decision.
+
+    With ``example`` (a worked-example strategy) the teacher solves that similar exercise and ends with
+    its answer line; without scaffolding (and no example) it shows the learner's own exercise solved,
+    ending with the answer line; with scaffolding it must not state the answer.
+    """
+    finish = ""
+    if example is not None:
+        finish = f'\n\n{_example_block(example)}\n{SHOW_EXAMPLE} "{_answer_line(example.answer)}".'
+    elif not ctx.scaffolding:
+        finish = f'\n{SHOW_SOLUTION} "{_answer_line(gold_answer)}".'
+    secret = f"{NO_ANSWER_GIVEN}\n" if ctx.scaffolding else ""
     content = (
         f"{context_text(ctx)}\n\n{_exercise_block(question, learner_answer, gold_answer, solution)}\n\n"
-        f"You decided: the error is {ERROR_TYPES[decision.error_type]}; your strategy is to "
-        f"{STRATEGIES[decision.strategy]}; your intention: {decision.intention}\n"
-        f"{secret}Write your reply to the learner now, in under 80 words, following that decision."
+        f"{_decided(decision)}{finish}\n{secret}{WRITE_REPLY}"
     )
     return _conversation(content)
+
+
+def remediation_instructions(decision: RemediationDecision, ctx: LearnerContext) -> list[str]:
+    """What a reply to a mistake must not read back: the decision (error type, strategy, intention),
+    every strategy and error description, the format of the decision step, and the instructions."""
+    return [
+        TUTOR_SYSTEM,
+        *context_instructions(ctx),
+        _decided(decision),
+        decision.intention,
+        *STRATEGIES.values(),
+        *ERROR_TYPES.values(),
+        DECISION_FORMAT,
+        NO_ANSWER_GIVEN,
+        WRITE_REPLY,
+        SHOW_EXAMPLE,
+        SHOW_SOLUTION,
+    ]
 
 
 def question_prompt(
@@ -210,14 +331,17 @@ def question_prompt(
         where += f"\nThey are practising: {skill_name}."
     if exercise:
         where += f"\nTheir current exercise: {clip(exercise, MAX_QUESTION_CHARS)}"
-    secret = (
-        "\nDo not give away the answer to their current exercise." if ctx.scaffolding and exercise else ""
-    )
+    secret = f"\n{NO_GIVEAWAY}" if ctx.scaffolding and exercise else ""
     content = (
         f"{context_text(ctx)}{where}\n\nThe learner asks: {clip(question, MAX_QUESTION_CHARS)}\n"
-        f"Answer in under 100 words.{secret}"
+        f"{ANSWER_QUESTION}{secret}"
     )
     return _conversation(content)
+
+
+def question_instructions(ctx: LearnerContext) -> list[str]:
+    """What an answer to a free question must not read back."""
+    return [TUTOR_SYSTEM, *context_instructions(ctx), ANSWER_QUESTION, NO_GIVEAWAY]
 
 
 def grading_prompt(question: str, gold_answer: str, solution: str, learner_answer: str) -> Conversation:
@@ -350,6 +474,16 @@ def parse_verdict(text: str) -> bool | None:
     if not found:
         return None
     return found[-1].casefold() in ("correct", "right")
+
+
+_READ_BACK_RE = re.compile(
+    r"^[\s>*#_`\-\d.)]*(error[ _-]?type|strategy|intention)\s*[*_`]*\s*[:=]", re.IGNORECASE | re.MULTILINE
+)
+
+
+def reads_back_decision(text: str) -> bool:
+    """Whether a reply carries the decision's labelled lines ("Strategy: hint") instead of teaching."""
+    return _READ_BACK_RE.search(text or "") is not None
 
 
 def show_alternatives(rng: random.Random, share: float) -> bool:

@@ -83,9 +83,9 @@ def run_teaching(
 ) -> RunState:
     """Run (or resume) ``config.rounds`` rounds of teaching; return the final state (also saved).
 
-    ``train_fn(records, round_index, parent_adapter) -> adapter_path | None`` fine-tunes the student
-    on the round's SFT records, continuing ``parent_adapter`` (None: from the base); it returns the
-    adapter folder, or None when training is disabled (the adapter then stays as it was).
+    ``train_fn`` (:class:`~.steps.TrainFn`) fine-tunes the student on a round's SFT records,
+    continuing ``parent_adapter`` (None: from the base); it returns the adapter folder, or None when
+    training is disabled (the adapter then stays as it was).
     """
     state_path = Path(state_path)
     if config.choice_scoring == "likelihood":

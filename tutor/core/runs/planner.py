@@ -26,7 +26,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tutor.core.courses.course import Course, Skill
 
@@ -138,9 +138,15 @@ class Planner:
 
     @classmethod
     def from_course(cls, course: Course, **options: float) -> Planner:
-        """A planner over the course's skills, levels up to the highest of each skill's items."""
-        levels = {s.key: course.max_difficulty(s.key) for s in course.skills}
-        return cls(course.skills, max_levels=levels, **options)
+        """A planner over the skills the course teaches (its keep skills are watched, never taught,
+        nor waited for as prerequisites), levels up to the highest of each skill's items."""
+        keys = {s.key for s in course.taught_skills}
+        skills = [
+            replace(s, prerequisites=tuple(p for p in s.prerequisites if p in keys))
+            for s in course.taught_skills
+        ]
+        levels = {s.key: course.max_difficulty(s.key) for s in skills}
+        return cls(skills, max_levels=levels, **options)
 
     def plan(
         self,

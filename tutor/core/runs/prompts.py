@@ -26,6 +26,19 @@ Conversation = list[dict[str, str]]
 
 ANSWER_LINE = "Answer with the final answer on the last line as 'Answer: …'."
 TEACHER_SYSTEM = "You are a patient, precise teacher. You keep explanations short and correct."
+EXPLAIN_INSTRUCTION = (
+    "Explain it for this student. Say in one sentence what went wrong in their answer, then "
+    "solve the question in short steps. Use exactly this format:\n"
+    "Mistake: <one sentence>\nSolution: <short steps>\nAnswer: <final answer>"
+)
+GENERATE_INSTRUCTION = (
+    "Write {k} new exercises of the same kind and difficulty, with different numbers, each asked in "
+    "other words (plainly, in words, or as a short story), each with a worked solution. Use exactly "
+    "this format for each, separated by a line with ---:\nQuestion: <the question>{options}\n"
+    "Solution: <short steps>\nAnswer: <final answer only>"
+)
+# What the teacher is told to do: a text that repeats any of it is echoing, not teaching.
+INSTRUCTIONS = (TEACHER_SYSTEM, EXPLAIN_INSTRUCTION, GENERATE_INSTRUCTION.format(k="several", options=""))
 STUDENT_ANSWER_LIMIT = 400  # characters of the student's answer shown to the teacher
 HELPFUL_LIMIT = 600  # characters of each earlier helpful explanation shown to the teacher
 
@@ -66,11 +79,7 @@ def explanation_prompt(
     if helpful:
         shown = "\n---\n".join(f"Question: {q}\n{_clip(text, HELPFUL_LIMIT)}" for q, text in helpful[:2])
         parts.append(f"Explanations that helped this student before:\n---\n{shown}\n---")
-    parts.append(
-        "Explain it for this student. Say in one sentence what went wrong in their answer, then "
-        "solve the question in short steps. Use exactly this format:\n"
-        "Mistake: <one sentence>\nSolution: <short steps>\nAnswer: <final answer>"
-    )
+    parts.append(EXPLAIN_INSTRUCTION)
     return [{"role": "system", "content": TEACHER_SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
@@ -78,11 +87,7 @@ def generation_prompt(exercise: Exercise, k: int) -> Conversation:
     options = "\nOptions: <the options, separated by ' | '>" if exercise.options else ""
     content = (
         f"Here is an exercise and its worked solution.\nQuestion: {question_text(exercise)}\n"
-        f"{_worked(exercise)}\n\n"
-        f"Write {k} new exercises of the same kind and difficulty, with different numbers or "
-        f"words, each with a worked solution. Use exactly this format for each, separated by a "
-        f"line with ---:\nQuestion: <the question>{options}\nSolution: <short steps>\n"
-        f"Answer: <final answer only>"
+        f"{_worked(exercise)}\n\n{GENERATE_INSTRUCTION.format(k=k, options=options)}"
     )
     return [{"role": "system", "content": TEACHER_SYSTEM}, {"role": "user", "content": content}]
 

@@ -35,8 +35,21 @@ STEPS: tuple[str, ...] = (
 PLANS: tuple[str, ...] = ("adaptive", "random")
 LEVEL_MODES: tuple[str, ...] = ("window", "stretch")
 CHOICE_SCORING: tuple[str, ...] = ("generate", "likelihood")
+SCHEDULES: tuple[str, ...] = ("from_base", "continue")
+ACCEPTANCE: tuple[str, ...] = ("probe", "always")
 # Settings added after runs were saved without them: a resumed old run keeps the rule it started with.
-OLD_RUN_DEFAULTS: dict[str, Any] = {"levels": "stretch", "confidence_z": 0.0, "general_probe": 0}
+OLD_RUN_DEFAULTS: dict[str, Any] = {
+    "levels": "stretch",
+    "confidence_z": 0.0,
+    "general_probe": 0,
+    "expert": False,
+    "explain_samples": 1,
+    "keep_share": 0.0,
+    "schedule": "continue",
+    "acceptance": "always",
+    "round_tries": 1,
+    "teacher_generate_k": 1_000,  # the teacher wrote every item
+}
 
 
 # Each round's training job, unless the run says otherwise: a short LoRA pass that fits a CPU.
@@ -69,7 +82,12 @@ class RunConfig:
     generate_budget: int = setting(
         4, help="wrong training items the teacher writes new items from, per round"
     )
-    generate_k: int = setting(2, help="new items the teacher writes per such item")
+    generate_k: int = setting(2, help="new items made per such item")
+    teacher_generate_k: int = setting(
+        2,
+        help="of those, how many the teacher model is asked to write (the course's expert writes the rest, "
+        "and stands in for the teacher's that fail)",
+    )
     siblings: int = setting(2, help="other items of the skill re-answered when scoring an explanation (1-3)")
     replay_share: float = setting(
         0.3, help="share of each round's training records replayed from earlier rounds, in [0, 1)"
@@ -111,6 +129,35 @@ class RunConfig:
         0.10, help="teacher-hacking warning: agreement with the teacher rose at least this much ..."
     )
     hacking_accuracy_stall: float = setting(0.02, help="... while exam accuracy rose less than this")
+    expert: bool = setting(
+        True,
+        help="use the course's expert (a pack's solver, or the course's gold solutions) to check every "
+        "step the teacher writes and to stand in, labelled, where the teacher's work fails",
+    )
+    explain_samples: int = setting(
+        2, help="candidate explanations asked of the teacher per item; the first the checks pass is kept"
+    )
+    keep_share: float = setting(
+        0.2,
+        help="share of each round's training records that replay the base student's own right answers "
+        "on the keep set (self-distillation), in [0, 1)",
+    )
+    keep_threshold: float = setting(
+        0.5, help="a course skill the base student answers at least this well on the probe is kept too"
+    )
+    schedule: str = setting(
+        "from_base",
+        help="from_base: each round trains a new adapter from the base on every verified record so far; "
+        "continue: each round continues the last adapter on its new records and a replay share",
+    )
+    acceptance: str = setting(
+        "probe",
+        help="probe: keep a round's adapter only when the held-out-phrasing probe gains and no keep skill "
+        "drops beyond noise, else retry, then roll back; always: keep every trained adapter",
+    )
+    round_tries: int = setting(
+        2, help="training tries per round (each retry replays more and halves the learning rate)"
+    )
 
     def __post_init__(self) -> None:
         for name, minimum in (
@@ -119,6 +166,7 @@ class RunConfig:
             ("explain_budget", 0),
             ("generate_budget", 0),
             ("generate_k", 0),
+            ("teacher_generate_k", 0),
             ("siblings", 1),
             ("seed", 0),
             ("student_max_new_tokens", 1),
@@ -126,6 +174,8 @@ class RunConfig:
             ("probe_per_skill", 0),
             ("forgetting_probe_per_skill", 0),
             ("general_probe", 0),
+            ("explain_samples", 1),
+            ("round_tries", 1),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -136,6 +186,11 @@ class RunConfig:
             raise ValueError(f"plan must be one of {', '.join(PLANS)}, not {self.plan!r}")
         if self.levels not in LEVEL_MODES:
             raise ValueError(f"levels must be one of {', '.join(LEVEL_MODES)}, not {self.levels!r}")
+        if not isinstance(self.expert, bool):
+            raise ValueError(f"expert must be true or false, not {self.expert!r}")
+        for name, allowed in (("schedule", SCHEDULES), ("acceptance", ACCEPTANCE)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if self.choice_scoring not in CHOICE_SCORING:
             raise ValueError(
                 f"choice_scoring must be one of {', '.join(CHOICE_SCORING)}, not {self.choice_scoring!r}"
@@ -145,6 +200,8 @@ class RunConfig:
             raise ValueError(f"confidence_z must be a number between 0 and 5, not {z!r}")
         for name, upper_open in (
             ("replay_share", True),
+            ("keep_share", True),
+            ("keep_threshold", False),
             ("stretch_share", False),
             ("hacking_agreement_rise", False),
             ("hacking_accuracy_stall", False),
@@ -217,6 +274,12 @@ class Explanation:
     answer_after: str = ""
     approved: bool | None = None
     edited: str | None = None
+    # Who wrote ``text``: "model" (a teacher candidate that passed every check) or "expert" (the
+    # course's expert, labelled, after every candidate failed; ``model_text`` keeps the first one).
+    source: str = "model"
+    candidates: int = 1
+    candidates_passed: int = 0
+    model_text: str = ""
 
     @property
     def final_text(self) -> str:
@@ -259,6 +322,8 @@ class GeneratedItem:
     kept: bool = False
     verified_by: str = ""
     reason: str = ""
+    source: str = "model"  # "expert": written by the course's expert where the teacher's drafts failed
+    phrasing: str = ""
 
 
 @dataclass
@@ -285,6 +350,10 @@ class RoundState:
     replayed: int = 0
     # train
     train: dict[str, Any] = field(default_factory=dict)  # adapter_path, adapter_name, records, note
+    keep_records: int = 0  # self-distillation records in sft_records
+    # train: every try, with its judgement; the accepted one (if any) is the round's adapter
+    tries: list[dict[str, Any]] = field(default_factory=list)
+    probe_after: dict[str, Answer] = field(default_factory=dict)  # the probe with the accepted adapter
     # reexamine
     exam: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -299,6 +368,7 @@ class RoundState:
         data["answers"] = {k: Answer(**v) for k, v in data.get("answers", {}).items()}
         data["explanations"] = [Explanation(**e) for e in data.get("explanations", [])]
         data["generated"] = [GeneratedItem(**g) for g in data.get("generated", [])]
+        data["probe_after"] = {k: Answer(**v) for k, v in data.get("probe_after", {}).items()}
         return cls(**data)
 
 
@@ -320,6 +390,9 @@ class RunState:
     base_exam: dict[str, Answer] = field(default_factory=dict)
     teacher_exam: dict[str, Answer] = field(default_factory=dict)
     base_general: dict[str, Answer] = field(default_factory=dict)
+    base_probe: dict[str, Answer] = field(default_factory=dict)  # the base model's probe answers
+    # the base model's right answers on train items: self-distillation records replay them
+    keep_pool: dict[str, Answer] = field(default_factory=dict)
     adapter_path: str | None = None
     adapter_name: str | None = None
     finished: bool = False
@@ -339,7 +412,8 @@ class RunState:
         data["rounds"] = [RoundState.from_dict(r) for r in data.get("rounds", [])]
         data["base_exam"] = {k: Answer(**v) for k, v in data.get("base_exam", {}).items()}
         data["teacher_exam"] = {k: Answer(**v) for k, v in data.get("teacher_exam", {}).items()}
-        data["base_general"] = {k: Answer(**v) for k, v in data.get("base_general", {}).items()}
+        for name in ("base_general", "base_probe", "keep_pool"):
+            data[name] = {k: Answer(**v) for k, v in data.get(name, {}).items()}
         return cls(**data)
 
     def save(self, path: str | Path) -> None:

@@ -14,10 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from training.core.llm.base import LLM, GenerationParams, UnsupportedOperation
+from tutor.core.courses.checks import echoed
 from tutor.core.courses.course import Course, CourseError, Exercise, training_safe
+from tutor.core.courses.expert import Expert, Verdict, expert_for
 from tutor.core.courses.grading import (
     REMAINDER_RE,
     choose_by_likelihood,
@@ -26,13 +28,29 @@ from tutor.core.courses.grading import (
     normalize_text,
 )
 from tutor.core.courses.packs import verify
+from tutor.core.courses.phrasings import read
 from tutor.core.runs import prompts
+from tutor.core.runs.acceptance import judge, retry_settings
 from tutor.core.runs.general_probe import general_items
 from tutor.core.runs.guard import ExamGuard
 from tutor.core.runs.planner import Planner, random_plan
 from tutor.core.runs.state import Answer, Explanation, GeneratedItem, RoundState, RunConfig, RunState
 
-TrainFn = Callable[[list[dict[str, Any]], int, "str | None"], "str | Path | None"]
+
+class TrainFn(Protocol):
+    """Fine-tune the student on ``records`` for round ``round_index``, from ``parent_adapter`` (None:
+    the base); ``attempt`` counts retries of the round, ``lr_scale`` scales the learning rate. Returns
+    the adapter folder, or None when training is disabled."""
+
+    def __call__(
+        self,
+        records: list[dict[str, Any]],
+        round_index: int,
+        parent_adapter: str | None,
+        *,
+        attempt: int = 0,
+        lr_scale: float = 1.0,
+    ) -> str | Path | None: ...
 
 
 @dataclass
@@ -48,11 +66,28 @@ class Context:
     guard: ExamGuard = field(init=False)
     items: dict[str, Exercise] = field(init=False)
     general: tuple[Exercise, ...] = field(init=False)  # the general probe's items (held out, like the exam)
+    expert: Expert | None = field(init=False)  # the course's expert, when the run uses it
 
     def __post_init__(self) -> None:
         self.general = general_items(self.config.general_probe)
-        self.guard = ExamGuard(self.course, held_out=self.general)
+        held_out_probe = tuple(e for e in self.course.split("probe") if e.held_out)
+        self.guard = ExamGuard(self.course, held_out=self.general + held_out_probe)
         self.items = {e.key: e for e in self.course.exercises}
+        self.expert = expert_for(self.course) if self.config.expert else None
+
+    def check(self, exercise: Exercise, text: str) -> Verdict:
+        """Whether a teacher's text may teach ``exercise``: its final answer, and with an expert
+        every written step; never a copy of a held-out question or of its instructions."""
+        copy = self.guard.exam_copy(text)
+        if copy:
+            return Verdict(False, f"quotes the held-out question {copy!r}")
+        echo = echoed(text, prompts.INSTRUCTIONS)
+        if echo:
+            return Verdict(False, f"repeats its instructions ({echo!r})")
+        if self.expert is not None:
+            return self.expert.check(exercise, text)
+        result = grade(exercise, text)
+        return Verdict(result.correct, "" if result.correct else f"final answer is wrong ({result.reason})")
 
     @property
     def teacher_name(self) -> str:
@@ -63,9 +98,9 @@ class Context:
             max_new_tokens=self.config.student_max_new_tokens, temperature=0.0, seed=self.config.seed
         )
 
-    def teacher_params(self, factor: int = 1) -> GenerationParams:
+    def teacher_params(self, factor: int = 1, *, temperature: float = 0.0) -> GenerationParams:
         tokens = min(self.config.teacher_max_new_tokens * max(factor, 1), 4096)
-        return GenerationParams(max_new_tokens=tokens, temperature=0.0, seed=self.config.seed)
+        return GenerationParams(max_new_tokens=tokens, temperature=temperature, seed=self.config.seed)
 
     def round_seed(self, index: int, purpose: str) -> str:
         return f"{self.config.seed}:{index}:{purpose}"
@@ -165,14 +200,39 @@ def diagnose(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     """The student (current adapter) answers the probe items (all, or the first ``probe_per_skill``
     of each skill, the same every round); per-skill accuracy, every answer kept, the wrong ones
     listed. The probe only measures: its items are never explained or trained on."""
-    items = list(training_safe(probe_items(ctx)))  # probe only: diagnose answers feed explanations
-    rnd.adapter_before = ctx.state.adapter_name
-    texts = answer_plainly(ctx, items, adapter=rnd.adapter_before)
-    for e, text in zip(items, texts, strict=True):
-        rnd.answers[e.key] = graded(e, text)
+    items = probe_items(ctx)
+    state = ctx.state
+    rnd.adapter_before = state.adapter_name
+    previous = state.rounds[rnd.index - 1] if rnd.index else None
+    reused = (
+        previous is not None
+        and previous.probe_after
+        and previous.train.get("adapter_name") == state.adapter_name
+        and all(e.key in previous.probe_after for e in items)
+    )
+    if reused:  # the last round's accepted try examined this probe with this very adapter
+        rnd.answers.update({e.key: previous.probe_after[e.key] for e in items})  # type: ignore[union-attr]
+    else:
+        texts = answer_plainly(ctx, items, adapter=rnd.adapter_before)
+        for e, text in zip(items, texts, strict=True):
+            rnd.answers[e.key] = graded(e, text)
+    if rnd.adapter_before is None and not state.base_probe:
+        state.base_probe = {e.key: rnd.answers[e.key] for e in items}
     rnd.probe_accuracy = _per_skill(items, rnd.answers)
     rnd.wrong = [e.key for e in items if not rnd.answers[e.key].correct]
-    return {"accuracy": rnd.probe_accuracy, "examined": len(items), "wrong": len(rnd.wrong)}
+    return {
+        "accuracy": rnd.probe_accuracy,
+        "held_out": _held_out_accuracy(items, rnd.answers),
+        "examined": len(items),
+        "reused": bool(reused),
+        "wrong": len(rnd.wrong),
+    }
+
+
+def _held_out_accuracy(items: Sequence[Exercise], answers: dict[str, Answer]) -> float | None:
+    """Accuracy on the taught skills' items asked in held-out phrasings (None: there are none)."""
+    held = [answers[e.key].correct for e in items if e.held_out and e.key in answers]
+    return round(_mean(held), 4) if held else None
 
 
 # ---------------------------------------------------------------- 2. plan
@@ -186,21 +246,22 @@ def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     up (adaptive plan only)."""
     course, config, state = ctx.course, ctx.config, ctx.state
     seed = config.seed * 10_007 + rnd.index
+    planner = Planner.from_course(course, confidence_z=config.confidence_z)
+    taught = planner.skills  # keep skills are watched, never taught
     if config.plan == "adaptive":
         history = {
             s.key: [
                 r.probe_accuracy[s.key] for r in state.rounds[: rnd.index + 1] if s.key in r.probe_accuracy
             ]
-            for s in course.skills
+            for s in taught
         }
         previous = state.rounds[rnd.index - 1].plan.get("difficulty_per_skill") if rnd.index else None
         # The same probe items every round: the gate and learning progress allow for their number.
-        sizes = Counter(e.skill for e in probe_items(ctx))
-        planner = Planner.from_course(course, confidence_z=config.confidence_z)
+        taught_keys = {s.key for s in taught}
+        sizes = Counter(e.skill for e in probe_items(ctx) if e.skill in taught_keys)
         chosen = planner.plan(history, config.plan_budget, seed=seed, difficulty=previous, probe_sizes=sizes)
     else:
-        levels = {s.key: course.max_difficulty(s.key) for s in course.skills}
-        chosen = random_plan(course.skills, config.plan_budget, seed=seed, max_levels=levels)
+        chosen = random_plan(taught, config.plan_budget, seed=seed, max_levels=planner.max_levels)
     rnd.plan = {
         "items_per_skill": dict(chosen.items_per_skill),
         "difficulty_per_skill": dict(chosen.difficulty_per_skill),
@@ -302,9 +363,11 @@ def _helpful_before(ctx: Context, rnd: RoundState) -> dict[str, list[Explanation
 def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     """The student practises the planned items (one batch); the teacher explains wrong ones, round-robin
     over skills from the lowest probe accuracy up, until ``explain_budget``. The teacher sees the
-    student's answer and up to 2 earlier explanations of the skill that helped, never the gold answer.
-    Gate: the explanation's final answer must be the gold one and it must quote no exam question;
-    otherwise it is kept for display with ``passed_gate=False`` and a reason."""
+    student's answer and up to 2 earlier explanations of the skill that helped, never the gold answer,
+    and writes ``explain_samples`` candidates (the first greedy). The first candidate that passes
+    :meth:`Context.check` is kept. When none does, the expert's worked solution and diagnosis stand
+    in, labelled ``source="expert"``; without an expert the first candidate is kept for display with
+    ``passed_gate=False`` and a reason."""
     planned = [ctx.items[k] for k in rnd.planned_items]
     _practise(ctx, rnd, planned)
     # Only practice (train-split) items, never probe items: what is explained may become training
@@ -322,41 +385,58 @@ def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         )
         for e in chosen
     ]
-    texts = ask(ctx.teacher, conversations, ctx.teacher_params())
-    for e, text in zip(chosen, texts, strict=True):
-        result = grade(e, text)
-        copy = ctx.guard.exam_copy(text)
-        reason = (
-            f"quotes the exam question {copy!r}"
-            if copy
-            else ""
-            if result.correct
-            else f"teacher's final answer is wrong ({result.reason})"
+    samples = _samples(ctx, conversations, ctx.config.explain_samples)
+    for i, e in enumerate(chosen):
+        written = [texts[i] for texts in samples]
+        verdicts = [ctx.check(e, text) for text in written]
+        passed = [text for text, verdict in zip(written, verdicts, strict=True) if verdict.ok]
+        x = Explanation(
+            id=f"r{rnd.index}-{e.key}",
+            round=rnd.index,
+            item=e.key,
+            skill=e.skill,
+            split=e.split,
+            student_answer=rnd.answers[e.key].text,
+            text=passed[0] if passed else written[0],
+            teacher_answer=None,
+            passed_gate=bool(passed),
+            gate_reason="" if passed else verdicts[0].reason,
+            quotes_exam=not passed and bool(ctx.guard.exam_copy(written[0])),
+            shown_helpful=[h.id for h in shown[e.key]],
+            candidates=len(written),
+            candidates_passed=len(passed),
         )
-        rnd.explanations.append(
-            Explanation(
-                id=f"r{rnd.index}-{e.key}",
-                round=rnd.index,
-                item=e.key,
-                skill=e.skill,
-                split=e.split,
-                student_answer=rnd.answers[e.key].text,
-                text=text,
-                teacher_answer=result.extracted,
-                passed_gate=not reason,
-                gate_reason=reason,
-                quotes_exam=bool(copy),
-                shown_helpful=[h.id for h in shown[e.key]],
-            )
-        )
-    dropped = sum(not x.passed_gate for x in rnd.explanations)
+        worked = ctx.expert.worked_solution(e) if ctx.expert is not None and not passed else None
+        if worked:  # every candidate failed: the expert stands in, labelled as such
+            mistake = ctx.expert.mistake(e, rnd.answers[e.key].text)  # type: ignore[union-attr]
+            x.model_text, x.text, x.source = written[0], f"Mistake: {mistake}\nSolution: {worked}", "expert"
+            x.passed_gate, x.quotes_exam = True, False
+        x.teacher_answer = grade(e, x.text).extracted
+        rnd.explanations.append(x)
+    mine = [x for x in rnd.explanations if x.round == rnd.index]
+    dropped = sum(not x.passed_gate for x in mine)
+    tried = sum(x.candidates for x in mine)
     return {
         "practised": len(planned),
         "candidates": len(candidates),
         "explained": len(chosen),
         "kept": len(chosen) - dropped,
         "dropped": dropped,
+        "by_expert": sum(x.source == "expert" for x in mine),
+        "pass_rate": round(sum(x.candidates_passed for x in mine) / tried, 4) if tried else None,
     }
+
+
+def _samples(ctx: Context, conversations: list[prompts.Conversation], n: int) -> list[list[str]]:
+    """``n`` teacher replies per conversation: the greedy one, then ``n - 1`` sampled ones (one batch)."""
+    if not conversations:
+        return [[] for _ in range(n)]
+    greedy = ask(ctx.teacher, conversations, ctx.teacher_params())
+    if n == 1:
+        return [greedy]
+    sampled = ask(ctx.teacher, conversations * (n - 1), ctx.teacher_params(temperature=0.8))
+    size = len(conversations)
+    return [greedy] + [sampled[j * size : (j + 1) * size] for j in range(n - 1)]
 
 
 # ---------------------------------------------------------------- 4. score
@@ -365,7 +445,11 @@ def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
 def siblings_of(ctx: Context, item: Exercise, n: int, round_index: int) -> list[Exercise]:
     """``n`` other train/probe items of the same skill, same level first, seeded per round and item."""
     rng = random.Random(ctx.round_seed(round_index, f"siblings:{item.key}"))
-    pool = [e for e in ctx.course.exercises_for(item.skill) if e.split != "exam" and e.key != item.key]
+    pool = [
+        e
+        for e in ctx.course.exercises_for(item.skill)
+        if e.split != "exam" and not e.held_out and e.key != item.key
+    ]
     pool.sort(key=lambda e: (abs(e.difficulty - item.difficulty), rng.random()))
     return pool[:n]
 
@@ -425,24 +509,31 @@ def _stated_answer(source: Exercise, draft: prompts.DraftItem) -> str | None:
 
 
 def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
-    """For up to ``generate_budget`` wrong train items the teacher writes ``generate_k`` new items.
-    An item is kept only when verified: by the packs' solver where it can read the question, else by
-    a second, independent teacher answer that must agree. Exam copies, duplicates, malformed items
-    and disagreements are dropped with a reason."""
+    """For up to ``generate_budget`` wrong train items, ``generate_k`` new items each: the teacher is
+    asked for ``teacher_generate_k`` of them.
+    An item is kept only when verified: by the expert (its answer and every written step) or, without
+    one, the packs' solver where it can read the question, else by a second, independent teacher
+    answer that must agree. Exam copies, held-out phrasings, duplicates, malformed items and
+    disagreements are dropped with a reason. Where the teacher's drafts fall short, an expert that
+    can write items completes each source's ``generate_k``, labelled ``source="expert"``."""
     config = ctx.config
     planned = [ctx.items[k] for k in rnd.planned_items]
     wrong = [e for e in planned if e.key in rnd.answers and not rnd.answers[e.key].correct]
     budget = config.generate_budget if config.generate_k else 0
     sources = list(training_safe(_by_need(ctx, rnd, wrong)[:budget]))
+    asked = min(config.generate_k, config.teacher_generate_k)
     texts = ask(
         ctx.teacher,
-        [prompts.generation_prompt(e, config.generate_k) for e in sources],
-        ctx.teacher_params(config.generate_k),
+        [prompts.generation_prompt(e, asked) for e in sources] if asked else [],
+        ctx.teacher_params(asked),
     )
+    if not asked:
+        texts = [""] * len(sources)
     seen = {" ".join(e.prompt.casefold().split()) for e in ctx.course.exercises}
+    held_out = ctx.course.held_out_phrasings
     unchecked: list[tuple[GeneratedItem, Exercise]] = []
     for source, text in zip(sources, texts, strict=True):
-        for j, draft in enumerate(prompts.parse_generated(text)[: config.generate_k]):
+        for j, draft in enumerate(prompts.parse_generated(text)[:asked]):
             item = GeneratedItem(
                 key=f"gen-r{rnd.index}-{source.key}-{j}",
                 skill=source.skill,
@@ -459,8 +550,13 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
             rnd.generated.append(item)
             stated = _stated_answer(source, draft)
             identity = " ".join(draft.question.casefold().split())
+            reading = read(draft.question)
+            item.phrasing = reading.phrasing.key if reading is not None else ""
             if ctx.guard.exam_copy(draft.question):
                 item.reason = "copies an exam question"
+                continue
+            if item.phrasing in held_out:
+                item.reason = f"asks in a held-out phrasing ({item.phrasing})"
                 continue
             if identity in seen:
                 item.reason = "duplicates an existing item"
@@ -485,6 +581,15 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
                 continue
             seen.add(identity)
             item.answer = stated
+            if ctx.expert is not None and ctx.expert.answer(exercise) is not None:
+                judged = ctx.expert.check(exercise, item.solution)
+                if ctx.expert.answer(exercise) != stated:
+                    item.reason = "the expert disagrees with the stated answer"
+                elif not judged.ok:
+                    item.reason = f"the expert rejects its solution: {judged.reason}"
+                else:
+                    item.kept, item.verified_by = True, "expert"
+                continue
             verdict = verify(exercise)
             if verdict is True:
                 item.kept, item.verified_by = True, "solver"
@@ -499,13 +604,56 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
             item.kept, item.verified_by = True, "teacher_agreement"
         else:
             item.reason = "a second teacher answer disagrees with the stated answer"
-    kept = sum(g.kept for g in rnd.generated)
+    drafted = list(rnd.generated)
+    if ctx.expert is not None and ctx.expert.can_generate:
+        rng = random.Random(ctx.round_seed(rnd.index, "expert-items"))
+        for source in sources:
+            need = config.generate_k - sum(g.kept for g in drafted if g.source_item == source.key)
+            _expert_items(ctx, rnd, source, need, rng, seen)
+    kept = sum(g.kept for g in drafted)
     return {
         "sources": len(sources),
-        "written": len(rnd.generated),
+        "written": len(drafted),
         "kept": kept,
-        "dropped": len(rnd.generated) - kept,
+        "dropped": len(drafted) - kept,
+        "pass_rate": round(kept / len(drafted), 4) if drafted else None,
+        "by_expert": sum(g.source == "expert" for g in rnd.generated),
     }
+
+
+def _expert_items(
+    ctx: Context, rnd: RoundState, source: Exercise, need: int, rng: random.Random, seen: set[str]
+) -> None:
+    """Up to ``need`` new items like ``source`` written by the expert, never a duplicate or an exam copy."""
+    assert ctx.expert is not None
+    made = 0
+    for _ in range(4):  # a few draws: a small skill may run out of new numbers
+        if made >= need:
+            return
+        for e in ctx.expert.new_items(source, need - made, rng, avoid=frozenset({source.phrasing})):
+            identity = " ".join(e.prompt.casefold().split())
+            if identity in seen or ctx.guard.exam_copy(e.prompt) or made >= need:
+                continue
+            seen.add(identity)
+            rnd.generated.append(
+                GeneratedItem(
+                    key=f"gen-r{rnd.index}-{source.key}-x{made}",
+                    skill=e.skill,
+                    prompt=e.prompt,
+                    answer=e.answer,
+                    answer_type=e.answer_type,
+                    solution=e.solution,
+                    difficulty=e.difficulty,
+                    source_item=source.key,
+                    round=rnd.index,
+                    teacher=f"expert: {ctx.expert.name}",
+                    kept=True,
+                    verified_by="expert",
+                    source="expert",
+                    phrasing=e.phrasing,
+                )
+            )
+            made += 1
 
 
 def generated_exercise(item: GeneratedItem) -> Exercise:
@@ -519,6 +667,7 @@ def generated_exercise(item: GeneratedItem) -> Exercise:
         solution=item.solution,
         difficulty=item.difficulty,
         split="train",
+        phrasing=item.phrasing,
     )
 
 
@@ -549,9 +698,10 @@ def replay_count(new: int, available: int, share: float) -> int:
 def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     """SFT records (the student prompt, the worked solution) from explanations that helped (through the
     gate with score > 0, or approved by a person; a person's edit replaces the text) and from kept
-    generated items; DPO pairs kept apart. Earlier rounds' records are replayed to make
-    ``replay_share`` of the set (never one a person has since rejected or rewritten). Every record
-    passes the exam guard."""
+    generated items; DPO pairs kept apart. Earlier rounds' records come back (never one a person has
+    since rejected or rewritten): all of them with ``schedule="from_base"``, a ``replay_share`` with
+    ``"continue"``. Then the base student's own right answers on the keep set make ``keep_share`` of
+    the set (:func:`keep_records`). Every record passes the exam guard."""
     state = ctx.state
     earlier = state.rounds[: rnd.index]
     # An explanation trains once, unless a person edited it since: the edit is a new record.
@@ -611,13 +761,23 @@ def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
             x.helped and record["messages"][-1]["content"] == prompts.solution_part(x.final_text)
         )
 
-    pool = [r for p in earlier for r in p.sft_records if "replayed_from" not in r["meta"] and still_stands(r)]
-    rng = random.Random(ctx.round_seed(rnd.index, "replay"))
-    replayed = rng.sample(pool, replay_count(new, len(pool), ctx.config.replay_share))
+    pool = [
+        r
+        for p in earlier
+        for r in p.sft_records
+        if "replayed_from" not in r["meta"] and r["meta"].get("source") != "keep" and still_stands(r)
+    ]
+    if ctx.config.schedule == "from_base":  # each round trains from the base on every record so far
+        replayed = pool
+    else:
+        rng = random.Random(ctx.round_seed(rnd.index, "replay"))
+        replayed = rng.sample(pool, replay_count(new, len(pool), ctx.config.replay_share))
     sft += [
         {**r, "meta": {**r["meta"], "replayed_from": r["meta"]["round"], "round": rnd.index}}
         for r in replayed
     ]
+    keep = keep_records(ctx, rnd, len(sft), ctx.config.keep_share)
+    sft += keep
 
     everything = [
         x
@@ -661,7 +821,64 @@ def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
                 )
     ctx.guard.check_records(sft + pairs)
     rnd.sft_records, rnd.dpo_records, rnd.replayed = sft, pairs, len(replayed)
-    return {"sft": len(sft), "new": new, "replayed": len(replayed), "dpo": len(pairs)}
+    rnd.keep_records = len(keep)
+    return {"sft": len(sft), "new": new, "replayed": len(replayed), "keep": len(keep), "dpo": len(pairs)}
+
+
+def keep_groups(ctx: Context) -> list[str]:
+    """The skills a run must not lose: the course's keep skills, and every taught skill the base
+    student already answers at least ``keep_threshold`` of on the probe."""
+    base = ctx.state.base_probe
+    groups = [s.key for s in ctx.course.keep_skills]
+    for s in ctx.course.taught_skills:
+        answered = [base[e.key].correct for e in probe_items(ctx) if e.skill == s.key and e.key in base]
+        if answered and _mean(answered) >= ctx.config.keep_threshold:
+            groups.append(s.key)
+    return groups
+
+
+def own_words(text: str) -> str | None:
+    """A right answer as the student wrote it, for replay: up to its "Answer:" line, or the whole text
+    when it ends like a finished sentence (a reply cut off by the token limit teaches cutting off)."""
+    lines = text.strip().split("\n")
+    for i, line in enumerate(lines):
+        if line.strip().lower().startswith("answer:"):
+            return "\n".join(lines[: i + 1]).strip()
+    stripped = text.strip()
+    return stripped if stripped and stripped[-1] in ".!?)0123456789" else None
+
+
+def _keep_pool(ctx: Context, rnd: RoundState) -> dict[str, Answer]:
+    """The base student's right answers on the train items of the keep groups, asked once per run."""
+    state = ctx.state
+    if not state.keep_pool:
+        groups = set(keep_groups(ctx))
+        items = [e for e in ctx.course.split("train") if e.skill in groups]
+        texts = answer_plainly(ctx, items, adapter=None)
+        state.keep_pool = {
+            e.key: answer
+            for e, text in zip(items, texts, strict=True)
+            if (answer := graded(e, text)).correct and own_words(text)
+        }
+    return state.keep_pool
+
+
+def keep_records(ctx: Context, rnd: RoundState, n_task: int, share: float) -> list[dict[str, Any]]:
+    """Self-distillation: the base student's own right answers, so they make ``share`` of a set of
+    ``n_task`` other records (capped by how many there are), drawn seeded per round."""
+    if share <= 0 or n_task == 0 or not (ctx.course.keep_skills or ctx.config.keep_threshold < 1):
+        return []
+    pool = _keep_pool(ctx, rnd)
+    rng = random.Random(ctx.round_seed(rnd.index, f"keep:{share}"))
+    chosen = rng.sample(sorted(pool), replay_count(n_task, len(pool), share))
+    return [
+        _sft(
+            ctx.items[key],
+            own_words(pool[key].text) or pool[key].text,
+            {"source": "keep", "item": key, "skill": ctx.items[key].skill, "round": rnd.index},
+        )
+        for key in chosen
+    ]
 
 
 def trains_on_approval(x: Explanation) -> bool:
@@ -729,36 +946,101 @@ def feedback_records(
 
 
 def train(ctx: Context, rnd: RoundState) -> dict[str, Any]:
-    """``train_fn(records, round_index, parent_adapter)``; a returned path is loaded into the student as
-    adapter ``round<i>``. No records, or training disabled (None), leave the adapter as it was."""
-    state, records = ctx.state, rnd.sft_records
-    parent = state.adapter_path
+    """``train_fn(records, round_index, parent_adapter, attempt=, lr_scale=)``; a returned path is loaded
+    into the student (adapter ``round<i>``, ``round<i>-try<j>`` for a retry). With
+    ``acceptance="probe"`` the new adapter is kept only when :func:`~.acceptance.judge` accepts it on
+    the probe; a rejected try is retried (up to ``round_tries``) with more keep replay and a lower
+    learning rate (:func:`~.acceptance.retry_settings`), and when every try is rejected the round is
+    rolled back: the adapter stays the previous one. No records, or training disabled (None), leave the
+    adapter as it was. The parent is the current adapter, or the base with ``schedule="from_base"``."""
+    state, config, records = ctx.state, ctx.config, rnd.sft_records
+    parent = None if config.schedule == "from_base" else state.adapter_path
+    previous = {"adapter_path": state.adapter_path, "adapter_name": state.adapter_name}
     if not records:
-        rnd.train = {
-            "adapter_path": parent,
-            "adapter_name": state.adapter_name,
-            "records": 0,
-            "note": "no training data this round; the adapter stays",
-        }
+        rnd.train = {**previous, "records": 0, "note": "no training data this round; the adapter stays"}
         return dict(rnd.train)
     if ctx.train_fn is None:
         raise ValueError("a train_fn is needed to train (it may return None when training is disabled)")
-    ctx.guard.check_records(records)
-    path = ctx.train_fn(records, rnd.index, parent)
-    if path is None:
-        note = "training disabled; the adapter stays"
-    else:
-        name = f"round{rnd.index}"
+    tries = config.round_tries if config.acceptance == "probe" else 1
+    rnd.tries = []  # a try cut short by an interruption is tried again (its training job is reused)
+    accepted = None
+    for attempt in range(tries):
+        share, lr_scale = retry_settings(attempt, config.keep_share)
+        task = [r for r in records if r["meta"].get("source") != "keep"]
+        these = records if attempt == 0 else task + keep_records(ctx, rnd, len(task), share)
+        ctx.guard.check_records(these)
+        path = ctx.train_fn(these, rnd.index, parent, attempt=attempt, lr_scale=lr_scale)
+        if path is None:
+            rnd.train = {**previous, "records": len(records), "note": "training disabled; the adapter stays"}
+            return dict(rnd.train)
+        name = f"round{rnd.index}" + (f"-try{attempt}" if attempt else "")
         ctx.student.load_adapter(name, str(path))
-        state.adapter_path, state.adapter_name = str(path), name
-        note = f"trained on {len(records)} records" + (f", continuing {parent}" if parent else "")
+        verdict = _judge(ctx, rnd, name)
+        rnd.tries.append(
+            {
+                "attempt": attempt,
+                "adapter_path": str(path),
+                "adapter_name": name,
+                "records": len(these),
+                "keep_share": share,
+                "lr_scale": lr_scale,
+                **verdict,
+            }
+        )
+        if verdict["accepted"]:
+            accepted = rnd.tries[-1]
+            break
+    if accepted is None:
+        why = rnd.tries[-1]["reason"]
+        rnd.train = {
+            **previous,
+            "records": len(records),
+            "rolled_back": True,
+            "note": f"rolled back after {len(rnd.tries)} tr{'y' if len(rnd.tries) == 1 else 'ies'} ({why}); "
+            "the adapter stays",
+        }
+        return dict(rnd.train)
+    state.adapter_path, state.adapter_name = accepted["adapter_path"], accepted["adapter_name"]
+    how = "from the base" if parent is None else f"continuing {parent}"
+    retried = f" (try {accepted['attempt'] + 1})" if accepted["attempt"] else ""
     rnd.train = {
         "adapter_path": state.adapter_path,
         "adapter_name": state.adapter_name,
-        "records": len(records),
-        "note": note,
+        "records": accepted["records"],
+        "note": f"trained on {accepted['records']} records {how}{retried}; {accepted['reason']}",
     }
     return dict(rnd.train)
+
+
+def _judge(ctx: Context, rnd: RoundState, adapter: str) -> dict[str, Any]:
+    """The probe answered with ``adapter``, and the acceptance verdict on it (always accepted with
+    ``acceptance="always"``, without examining)."""
+    if ctx.config.acceptance == "always":
+        return {"accepted": True, "reason": "accepted without a probe check (acceptance=always)"}
+    items = probe_items(ctx)
+    texts = answer_plainly(ctx, items, adapter=adapter)
+    answers = {e.key: graded(e, t) for e, t in zip(items, texts, strict=True)}
+    taught = {s.key for s in ctx.course.taught_skills}
+    held = [e for e in items if e.held_out and e.skill in taught]
+    groups = keep_groups(ctx)
+    base = ctx.state.base_probe
+    judgement = judge(
+        [rnd.answers[e.key].correct for e in held],
+        [answers[e.key].correct for e in held],
+        {g: [base[e.key].correct for e in items if e.skill == g and e.key in base] for g in groups},
+        {g: [answers[e.key].correct for e in items if e.skill == g and e.key in base] for g in groups},
+        z=ctx.config.confidence_z or 1.96,
+    )
+    if judgement.accepted:
+        rnd.probe_after = answers
+    return {
+        "accepted": judgement.accepted,
+        "reason": judgement.reason,
+        "held_out_before": judgement.held_out_before,
+        "held_out_after": judgement.held_out_after,
+        "keep": judgement.keep,
+        "probe": _per_skill(items, answers),
+    }
 
 
 # ---------------------------------------------------------------- 8. re-examine
@@ -843,13 +1125,28 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
                 else general_answers(ctx, general, adapter=None)
             )
     if not state.teacher_exam:
-        said = ask(ctx.teacher, [prompts.student_prompt(e) for e in exam], ctx.teacher_params())
+        # Answers, not explanations: the student's length is enough.
+        said = ask(ctx.teacher, [prompts.student_prompt(e) for e in exam], ctx.student_params())
         state.teacher_exam = {e.key: graded(e, t) for e, t in zip(exam, said, strict=True)}
 
-    accuracy = round(_mean([answers[e.key].correct for e in exam]), 4) if exam else None
-    base_accuracy = round(_mean([state.base_exam[e.key].correct for e in exam]), 4) if exam else None
-    agreement = _agreement(exam, answers, state.teacher_exam) if exam else {}
-    base_agreement = _agreement(exam, state.base_exam, state.teacher_exam) if exam else {}
+    taught_keys = {s.key for s in ctx.course.taught_skills}
+    scored = [e for e in exam if e.skill in taught_keys]  # keep skills are reported apart
+    accuracy = _accuracy(scored, answers)
+    base_accuracy = _accuracy(scored, state.base_exam)
+    phrasings = {
+        f"{prefix}{group}_accuracy": _accuracy([e for e in scored if e.held_out == held], source)
+        for prefix, source in (("", answers), ("base_", state.base_exam))
+        for group, held in (("held_out", True), ("trained_phrasing", False))
+    }
+    keep_exam = {
+        s.key: {
+            "base": _accuracy(ctx.course.exercises_for(s.key, "exam"), state.base_exam),
+            "now": _accuracy(ctx.course.exercises_for(s.key, "exam"), answers),
+        }
+        for s in ctx.course.keep_skills
+    }
+    agreement = _agreement(scored, answers, state.teacher_exam) if scored else {}
+    base_agreement = _agreement(scored, state.base_exam, state.teacher_exam) if scored else {}
     previous = state.rounds[rnd.index - 1].exam if rnd.index else None
     prev_accuracy = previous["accuracy"] if previous else base_accuracy
     prev_agreement = previous.get("agreement") if previous else base_agreement.get("agreement")
@@ -865,11 +1162,15 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         "per_skill": _per_skill(exam, answers),
         "base_accuracy": base_accuracy,
         "base_per_skill": _per_skill(exam, state.base_exam),
+        **phrasings,
+        "per_skill_held_out": _per_skill([e for e in exam if e.held_out], answers),
+        "base_per_skill_held_out": _per_skill([e for e in exam if e.held_out], state.base_exam),
+        "per_skill_trained_phrasing": _per_skill([e for e in exam if not e.held_out], answers),
+        "base_per_skill_trained_phrasing": _per_skill([e for e in exam if not e.held_out], state.base_exam),
+        "keep": keep_exam,
         "vs_base": _difference(accuracy, base_accuracy),
         "vs_previous": _difference(accuracy, prev_accuracy),
-        "teacher_accuracy": round(_mean([state.teacher_exam[e.key].correct for e in exam]), 4)
-        if exam
-        else None,
+        "teacher_accuracy": _accuracy(scored, state.teacher_exam),
         **agreement,
         "base_agreement": base_agreement.get("agreement"),
         "forgetting": {s: {"before": round(before[s], 4), "after": round(after[s], 4)} for s in before},
@@ -896,6 +1197,11 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     return {
         k: rnd.exam[k] for k in ("accuracy", "vs_base", "vs_previous", "agreement", "teacher_accuracy")
     } | {"general": (rnd.exam["general"] or {}).get("accuracy"), "warning": warning, "forgetting": forgot}
+
+
+def _accuracy(items: Sequence[Exercise], answers: dict[str, Answer]) -> float | None:
+    """Share of ``items`` answered right (None for no items)."""
+    return round(_mean([answers[e.key].correct for e in items]), 4) if items else None
 
 
 def _difference(value: float | None, reference: float | None) -> float | None:

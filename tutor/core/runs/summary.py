@@ -21,6 +21,10 @@ EXAM_MAPPED = (
 )
 
 
+def _rate(passed: int, tried: int) -> float | None:
+    return round(passed / tried, 4) if tried else None
+
+
 def _without_answers(value: Any) -> Any:
     return {k: v for k, v in value.items() if k != "answers"} if isinstance(value, dict) else value
 
@@ -47,6 +51,28 @@ def round_summaries(state: RunState) -> list[dict[str, Any]]:
             "generated_kept": sum(g.kept for g in r.generated),
             "sft_records": len(r.sft_records),
             "train_note": r.train.get("note", ""),
+            # Who wrote what: the teacher model or the course's expert, and how often the model passed.
+            "by_model": {
+                "explanations": sum(x.source == "model" and x.passed_gate for x in r.explanations),
+                "generated": sum(g.source == "model" and g.kept for g in r.generated),
+            },
+            "by_expert": {
+                "explanations": sum(x.source == "expert" for x in r.explanations),
+                "generated": sum(g.source == "expert" for g in r.generated),
+            },
+            "pass_rate": {
+                "explain": _rate(
+                    sum(x.candidates_passed for x in r.explanations),
+                    sum(x.candidates for x in r.explanations),
+                ),
+                "generate": _rate(
+                    sum(g.kept for g in r.generated if g.source == "model"),
+                    sum(g.source == "model" for g in r.generated),
+                ),
+            },
+            "keep_records": r.keep_records,
+            "tries": [{k: v for k, v in t.items() if k != "probe"} for t in r.tries],
+            "rolled_back": bool(r.train.get("rolled_back")),
             "adapter_path": r.train.get("adapter_path"),
             "done_steps": list(r.done_steps),
             "warnings": r.warnings,

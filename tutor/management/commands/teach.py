@@ -11,7 +11,15 @@ from tqdm import tqdm
 from training.core.config import TrainConfig
 from training.core.fields import setting_default, setting_help
 from training.models import LanguageModel
-from tutor.core.runs.state import CHOICE_SCORING, PLANS, ROUND_TRAINING, STEPS, RunConfig
+from tutor.core.runs.state import (
+    ACCEPTANCE,
+    CHOICE_SCORING,
+    PLANS,
+    ROUND_TRAINING,
+    SCHEDULES,
+    STEPS,
+    RunConfig,
+)
 from tutor.models import Course, TeachingRun
 from tutor.runs import selectors, services
 
@@ -27,6 +35,12 @@ NEW_RUN_ONLY = (
     "generate_k",
     "seed",
     "choice_scoring",
+    "explain_samples",
+    "keep_share",
+    "schedule",
+    "acceptance",
+    "round_tries",
+    "expert",
     "train_steps",
     "lr",
     "lora_r",
@@ -68,6 +82,19 @@ class Command(BaseCommand):
         parser.add_argument("--generate-k", type=int, metavar="K", help=run_help("generate_k"))
         parser.add_argument("--seed", type=int, help=run_help("seed"))
         parser.add_argument("--choice-scoring", choices=CHOICE_SCORING, help=run_help("choice_scoring"))
+        parser.add_argument("--explain-samples", type=int, metavar="N", help=run_help("explain_samples"))
+        parser.add_argument("--keep-share", type=float, metavar="F", help=run_help("keep_share"))
+        parser.add_argument("--schedule", choices=SCHEDULES, help=run_help("schedule"))
+        parser.add_argument("--acceptance", choices=ACCEPTANCE, help=run_help("acceptance"))
+        parser.add_argument("--round-tries", type=int, metavar="N", help=run_help("round_tries"))
+        parser.add_argument(
+            "--no-expert",
+            dest="expert",
+            action="store_const",
+            const=False,
+            help="the teacher model alone: no expert checks its steps or stands in where it fails "
+            "(default: the course's expert, when it has one)",
+        )
         parser.add_argument("--train-steps", type=int, help=train_help("max_steps"))
         parser.add_argument("--lr", type=float, help=train_help("learning_rate"))
         parser.add_argument("--lora-r", type=int, help=train_help("lora_r"))
@@ -148,6 +175,12 @@ class Command(BaseCommand):
             "generate_k": opts["generate_k"],
             "seed": opts["seed"],
             "choice_scoring": opts["choice_scoring"],
+            "explain_samples": opts["explain_samples"],
+            "keep_share": opts["keep_share"],
+            "schedule": opts["schedule"],
+            "acceptance": opts["acceptance"],
+            "round_tries": opts["round_tries"],
+            "expert": opts["expert"],
         }
         try:
             return services.teaching_run_create(
@@ -172,23 +205,58 @@ class Command(BaseCommand):
         return model
 
     def _table(self, run: TeachingRun) -> None:
+        """Per round and skill: probe, then the exam on training phrasings and on held-out phrasings
+        beside the base model's; the keep skills apart; then who wrote what and each try's verdict."""
         rounds = list(run.rounds.all())
-        skills = sorted({s for r in rounds for s in r.exam} | {s for r in rounds for s in r.probe})
-        self.stdout.write(f"{'round':>5}  {'skill':<16}{'probe':>8}{'exam':>8}{'base':>8}")
+        keep = set(run.course.skills.filter(keep=True).values_list("key", flat=True))
+        skills = list(run.course.skills.values_list("key", flat=True))
+        self.stdout.write(
+            f"{'round':>5}  {'skill':<16}{'probe':>7}{'exam':>7}{'held':>7}{'base':>7}{'base':>7}\n"
+            f"{'':>5}  {'':<16}{'':>7}{'(train':>7}{'-out)':>7}{'(train':>7}{'(held)':>7}"
+        )
         for row in rounds:
+            extra = row.extra
             for skill in skills:
-                cells = [row.probe.get(skill), row.exam.get(skill), row.base.get(skill)]
-                shown = "".join(f"{c:>8.0%}" if c is not None else f"{'—':>8}" for c in cells)
-                self.stdout.write(f"{row.index:>5}  {skill:<16}{shown}")
+                cells = [
+                    row.probe.get(skill),
+                    extra.get("per_skill_trained_phrasing", row.exam).get(skill),
+                    extra.get("per_skill_held_out", {}).get(skill),
+                    extra.get("base_per_skill_trained_phrasing", row.base).get(skill),
+                    extra.get("base_per_skill_held_out", {}).get(skill),
+                ]
+                name = f"{skill} (keep)" if skill in keep else skill
+                self.stdout.write(f"{row.index:>5}  {name:<16}{_cells(cells)}")
             if row.accuracy is not None:
-                self.stdout.write(
-                    f"{row.index:>5}  {'ALL (exam)':<16}{'':>8}{row.accuracy:>8.0%}{row.base_accuracy:>8.0%}"
-                )
-            general = row.extra.get("general")
+                cells = [
+                    None,
+                    extra.get("trained_phrasing_accuracy"),
+                    extra.get("held_out_accuracy"),
+                    extra.get("base_trained_phrasing_accuracy"),
+                    extra.get("base_held_out_accuracy"),
+                ]
+                self.stdout.write(f"{row.index:>5}  {'TAUGHT (exam)':<16}{_cells(cells)}")
+            general = extra.get("general")
             if general:
+                cells = [None, general["accuracy"], None, general["base_accuracy"], None]
+                self.stdout.write(f"{row.index:>5}  {'general probe':<16}{_cells(cells)}")
+            model, expert, rate = extra.get("by_model"), extra.get("by_expert"), extra.get("pass_rate")
+            if model and expert and rate:
+                passed = f"explain {_rate(rate['explain'])}, generate {_rate(rate['generate'])}"
                 self.stdout.write(
-                    f"{row.index:>5}  {'general probe':<16}{'':>8}{general['accuracy']:>8.0%}"
-                    f"{general['base_accuracy']:>8.0%}"
+                    f"  written by the teacher model: {model['explanations']} explanations, "
+                    f"{model['generated']} items (its pass rate: {passed}); by the course's expert: "
+                    f"{expert['explanations']} explanations, {expert['generated']} items"
                 )
+            for attempt in extra.get("tries", []):
+                verdict = "accepted" if attempt["accepted"] else "rejected"
+                self.stdout.write(f"  try {attempt['attempt'] + 1}: {verdict}: {attempt['reason']}")
             for warning in row.warnings:
                 self.stdout.write(f"  warning: {warning}")
+
+
+def _cells(values: list[float | None]) -> str:
+    return "".join(f"{v:>7.0%}" if v is not None else f"{'—':>7}" for v in values)
+
+
+def _rate(value: float | None) -> str:
+    return f"{value:.0%}" if value is not None else "—"

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from tutor.core.courses.course import Exercise
+from tutor.core.courses.course import ExamLeakError, Exercise, training_safe
 from tutor.core.courses.grading import grade
 from tutor.core.courses.packs import (
     PACKS,
@@ -20,6 +20,7 @@ from tutor.core.courses.packs import (
     sub_solution,
     verify,
 )
+from tutor.core.courses.phrasings import BY_KEY, read
 
 ALL = [load_pack(name, seed=0) for name in sorted(PACKS)]
 EXERCISES = [e for course in ALL for e in course.exercises]
@@ -34,7 +35,37 @@ def test_it_ends_every_solution_with_the_answer_line_in_a_few_steps():
     for e in EXERCISES:
         lines = e.solution.split("\n")
         assert lines[-1] == f"Answer: {e.answer}", e.key
-        assert 2 <= len(lines) <= 5, e.key  # 1-4 steps, then the answer
+        assert 2 <= len(lines) <= 6, e.key  # the question in symbols, 1-4 steps, the result, the answer
+
+
+def test_it_restates_every_question_in_symbols_first():
+    """Whatever the wording, a solution starts from the same symbols: the skill, not the template."""
+    for e in arithmetic_pack().exercises:
+        reading = read(e.prompt)
+        first = e.solution.split("\n")[0]
+        assert str(reading.a) in first and (reading.phrasing.op == "half" or str(reading.b) in first), e.key
+
+
+def test_it_asks_train_items_only_in_training_phrasings_and_holds_half_the_exam_out():
+    for course in ALL:
+        for e in course.exercises:
+            assert read(e.prompt).phrasing.key == e.phrasing, e.key
+            assert e.held_out == BY_KEY[e.phrasing].held_out
+        assert not any(e.held_out for e in course.split("train"))
+        for split in ("probe", "exam"):
+            items = course.split(split)
+            assert sum(e.held_out for e in items) == len(items) // 2
+        for skill in course.skills:
+            assert len({e.phrasing for e in course.exercises_for(skill.key, "train")}) >= 3, skill.key
+    with pytest.raises(ExamLeakError, match="held-out phrasing"):
+        training_safe(e for e in ALL[0].split("probe") if e.held_out)
+
+
+def test_it_declares_keep_skills_next_to_arithmetic():
+    course = load_pack("arithmetic")
+    assert [s.key for s in course.keep_skills] == ["div_exact", "compare", "half"]
+    assert all(not s.prerequisites for s in course.keep_skills)
+    assert "div_exact" not in {p for s in course.taught_skills for p in s.prerequisites}
 
 
 def test_it_solves_every_pack_item_like_the_gold_answer():
@@ -79,6 +110,9 @@ def test_it_makes_the_requested_counts_with_levels_spread_evenly():
         "mul_1d": 3,
         "mul_2d": 2,
         "div_remainder": 2,
+        "div_exact": 1,
+        "compare": 1,
+        "half": 2,
     }
 
 
@@ -98,21 +132,26 @@ def test_it_has_the_prerequisite_graph():
 
 def test_it_sets_addition_difficulty_by_carries():
     for e in arithmetic_pack().exercises_for("add_3d"):
-        a, b = (int(n) for n in e.prompt.removeprefix("What is ").removesuffix("?").split(" + "))
+        a, b = read(e.prompt).a, read(e.prompt).b
         assert add_solution(a, b)[1] + 1 == e.difficulty
         assert 100 <= a <= 999 and 100 <= b <= 999
 
 
 def test_it_writes_column_solutions():
     assert add_solution(47, 38)[0] == (
-        "Ones: 7 + 8 = 15, write 5, carry 1.\nTens: 4 + 3 + 1 = 8, write 8.\nAnswer: 85"
+        "47 + 38:\nOnes: 7 + 8 = 15, write 5, carry 1.\nTens: 4 + 3 + 1 = 8, write 8.\nSo 47 + 38 = 85.\n"
+        "Answer: 85"
     )
+    assert add_solution(3, 4)[0] == "3 + 4 = 7.\nAnswer: 7"
     assert sub_solution(503, 298) == (
-        "Ones: 3 < 8, so borrow: 13 - 8 = 5.\nTens: 0 - 1 < 9, so borrow: 10 - 1 - 9 = 0.\n"
-        "Hundreds: 5 - 1 - 2 = 2.\nAnswer: 205",
+        "503 - 298:\nOnes: 3 < 8, so borrow: 13 - 8 = 5.\nTens: 0 - 1 < 9, so borrow: 10 - 1 - 9 = 0.\n"
+        "Hundreds: 5 - 1 - 2 = 2.\nSo 503 - 298 = 205.\nAnswer: 205",
         2,
     )
-    assert div_solution(100, 7) == "10 ÷ 7 = 1 R 3.\n30 ÷ 7 = 4 R 2.\nAnswer: 14 R 2"
+    assert (
+        div_solution(100, 7)
+        == "100 ÷ 7:\n10 ÷ 7 = 1 R 3.\n30 ÷ 7 = 4 R 2.\nSo 100 ÷ 7 = 14 R 2.\nAnswer: 14 R 2"
+    )
 
 
 def test_it_formats_division_answers_with_a_remainder():
@@ -127,7 +166,7 @@ def test_it_formats_division_answers_with_a_remainder():
 
 def test_it_counts_only_whole_list_items():
     e = counting_pack().exercises[0]
-    assert e.prompt.startswith("How many times does")
+    assert read(e.prompt).phrasing.op == "count"
     assert solve('How many times does "cat" appear in this list? cat, caterpillar, cat, dog') == "2"
     assert solve("How many times does the word fox occur in the list: Fox, owl, fox.") == "2"
 
@@ -146,7 +185,12 @@ def test_it_counts_only_whole_list_items():
         ("What is the product of 7 and 8?", "56"),
         ("What is 100 ÷ 7?", "14 R 2"),
         ("What is 100 divided by 7?", "14 R 2"),
-        ("Divide 84 by 4.", "21 R 0"),
+        ("Divide 84 by 4.", "21"),  # exact, and not asked in the remainder form
+        ("Divide 84 by 4. Answer as quotient R remainder.", "21 R 0"),
+        ("What number is 12 less than 40?", "28"),
+        ("How much is 3 groups of 14?", "42"),
+        ("Which is greater, 47 or 74?", "74"),
+        ("What is one half of 38?", "19"),
     ],
 )
 def test_it_solves_teacher_style_prompts(prompt, answer):
@@ -171,9 +215,9 @@ def test_it_verifies_teacher_generated_items():
 
 
 def test_it_explains_when_a_pack_cannot_have_that_many_items():
-    # add_1d has only 81 distinct questions.
+    # add_1d has only 81 pairs of numbers, asked in 8 phrasings.
     with pytest.raises(ValueError, match="add_1d: cannot find"):
-        arithmetic_pack(per_skill_per_split=50)
+        arithmetic_pack(per_skill_per_split=400)
 
 
 def test_it_rejects_an_unknown_pack_or_split():

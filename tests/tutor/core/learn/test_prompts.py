@@ -8,15 +8,20 @@ import pytest
 
 from tutor.core.learn.prompts import (
     MAX_REPLY_CHARS,
+    STRATEGIES,
     LearnerContext,
     Mistake,
     RemediationDecision,
+    WorkedExample,
     clip,
     decision_prompt,
+    explanation_instructions,
     explanation_prompt,
     parse_decision,
     parse_verdict,
     question_prompt,
+    reads_back_decision,
+    remediation_instructions,
     remediation_prompt,
     show_alternatives,
 )
@@ -150,3 +155,38 @@ def test_it_shows_alternatives_at_the_configured_share():
     assert not any(show_alternatives(rng, 0.0) for _ in range(100))
     with pytest.raises(ValueError):
         show_alternatives(rng, 1.5)
+
+
+def test_it_explains_through_a_worked_example_and_asks_for_its_answer_line():
+    example = WorkedExample("What is 4 + 4?", "8", "4 + 4 = 8.\nAnswer: 8")
+    text = user_text(explanation_prompt("Adding", "add two small numbers", CTX, example=example))
+    assert "Worked example: What is 4 + 4?" in text and "Its correct answer: 8" in text
+    assert '"Answer: 8"' in text
+
+
+def test_it_keeps_the_material_out_of_the_instructions_a_reply_must_not_repeat():
+    instructions = " ".join(explanation_instructions(CTX))
+    assert "beginner" in instructions and "Adding 42%" in instructions
+    assert "38 + 5" not in instructions  # a mistake is material: the reply may talk about it
+    decision = RemediationDecision("slip", "hint", "check the ones")
+    said = " ".join(remediation_instructions(decision, CTX))
+    assert "your strategy is to give one hint" in said and "check the ones" in said
+    assert all(text in said for text in STRATEGIES.values())
+
+
+def test_it_asks_for_the_worked_example_or_the_solution_according_to_the_decision():
+    example = WorkedExample("What is 4 + 4?", "8")
+    worked = RemediationDecision("slip", "worked_example", "carry")
+    text = user_text(remediation_prompt(worked, "What is 2+3?", "6", "5", "", CTX, example=example))
+    assert "What is 4 + 4?" in text and '"Answer: 8"' in text and "Do NOT state" in text
+    free = LearnerContext(scaffolding=False)
+    solve = user_text(
+        remediation_prompt(RemediationDecision("slip", "hint", "x"), "What is 2+3?", "6", "5", "", free)
+    )
+    assert '"Answer: 5"' in solve
+
+
+def test_it_spots_the_decision_read_back():
+    assert reads_back_decision("**Strategy:** hint")
+    assert reads_back_decision("Sure.\nError type: slip")
+    assert not reads_back_decision("A good strategy is to count on.")

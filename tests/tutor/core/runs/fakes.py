@@ -20,6 +20,16 @@ from tutor.core.runs.state import RunConfig, RunState
 from tutor.core.runs.steps import Context
 
 WRONG = "999999"
+# The loop's rules before the expert, the keep set and the acceptance check: tests of other mechanics
+# (resume, replay, ratings, probes) run under them; test_transfer.py tests the new rules.
+LEGACY_RULES = {
+    "expert": False,
+    "acceptance": "always",
+    "schedule": "continue",
+    "keep_share": 0.0,
+    "explain_samples": 1,
+    "teacher_generate_k": 1_000,
+}
 # A general-probe question as the student prompt shows it (lettered options) or as the cloze
 # scoring asks it (the bare question).
 GENERAL = {question_text(e): e.answer for e in GENERAL_PROBE} | {e.prompt: e.answer for e in GENERAL_PROBE}
@@ -169,6 +179,7 @@ def mini_course(train: int = 4, probe: int = 3, exam: int = 3) -> Course:
 def context(course: Course, teacher, student, **settings) -> Context:
     config = RunConfig(
         **{
+            **LEGACY_RULES,
             "rounds": 1,
             "plan_budget": 4,
             "explain_budget": 4,
@@ -185,5 +196,5 @@ def context(course: Course, teacher, student, **settings) -> Context:
         student=student,
         config=config,
         state=state,
-        train_fn=lambda records, index, parent: f"/adapters/round{index}",
+        train_fn=lambda records, index, parent, **_: f"/adapters/round{index}",
     )

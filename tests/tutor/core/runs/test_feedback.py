@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tutor.core.runs.fakes import ScriptedLLM, add_items, mini_course, student_reply, teacher_reply
+from tests.tutor.core.runs.fakes import (
+    LEGACY_RULES,
+    ScriptedLLM,
+    add_items,
+    mini_course,
+    student_reply,
+    teacher_reply,
+)
 from tutor.core.courses.course import ExamLeakError
 from tutor.core.runs import RunConfig, run_teaching
 from tutor.core.runs.state import Explanation
 from tutor.core.runs.steps import feedback_records
 
 ONE, TWO = (
-    RunConfig(rounds=n, plan_budget=4, explain_budget=4, generate_budget=0, generate_k=0) for n in (1, 2)
+    RunConfig(**LEGACY_RULES, rounds=n, plan_budget=4, explain_budget=4, generate_budget=0, generate_k=0)
+    for n in (1, 2)
 )
 
 
@@ -46,7 +54,9 @@ def explanation(
 
 def test_it_keeps_the_students_answer_after_the_explanation(tmp_path):
     teacher, student = models()
-    state = run_teaching(mini_course(), teacher, student, ONE, tmp_path / "s.json", train_fn=lambda *a: None)
+    state = run_teaching(
+        mini_course(), teacher, student, ONE, tmp_path / "s.json", train_fn=lambda *a, **k: None
+    )
     scored = [x for x in state.rounds[0].explanations if x.passed_gate]
     assert scored
     # The scripted student answers right with a helpful explanation in context, wrong without.
@@ -58,7 +68,7 @@ def test_it_trains_the_next_round_on_a_persons_edit_instead_of_the_teachers_text
     teacher, student = models()
     trained: list[list[dict]] = []
 
-    def train(records, index, parent):
+    def train(records, index, parent, **_):
         trained.append(records)
         return f"/adapters/round{index}"
 
@@ -89,7 +99,7 @@ def test_it_trains_the_next_round_on_a_persons_edit_instead_of_the_teachers_text
 def test_it_ignores_an_edit_that_quotes_an_exam_question(tmp_path):
     course = mini_course()
     teacher, student = models()
-    state = run_teaching(course, teacher, student, ONE, tmp_path / "s.json", train_fn=lambda *a: None)
+    state = run_teaching(course, teacher, student, ONE, tmp_path / "s.json", train_fn=lambda *a, **k: None)
     target = state.rounds[0].explanations[0]
     leak = f"Solution: see {course.split('exam')[0].prompt}\nAnswer: 1"
     state = run_teaching(
@@ -98,7 +108,7 @@ def test_it_ignores_an_edit_that_quotes_an_exam_question(tmp_path):
         student,
         TWO,
         tmp_path / "s.json",
-        train_fn=lambda *a: None,
+        train_fn=lambda *a, **k: None,
         ratings=lambda: {target.id: True},
         edits=lambda: {target.id: leak},
     )
@@ -155,10 +165,16 @@ def test_it_never_builds_feedback_records_from_exam_questions():
 def test_it_never_replays_an_explanation_a_person_rejected_after_it_trained(tmp_path):
     teacher, student = models()
     config = RunConfig(
-        rounds=1, plan_budget=4, explain_budget=4, generate_budget=0, generate_k=0, replay_share=0.9
+        **LEGACY_RULES,
+        rounds=1,
+        plan_budget=4,
+        explain_budget=4,
+        generate_budget=0,
+        generate_k=0,
+        replay_share=0.9,
     )
     state = run_teaching(
-        mini_course(), teacher, student, config, tmp_path / "s.json", train_fn=lambda r, i, p: f"/a{i}"
+        mini_course(), teacher, student, config, tmp_path / "s.json", train_fn=lambda r, i, p, **k: f"/a{i}"
     )
     trained = [r["meta"]["explanation"] for r in state.rounds[0].sft_records]
     assert trained
@@ -169,7 +185,7 @@ def test_it_never_replays_an_explanation_a_person_rejected_after_it_trained(tmp_
         student,
         RunConfig(**{**config.to_dict(), "rounds": 2}),
         tmp_path / "s.json",
-        train_fn=lambda r, i, p: f"/a{i}",
+        train_fn=lambda r, i, p, **k: f"/a{i}",
         ratings=lambda: rejected,
     )
     again = [r["meta"].get("explanation") for r in state.rounds[1].sft_records]

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from tests.tutor.core.runs.fakes import (
+    LEGACY_RULES,
     ScriptedLLM,
     add_items,
     mini_course,
@@ -16,7 +17,9 @@ from tests.tutor.core.runs.fakes import (
 )
 from tutor.core.runs import STEPS, RunConfig, RunState, TeachingError, run_teaching
 
-CONFIG = RunConfig(rounds=2, plan_budget=4, explain_budget=4, generate_budget=2, generate_k=2, siblings=2)
+CONFIG = RunConfig(
+    **LEGACY_RULES, rounds=2, plan_budget=4, explain_budget=4, generate_budget=2, generate_k=2, siblings=2
+)
 
 
 class Trainer:
@@ -25,7 +28,7 @@ class Trainer:
     def __init__(self) -> None:
         self.calls: list[tuple[int, int, str | None]] = []
 
-    def __call__(self, records, index, parent):
+    def __call__(self, records, index, parent, **_):
         self.calls.append((index, len(records), parent))
         return f"/adapters/round{index}"
 
@@ -51,7 +54,9 @@ def test_it_keeps_exam_items_out_of_explanations_generated_items_and_records(tmp
     teacher = ScriptedLLM("teacher", teacher_reply(generate=cheat_items, extra=f"\nLike: {exam_prompts[0]}"))
     student = ScriptedLLM("student", student_reply())
     honest = ScriptedLLM("teacher", teacher_reply(generate=add_items))
-    config = RunConfig(rounds=2, plan_budget=4, explain_budget=4, generate_budget=2, generate_k=4)
+    config = RunConfig(
+        **LEGACY_RULES, rounds=2, plan_budget=4, explain_budget=4, generate_budget=2, generate_k=4
+    )
     state = run_teaching(course, teacher, student, config, tmp_path / "state.json", train_fn=Trainer())
 
     def has_exam(text: str) -> bool:
@@ -151,7 +156,7 @@ def test_it_refuses_to_resume_with_other_settings_but_may_add_rounds(tmp_path):
         course,
         teacher,
         student,
-        RunConfig(rounds=1, plan_budget=4, explain_budget=2),
+        RunConfig(**LEGACY_RULES, rounds=1, plan_budget=4, explain_budget=2),
         path,
         train_fn=Trainer(),
     )
@@ -160,7 +165,7 @@ def test_it_refuses_to_resume_with_other_settings_but_may_add_rounds(tmp_path):
             course,
             teacher,
             student,
-            RunConfig(rounds=1, plan_budget=4, explain_budget=3),
+            RunConfig(**LEGACY_RULES, rounds=1, plan_budget=4, explain_budget=3),
             path,
             train_fn=Trainer(),
         )
@@ -168,7 +173,7 @@ def test_it_refuses_to_resume_with_other_settings_but_may_add_rounds(tmp_path):
         course,
         teacher,
         student,
-        RunConfig(rounds=2, plan_budget=4, explain_budget=2),
+        RunConfig(**LEGACY_RULES, rounds=2, plan_budget=4, explain_budget=2),
         path,
         train_fn=Trainer(),
     )
@@ -179,7 +184,7 @@ def test_it_shows_the_teacher_what_helped_this_student_before_and_applies_rating
     course = mini_course()
     teacher, student = plain_models()
     ratings: dict[str, bool] = {}
-    one, two = (RunConfig(rounds=n, plan_budget=4, explain_budget=4) for n in (1, 2))
+    one, two = (RunConfig(**LEGACY_RULES, rounds=n, plan_budget=4, explain_budget=4) for n in (1, 2))
     state = run_teaching(
         course, teacher, student, one, tmp_path / "s.json", train_fn=Trainer(), ratings=lambda: ratings
     )
@@ -232,7 +237,7 @@ def test_it_batches_every_step_and_records_exam_results(tmp_path):
 def test_it_runs_the_random_control_arm_over_all_skills(tmp_path):
     course = mini_course()
     teacher, student = plain_models()
-    config = RunConfig(rounds=1, plan="random", plan_budget=12)
+    config = RunConfig(**LEGACY_RULES, rounds=1, plan="random", plan_budget=12)
     state = run_teaching(course, teacher, student, config, tmp_path / "s.json", train_fn=Trainer())
     plan = state.rounds[0].plan
     # Prerequisites ignored: add_2d is drawn although add_1d is far from mastered.

@@ -10,6 +10,7 @@ import pytest
 
 from tests.paths import BIGBENCH_DIR
 from tests.tutor.core.runs.fakes import (
+    LEGACY_RULES,
     ScriptedLLM,
     general_score,
     is_general,
@@ -28,10 +29,12 @@ from tutor.core.runs.state import OLD_RUN_DEFAULTS
 from tutor.core.runs.steps import forgetting_warning
 
 BIGBENCH = BIGBENCH_DIR / "valid_parentheses.json"
-CONFIG = RunConfig(rounds=2, plan_budget=4, explain_budget=2, generate_budget=1, generate_k=2, siblings=1)
+CONFIG = RunConfig(
+    **LEGACY_RULES, rounds=2, plan_budget=4, explain_budget=2, generate_budget=1, generate_k=2, siblings=1
+)
 
 
-def trainer(records, index, parent):
+def trainer(records, index, parent, **_):
     return f"/adapters/round{index}"
 
 
@@ -48,7 +51,9 @@ def test_it_warns_when_the_trained_student_forgets_what_the_course_does_not_teac
         "student", student_reply(), score=general_score(knows=lambda adapter: adapter is None)
     )
     teacher = ScriptedLLM("teacher", teacher_reply())
-    config = RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, general_probe=12)
+    config = RunConfig(
+        **LEGACY_RULES, rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, general_probe=12
+    )
     state = run_teaching(course, teacher, student, config, tmp_path / "s.json", train_fn=trainer)
 
     general = state.rounds[0].exam["general"]
@@ -74,7 +79,7 @@ def test_it_stays_quiet_when_the_student_keeps_its_general_knowledge_and_can_be_
         course,
         ScriptedLLM("teacher", teacher_reply()),
         student,
-        RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
+        RunConfig(**LEGACY_RULES, rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
         tmp_path / "s.json",
         train_fn=trainer,
     )
@@ -85,7 +90,9 @@ def test_it_stays_quiet_when_the_student_keeps_its_general_knowledge_and_can_be_
         course,
         ScriptedLLM("teacher", teacher_reply()),
         ScriptedLLM("student", student_reply(), score=general_score()),
-        RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, general_probe=0),
+        RunConfig(
+            **LEGACY_RULES, rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, general_probe=0
+        ),
         tmp_path / "off.json",
         train_fn=trainer,
     )
@@ -95,7 +102,7 @@ def test_it_stays_quiet_when_the_student_keeps_its_general_knowledge_and_can_be_
         course,
         ScriptedLLM("teacher", teacher_reply()),
         ScriptedLLM("student", student_reply()),
-        RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
+        RunConfig(**LEGACY_RULES, rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
         tmp_path / "unscored.json",
         train_fn=trainer,
     )
@@ -119,7 +126,7 @@ def test_the_guard_drops_teacher_text_that_quotes_a_general_probe_question(tmp_p
         course,
         teacher,
         ScriptedLLM("student", student_reply()),
-        RunConfig(rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
+        RunConfig(**LEGACY_RULES, rounds=1, plan_budget=4, explain_budget=2, generate_budget=0),
         tmp_path / "s.json",
         train_fn=trainer,
     )
@@ -228,6 +235,7 @@ def test_a_course_imported_from_bigbench_runs_every_step_answering_choices_by_li
     generated_answers: list[str] = []
     student, teacher = parens_student(generated_answers), parens_teacher()
     config = RunConfig(
+        **LEGACY_RULES,
         rounds=2,
         plan_budget=8,
         explain_budget=3,
@@ -261,7 +269,12 @@ def test_likelihood_answers_need_a_student_that_can_score(tmp_path):
     course = mini_course()
     student = ScriptedLLM("student", student_reply())  # cannot score: like a model behind an HTTP API
     config = RunConfig(
-        rounds=1, plan_budget=4, explain_budget=2, generate_budget=0, choice_scoring="likelihood"
+        **LEGACY_RULES,
+        rounds=1,
+        plan_budget=4,
+        explain_budget=2,
+        generate_budget=0,
+        choice_scoring="likelihood",
     )
     teacher = ScriptedLLM("teacher", teacher_reply())
     with pytest.raises(UnsupportedOperation, match="cannot score"):
@@ -276,6 +289,7 @@ def test_the_general_probe_only_measures_a_run_trains_on_the_same_records_withou
             "student", student_reply(), score=general_score(knows=lambda adapter: adapter is None)
         )
         config = RunConfig(
+            **LEGACY_RULES,
             rounds=2,
             plan_budget=4,
             explain_budget=2,

@@ -214,7 +214,7 @@ def test_it_mixes_in_the_replay_share_of_earlier_rounds():
     ]
     info = steps.build_data(ctx, second)
 
-    assert info == {"sft": 10, "new": 7, "replayed": 3, "dpo": 0}  # round(7 * 0.3 / 0.7) = 3
+    assert info == {"sft": 10, "new": 7, "replayed": 3, "keep": 0, "dpo": 0}  # round(7 * 0.3 / 0.7) = 3
     replayed = [r for r in second.sft_records if "replayed_from" in r["meta"]]
     assert len(replayed) == 3 and all(r["meta"]["replayed_from"] == 0 for r in replayed)
     assert len({r["meta"]["item"] for r in replayed}) == 3

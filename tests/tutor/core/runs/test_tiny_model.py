@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.tiny_model import tiny_spec
-from tests.tutor.core.runs.fakes import mini_course
+from tests.tutor.core.runs.fakes import LEGACY_RULES, mini_course
 from training.core.config import TrainConfig
 from training.core.llm.local import LocalLLM
 from training.core.trainer import train
@@ -33,7 +33,7 @@ def test_it_runs_a_round_on_the_tiny_model_and_trains_a_real_adapter(tiny_model_
     teacher = LocalLLM(tiny_spec(tiny_model_dir, name="tiny-teacher"))
     trained = []
 
-    def train_fn(records, index, parent):
+    def train_fn(records, index, parent, **_):
         config = TrainConfig(
             base_model=str(tiny_model_dir),
             parent_adapter=parent,
@@ -55,6 +55,7 @@ def test_it_runs_a_round_on_the_tiny_model_and_trains_a_real_adapter(tiny_model_
         return {x.id: True for r in state.rounds for x in r.explanations}
 
     config = RunConfig(
+        **LEGACY_RULES,
         rounds=1,
         plan_budget=3,
         explain_budget=3,

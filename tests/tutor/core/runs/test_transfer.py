@@ -1,0 +1,253 @@
+"""The rules that make a run teach the skill and do no harm: the expert, the phrasing split, the keep
+set, the acceptance check with its retries and rollback, and the from-the-base schedule."""
+
+from __future__ import annotations
+
+import json
+
+from tests.tutor.core.runs.fakes import ScriptedLLM, add_items, known, student_reply, teacher_reply
+from tutor.core.courses.course import Course, Exercise, Skill
+from tutor.core.courses.packs import load_pack
+from tutor.core.courses.phrasings import BY_KEY, read
+from tutor.core.runs import RunConfig, run_teaching
+
+SMALL = {
+    "rounds": 1,
+    "plan_budget": 4,
+    "explain_budget": 3,
+    "generate_budget": 2,
+    "generate_k": 3,
+    "siblings": 1,
+}
+
+
+def keep_course() -> Course:
+    """add_1d -> add_2d taught, compare kept; the arithmetic expert; 8 probe and exam items per skill."""
+    pack = load_pack("arithmetic", per_skill_per_split={"train": 8, "probe": 8, "exam": 8})
+    skills = tuple(s for s in pack.skills if s.key in ("add_1d", "add_2d", "compare"))
+    keys = {s.key for s in skills}
+    return Course(
+        key="keep",
+        name="Keep",
+        skills=skills,
+        exercises=tuple(e for e in pack.exercises if e.skill in keys),
+        expert="arithmetic",
+    )
+
+
+class Trainer:
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def __call__(self, records, index, parent, *, attempt=0, lr_scale=1.0):
+        self.calls.append(
+            {"round": index, "records": records, "parent": parent, "attempt": attempt, "lr_scale": lr_scale}
+        )
+        return f"/adapters/r{index}-t{attempt}"
+
+
+def student(learns_with=lambda adapter: False, forgets_with=lambda adapter: False):
+    """Knows compare (the keep skill) and, with an adapter that ``learns_with``, every addition; an
+    adapter that ``forgets_with`` loses compare."""
+
+    def knows(question: str, adapter: str | None) -> bool:
+        reading = read(question)
+        if reading is not None and reading.phrasing.op == "max":
+            return not (adapter and forgets_with(adapter))
+        return bool(adapter) and learns_with(adapter)
+
+    return student_reply(knows)
+
+
+def wrong_teacher():
+    """A teacher whose explanations and items are always wrong: the bundled 135M model's level."""
+    return ScriptedLLM(
+        "weak",
+        teacher_reply(wrong_on=lambda q: True, generate=lambda q: "Question: 2+2?\nSolution: no\nAnswer: 5"),
+    )
+
+
+def test_a_weak_teacher_still_teaches_with_the_expert_and_says_who_wrote_what(tmp_path):
+    trainer = Trainer()
+    state = run_teaching(
+        keep_course(),
+        wrong_teacher(),
+        ScriptedLLM("student", student(learns_with=lambda a: True)),
+        RunConfig(**SMALL),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
+    rnd = state.rounds[0]
+    assert rnd.explanations and all(x.source == "expert" and x.passed_gate for x in rnd.explanations)
+    for x in rnd.explanations:
+        assert x.candidates == 2 and x.candidates_passed == 0  # two candidates, both failed
+        assert "999999" in x.model_text and x.text.startswith("Mistake:") and "Answer:" in x.text
+    assert rnd.generated and all(g.kept == (g.source == "expert") for g in rnd.generated)
+    assert sum(g.kept for g in rnd.generated) == 2 * 3  # every source completed to generate_k
+    assert trainer.calls and state.adapter_name == "round0"
+
+
+def test_no_held_out_phrasing_or_exam_item_ever_reaches_training_data(tmp_path):
+    course = keep_course()
+    held_out = course.held_out_phrasings
+    trainer = Trainer()
+    state = run_teaching(
+        course,
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", student(learns_with=lambda a: True)),
+        RunConfig(**{**SMALL, "rounds": 2}),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
+    records = [r for call in trainer.calls for r in call["records"]]
+    assert records
+    held_prompts = {e.prompt for e in course.exercises if e.held_out or e.split == "exam"}
+    for record in records:
+        question = record["messages"][0]["content"].split("\n")[0]
+        reading = read(question)
+        assert question not in held_prompts
+        assert reading is None or reading.phrasing.key not in held_out, question
+    assert not any(
+        BY_KEY[g.phrasing].held_out for r in state.rounds for g in r.generated if g.kept and g.phrasing
+    )
+
+
+def test_a_teacher_item_in_a_held_out_phrasing_is_dropped(tmp_path):
+    def held_out_items(question):
+        return "Question: What number is 5 more than 71?\nSolution: 71 + 5 = 76.\nAnswer: 76"
+
+    state = run_teaching(
+        keep_course(),
+        ScriptedLLM("teacher", teacher_reply(generate=held_out_items)),
+        ScriptedLLM("student", student()),
+        RunConfig(**SMALL, acceptance="always"),
+        tmp_path / "s.json",
+        train_fn=Trainer(),
+    )
+    drafts = [g for g in state.rounds[0].generated if g.source == "model"]
+    assert drafts and all(
+        not g.kept and g.reason == "asks in a held-out phrasing (add.increased)" for g in drafts
+    )
+
+
+def test_it_replays_the_base_students_own_right_answers_on_the_keep_set(tmp_path):
+    trainer = Trainer()
+    state = run_teaching(
+        keep_course(),
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", student(learns_with=lambda a: True)),
+        RunConfig(**SMALL, keep_share=0.25),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
+    records = trainer.calls[0]["records"]
+    keep = [r for r in records if r["meta"]["source"] == "keep"]
+    assert keep and len(keep) == round((len(records) - len(keep)) * 0.25 / 0.75)
+    for r in keep:  # the student's own words, right, on an item it already answered right
+        assert r["meta"]["skill"] == "compare"
+        assert (
+            r["messages"][-1]["content"]
+            == f"Let me think.\nAnswer: {known(r['messages'][0]['content'].split(chr(10))[0])}"
+        )
+    assert state.rounds[0].keep_records == len(keep)
+
+
+def test_it_retries_a_try_that_loses_a_keep_skill_then_accepts_the_next(tmp_path):
+    trainer = Trainer()
+    state = run_teaching(
+        keep_course(),
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", student(learns_with=lambda a: True, forgets_with=lambda a: a == "round0")),
+        RunConfig(**SMALL),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
+    rnd = state.rounds[0]
+    assert [t["accepted"] for t in rnd.tries] == [False, True]
+    assert "keep skill dropped beyond noise (compare 1.00 -> 0.00)" in rnd.tries[0]["reason"]
+    assert [(c["attempt"], c["lr_scale"]) for c in trainer.calls] == [(0, 1.0), (1, 0.5)]
+    keep = [sum(r["meta"]["source"] == "keep" for r in c["records"]) for c in trainer.calls]
+    assert keep[1] >= keep[0]  # the retry replays more of the keep set
+    assert state.adapter_name == "round0-try1" and "(try 2)" in rnd.train["note"]
+    # The next round's diagnose reuses the accepted try's probe answers instead of asking again.
+    assert rnd.probe_after and set(rnd.probe_after) == {e.key for e in keep_course().split("probe")}
+
+
+def test_it_rolls_back_a_round_that_gains_nothing_on_held_out_phrasings(tmp_path):
+    trainer = Trainer()
+    state = run_teaching(
+        keep_course(),
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", student(learns_with=lambda a: False)),
+        RunConfig(**SMALL, round_tries=2),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
+    rnd = state.rounds[0]
+    assert len(trainer.calls) == 2 and not any(t["accepted"] for t in rnd.tries)
+    assert state.adapter_name is None and state.adapter_path is None
+    assert rnd.train["rolled_back"] and "no gain on held-out phrasings" in rnd.train["note"]
+    assert rnd.exam["adapter"] is None  # the exam reports the base model the run kept
+
+
+def test_it_never_decides_on_the_exam(tmp_path):
+    """The acceptance check asks the student the probe only: exam answers come once, at re-examination."""
+    asked: list[str] = []
+    reply = student(learns_with=lambda a: True)
+
+    def recording(kind, question, conversation, adapter):
+        if adapter and adapter.startswith("round") and kind == "answer":
+            asked.append(question)
+        return reply(kind, question, conversation, adapter)
+
+    course = keep_course()
+    run_teaching(
+        course,
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", recording),
+        RunConfig(**SMALL),
+        tmp_path / "s.json",
+        train_fn=Trainer(),
+    )
+    exam = {e.prompt for e in course.split("exam")}
+    assert sum(q in exam for q in asked) == len(exam)  # each exam item once, after the decision
+
+
+def test_from_the_base_each_round_trains_every_verified_record_so_far(tmp_path):
+    trainer = Trainer()
+    run_teaching(
+        keep_course(),
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", student(learns_with=lambda a: True)),
+        RunConfig(**{**SMALL, "rounds": 2}, keep_share=0.0),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
+    first, second = (c for c in trainer.calls if c["attempt"] == 0)
+    assert first["parent"] is None and second["parent"] is None
+    earlier = {json.dumps(r["messages"]) for r in first["records"]}
+    assert earlier <= {json.dumps(r["messages"]) for r in second["records"]}
+
+
+def test_a_course_without_an_expert_says_what_it_cannot_verify_and_drops_nothing_silently(tmp_path):
+    pack = load_pack("arithmetic", per_skill_per_split={"train": 6, "probe": 4, "exam": 4})
+    bare = Course(
+        key="bare",
+        name="Bare",
+        skills=(Skill("add_2d", "Add"),),
+        exercises=tuple(
+            Exercise(**{**e.__dict__, "solution": ""}) for e in pack.exercises if e.skill == "add_2d"
+        ),
+    )
+    state = run_teaching(
+        bare,
+        wrong_teacher(),
+        ScriptedLLM("student", student()),
+        RunConfig(**SMALL, acceptance="always"),
+        tmp_path / "s.json",
+        train_fn=Trainer(),
+    )
+    rnd = state.rounds[0]
+    assert rnd.explanations and all(not x.passed_gate and x.source == "model" for x in rnd.explanations)
+    assert all(x.gate_reason.startswith("final answer is wrong") for x in rnd.explanations)
+    assert not any(g.source == "expert" for g in rnd.generated)
