@@ -48,7 +48,7 @@ def test_it_starts_a_run_and_watches_it_finish_live(page, site):
     assert page.evaluate("window.__notReloaded") is True
     expect(state.locator(".step-done")).to_have_count(8)  # the whole round's timeline
     expect(state.locator("table.results tbody tr")).to_have_count(3)  # one row per skill of the mini course
-    expect(state).to_contain_text("dropped by the answer check")
+    expect(state).to_contain_text("dropped by the checks")
     expect(state).to_contain_text("General probe (16 questions outside the course)")
     # The charts drew from the data the last fragment carried.
     expect(page.locator("#mastery-chart canvas")).to_have_count(1)

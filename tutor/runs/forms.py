@@ -119,11 +119,11 @@ class TeachingRunForm(forms.Form):
     )
     train = forms.BooleanField(initial=True, required=False, label="Fine-tune the student each round")
     max_steps = forms.IntegerField(
-        initial=ROUND_TRAINING["max_steps"],
+        required=False,
         min_value=1,
         max_value=100_000,
         label="Training steps per round",
-        help_text=_help(TrainConfig, "max_steps"),
+        help_text="Optimizer steps per round; empty: one pass over the round's records.",
     )
     learning_rate = forms.FloatField(
         initial=ROUND_TRAINING["learning_rate"],
@@ -186,7 +186,9 @@ class TeachingRunForm(forms.Form):
     def train_config(self) -> dict[str, Any]:
         if not self.cleaned_data.get("train"):
             return {"disabled": True}
-        return {name: self.cleaned_data[name] for name in self.TRAIN_FIELDS}
+        given = {name: self.cleaned_data[name] for name in self.TRAIN_FIELDS}
+        # No steps given: one pass over the round's records (the default), however many there are.
+        return {**ROUND_TRAINING, **{k: v for k, v in given.items() if v is not None}}
 
 
 class ResumeForm(forms.Form):

@@ -24,7 +24,7 @@ def empty_dataset() -> TrainingDataset:
 
 class RoundSyncTestCase(RunsTestCase):
     def test_it_mirrors_each_round_of_the_state_after_a_run(self):
-        run = self.run_to_end(rounds=2)
+        run = self.run_to_end(rounds=2, exam_every_round=True)
         state = selectors.teaching_run_state_load(run)
         rows = list(run.rounds.all())
         self.assertEqual([r.index for r in rows], [0, 1])
@@ -48,6 +48,17 @@ class RoundSyncTestCase(RunsTestCase):
         self.client.force_login(self.alice)
         page = self.client.get(reverse("runs:detail", args=[run.pk]))
         self.assertContains(page, "General probe (16 questions outside the course)", count=2)
+
+    def test_by_default_only_the_last_round_is_examined_and_the_page_says_so(self):
+        run = self.run_to_end(rounds=2)
+        first, last = run.rounds.all()
+        self.assertIsNone(first.accuracy)
+        self.assertIsNotNone(last.accuracy)
+        self.client.force_login(self.alice)
+        page = self.client.get(reverse("runs:detail", args=[run.pk]))
+        self.assertContains(page, "General probe (16 questions outside the course)", count=2)
+        self.assertContains(page, "Exam accuracy <strong>", count=1)
+        self.assertContains(page, "Exam not asked this round", count=1)
 
     def test_it_keeps_unknown_summary_keys_in_extra_without_a_migration(self):
         run = self.create_run()

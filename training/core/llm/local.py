@@ -37,7 +37,9 @@ from .base import (
 
 Progress = Callable[[str], None]
 
-MICRO_BATCH = 16
+# Rows generated (or scored) together: enough to keep a CPU's matrix products busy, few enough that a
+# handful of long replies do not hold the rest back (measured: docs/decisions.md).
+MICRO_BATCH = 64
 """Conversations (or scoring requests) run through the model at once; bounds peak memory."""
 
 FALLBACK_TEMPLATE_NOTE = """Used when neither the spec nor the tokenizer has a chat template:

@@ -49,11 +49,12 @@ OLD_RUN_DEFAULTS: dict[str, Any] = {
     "acceptance": "always",
     "round_tries": 1,
     "teacher_generate_k": 1_000,  # the teacher wrote every item
+    "exam_every_round": True,
 }
 
 
-# Each round's training job, unless the run says otherwise: a short LoRA pass that fits a CPU.
-ROUND_TRAINING: dict[str, Any] = {"max_steps": 60, "learning_rate": 2e-3, "lora_r": 16, "batch_size": 4}
+# Each round's training job, unless the run says otherwise: one LoRA pass over the round's records.
+ROUND_TRAINING: dict[str, Any] = {"num_epochs": 1.0, "learning_rate": 2e-3, "lora_r": 16, "batch_size": 8}
 
 
 class TeachingError(Exception):
@@ -74,21 +75,21 @@ class RunConfig:
         "progress is highest; random: the shuffled control arm with the same budget",
     )
     plan_budget: int = setting(
-        16,
+        48,
         help="training items the student practises per round (its wrong ones are "
         "what explanations and new items are made for)",
     )
     explain_budget: int = setting(8, help="explanations asked of the teacher per round")
     generate_budget: int = setting(
-        4, help="wrong training items the teacher writes new items from, per round"
+        24, help="wrong training items the teacher writes new items from, per round"
     )
-    generate_k: int = setting(2, help="new items made per such item")
+    generate_k: int = setting(8, help="new items made per such item")
     teacher_generate_k: int = setting(
-        2,
+        1,
         help="of those, how many the teacher model is asked to write (the course's expert writes the rest, "
         "and stands in for the teacher's that fail)",
     )
-    siblings: int = setting(2, help="other items of the skill re-answered when scoring an explanation (1-3)")
+    siblings: int = setting(1, help="other items of the skill re-answered when scoring an explanation (1-3)")
     replay_share: float = setting(
         0.3, help="share of each round's training records replayed from earlier rounds, in [0, 1)"
     )
@@ -101,14 +102,21 @@ class RunConfig:
         0.25, help="with levels=stretch, the share of a skill's items from the level above the planned one"
     )
     seed: int = setting(0, help="random seed of the plan, sampling and generation")
-    student_max_new_tokens: int = setting(48, help="tokens the student may write per answer")
+    student_max_new_tokens: int = setting(
+        128, help="tokens the student may write per answer (the packs' longest worked solutions need ~110)"
+    )
     teacher_max_new_tokens: int = setting(160, help="tokens the teacher may write per explanation")
     confidence_z: float = setting(
         1.96,
         help="standard errors of probe noise the adaptive plan allows for "
         "(1.96: 95 percent; 0 reads probe accuracies as exact)",
     )
-    probe_per_skill: int = setting(0, help="probe items examined per skill in diagnose (0: all)")
+    exam_every_round: bool = setting(
+        False, help="ask the exam after every round (default: after the last round only; it is the report)"
+    )
+    probe_per_skill: int = setting(
+        8, help="probe items examined per skill in diagnose and to accept a round (0: all)"
+    )
     forgetting_probe_per_skill: int = setting(
         4, help="probe items per untaught skill re-answered after training"
     )
@@ -138,7 +146,7 @@ class RunConfig:
         2, help="candidate explanations asked of the teacher per item; the first the checks pass is kept"
     )
     keep_share: float = setting(
-        0.2,
+        0.25,
         help="share of each round's training records that replay the base student's own right answers "
         "on the keep set (self-distillation), in [0, 1)",
     )
@@ -186,8 +194,9 @@ class RunConfig:
             raise ValueError(f"plan must be one of {', '.join(PLANS)}, not {self.plan!r}")
         if self.levels not in LEVEL_MODES:
             raise ValueError(f"levels must be one of {', '.join(LEVEL_MODES)}, not {self.levels!r}")
-        if not isinstance(self.expert, bool):
-            raise ValueError(f"expert must be true or false, not {self.expert!r}")
+        for name in ("expert", "exam_every_round"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
         for name, allowed in (("schedule", SCHEDULES), ("acceptance", ACCEPTANCE)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
@@ -393,6 +402,7 @@ class RunState:
     base_probe: dict[str, Answer] = field(default_factory=dict)  # the base model's probe answers
     # the base model's right answers on train items: self-distillation records replay them
     keep_pool: dict[str, Answer] = field(default_factory=dict)
+    keep_items: list[GeneratedItem] = field(default_factory=list)  # the expert's extra keep-set items
     adapter_path: str | None = None
     adapter_name: str | None = None
     finished: bool = False
@@ -414,6 +424,7 @@ class RunState:
         data["teacher_exam"] = {k: Answer(**v) for k, v in data.get("teacher_exam", {}).items()}
         for name in ("base_general", "base_probe", "keep_pool"):
             data[name] = {k: Answer(**v) for k, v in data.get(name, {}).items()}
+        data["keep_items"] = [GeneratedItem(**g) for g in data.get("keep_items", [])]
         return cls(**data)
 
     def save(self, path: str | Path) -> None:

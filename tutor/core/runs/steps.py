@@ -827,12 +827,13 @@ def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
 
 def keep_groups(ctx: Context) -> list[str]:
     """The skills a run must not lose: the course's keep skills, and every taught skill the base
-    student already answers at least ``keep_threshold`` of on the probe."""
+    student already answers at least ``keep_threshold`` of on the probe (4 probe items or more)."""
     base = ctx.state.base_probe
     groups = [s.key for s in ctx.course.keep_skills]
     for s in ctx.course.taught_skills:
         answered = [base[e.key].correct for e in probe_items(ctx) if e.skill == s.key and e.key in base]
-        if answered and _mean(answered) >= ctx.config.keep_threshold:
+        # On fewer than 4 probe items one lucky answer would make a skill to keep (and veto rounds).
+        if len(answered) >= 4 and _mean(answered) >= ctx.config.keep_threshold:
             groups.append(s.key)
     return groups
 
@@ -848,12 +849,18 @@ def own_words(text: str) -> str | None:
     return stripped if stripped and stripped[-1] in ".!?)0123456789" else None
 
 
+KEEP_ITEMS_PER_SKILL = 60  # the expert's extra items per keep skill: a course holds only a few
+
+
 def _keep_pool(ctx: Context, rnd: RoundState) -> dict[str, Answer]:
-    """The base student's right answers on the train items of the keep groups, asked once per run."""
+    """The base student's right answers on the train items of the keep groups, and on items the expert
+    writes for the keep skills (training phrasings only), asked once per run."""
     state = ctx.state
     if not state.keep_pool:
         groups = set(keep_groups(ctx))
         items = [e for e in ctx.course.split("train") if e.skill in groups]
+        state.keep_items = _expert_keep_items(ctx)
+        items += [generated_exercise(g) for g in state.keep_items]
         texts = answer_plainly(ctx, items, adapter=None)
         state.keep_pool = {
             e.key: answer
@@ -861,6 +868,42 @@ def _keep_pool(ctx: Context, rnd: RoundState) -> dict[str, Answer]:
             if (answer := graded(e, text)).correct and own_words(text)
         }
     return state.keep_pool
+
+
+def _expert_keep_items(ctx: Context) -> list[GeneratedItem]:
+    if ctx.expert is None or not ctx.expert.can_generate:
+        return []
+    rng = random.Random(ctx.round_seed(0, "keep-items"))
+    seen = {" ".join(e.prompt.casefold().split()) for e in ctx.course.exercises}
+    made: list[GeneratedItem] = []
+    for skill in ctx.course.keep_skills:
+        sources = ctx.course.exercises_for(skill.key, "train")
+        if not sources:
+            continue
+        for e in ctx.expert.new_items(sources[0], KEEP_ITEMS_PER_SKILL, rng, avoid=frozenset()):
+            identity = " ".join(e.prompt.casefold().split())
+            if identity in seen or ctx.guard.exam_copy(e.prompt):
+                continue
+            seen.add(identity)
+            made.append(
+                GeneratedItem(
+                    key=f"keep-{skill.key}-{len(made)}",
+                    skill=e.skill,
+                    prompt=e.prompt,
+                    answer=e.answer,
+                    answer_type=e.answer_type,
+                    solution=e.solution,
+                    difficulty=e.difficulty,
+                    source_item=sources[0].key,
+                    round=0,
+                    teacher=f"expert: {ctx.expert.name}",
+                    kept=True,
+                    verified_by="expert",
+                    source="expert",
+                    phrasing=e.phrasing,
+                )
+            )
+    return made
 
 
 def keep_records(ctx: Context, rnd: RoundState, n_task: int, share: float) -> list[dict[str, Any]]:
@@ -871,11 +914,12 @@ def keep_records(ctx: Context, rnd: RoundState, n_task: int, share: float) -> li
     pool = _keep_pool(ctx, rnd)
     rng = random.Random(ctx.round_seed(rnd.index, f"keep:{share}"))
     chosen = rng.sample(sorted(pool), replay_count(n_task, len(pool), share))
+    items = ctx.items | {g.key: generated_exercise(g) for g in ctx.state.keep_items}
     return [
         _sft(
-            ctx.items[key],
+            items[key],
             own_words(pool[key].text) or pool[key].text,
-            {"source": "keep", "item": key, "skill": ctx.items[key].skill, "round": rnd.index},
+            {"source": "keep", "item": key, "skill": items[key].skill, "round": rnd.index},
         )
         for key in chosen
     ]
@@ -1095,9 +1139,11 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     """The student (new adapter) on the exam split per skill, beside the base model's and the teacher's
     exam answers (each asked once per run); probe items of untaught skills re-answered (forgetting);
     the general probe by likelihood against the base model; agreement with the teacher next to gold
-    accuracy, with the teacher-hacking and forgetting warnings."""
+    accuracy, with the teacher-hacking and forgetting warnings. The exam is asked in the last round
+    only, unless ``exam_every_round``: it is the run's report, and each asking costs the whole split."""
     state, config = ctx.state, ctx.config
-    exam = list(ctx.course.split("exam"))
+    examined = config.exam_every_round or rnd.index == config.rounds - 1
+    exam = list(ctx.course.split("exam")) if examined else []
     taught = {s for s, n in rnd.plan.get("items_per_skill", {}).items() if n}
     untaught = [s.key for s in ctx.course.skills if s.key not in taught]
     forgetting_items: list[Exercise] = []
@@ -1125,9 +1171,15 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
                 else general_answers(ctx, general, adapter=None)
             )
     if not state.teacher_exam:
-        # Answers, not explanations: the student's length is enough.
-        said = ask(ctx.teacher, [prompts.student_prompt(e) for e in exam], ctx.student_params())
-        state.teacher_exam = {e.key: graded(e, t) for e, t in zip(exam, said, strict=True)}
+        written = ctx.config.choice_scoring == "generate" or all(e.answer_type != "choice" for e in exam)
+        if ctx.teacher is ctx.student and written:
+            # One model teaching itself: its exam answers without an adapter are the base's, same prompt,
+            # same greedy settings; not asked twice.
+            state.teacher_exam = {e.key: state.base_exam[e.key] for e in exam}
+        else:
+            # Answers, not explanations: the student's length is enough.
+            said = ask(ctx.teacher, [prompts.student_prompt(e) for e in exam], ctx.student_params())
+            state.teacher_exam = {e.key: graded(e, t) for e, t in zip(exam, said, strict=True)}
 
     taught_keys = {s.key for s in ctx.course.taught_skills}
     scored = [e for e in exam if e.skill in taught_keys]  # keep skills are reported apart
@@ -1140,14 +1192,18 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     }
     keep_exam = {
         s.key: {
-            "base": _accuracy(ctx.course.exercises_for(s.key, "exam"), state.base_exam),
-            "now": _accuracy(ctx.course.exercises_for(s.key, "exam"), answers),
+            "base": _accuracy([e for e in exam if e.skill == s.key], state.base_exam),
+            "now": _accuracy([e for e in exam if e.skill == s.key], answers),
         }
         for s in ctx.course.keep_skills
+        if exam
     }
     agreement = _agreement(scored, answers, state.teacher_exam) if scored else {}
     base_agreement = _agreement(scored, state.base_exam, state.teacher_exam) if scored else {}
-    previous = state.rounds[rnd.index - 1].exam if rnd.index else None
+    # The last round that asked the exam before this one (none: the base model).
+    previous = next(
+        (r.exam for r in reversed(state.rounds[: rnd.index]) if r.exam.get("accuracy") is not None), None
+    )
     prev_accuracy = previous["accuracy"] if previous else base_accuracy
     prev_agreement = previous.get("agreement") if previous else base_agreement.get("agreement")
     before = {
@@ -1158,6 +1214,7 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     after = {s: _mean([answers[e.key].correct for e in forgetting_items if e.skill == s]) for s in before}
     rnd.exam = {
         "adapter": state.adapter_name,
+        "examined": examined,
         "accuracy": accuracy,
         "per_skill": _per_skill(exam, answers),
         "base_accuracy": base_accuracy,
@@ -1195,7 +1252,7 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     forgot = forgetting_warning(rnd.exam["general"], drop=config.forgetting_warning_drop)
     rnd.warnings.extend(w for w in (warning, forgot) if w)
     return {
-        k: rnd.exam[k] for k in ("accuracy", "vs_base", "vs_previous", "agreement", "teacher_accuracy")
+        k: rnd.exam.get(k) for k in ("accuracy", "vs_base", "vs_previous", "agreement", "teacher_accuracy")
     } | {"general": (rnd.exam["general"] or {}).get("accuracy"), "warning": warning, "forgetting": forgot}
 
 

@@ -95,7 +95,11 @@ class Command(BaseCommand):
             help="the teacher model alone: no expert checks its steps or stands in where it fails "
             "(default: the course's expert, when it has one)",
         )
-        parser.add_argument("--train-steps", type=int, help=train_help("max_steps"))
+        parser.add_argument(
+            "--train-steps",
+            type=int,
+            help="each round's training: optimizer steps (default: one pass over the round's records)",
+        )
         parser.add_argument("--lr", type=float, help=train_help("learning_rate"))
         parser.add_argument("--lora-r", type=int, help=train_help("lora_r"))
         parser.add_argument("--no-train", action="store_true", help="diagnose/explain/re-examine only")

@@ -29,6 +29,7 @@ LEGACY_RULES = {
     "keep_share": 0.0,
     "explain_samples": 1,
     "teacher_generate_k": 1_000,
+    "exam_every_round": True,
 }
 # A general-probe question as the student prompt shows it (lettered options) or as the cloze
 # scoring asks it (the bare question).

@@ -251,3 +251,51 @@ def test_a_course_without_an_expert_says_what_it_cannot_verify_and_drops_nothing
     assert rnd.explanations and all(not x.passed_gate and x.source == "model" for x in rnd.explanations)
     assert all(x.gate_reason.startswith("final answer is wrong") for x in rnd.explanations)
     assert not any(g.source == "expert" for g in rnd.generated)
+
+
+def test_it_asks_the_exam_after_the_last_round_only_unless_told(tmp_path):
+    course = keep_course()
+    exam = {e.prompt for e in course.split("exam")}
+
+    def run(tag: str, **settings):
+        asked: list[str] = []
+        reply = student(learns_with=lambda a: True)
+
+        def recording(kind, question, conversation, adapter):
+            asked.append(question)
+            return reply(kind, question, conversation, adapter)
+
+        state = run_teaching(
+            course,
+            ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+            ScriptedLLM("student", recording),
+            RunConfig(**{**SMALL, "rounds": 2}, **settings),
+            tmp_path / f"{tag}.json",
+            train_fn=Trainer(),
+        )
+        return state, sum(q in exam for q in asked)
+
+    state, asked = run("last")
+    assert state.rounds[0].exam["accuracy"] is None and state.rounds[1].exam["accuracy"] is not None
+    assert asked == 2 * len(exam)  # the trained student once, the base model once
+    state, asked = run("every", exam_every_round=True)
+    assert all(r.exam["accuracy"] is not None for r in state.rounds) and asked == 3 * len(exam)
+
+
+def test_the_expert_writes_more_keep_items_for_the_base_student_to_answer(tmp_path):
+    trainer = Trainer()
+    state = run_teaching(
+        keep_course(),
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", student(learns_with=lambda a: True)),
+        RunConfig(**SMALL, keep_share=0.5),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
+    extra = state.keep_items
+    assert extra and all(g.skill == "compare" and g.source == "expert" for g in extra)
+    assert all(not BY_KEY[g.phrasing].held_out for g in extra)
+    course_prompts = {e.prompt for e in keep_course().exercises}
+    assert not [g for g in extra if g.prompt in course_prompts]
+    replayed = {r["meta"]["item"] for r in trainer.calls[0]["records"] if r["meta"]["source"] == "keep"}
+    assert replayed & {g.key for g in extra}  # the extra items are in the replay
