@@ -164,6 +164,15 @@ def test_it_streams_pieces_that_join_to_the_full_reply(server, llm):
     assert body["stream"] is True and body["temperature"] == 0.5
 
 
+def test_it_never_returns_a_nul_character_that_a_database_would_refuse(server, llm):
+    # The fake server echoes, so a NUL in the prompt comes back in the reply (a weak model can
+    # emit one too); PostgreSQL text columns refuse it, so no backend may hand it on.
+    [reply] = llm.generate([user("a\x00b")])
+    streamed = "".join(llm.stream(user("c\x00d")))
+
+    assert (reply.text, streamed) == ("You said: ab", "You said: cd")
+
+
 def test_it_closes_an_abandoned_stream_and_the_next_call_works(server, llm):
     server.chunk_delay_s = 0.02  # a long reply still being written when the consumer stops
     stream = llm.stream(user(" ".join(["word"] * 200)))

@@ -76,12 +76,21 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class Generation:
-    """One generated completion."""
+    """One generated completion; its text never holds a NUL character (:func:`without_nul`)."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason = "stop"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", without_nul(self.text))
+
+
+def without_nul(text: str) -> str:
+    """``text`` without NUL characters: a model may emit them, they never carry meaning, and
+    PostgreSQL text columns refuse them. Every backend's generated and streamed text passes here."""
+    return text.replace("\x00", "")
 
 
 @dataclass(frozen=True)

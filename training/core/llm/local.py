@@ -33,6 +33,7 @@ from .base import (
     ModelLoadError,
     ModelSpec,
     validate_conversation,
+    without_nul,
 )
 
 Progress = Callable[[str], None]
@@ -583,7 +584,8 @@ class LocalLLM(LLM):
         stops = [s for s in params.stop if s]
         pending = ""
         try:
-            for piece in streamer:
+            for raw in streamer:
+                piece = without_nul(raw)
                 if not stops:
                     if piece:
                         yield piece

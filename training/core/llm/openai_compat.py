@@ -29,6 +29,7 @@ from .base import (
     ModelLoadError,
     ModelSpec,
     validate_conversation,
+    without_nul,
 )
 
 __all__ = ["OpenAICompatLLM"]
@@ -210,7 +211,7 @@ class OpenAICompatLLM(LLM):
         stops = _StopScanner(params.stop)
         try:
             for chunk in response:
-                piece = self._delta(chunk)
+                piece = without_nul(self._delta(chunk))
                 if not piece:
                     continue
                 out, stopped = stops.feed(piece)
