@@ -209,9 +209,9 @@ class GoldSolutionsExpert(Expert):
 
     name = "gold solutions"
     describe = (
-        "the course's own gold solutions: final answers are checked against the gold answer and, "
-        "where an explanation fails, the item's gold worked solution is shown instead; it cannot check "
-        "steps, read new questions or write new items"
+        "final answers are checked against the course's gold answers and, where an explanation "
+        "fails, the item's gold worked solution is used instead; it cannot check steps, read new "
+        "questions or write new items"
     )
 
     def __init__(self, course: Course) -> None:
