@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from training.core.config import TrainConfig
+from training.core.config import MAX_STEPS, TrainConfig
 from training.core.fields import setting_default, setting_help
 from training.models import Adapter, LanguageModel, TrainingDataset
 
@@ -56,7 +56,9 @@ class FineTuneForm(forms.Form):
     num_epochs = forms.FloatField(
         initial=_default("num_epochs"), min_value=0.01, max_value=100, help_text=_help("num_epochs")
     )
-    max_steps = forms.IntegerField(initial=_default("max_steps"), min_value=-1, help_text=_help("max_steps"))
+    max_steps = forms.IntegerField(
+        initial=_default("max_steps"), min_value=-1, max_value=MAX_STEPS, help_text=_help("max_steps")
+    )
     batch_size = forms.IntegerField(
         initial=_default("batch_size"), min_value=1, max_value=512, help_text=_help("batch_size")
     )

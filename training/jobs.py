@@ -88,7 +88,9 @@ def training_base_path(*, model: LanguageModel) -> str:
 
 
 def job_dir(job: TrainingJob) -> Path:
-    return Path(settings.TEACHLOOP_DATA_DIR) / "jobs" / str(job.pk)
+    """The job's folder (checkpoints, adapter, log): its id and creation time, so a job of a reset
+    database that reuses an id never finds another job's checkpoints."""
+    return Path(settings.TEACHLOOP_DATA_DIR) / "jobs" / f"{job.pk}-{job.created_at:%Y%m%dT%H%M%S%f}"
 
 
 def training_job_create(

@@ -202,6 +202,18 @@ class RunJobTestCase(JobTestCase):
         self.assertIn("tiny-v1/adapter_config.json", names)
         self.assertIn("tiny-v1/adapter_model.safetensors", names)
 
+    def test_a_job_of_a_reset_database_never_shares_a_folder_with_an_old_job_of_the_same_id(self):
+        job = self.create_job()
+        folder = jobs.job_dir(job)
+        (folder / "checkpoints").mkdir(parents=True)  # left by the old job
+        TrainingJob.objects.all().delete()
+        again = self.create_job()
+        TrainingJob.objects.filter(pk=again.pk).update(id=job.pk)  # the reset database reuses the id
+        again = TrainingJob.objects.get(pk=job.pk)
+        self.assertNotEqual(jobs.job_dir(again), folder)
+        self.assertEqual(jobs.job_dir(again), jobs.job_dir(TrainingJob.objects.get(pk=job.pk)))  # stable
+        self.assertEqual(jobs.training_job_run(job_id=again.pk), "succeeded")
+
 
 class RecoverJobTestCase(JobTestCase):
     def test_it_requeues_a_job_whose_worker_stopped(self):
@@ -272,6 +284,18 @@ class JobPagesTestCase(JobTestCase):
         response = self.client.get(reverse("training:jobs"))
         self.assertContains(response, f"#{job.pk}")
         self.assertContains(response, '<progress max="100" value="50">')
+
+    def test_the_adapters_table_shows_the_final_training_loss(self):
+        Adapter.objects.create(
+            base_model=self.model,
+            version=1,
+            path="/adapters/x",
+            method="sft",
+            metrics={"final_loss": 0.123456},
+        )
+        self.client.force_login(self.alice)
+        response = self.client.get(reverse("training:adapters"))
+        self.assertContains(response, "<td>0.1235</td>", html=False)
 
     def test_it_shows_a_live_job_page(self):
         job = self.create_job()

@@ -131,14 +131,14 @@ class TrainConfig:
         # transformers 5 reads warmup_steps < 1 as a ratio and >= 1 as a count, so 1.0 would mean one step.
         _number(self, "warmup_ratio", minimum=0.0, below=1.0)
         _number(self, "num_epochs", above=0.0)
-        _int(self, "max_steps", minimum=-1)
+        _int(self, "max_steps", minimum=-1, maximum=MAX_STEPS)
         _require(self.max_steps != 0, "max_steps", "must be positive, or -1 to train for num_epochs")
         _int(self, "batch_size", minimum=1)
         # KTO estimates its KL term from the other completions in the same batch.
         _require(self.method != "kto" or self.batch_size >= 2, "batch_size", "must be at least 2 for kto")
         _int(self, "grad_accum", minimum=1)
         _int(self, "max_seq_length", minimum=16)
-        _int(self, "seed", minimum=0)
+        _int(self, "seed", minimum=0, maximum=MAX_SEED)
         _number(self, "eval_fraction", minimum=0.0, below=1.0)
         _int(self, "checkpoint_every", minimum=1)
         _number(self, "dpo_beta", above=0.0)
@@ -188,13 +188,18 @@ def _require(ok: bool, field_name: str, message: str) -> None:
         raise ValueError(f"{field_name} {message}")
 
 
-def _int(config: TrainConfig, name: str, *, minimum: int) -> None:
+MAX_SEED = 2**32 - 1  # numpy's and the trainer's seeds; torch refuses larger ones
+MAX_STEPS = 10_000_000
+
+
+def _int(config: TrainConfig, name: str, *, minimum: int, maximum: int | None = None) -> None:
     value = getattr(config, name)
     # bool is an int subclass; True as a batch size is a bug, not a 1.
     _require(
         isinstance(value, int) and not isinstance(value, bool), name, f"must be a whole number, not {value!r}"
     )
     _require(value >= minimum, name, f"must be at least {minimum}, not {value}")
+    _require(maximum is None or value <= maximum, name, f"must be at most {maximum}, not {value}")
 
 
 def _number(

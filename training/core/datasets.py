@@ -54,6 +54,9 @@ def parse_jsonl(text_or_lines: str | bytes | Iterable[str | bytes], method: str)
         except json.JSONDecodeError as exc:
             errors.append((number, f"invalid JSON: {exc.msg} (column {exc.colno})"))
             continue
+        except RecursionError:
+            errors.append((number, "invalid JSON: nested too deeply"))
+            continue
         problem = record_problem(record, method)
         if problem:
             errors.append((number, problem))

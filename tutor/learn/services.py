@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import weakref
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -153,12 +154,16 @@ def _pick_exercise(*, enrolment: LearnerEnrolment, skill: Skill) -> Exercise | N
 
 
 def learner_attempt_submit(*, session: TutoringSession, answer: str) -> LearnerAttempt:
-    """Save the answer (its own commit, first), then grade it."""
+    """Save the answer (its own commit, first), then grade it. An empty answer (also one of only
+    spaces or NUL characters) or one over ``MAX_ANSWER_CHARS`` is refused: no attempt, no mastery change."""
     if session.exercise is None:
         raise ValidationError("There is no exercise to answer.")
-    attempt = LearnerAttempt.objects.create(
-        session=session, exercise=session.exercise, answer=answer.strip()[:MAX_ANSWER_CHARS]
-    )
+    answer = answer.replace("\x00", "").strip()
+    if not answer:
+        raise ValidationError("Type an answer first: an empty answer is not checked.")
+    if len(answer) > MAX_ANSWER_CHARS:
+        raise ValidationError(f"An answer may be at most {MAX_ANSWER_CHARS} characters.")
+    attempt = LearnerAttempt.objects.create(session=session, exercise=session.exercise, answer=answer)
     return learner_attempt_grade(attempt=attempt)
 
 
@@ -248,7 +253,9 @@ def learner_skill_record(
     return state
 
 
-_loaded_adapters: set[tuple[int, str, str]] = set()
+# Per loaded LLM object (weakly: a model reloaded after an admin save is a new object, and an id()
+# could be reused by it), the (name, path) of the course adapters loaded into it.
+_loaded_adapters: weakref.WeakKeyDictionary[LLM, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
 
 
 def _teacher_llm(*, model: LanguageModel, course: Course) -> tuple[LLM, str | None]:
@@ -261,10 +268,10 @@ def _teacher_llm(*, model: LanguageModel, course: Course) -> tuple[LLM, str | No
     if adapter is None or adapter.base_model_id != model.pk or model.backend == LanguageModel.Backend.OPENAI:
         return llm, None
     name = f"adapter-{adapter.pk}"
-    key = (id(llm), name, adapter.path)
-    if key not in _loaded_adapters:
+    loaded = _loaded_adapters.setdefault(llm, set())
+    if (name, adapter.path) not in loaded:
         llm.load_adapter(name, adapter.path)
-        _loaded_adapters.add(key)
+        loaded.add((name, adapter.path))
     return llm, name
 
 

@@ -153,12 +153,13 @@ def _exercise_response(request: HttpRequest, session: TutoringSession, **extra) 
 def session_answer(request: HttpRequest, session_id: int) -> HttpResponse:
     session = _own_session(request, session_id)
     form = AnswerForm(request.POST)
-    answer = form.cleaned_data["answer"] if form.is_valid() else ""
     try:
-        attempt = services.learner_attempt_submit(session=session, answer=answer)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return _exercise_response(request, session)
+        if not form.is_valid():
+            raise ValidationError([e for errors in form.errors.values() for e in errors])
+        attempt = services.learner_attempt_submit(session=session, answer=form.cleaned_data["answer"])
+    except ValidationError as exc:  # said in the card, where the learner is looking; nothing saved
+        kept = str(request.POST.get("answer", "")).replace("\x00", "")[: services.MAX_ANSWER_CHARS]
+        return _exercise_response(request, session, card_error=" ".join(exc.messages), kept_answer=kept)
     # A wrong or ungraded answer stays in the box: the learner fixes it rather than retyping it.
     kept = "" if attempt.correct else attempt.answer
     return _exercise_response(request, session, attempt=attempt, kept_answer=kept)
@@ -191,8 +192,8 @@ def session_solution(request: HttpRequest, session_id: int) -> HttpResponse:
     session = _own_session(request, session_id)
     try:
         services.tutor_solution_show(session=session)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+    except ValidationError as exc:  # said in the card, where the learner is looking
+        return _exercise_response(request, session, card_error=" ".join(exc.messages))
     return _exercise_response(request, session, solution_shown=True)
 
 

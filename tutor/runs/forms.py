@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from training.core.config import TrainConfig
+from training.core.config import MAX_SEED, TrainConfig
 from training.core.fields import setting_default, setting_help
 from training.models import LanguageModel
 from tutor.core.runs.state import ACCEPTANCE, CHOICE_SCORING, PLANS, ROUND_TRAINING, SCHEDULES, RunConfig
@@ -67,7 +67,9 @@ class TeachingRunForm(forms.Form):
         label="New items per source",
         help_text=_help(RunConfig, "generate_k"),
     )
-    seed = forms.IntegerField(initial=_run("seed"), min_value=0, help_text=_help(RunConfig, "seed"))
+    seed = forms.IntegerField(
+        initial=_run("seed"), min_value=0, max_value=MAX_SEED, help_text=_help(RunConfig, "seed")
+    )
     choice_scoring = forms.ChoiceField(
         choices=[(c, c) for c in CHOICE_SCORING],
         initial=_run("choice_scoring"),

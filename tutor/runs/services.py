@@ -669,8 +669,11 @@ def teaching_run_feedback_fine_tune(
                 parent_adapter=teaching_run_latest_adapter(run=run),
                 **hyper,
             )
-            TeachingRun.objects.filter(pk=run.pk).update(feedback_jobs=[*run.feedback_jobs, job.pk])
+            # Read under a row lock: two "Fine-tune now" at once must both be recorded.
+            locked = TeachingRun.objects.select_for_update().only("feedback_jobs").get(pk=run.pk)
+            jobs = [*locked.feedback_jobs, job.pk]
+            TeachingRun.objects.filter(pk=run.pk).update(feedback_jobs=jobs)
     except DatasetError as exc:
         raise ValidationError(str(exc)) from exc
-    run.feedback_jobs = [*run.feedback_jobs, job.pk]
+    run.feedback_jobs = jobs
     return job, preferences

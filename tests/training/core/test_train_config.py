@@ -58,6 +58,8 @@ def test_it_saves_and_loads_its_json_file(tmp_path):
         ("num_epochs", 0),
         ("max_steps", 0),
         ("max_steps", -2),
+        ("max_steps", 10**30),  # queued, then refused by the trainer
+        ("seed", 10**30),  # torch refuses seeds above 2**64 - 1; numpy above 2**32 - 1
         ("batch_size", True),
         ("batch_size", 0),
         ("grad_accum", 0),

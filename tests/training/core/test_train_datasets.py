@@ -128,3 +128,11 @@ def test_it_requires_a_true_or_false_kto_label():
 def test_it_rejects_an_unknown_method():
     with pytest.raises(ValueError, match="method"):
         parse_jsonl(json.dumps(GOOD_SFT), "ppo")
+
+
+def test_it_reports_json_nested_too_deeply_as_a_bad_line_not_a_crash():
+    good = json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    )
+    with pytest.raises(DatasetError, match=r"record 2: invalid JSON: nested too deeply"):
+        parse_jsonl(good + "\n" + "[" * 100_000 + "]" * 100_000, "sft")

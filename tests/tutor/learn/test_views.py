@@ -119,6 +119,22 @@ class SessionPageTestCase(LearnViewsTestCase):
         self.assertContains(response, 'value="6"')
         self.assertEqual(self.session.messages.filter(kind="remediation").count(), 1)
 
+    def test_it_refuses_an_empty_nul_only_or_over_long_answer_without_counting_it(self):
+        url = reverse("learn:answer", args=[self.session.pk])
+        for answer, said in (
+            ("", "Type an answer first"),
+            ("   ", "Type an answer first"),
+            ("\x00\x00", "Null characters are not allowed"),
+            ("9" * 2001, "at most 2000 characters"),
+        ):
+            response = self.client.post(url, {"answer": answer}, HTTP_HX_REQUEST="true")
+            self.assertContains(response, said)
+            self.assertContains(response, 'id="answer-form"')  # the card, ready for another try
+        self.assertFalse(LearnerAttempt.objects.exists())
+        self.assertFalse(self.session.messages.filter(kind="remediation").exists())
+        page = self.client.get(reverse("learn:session", args=[self.session.pk]))
+        self.assertContains(page, 'data-skill="add" data-percent="20"')  # mastery unchanged
+
     def test_it_saves_a_rating_and_replaces_an_earlier_one(self):
         url = reverse("learn:feedback", args=[self.message.pk])
         self.client.post(url, {"kind": "helpful", "value": "not_helpful"})
@@ -157,11 +173,9 @@ class SessionPageTestCase(LearnViewsTestCase):
         self.assertEqual(solution.source, "expert")  # the course's, labelled so, never the model's
 
     def test_it_shows_flash_messages_as_text_not_the_tutors_messages(self):
-        self.session.exercise = None
-        self.session.save()
-        self.client.post(reverse("learn:answer", args=[self.session.pk]), {"answer": "5"})
+        self.client.post(reverse("learn:enrol", args=["tiny"]), {"level": "wizard"})  # flashes, redirects
         page = self.client.get(reverse("learn:session", args=[self.session.pk]))
-        self.assertContains(page, '<p class="message error">There is no exercise to answer.</p>', html=True)
+        self.assertContains(page, '<p class="message error">Choose your level.</p>', html=True)
         self.assertNotContains(page, "TutorMessage")
         self.assertContains(page, "Add &lt;b&gt;ones&lt;/b&gt; first.")  # the transcript is still there
 

@@ -383,6 +383,16 @@ class ExplanationsTestCase(RunsTestCase):
         page = self.client.get(reverse("runs:detail", args=[self.run.pk]))
         self.assertContains(page, reverse("training:job", args=[job.pk]))
 
+    def test_two_fine_tunes_from_pages_opened_before_either_both_stay_listed(self):
+        self.settings.TASKS = DUMMY_TASKS
+        teaching.run_explanation_rate(explanation=self.explanations[0], rating=True, user=self.alice)
+        first, second = TeachingRun.objects.get(pk=self.run.pk), TeachingRun.objects.get(pk=self.run.pk)
+        job_1, _ = teaching.teaching_run_feedback_fine_tune(run=first, user=self.alice)
+        job_2, _ = teaching.teaching_run_feedback_fine_tune(run=second, user=self.alice)  # a stale copy
+        self.run.refresh_from_db()
+        self.assertEqual(self.run.feedback_jobs, [job_1.pk, job_2.pk])
+        self.assertEqual(second.feedback_jobs, [job_1.pk, job_2.pk])
+
     def test_it_says_what_to_do_when_nothing_is_approved(self):
         response = self.client.post(reverse("runs:fine-tune", args=[self.run.pk]), follow=True)
         self.assertContains(response, "No approved explanations yet")

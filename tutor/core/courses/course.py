@@ -19,6 +19,7 @@ marked ``held_out`` appear only in the probe and exam splits and are refused by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,11 +40,23 @@ class ExamLeakError(RuntimeError):
     """An exam item was about to be used for training, an explanation or generated data."""
 
 
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")
+
+
 def _check_key(value: object, what: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise CourseError(f"{what} must be a non-empty string, not {value!r}")
     if value != value.strip() or any(c.isspace() for c in value):
         raise CourseError(f"{what} {value!r} must not contain whitespace")
+
+
+def _check_slug(value: str, what: str) -> None:
+    """Course and skill keys name web addresses: letters, digits, ``-`` and ``_``, at most 100."""
+    if not _SLUG.fullmatch(value):
+        raise CourseError(
+            f"{what} {value!r} may hold only letters, digits, '-' and '_' (at most 100): "
+            "it names a web address"
+        )
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,7 @@ class Skill:
 
     def __post_init__(self) -> None:
         _check_key(self.key, "skill key")
+        _check_slug(self.key, "skill key")
         if not isinstance(self.name, str) or not self.name.strip():
             raise CourseError(f"skill {self.key}: name must be a non-empty string")
         if not isinstance(self.description, str):
@@ -280,6 +294,7 @@ class Course:
 
     def __post_init__(self) -> None:
         _check_key(self.key, "course key")
+        _check_slug(self.key, "course key")
         if not isinstance(self.name, str) or not self.name.strip():
             raise CourseError(f"course {self.key}: name must be a non-empty string")
         object.__setattr__(self, "skills", tuple(self.skills))

@@ -139,6 +139,9 @@ def parse_course_jsonl(text: str) -> Course:
         except json.JSONDecodeError as exc:
             errors.append((number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
             continue
+        except RecursionError:
+            errors.append((number, "not valid JSON (nested too deeply)"))
+            continue
         if not isinstance(record, dict):
             errors.append((number, "each line must be a JSON object"))
             continue

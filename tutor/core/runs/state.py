@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from training.core.config import MAX_SEED
 from training.core.fields import setting
 from tutor.core.courses.course import AnswerType
 
@@ -188,6 +189,8 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+        if self.seed > MAX_SEED:
+            raise ValueError(f"seed must be at most {MAX_SEED}, not {self.seed}")
         if self.siblings > 3:
             raise ValueError(f"siblings must be between 1 and 3, not {self.siblings}")
         if self.plan not in PLANS:

@@ -28,6 +28,15 @@ def test_it_builds_a_valid_course():
     assert c.max_difficulty("add") == 1
 
 
+@pytest.mark.parametrize("key", ["fractions.v2", "a/b", "é", "x" * 101])
+def test_course_and_skill_keys_must_be_slugs_because_they_name_web_addresses(key):
+    with pytest.raises(CourseError, match="may hold only letters, digits"):
+        Course(key=key, name="C", skills=(skill("add"),))
+    with pytest.raises(CourseError, match="may hold only letters, digits"):
+        skill(key)
+    assert Course(key="fractions-v2_1", name="C", skills=(skill("add_1d"),)).key == "fractions-v2_1"
+
+
 def test_it_orders_skills_prerequisites_first_keeping_declaration_order():
     c = course([skill("c", "b"), skill("b", "a"), skill("x"), skill("a")])
     assert [s.key for s in c.skills_in_order()] == ["x", "a", "b", "c"]

@@ -232,3 +232,21 @@ def test_it_rejects_impossible_split_fractions(tmp_path):
             exam_fraction=0.6,
             seed=0,
         )
+
+
+def test_it_reports_json_nested_too_deeply_as_a_bad_line_not_a_crash():
+    header = json.dumps({"type": "course", "key": "c", "name": "C"})
+    with pytest.raises(CourseImportError, match=r"line 2: not valid JSON \(nested too deeply\)"):
+        parse_course_jsonl(header + "\n" + '{"a":' * 100_000 + "1" + "}" * 100_000)
+
+
+def test_it_refuses_a_course_key_that_is_not_a_slug_with_the_line():
+    text = "\n".join(
+        json.dumps(r)
+        for r in [
+            {"type": "course", "key": "fractions.v2", "name": "F"},
+            {"type": "skill", "key": "add", "name": "Add"},
+        ]
+    )
+    with pytest.raises(CourseImportError, match=r"line 1: course key 'fractions.v2' may hold only"):
+        parse_course_jsonl(text)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.tutor.core.runs.fakes import ScriptedLLM, add_items, known, student_reply, teacher_reply
 from tutor.core.courses.course import Course, Exercise, Skill
 from tutor.core.courses.packs import load_pack
@@ -299,3 +301,9 @@ def test_the_expert_writes_more_keep_items_for_the_base_student_to_answer(tmp_pa
     assert not [g for g in extra if g.prompt in course_prompts]
     replayed = {r["meta"]["item"] for r in trainer.calls[0]["records"] if r["meta"]["source"] == "keep"}
     assert replayed & {g.key for g in extra}  # the extra items are in the replay
+
+
+def test_a_run_seed_too_large_for_the_trainer_is_refused_up_front():
+    with pytest.raises(ValueError, match=r"seed must be at most 4294967295"):
+        RunConfig(seed=10**30)
+    assert RunConfig(seed=2**32 - 1).seed == 2**32 - 1
