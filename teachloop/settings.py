@@ -174,8 +174,9 @@ if not 0.0 <= TEACHLOOP_TUTOR_ALTERNATIVES_SHARE <= 1.0:
         "TEACHLOOP_TUTOR_ALTERNATIVES_SHARE must be between 0 and 1, "
         f"got {TEACHLOOP_TUTOR_ALTERNATIVES_SHARE}"
     )
-# Anyone may create a learner account at /learn/signup/; off: accounts come from an admin.
-TEACHLOOP_OPEN_SIGNUP = env_bool("TEACHLOOP_OPEN_SIGNUP", True)
+# Anyone may create a learner account at /learn/signup/; off: accounts come from an admin. Open by
+# default only with DEBUG on: a public server opens sign-up on purpose.
+TEACHLOOP_OPEN_SIGNUP = env_bool("TEACHLOOP_OPEN_SIGNUP", DEBUG)
 
 # --- auth ------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -216,7 +217,11 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    # Preload lists are hard to leave (months), so asking for them is opt-in; check --deploy's
+    # reminder about it (security.W021) is silenced while it is off.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
 LOGGING = {

@@ -80,6 +80,27 @@ def test_it_passes_deploy_checks_with_production_settings(tmp_path):
     assert "no issues" in result.stdout
 
 
+SAFETY = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'signup': s.TEACHLOOP_OPEN_SIGNUP, 'preload': s.SECURE_HSTS_PRELOAD}))"
+)
+
+
+def test_a_public_server_keeps_sign_up_closed_and_hsts_preload_off_unless_asked(tmp_path):
+    # Preload lists take months to leave; open sign-up lets anyone drive the teacher model.
+    for env, expected in (
+        ({}, {"signup": True, "preload": False}),  # DEBUG: a developer's machine
+        (PRODUCTION_ENV, {"signup": False, "preload": False}),
+        (
+            {**PRODUCTION_ENV, "TEACHLOOP_OPEN_SIGNUP": "1", "SECURE_HSTS_PRELOAD": "1"},
+            {"signup": True, "preload": True},
+        ),
+    ):
+        result = run_django(SAFETY, env, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == expected, env
+
+
 def test_it_rejects_a_malformed_boolean(tmp_path):
     result = run_django(SHOW, {"DEBUG": "maybe"}, tmp_path)
     assert result.returncode != 0

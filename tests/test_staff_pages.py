@@ -32,3 +32,14 @@ class StaffPagesTestCase(BaseTestCase):
         self.client.force_login(self.alice)
         for name in STAFF_PAGES:
             self.assertEqual(self.client.get(reverse(name)).status_code, 200, name)
+
+    def test_the_menu_shows_learners_only_what_they_can_use(self):
+        self.client.force_login(self.bob)
+        page = self.client.get(reverse("learn:courses"))
+        self.assertContains(page, f'href="{reverse("learn:courses")}"')
+        for name in ("training:jobs", *STAFF_PAGES[:1], "runs:list"):
+            self.assertNotContains(page, f'href="{reverse(name)}"')
+        self.client.force_login(self.alice)
+        page = self.client.get(reverse("learn:courses"))
+        for name in ("training:jobs", "training:models", "runs:list"):
+            self.assertContains(page, f'href="{reverse(name)}"')
