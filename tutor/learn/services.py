@@ -116,7 +116,10 @@ def tutoring_session_next(*, session: TutoringSession, rng: random.Random | None
         rng=rng or random.Random(),
     )
     skill = by_key[choice.skill]
-    session.exercise, session.reason = _pick_exercise(enrolment=enrolment, skill=skill), choice.reason
+    session.exercise, session.reason = (
+        _pick_exercise(enrolment=enrolment, skill=skill, current=session.exercise),
+        choice.reason,
+    )
     session.save(update_fields=["exercise", "reason", "updated_at"])
     explained = TutorMessage.objects.filter(
         session__enrolment=enrolment, kind=TutorMessage.Kind.EXPLANATION, skill=skill
@@ -126,9 +129,13 @@ def tutoring_session_next(*, session: TutoringSession, rng: random.Random | None
     return session
 
 
-def _pick_exercise(*, enrolment: LearnerEnrolment, skill: Skill) -> Exercise | None:
+def _pick_exercise(
+    *, enrolment: LearnerEnrolment, skill: Skill, current: Exercise | None = None
+) -> Exercise | None:
     """Unsolved before solved, items not yet shown solved as a worked example first, fewest tries
-    first, easiest first: never an exam item."""
+    first, easiest first: never an exam item. Never ``current`` again while the skill has another
+    item; one skipped unanswered moves on past it in that order, wrapping round, so skipping walks
+    through every item instead of alternating between two."""
     solved = set(
         LearnerAttempt.objects.filter(session__enrolment=enrolment, correct=True).values_list(
             "exercise_id", flat=True
@@ -147,9 +154,17 @@ def _pick_exercise(*, enrolment: LearnerEnrolment, skill: Skill) -> Exercise | N
         .annotate(n=Count("pk"))
         .values_list("exercise_id", "n")
     )
-    ordered = sorted(
-        candidates, key=lambda e: (e.pk in solved, e.key in shown, tries.get(e.pk, 0), e.difficulty, e.key)
-    )
+    def rank(e: Exercise) -> tuple:
+        return (e.pk in solved, e.key in shown, tries.get(e.pk, 0), e.difficulty, e.key)
+
+    ordered = sorted(candidates, key=rank)
+    if current is not None and any(e.pk != current.pk for e in ordered):
+        others = [e for e in ordered if e.pk != current.pk]
+        if current.skill_id == skill.pk and not tries.get(current.pk):  # skipped: on past it, wrapping
+            others = [e for e in others if rank(e) > rank(current)] + [
+                e for e in others if rank(e) <= rank(current)
+            ]
+        ordered = others
     return ordered[0] if ordered else None
 
 

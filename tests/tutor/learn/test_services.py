@@ -64,6 +64,19 @@ class SessionTestCase(LearnerTestCase):
             seen.add(session.exercise.split)
         self.assertNotIn("exam", seen)
 
+    def test_next_exercise_never_repeats_the_one_on_screen_and_skipping_walks_through_them_all(self):
+        add = self.course.skills.get(key="add")
+        items = {e.key: e for e in Exercise.objects.filter(skill=add)}
+        walk, current = [], None
+        for _ in range(4):
+            current = learning._pick_exercise(enrolment=self.enrolment, skill=add, current=current)
+            walk.append(current.key)
+        self.assertEqual(walk, ["add-1", "add-2", "add-3", "add-1"])  # easiest first, then on, wrapping
+        session = self.start()
+        learning.learner_attempt_submit(session=session, answer="0")  # add-1, wrong: tried once
+        picked = learning._pick_exercise(enrolment=self.enrolment, skill=add, current=items["add-1"])
+        self.assertEqual(picked.key, "add-3")  # not add-1 again; add-2 was the explanation's worked example
+
     def test_it_does_not_explain_a_skill_twice(self):
         session = self.start()
         learning.tutoring_session_next(session=session, rng=random.Random(0))
