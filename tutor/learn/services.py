@@ -154,6 +154,7 @@ def _pick_exercise(
         .annotate(n=Count("pk"))
         .values_list("exercise_id", "n")
     )
+
     def rank(e: Exercise) -> tuple:
         return (e.pk in solved, e.key in shown, tries.get(e.pk, 0), e.difficulty, e.key)
 
