@@ -174,6 +174,17 @@ if not 0.0 <= TEACHLOOP_TUTOR_ALTERNATIVES_SHARE <= 1.0:
         "TEACHLOOP_TUTOR_ALTERNATIVES_SHARE must be between 0 and 1, "
         f"got {TEACHLOOP_TUTOR_ALTERNATIVES_SHARE}"
     )
+# Teacher calls one learner may cause (over all their sessions): replies to wrong answers, questions
+# and retries per minute, and replies being written at once. The course's own texts never count.
+TEACHLOOP_LEARNER_GENERATIONS_PER_MINUTE = int(
+    os.environ.get("TEACHLOOP_LEARNER_GENERATIONS_PER_MINUTE", "10")
+)
+TEACHLOOP_LEARNER_CONCURRENT_GENERATIONS = int(
+    os.environ.get("TEACHLOOP_LEARNER_CONCURRENT_GENERATIONS", "3")
+)
+for _name in ("TEACHLOOP_LEARNER_GENERATIONS_PER_MINUTE", "TEACHLOOP_LEARNER_CONCURRENT_GENERATIONS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1, got {globals()[_name]}")
 # Anyone may create a learner account at /learn/signup/; off: accounts come from an admin. Open by
 # default only with DEBUG on: a public server opens sign-up on purpose.
 TEACHLOOP_OPEN_SIGNUP = env_bool("TEACHLOOP_OPEN_SIGNUP", DEBUG)

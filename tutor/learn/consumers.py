@@ -66,11 +66,11 @@ class TutoringSessionConsumer(FormConsumer):
     async def receive_form(self, form: FormMessage) -> None:
         if "stop" in form:
             await self.channel_layer.group_send(self.group, {"type": "tutor.stop"})
-        elif "retry" in form:
-            await _retry(self.session_id, form.text("retry"))
-            self._kick()
-        elif "question" in form:
-            error = await _ask(self.session_id, form.text("question") or "")
+        elif "retry" in form or "question" in form:
+            if "retry" in form:
+                error = await _retry(self.session_id, form.text("retry"))
+            else:
+                error = await _ask(self.session_id, form.text("question") or "")
             if error:
                 await self.send(
                     text_data=render_to_string("tutor/learn/partials/message.html#notice", {"notice": error})
@@ -220,10 +220,18 @@ def _claim_next(session_id: int) -> services.TutorPlan | None:
 
 
 @database_sync_to_async
-def _retry(session_id: int, message_id: object) -> None:
-    message = TutorMessage.objects.filter(session_id=session_id, pk=_int(message_id)).first()
+def _retry(session_id: int, message_id: object) -> str:
+    message = (
+        TutorMessage.objects.select_related("session__enrolment")
+        .filter(session_id=session_id, pk=_int(message_id))
+        .first()
+    )
     if message is not None:
-        services.tutor_message_retry(message=message)
+        try:
+            services.tutor_message_retry(message=message)
+        except ValidationError as exc:
+            return " ".join(exc.messages)
+    return ""
 
 
 @database_sync_to_async

@@ -33,7 +33,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from training.core.llm import LLM, LLMError
@@ -441,7 +441,42 @@ def _course_expert(*, course: Course, exercises: list[core_course.Exercise]) -> 
         return None
 
 
+def tutor_generation_refusal(*, user_id: int) -> str:
+    """ "" when this learner may cause one more teacher call now; otherwise the sentence that says why.
+
+    Limits (settings): ``TEACHLOOP_LEARNER_CONCURRENT_GENERATIONS`` replies pending or being written,
+    and ``TEACHLOOP_LEARNER_GENERATIONS_PER_MINUTE`` replies queued or started (a retry starts one
+    again) in the last minute, over all the learner's sessions. Notes and shown solutions (the
+    course's own text) never count."""
+    mine = (
+        TutorMessage.objects.filter(session__enrolment__user_id=user_id)
+        .exclude(kind=TutorMessage.Kind.SOLUTION)
+        .exclude(source=TutorMessage.Source.NOTE)
+    )
+    busy = mine.filter(status__in=[TutorMessage.Status.PENDING, TutorMessage.Status.STREAMING]).count()
+    if busy >= settings.TEACHLOOP_LEARNER_CONCURRENT_GENERATIONS:
+        return f"The tutor is still writing {busy} of your replies; ask again once they are done."
+    cutoff = timezone.now() - timedelta(minutes=1)
+    recent = mine.filter(Q(created_at__gte=cutoff) | Q(started_at__gte=cutoff)).count()
+    limit = settings.TEACHLOOP_LEARNER_GENERATIONS_PER_MINUTE
+    if recent >= limit:
+        return (
+            f"You asked the tutor for {recent} replies in the last minute (the limit is {limit}); "
+            "try again in a minute. The full solution is always one click away."
+        )
+    return ""
+
+
 def tutor_remediation_queue(*, attempt: LearnerAttempt) -> TutorMessage:
+    """The tutor's reply to a wrong answer; over the learner's limits, a note that says so instead."""
+    refusal = tutor_generation_refusal(user_id=attempt.session.enrolment.user_id)
+    if refusal:
+        return _note_create(
+            session=attempt.session,
+            kind=TutorMessage.Kind.REMEDIATION,
+            skill=attempt.exercise.skill,
+            text=refusal,
+        )
     message = TutorMessage.objects.create(
         session=attempt.session,
         kind=TutorMessage.Kind.REMEDIATION,
@@ -455,9 +490,12 @@ def tutor_remediation_queue(*, attempt: LearnerAttempt) -> TutorMessage:
 
 def tutor_question_ask(*, session: TutoringSession, question: str) -> TutorMessage:
     """Save the learner's free question (first), then queue the teacher's answer."""
-    question = question.strip()[:MAX_QUESTION_CHARS]
+    question = question.replace("\x00", "").strip()[:MAX_QUESTION_CHARS]
     if not question:
         raise ValidationError("Type a question first.")
+    refusal = tutor_generation_refusal(user_id=session.enrolment.user_id)
+    if refusal:
+        raise ValidationError(refusal)
     exercise = session.exercise
     ctx = learner_context(enrolment=session.enrolment)
     prompt = core.question_prompt(
@@ -505,7 +543,11 @@ def tutor_solution_show(*, session: TutoringSession) -> TutorMessage:
 
 
 def tutor_message_retry(*, message: TutorMessage) -> bool:
-    """A failed or stopped message goes back to the queue; False if it was not retryable."""
+    """A failed or stopped message goes back to the queue; False if it was not retryable. Over the
+    learner's limits (:func:`tutor_generation_refusal`) it raises ValidationError saying why."""
+    refusal = tutor_generation_refusal(user_id=message.session.enrolment.user_id)
+    if refusal and message.status in (TutorMessage.Status.FAILED, TutorMessage.Status.STOPPED):
+        raise ValidationError(refusal)
     updated = TutorMessage.objects.filter(
         pk=message.pk,
         status__in=[TutorMessage.Status.FAILED, TutorMessage.Status.STOPPED],

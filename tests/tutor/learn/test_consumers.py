@@ -225,6 +225,20 @@ async def test_it_asks_no_question_for_a_null_one(session, bob, teacher):
     await communicator.disconnect()
 
 
+async def test_a_learner_over_the_per_minute_limit_gets_a_line_saying_so_and_the_socket_lives_on(
+    session, bob, teacher, settings
+):
+    settings.TEACHLOOP_LEARNER_GENERATIONS_PER_MINUTE = 1  # the explanation of the session's start used it
+    await TutorMessage.objects.filter(session=session).aupdate(status="done", text="explained")
+    communicator, _, _ = await connect(session.pk, bob)
+    await communicator.receive_from(timeout=10)
+    for _ in range(2):  # refused twice, answered each time: nothing queued, nothing dead
+        await communicator.send_to(text_data=json.dumps({"question": "Why do we carry the 1?"}))
+        assert "replies in the last minute (the limit is 1)" in await communicator.receive_from(timeout=10)
+    assert not await TutorMessage.objects.filter(session=session, kind="answer").aexists()
+    await communicator.disconnect()
+
+
 def texts_sent(seen: list[str]) -> str:
     """Everything the socket sent, as one string (escaped the way the page receives it)."""
     return "\n".join(seen)

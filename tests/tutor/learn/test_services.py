@@ -77,6 +77,35 @@ class SessionTestCase(LearnerTestCase):
         picked = learning._pick_exercise(enrolment=self.enrolment, skill=add, current=items["add-1"])
         self.assertEqual(picked.key, "add-3")  # not add-1 again; add-2 was the explanation's worked example
 
+    @override_settings(
+        TEACHLOOP_LEARNER_GENERATIONS_PER_MINUTE=3, TEACHLOOP_LEARNER_CONCURRENT_GENERATIONS=99
+    )
+    def test_a_learner_gets_so_many_teacher_replies_a_minute_then_notes_until_the_minute_is_over(self):
+        session = self.start()  # its explanation is the first of the minute
+        for _ in range(3):
+            learning.learner_attempt_submit(session=session, answer="0")
+        replies = list(session.messages.filter(kind="remediation").order_by("pk"))
+        self.assertEqual(
+            [m.source for m in replies], ["", "", "note"]
+        )  # two for the teacher (unwritten), a note
+        self.assertEqual(replies[-1].status, "done")
+        self.assertIn("the limit is 3", replies[-1].text)
+        with self.assertRaisesMessage(ValidationError, "the limit is 3"):
+            learning.tutor_question_ask(session=session, question="Why?")
+        TutorMessage.objects.update(created_at=timezone.now() - timedelta(minutes=2))  # a minute later
+        self.assertEqual(learning.tutor_question_ask(session=session, question="Why?").status, "pending")
+
+    @override_settings(TEACHLOOP_LEARNER_CONCURRENT_GENERATIONS=1)
+    def test_a_learner_waits_for_the_reply_being_written_before_asking_again(self):
+        session = self.start()  # its explanation is pending
+        with self.assertRaisesMessage(ValidationError, "still writing 1 of your replies"):
+            learning.tutor_question_ask(session=session, question="Why?")
+        TutorMessage.objects.update(status="failed")
+        failed = session.messages.get()
+        self.assertTrue(learning.tutor_message_retry(message=failed))  # nothing else is being written
+        with self.assertRaisesMessage(ValidationError, "still writing"):
+            learning.tutor_question_ask(session=session, question="Why?")
+
     def test_it_does_not_explain_a_skill_twice(self):
         session = self.start()
         learning.tutoring_session_next(session=session, rng=random.Random(0))
