@@ -66,6 +66,20 @@ class FineTuneForm(forms.Form):
         initial=_default("lora_r"), min_value=1, max_value=512, label="LoRA rank", help_text=_help("lora_r")
     )
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Preselect what there is to choose: the default student (or the only model), the only dataset.
+        models = self.fields["base_model"].queryset
+        if not self.initial.get("base_model"):
+            chosen = models.filter(is_default_student=True).first() or (
+                models.first() if models.count() == 1 else None
+            )
+            if chosen is not None:
+                self.initial["base_model"] = chosen.pk
+        datasets = self.fields["dataset"].queryset
+        if not self.initial.get("dataset") and datasets.count() == 1:
+            self.initial["dataset"] = datasets.get().pk
+
     def clean(self):
         data = super().clean()
         adapter, model = data.get("parent_adapter"), data.get("base_model")

@@ -47,7 +47,14 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     job = jobs.training_job_cancel(job=get_object_or_404(TrainingJob, pk=job_id))
     messages.info(request, f"Job {job.pk}: {'cancel requested' if job.status == 'running' else job.status}.")
-    return redirect("training:job", job_id=job.pk)
+    return _back_to_job(request, job.pk)
+
+
+def _back_to_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The job's page again: a redirect, or for htmx (the live controls) a full reload of it."""
+    if request.htmx:
+        return HttpResponse(headers={"HX-Redirect": reverse("training:job", args=[job_id])})
+    return redirect("training:job", job_id=job_id)
 
 
 @staff_required
@@ -57,7 +64,7 @@ def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
         jobs.training_job_retry(job=get_object_or_404(TrainingJob, pk=job_id))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
-    return redirect("training:job", job_id=job_id)
+    return _back_to_job(request, job_id)
 
 
 @staff_required

@@ -10,6 +10,8 @@
     chart = new uPlot({
       width: Math.min(el.clientWidth || 800, 900), height: 260,
       scales: { x: { time: false } },
+      // Whole steps only on the x-axis (uPlot would otherwise tick 1.25, 1.5 on a short run).
+      axes: [{ label: "step", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000] }, {}],
       series: [{ label: "step" }, { label: "loss", stroke: "#2f6fdf" }, { label: "eval loss", stroke: "#d9822b" }],
     }, [steps, loss, evalLoss], el);
     return chart;

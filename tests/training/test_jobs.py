@@ -121,6 +121,19 @@ class CreateJobTestCase(JobTestCase):
         self.assertTrue(job.task_id)
         self.assertEqual((job.config["max_steps"], job.config["lora_r"]), (3, 4))
 
+    def test_the_form_starts_with_the_only_model_and_dataset_chosen(self):
+        self.client.force_login(self.alice)
+        form = self.client.get(reverse("training:fine-tune")).context["form"]
+        self.assertEqual(
+            (form["base_model"].value(), form["dataset"].value()), (self.model.pk, self.dataset.pk)
+        )
+        other = LanguageModel.objects.create(name="other", is_student=True, source="/m2")
+        form = self.client.get(reverse("training:fine-tune")).context["form"]
+        self.assertIsNone(form["base_model"].value())  # two to choose from, neither the default student
+        LanguageModel.objects.filter(pk=other.pk).update(is_default_student=True)
+        form = self.client.get(reverse("training:fine-tune")).context["form"]
+        self.assertEqual(form["base_model"].value(), other.pk)
+
     def test_it_refuses_learners(self):
         self.client.force_login(self.bob)
         response = self.client.post(reverse("training:fine-tune"), {"base_model": self.model.pk})
@@ -304,6 +317,36 @@ class JobPagesTestCase(JobTestCase):
         self.assertContains(response, f'ws-connect="/ws/training/jobs/{job.pk}/"')
         self.assertContains(response, "vendor/uPlot.iife.min.js")
         self.assertContains(response, "Cancel")
+
+    def test_it_offers_only_the_action_that_fits_the_jobs_status_and_readable_event_times(self):
+        job = self.create_job()
+        TrainingJob.objects.filter(pk=job.pk).update(
+            events=[{"at": "2026-12-05T18:51:58.123456+00:00", "message": "queued"}]
+        )
+        self.client.force_login(self.alice)
+        url = reverse("training:job", args=[job.pk])
+        cancel, retry = (
+            reverse("training:job-cancel", args=[job.pk]),
+            reverse("training:job-retry", args=[job.pk]),
+        )
+        page = self.client.get(url)
+        self.assertContains(page, cancel)
+        self.assertNotContains(page, retry)
+        self.assertContains(
+            page, '<time datetime="2026-12-05T18:51:58.123456+00:00">2026-12-05 18:51:58</time>'
+        )
+        for status, shown, hidden in (("succeeded", None, (cancel, retry)), ("failed", retry, (cancel,))):
+            TrainingJob.objects.filter(pk=job.pk).update(status=status)
+            page = self.client.get(url)
+            if shown:
+                self.assertContains(page, shown)
+            for action in hidden:
+                self.assertNotContains(page, action)
+        self.assertEqual(
+            self.client.post(retry, HTTP_HX_REQUEST="true")["HX-Redirect"], url
+        )  # the live controls reload the page
+        job.refresh_from_db()
+        self.assertEqual(job.status, "queued")
 
     def test_it_shows_learners_only_their_own_jobs(self):
         job = self.create_job()
