@@ -88,8 +88,12 @@ class FakeOpenAIServer:
         models: set[str] | frozenset[str] = frozenset({"fake-model"}),
         api_key: str | None = None,
         chunk_delay_s: float = 0.0,
+        newest: set[str] | frozenset[str] = frozenset(),
     ) -> None:
-        self.models = set(models)
+        """``newest``: models that answer as OpenAI's newest do: ``max_tokens`` and any temperature
+        but 1 are refused (400), the reply's length is ``max_completion_tokens``."""
+        self.models = set(models) | set(newest)
+        self.newest = set(newest)
         self.api_key = api_key
         self.chunk_delay_s = chunk_delay_s
         self.requests: list[ReceivedRequest] = []
@@ -253,8 +257,25 @@ class _Handler(BaseHTTPRequestHandler):
         if len(stop) > 4:  # the OpenAI API's limit, which vLLM-style servers may also enforce
             self._send(400, _error_body(400, "stop: at most 4 sequences"))
             return
+        if model in self.fake.newest:
+            if "max_tokens" in body:
+                self._send(
+                    400,
+                    _error_body(
+                        400,
+                        "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                        "Use 'max_completion_tokens' instead.",
+                    ),
+                )
+                return
+            if body.get("temperature", 1) != 1:
+                self._send(
+                    400,
+                    _error_body(400, "Unsupported value: 'temperature' does not support 0 with this model."),
+                )
+                return
         messages = body.get("messages") or []
-        text, finish = fake_reply(messages, body.get("max_tokens"), stop)
+        text, finish = fake_reply(messages, body.get("max_tokens", body.get("max_completion_tokens")), stop)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         usage = {
             "prompt_tokens": prompt_tokens,

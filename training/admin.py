@@ -42,7 +42,18 @@ class LanguageModelAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Where the model lives", {"fields": ["backend", "source", "base_url", "api_key_env"]}),
+        (
+            "Where the model lives",
+            {
+                "fields": [
+                    "backend",
+                    "source",
+                    "base_url",
+                    "api_key_env",
+                    ("token_limit_field", "send_sampling"),
+                ]
+            },
+        ),
         ("Generation defaults", {"fields": [("temperature", "top_p", "max_new_tokens"), "chat_template"]}),
         ("Last try", {"fields": ["last_tried_at", "last_try_output", "last_try_error"]}),
         ("History", {"classes": ["collapse"], "fields": ["created_at", "updated_at"]}),

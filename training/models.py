@@ -49,6 +49,22 @@ class LanguageModel(models.Model):
         help_text="openai only: the NAME of the environment variable holding the key (never the key).",
     )
     chat_template = models.TextField(blank=True, help_text="Jinja chat template; empty = the model's own.")
+    token_limit_field = models.CharField(
+        "reply length field",
+        max_length=30,
+        choices=[
+            ("max_tokens", "max_tokens (vLLM, SGLang, Ollama, llama.cpp, most servers)"),
+            ("max_completion_tokens", "max_completion_tokens (OpenAI's newest models)"),
+        ],
+        default="max_tokens",
+        help_text="openai only: the request field that limits the reply's length.",
+    )
+    send_sampling = models.BooleanField(
+        "send temperature and top_p",
+        default=True,
+        help_text="openai only: off for models that accept only their own sampling (some of OpenAI's "
+        "newest refuse temperature 0).",
+    )
 
     temperature = models.FloatField(
         default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(5.0)], help_text="0 = greedy."
@@ -119,6 +135,8 @@ class LanguageModel(models.Model):
             api_key_env=self.api_key_env,
             chat_template=self.chat_template,
             defaults=self.generation_params(),
+            token_limit_field=self.token_limit_field,
+            send_sampling=self.send_sampling,
         )
 
 

@@ -49,6 +49,15 @@ def test_it_registers_an_openai_compatible_teacher():
     assert "Registered big-teacher (openai; teacher, default teacher)" in output
 
 
+def test_it_registers_one_of_openais_newest_models_with_their_request_fields():
+    vllm_teacher("--token-limit-field", "max_completion_tokens", "--no-send-sampling")
+    spec = LanguageModel.objects.get(name="big-teacher").to_spec()
+    assert (spec.token_limit_field, spec.send_sampling) == ("max_completion_tokens", False)
+    vllm_teacher("--send-sampling")  # later options change only what they name
+    spec = LanguageModel.objects.get(name="big-teacher").to_spec()
+    assert (spec.token_limit_field, spec.send_sampling) == ("max_completion_tokens", True)
+
+
 def test_it_moves_the_default_teacher_to_the_new_model():
     LanguageModel.objects.create(
         name="small",

@@ -24,6 +24,8 @@ def form_data(**overrides: object) -> dict[str, object]:
         "temperature": "0",
         "top_p": "1",
         "max_new_tokens": "32",
+        "token_limit_field": "max_tokens",  # the admin form's defaults
+        "send_sampling": "on",
         "enabled": "on",
     }
     data.update(overrides)
@@ -143,6 +145,21 @@ class BaseUrlTestCase(BaseTestCase):
                 ADD_URL, form_data(name=f"t{i}", backend="openai", source="m", base_url=url)
             )
             self.assertEqual(response.status_code, 302, url)
+
+    def test_it_registers_one_of_openais_newest_models_with_their_request_fields(self):
+        self.client.post(
+            ADD_URL,
+            form_data(
+                name="newest",
+                backend="openai",
+                source="gpt-newest",
+                base_url="https://api.openai.com/v1",
+                token_limit_field="max_completion_tokens",
+                send_sampling=None,
+            ),
+        )
+        spec = LanguageModel.objects.get(name="newest").to_spec()
+        self.assertEqual((spec.token_limit_field, spec.send_sampling), ("max_completion_tokens", False))
 
     def test_it_rejects_a_base_url_that_is_not_http(self):
         response = self.client.post(ADD_URL, form_data(backend="openai", source="m", base_url="ftp://x/v1"))

@@ -93,6 +93,27 @@ def test_it_sends_sampling_params_and_the_model_name(server, llm):
     assert (reply.text, reply.finish_reason) == ("You said: one", "length")
 
 
+def test_it_speaks_to_openais_newest_models_with_their_own_fields():
+    with FakeOpenAIServer(newest={"gpt-newest"}) as newest:
+        plain = OpenAICompatLLM(make_spec(newest.base_url, source="gpt-newest"))
+        with pytest.raises(GenerationError, match="max_completion_tokens"):
+            plain.generate([user("hi")])  # max_tokens, as most servers want it: refused here
+        llm = OpenAICompatLLM(
+            make_spec(
+                newest.base_url,
+                source="gpt-newest",
+                token_limit_field="max_completion_tokens",
+                send_sampling=False,
+            )
+        )
+        [reply] = llm.generate([user("one two three")], GenerationParams(max_new_tokens=3))
+        streamed = "".join(llm.stream(user("four five six"), GenerationParams(max_new_tokens=3)))
+        body = newest.chat_requests()[-1].body
+    assert (reply.text, streamed) == ("You said: one", "You said: four")
+    assert body["max_completion_tokens"] == 3
+    assert not {"max_tokens", "temperature", "top_p"} & set(body)
+
+
 def test_it_uses_the_model_defaults_when_no_params_are_given(server):
     llm = OpenAICompatLLM(make_spec(server.base_url, defaults=GenerationParams(max_new_tokens=2)))
 

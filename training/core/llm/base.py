@@ -93,6 +93,9 @@ def without_nul(text: str) -> str:
     return text.replace("\x00", "")
 
 
+TOKEN_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to load or reach a model; built by the Django registry from its row.
@@ -110,8 +113,18 @@ class ModelSpec:
     defaults: GenerationParams = field(default_factory=GenerationParams)
     timeout_s: float = 120.0
     max_retries: int = 3
+    # openai only: the request field of the reply's length ("max_tokens", which most servers read,
+    # or "max_completion_tokens", which OpenAI's newest models require), and whether to send
+    # temperature and top_p (some of those models accept only their own sampling).
+    token_limit_field: str = "max_tokens"
+    send_sampling: bool = True
 
     def __post_init__(self) -> None:
+        if self.token_limit_field not in TOKEN_LIMIT_FIELDS:
+            raise ValueError(
+                f"token_limit_field must be one of {', '.join(TOKEN_LIMIT_FIELDS)}, "
+                f"not {self.token_limit_field!r}"
+            )
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if not self.source:

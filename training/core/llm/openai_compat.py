@@ -100,11 +100,12 @@ class OpenAICompatLLM(LLM):
         request: dict[str, Any] = {
             "model": adapter or self.spec.source,
             "messages": [dict(m) for m in conversation],
-            # max_tokens, not max_completion_tokens: the latter is unknown to many local servers.
-            "max_tokens": params.max_new_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
+            # max_tokens by default: max_completion_tokens is unknown to many local servers, and
+            # required by OpenAI's newest models (the registry's per-model setting).
+            self.spec.token_limit_field: params.max_new_tokens,
         }
+        if self.spec.send_sampling:
+            request["temperature"], request["top_p"] = params.temperature, params.top_p
         if params.stop:
             request["stop"] = list(params.stop[:MAX_SERVER_STOPS])
         if params.seed is not None:

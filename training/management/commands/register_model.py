@@ -22,6 +22,8 @@ FIELD_OPTIONS = (
     "top_p",
     "max_new_tokens",
     "enabled",
+    "token_limit_field",
+    "send_sampling",
 )
 ROLE_OPTIONS = {"teacher": "is_teacher", "student": "is_student"}
 
@@ -74,6 +76,17 @@ class Command(BaseCommand):
         parser.add_argument("--temperature", type=float, help="Sampling temperature (0 = greedy).")
         parser.add_argument("--top-p", type=float)
         parser.add_argument("--max-new-tokens", type=int)
+        parser.add_argument(
+            "--token-limit-field",
+            choices=["max_tokens", "max_completion_tokens"],
+            help="openai: the request field of the reply's length (max_completion_tokens for OpenAI's newest "
+            "models; default max_tokens).",
+        )
+        parser.add_argument(
+            "--send-sampling",
+            action=flag,
+            help="openai: send temperature and top_p (--no-send-sampling for models that refuse them).",
+        )
         parser.add_argument(
             "--try",
             dest="try_it",
