@@ -107,6 +107,7 @@ class FuzzTestCase(BaseTestCase):
             "message_id": session.messages.first().pk,
             "job_id": job.pk,
             "adapter_id": adapter.pk,
+            "dataset_id": dataset.pk,
             "course_key": "tiny",
         }
 
@@ -124,7 +125,8 @@ class FuzzTestCase(BaseTestCase):
             for url in self.urls():
                 for junk in JUNK:
                     for response in (
-                        self.client.get(url, {"dataset": junk, "page": junk}),
+                        self.client.get(url, {"dataset": junk, "page": junk, "model": junk}),
+                        self.client.get(url, {"part": "preview", "model": junk}),
                         self.client.post(url, dict.fromkeys(FIELDS, junk)),
                         self.client.post(url, dict.fromkeys(FIELDS, junk), HTTP_HX_REQUEST="true"),
                     ):

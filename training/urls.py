@@ -11,6 +11,8 @@ urlpatterns = [
     path("jobs/<int:job_id>/retry/", views.job_retry, name="job-retry"),
     path("fine-tune/", views.fine_tune, name="fine-tune"),
     path("datasets/upload/", views.dataset_upload, name="dataset-upload"),
+    path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset"),
+    path("datasets/<int:dataset_id>/download/", views.dataset_download, name="dataset-download"),
     path("adapters/", views.adapter_list, name="adapters"),
     path("adapters/<int:adapter_id>/download/", views.adapter_download, name="adapter-download"),
 ]

@@ -7,16 +7,17 @@ from pathlib import Path
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from teachloop.auth import staff_required
-from training import jobs
+from training import jobs, previews
 from training.core.datasets import DatasetError
+from training.core.errors import first_line
 from training.forms import DatasetUploadForm, FineTuneForm
-from training.models import Adapter, LanguageModel, TrainingJob
+from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
 
 
 @staff_required
@@ -85,6 +86,35 @@ def fine_tune(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
+def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The dataset as a job will see it; the preview (tokenizer work) arrives as a second request."""
+    dataset = get_object_or_404(TrainingDataset, pk=dataset_id)
+    models = list(LanguageModel.objects.filter(enabled=True).exclude(backend=LanguageModel.Backend.OPENAI))
+    chosen = str(request.GET.get("model", ""))
+    model = next((m for m in models if str(m.pk) == chosen), None) or next(
+        (m for m in models if m.is_default_student), models[0] if models else None
+    )
+    ctx = {"dataset": dataset, "models": models, "model": model}
+    if request.GET.get("part") == "preview":
+        try:
+            ctx["preview"] = previews.dataset_preview_for(dataset=dataset, model=model) if model else None
+        except Exception as exc:  # a model that cannot load: say so in the page, never a 500
+            ctx["error"] = f"{model} could not read the dataset: {first_line(exc)}"
+        return render(request, "training/partials/dataset_preview.html", ctx)
+    return render(request, "training/dataset_detail.html", ctx)
+
+
+@staff_required
+def dataset_download(request: HttpRequest, dataset_id: int) -> StreamingHttpResponse:
+    dataset = get_object_or_404(TrainingDataset, pk=dataset_id)
+    response = StreamingHttpResponse(
+        previews.dataset_jsonl(dataset=dataset), content_type="application/jsonl"
+    )
+    response["Content-Disposition"] = f'attachment; filename="dataset-{dataset.pk}-{dataset.method}.jsonl"'
+    return response
+
+
+@staff_required
 def dataset_upload(request: HttpRequest) -> HttpResponse:
     form = DatasetUploadForm(request.POST or None, request.FILES or None)
     line_errors: list[tuple[int, str]] = []
@@ -102,7 +132,7 @@ def dataset_upload(request: HttpRequest) -> HttpResponse:
             form.add_error("file", f"{len(exc.errors)} bad line(s); nothing was saved.")
         else:
             messages.success(request, f"Saved {dataset}.")
-            return redirect(f"{reverse('training:fine-tune')}?dataset={dataset.pk}")
+            return redirect("training:dataset", dataset_id=dataset.pk)
     return render(request, "training/dataset_upload.html", {"form": form, "line_errors": line_errors})
 
 

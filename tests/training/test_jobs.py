@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -84,7 +85,7 @@ class DatasetTestCase(JobTestCase):
         self.assertFalse(TrainingDataset.objects.filter(name="bad").exists())
         self.assertFalse(TrainingJob.objects.exists())
 
-    def test_it_accepts_a_good_upload_and_offers_to_fine_tune(self):
+    def test_it_accepts_a_good_upload_and_shows_it_before_offering_to_fine_tune(self):
         self.client.force_login(self.alice)
         upload = io.BytesIO(jsonl(CHAT).encode())
         upload.name = "good.jsonl"
@@ -92,7 +93,41 @@ class DatasetTestCase(JobTestCase):
             reverse("training:dataset-upload"), {"name": "good", "method": "sft", "file": upload}
         )
         dataset = TrainingDataset.objects.get(name="good")
-        self.assertRedirects(response, f"{reverse('training:fine-tune')}?dataset={dataset.pk}")
+        self.assertRedirects(response, reverse("training:dataset", args=[dataset.pk]))
+        self.assertContains(self.client.get(response["Location"]), f"fine-tune/?dataset={dataset.pk}")
+
+    def test_the_dataset_page_shows_the_records_through_the_chat_template_and_their_lengths(self):
+        self.client.force_login(self.alice)
+        url = reverse("training:dataset", args=[self.dataset.pk])
+        page = self.client.get(url)
+        self.assertContains(page, f"?part=preview&amp;model={self.model.pk}")  # filled in by htmx
+        preview = self.client.get(url, {"part": "preview", "model": self.model.pk})
+        self.assertContains(preview, "train / eval split")
+        self.assertContains(preview, CHAT[0]["messages"][0]["content"])  # a record, as rendered
+        self.assertEqual(
+            sum(int(n) for n in re.findall(r'data-count="(\d+)"', preview.content.decode())), len(CHAT)
+        )
+
+    def test_a_model_that_cannot_read_the_dataset_is_a_line_on_the_page(self):
+        broken = LanguageModel.objects.create(name="gone", is_student=True, source="/no/such/folder")
+        self.client.force_login(self.alice)
+        preview = self.client.get(
+            reverse("training:dataset", args=[self.dataset.pk]), {"part": "preview", "model": broken.pk}
+        )
+        self.assertContains(preview, "gone could not read the dataset")
+
+    def test_it_downloads_the_records_as_chat_jsonl_for_staff_only(self):
+        url = reverse("training:dataset-download", args=[self.dataset.pk])
+        self.client.force_login(self.bob)
+        self.assertEqual(self.client.get(url).status_code, 403)
+        self.assertEqual(
+            self.client.get(reverse("training:dataset", args=[self.dataset.pk])).status_code, 403
+        )
+        self.client.force_login(self.alice)
+        response = self.client.get(url)
+        lines = b"".join(response.streaming_content).decode().splitlines()
+        self.assertEqual([json.loads(line) for line in lines], CHAT)
+        self.assertIn("attachment", response["Content-Disposition"])
 
     def test_it_keeps_learners_out_of_uploads(self):
         self.client.force_login(self.bob)

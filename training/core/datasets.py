@@ -16,6 +16,7 @@ Rules that matter:
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterable
 from typing import Any
 
@@ -198,3 +199,20 @@ def _kind(value: Any) -> str:
         int: "a number",
         float: "a number",
     }.get(type(value), type(value).__name__)
+
+
+def split_for_training(
+    records: list[dict[str, Any]], *, eval_fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The trainer's split: a seeded random ``eval_fraction`` of the records for evaluation (at
+    least one, never all of them), the rest for training, each in the records' order."""
+    if eval_fraction == 0 or len(records) < 2:
+        return list(records), []
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_eval = min(len(records) - 1, max(1, round(len(records) * eval_fraction)))
+    eval_ids = set(order[:n_eval])
+    return (
+        [r for i, r in enumerate(records) if i not in eval_ids],
+        [r for i, r in enumerate(records) if i in eval_ids],
+    )

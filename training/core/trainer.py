@@ -37,7 +37,6 @@ import gc
 import json
 import logging
 import math
-import random
 import re
 import shutil
 import time
@@ -58,7 +57,7 @@ from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrai
 
 from training.core.config import CONFIG_FILENAME, TrainConfig, default_target_modules
 from training.core.cpu_paths import attend_within_each_sequence, dense_lm_head_on_labelled_positions
-from training.core.datasets import DatasetError, validate_records
+from training.core.datasets import DatasetError, split_for_training, validate_records
 from training.core.errors import first_line
 
 logger = logging.getLogger(__name__)
@@ -231,17 +230,7 @@ def train(
 
 
 def _split(records: list[dict[str, Any]], config: TrainConfig) -> tuple[list[dict], list[dict]]:
-    """A seeded random eval split of ``eval_fraction`` (at least one record, never all of them)."""
-    if config.eval_fraction == 0 or len(records) < 2:
-        return list(records), []
-    order = list(range(len(records)))
-    random.Random(config.seed).shuffle(order)
-    n_eval = min(len(records) - 1, max(1, round(len(records) * config.eval_fraction)))
-    eval_ids = set(order[:n_eval])
-    return (
-        [r for i, r in enumerate(records) if i not in eval_ids],
-        [r for i, r in enumerate(records) if i in eval_ids],
-    )
+    return split_for_training(records, eval_fraction=config.eval_fraction, seed=config.seed)
 
 
 def _has_conversations(records: list[dict[str, Any]], method: str) -> bool:
