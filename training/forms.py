@@ -66,6 +66,8 @@ class FineTuneForm(forms.Form):
         initial=_default("lora_r"), min_value=1, max_value=512, label="LoRA rank", help_text=_help("lora_r")
     )
 
+    WHAT_FIELDS = ("base_model", "dataset", "parent_adapter")
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Preselect what there is to choose: the default student (or the only model), the only dataset.
