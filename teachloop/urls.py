@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import PermissionDenied
 from django.urls import include, path
 
 
@@ -9,6 +10,20 @@ class LoginView(auth_views.LoginView):
 
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "open_signup": settings.TEACHLOOP_OPEN_SIGNUP}
+
+
+_admin_login = admin.site.login
+
+
+def _admin_login_for_staff(request, extra_context=None):
+    """A signed-in learner asking for the admin gets the same 403 page as on every staff page, not
+    the admin's sign-in form saying "not authorized"."""
+    if request.user.is_authenticated and not request.user.is_staff:
+        raise PermissionDenied("This page is for staff.")
+    return _admin_login(request, extra_context)
+
+
+admin.site.login = _admin_login_for_staff  # type: ignore[method-assign]
 
 
 urlpatterns = [

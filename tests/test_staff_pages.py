@@ -28,6 +28,13 @@ class StaffPagesTestCase(BaseTestCase):
         for name in STAFF_PAGES:
             self.assertEqual(self.client.get(reverse(name)).status_code, 403, name)
 
+    def test_a_learner_gets_the_same_403_page_from_the_admin_as_from_every_staff_page(self):
+        self.client.force_login(self.bob)
+        for url in (reverse("admin:index"), reverse("training:models")):
+            response = self.client.get(url, follow=True)
+            self.assertContains(response, "This page is for staff.", status_code=403)
+            self.assertContains(response, "You are signed in as <strong>bob</strong>", status_code=403)
+
     def test_it_shows_them_to_staff(self):
         self.client.force_login(self.alice)
         for name in STAFF_PAGES:

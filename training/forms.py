@@ -82,6 +82,12 @@ class FineTuneForm(forms.Form):
         if not self.initial.get("dataset") and datasets.count() == 1:
             self.initial["dataset"] = datasets.get().pk
 
+    @property
+    def chosen_dataset(self) -> TrainingDataset | None:
+        """The dataset the form shows as chosen, if it is one (a posted value may be anything)."""
+        value = str(self["dataset"].value() or "")
+        return self.fields["dataset"].queryset.filter(pk=int(value)).first() if value.isdigit() else None
+
     def clean(self):
         data = super().clean()
         adapter, model = data.get("parent_adapter"), data.get("base_model")
