@@ -1,0 +1,88 @@
+"""Evaluate a student, with and without adapters, on a course's items: accuracy per skill with a
+Wilson interval, and where two students differ beyond that noise (the intervals do not overlap).
+
+Answers are greedy and asked with the plain student prompt, graded like the run's exam."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from training.core.llm.base import LLM, GenerationParams
+from tutor.core.courses.course import Exercise
+from tutor.core.runs import prompts
+from tutor.core.runs.state import Answer
+from tutor.core.runs.steps import ask, graded
+
+Z = 1.96  # 95%
+
+
+def wilson(correct: int, n: int, z: float = Z) -> tuple[float, float]:
+    """The Wilson score interval of ``correct`` of ``n`` ((0, 1) when nothing was asked)."""
+    if n == 0:
+        return 0.0, 1.0
+    p, z2 = correct / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - spread), min(1.0, centre + spread)
+
+
+@dataclass(frozen=True)
+class Score:
+    correct: int
+    n: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.correct, self.n)
+
+    def versus(self, other: Score) -> int:
+        """+1 (-1) when this score is above (below) ``other`` beyond noise: their intervals are apart."""
+        (low, high), (other_low, other_high) = self.interval, other.interval
+        return 1 if low > other_high else -1 if high < other_low else 0
+
+
+def answers(
+    llm: LLM, items: Sequence[Exercise], *, adapter: str | None, max_new_tokens: int = 128
+) -> dict[str, Answer]:
+    """The student's graded answer to every item, by key (one batched call)."""
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
+    texts = ask(llm, [prompts.student_prompt(e) for e in items], params, adapter=adapter)
+    return {e.key: graded(e, text) for e, text in zip(items, texts, strict=True)}
+
+
+def per_skill(items: Sequence[Exercise], graded_answers: Mapping[str, Answer]) -> dict[str, Score]:
+    """A score per skill, in the items' order, and ``"all"`` last."""
+    scores: dict[str, list[int]] = {}
+    for e in items:
+        scores.setdefault(e.skill, []).append(int(graded_answers[e.key].correct))
+    result = {skill: Score(sum(marks), len(marks)) for skill, marks in scores.items()}
+    every = [int(graded_answers[e.key].correct) for e in items]
+    result["all"] = Score(sum(every), len(every))
+    return result
+
+
+def table(columns: Mapping[str, Mapping[str, Score]]) -> str:
+    """A plain-text table: one row per skill, one column per student (the first is the reference);
+    ``+``/``-`` marks a score above/below the reference beyond noise."""
+    names = list(columns)
+    skills = list(columns[names[0]])
+    cells = [["skill", "n", *names]]
+    for skill in skills:
+        reference = columns[names[0]][skill]
+        row = [skill, str(reference.n)]
+        for i, name in enumerate(names):
+            score = columns[name][skill]
+            low, high = score.interval
+            mark = "" if i == 0 else {1: " +", -1: " -", 0: ""}[score.versus(reference)]
+            row.append(f"{score.accuracy:.0%} [{low:.0%}-{high:.0%}]{mark}")
+        cells.append(row)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
