@@ -90,6 +90,23 @@ def replaced_note(row: Course) -> str:
     )
 
 
+def exercise_to_core(*, exercise: Exercise) -> core.Exercise:
+    """A stored exercise as the cores see it (its skill loaded, or one query more)."""
+    return core.Exercise(
+        key=exercise.key,
+        skill=exercise.skill.key,
+        prompt=exercise.prompt,
+        answer=exercise.answer,
+        answer_type=exercise.answer_type,
+        options=tuple(exercise.options),
+        solution=exercise.solution,
+        difficulty=exercise.difficulty,
+        split=exercise.split,
+        phrasing=exercise.phrasing,
+        held_out=exercise.held_out,
+    )
+
+
 def course_to_core(*, course: Course) -> core.Course:
     """Rebuild the plain-Python course (for the planner, grading and the teaching loop)."""
     skills = [
@@ -103,19 +120,7 @@ def course_to_core(*, course: Course) -> core.Course:
         for s in course.skills.prefetch_related("prerequisites")
     ]
     exercises = [
-        core.Exercise(
-            key=e.key,
-            skill=e.skill.key,
-            prompt=e.prompt,
-            answer=e.answer,
-            answer_type=e.answer_type,
-            options=tuple(e.options),
-            solution=e.solution,
-            difficulty=e.difficulty,
-            split=e.split,
-            phrasing=e.phrasing,
-            held_out=e.held_out,
-        )
+        exercise_to_core(exercise=e)
         for e in Exercise.objects.filter(skill__course=course).select_related("skill").order_by("pk")
     ]
     return core.Course(

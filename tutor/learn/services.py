@@ -47,6 +47,7 @@ from tutor.core.learn import vetting
 from tutor.core.learn.mastery import bkt_update, is_mastered
 from tutor.core.learn.next_item import choose_next_skill
 from tutor.core.learn.review import ReviewState, new_review_state, record_review
+from tutor.courses.services import exercise_to_core
 from tutor.learn.live import tutor_message_announce
 from tutor.learn.selectors import (
     course_teacher,
@@ -366,22 +367,6 @@ def _checks(
     return checks
 
 
-def _core_exercise(exercise: Exercise) -> core_course.Exercise:
-    return core_course.Exercise(
-        key=exercise.key,
-        skill=exercise.skill.key,
-        prompt=exercise.prompt,
-        answer=exercise.answer,
-        answer_type=exercise.answer_type,
-        options=tuple(exercise.options),
-        solution=exercise.solution,
-        difficulty=exercise.difficulty,
-        split=exercise.split,
-        phrasing=exercise.phrasing,
-        held_out=exercise.held_out,
-    )
-
-
 def _stored_example(checks: dict[str, Any]) -> core_course.Exercise | None:
     data = checks.get("example")
     return core_course.Exercise(**{**data, "options": tuple(data["options"])}) if data else None
@@ -409,7 +394,9 @@ def _example_for(*, skill: Skill, exercise: Exercise | None) -> core_course.Exer
         if differs(e.prompt, e.answer) and (exercise is None or e.pk != exercise.pk)
     ]
     if candidates:
-        return _core_exercise(min(candidates, key=lambda e: (abs(e.difficulty - level), e.difficulty)))
+        return exercise_to_core(
+            exercise=min(candidates, key=lambda e: (abs(e.difficulty - level), e.difficulty))
+        )
     expert = PACK_EXPERTS.get(skill.course.expert)
     if expert is None or not expert.can_generate or exercise is None:
         return None
@@ -419,7 +406,9 @@ def _example_for(*, skill: Skill, exercise: Exercise | None) -> core_course.Exer
         .exclude(pk__in=Exercise.objects.trainable().values("pk"))
         .values_list("prompt", flat=True)
     }
-    written = expert.new_items(_core_exercise(exercise), 5, random.Random(exercise.pk), avoid=frozenset())
+    written = expert.new_items(
+        exercise_to_core(exercise=exercise), 5, random.Random(exercise.pk), avoid=frozenset()
+    )
     for item in written:
         if differs(item.prompt, item.answer) and " ".join(item.prompt.casefold().split()) not in forbidden:
             return item
@@ -709,7 +698,7 @@ def tutor_message_vet(*, message_id: int, text: str) -> vetting.Shown:
         TutorMessage.Kind.EXPLANATION: "explanation",
         TutorMessage.Kind.REMEDIATION: "hint",
     }.get(message.kind, "answer")
-    exercise = _core_exercise(message.exercise) if message.exercise else None
+    exercise = exercise_to_core(exercise=message.exercise) if message.exercise else None
     example = _stored_example(checks)
     similar = None
     if mode in ("hint", "example", "answer") and message.exercise is not None:

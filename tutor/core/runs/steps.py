@@ -636,24 +636,29 @@ def _expert_items(
                 continue
             seen.add(identity)
             rnd.generated.append(
-                GeneratedItem(
-                    key=f"gen-r{rnd.index}-{source.key}-x{made}",
-                    skill=e.skill,
-                    prompt=e.prompt,
-                    answer=e.answer,
-                    answer_type=e.answer_type,
-                    solution=e.solution,
-                    difficulty=e.difficulty,
-                    source_item=source.key,
-                    round=rnd.index,
-                    teacher=f"expert: {ctx.expert.name}",
-                    kept=True,
-                    verified_by="expert",
-                    source="expert",
-                    phrasing=e.phrasing,
-                )
+                _expert_item(ctx.expert, e, f"gen-r{rnd.index}-{source.key}-x{made}", source.key, rnd.index)
             )
             made += 1
+
+
+def _expert_item(expert: Expert, e: Exercise, key: str, source_item: str, round_index: int) -> GeneratedItem:
+    """An item the expert wrote, kept as verified by it."""
+    return GeneratedItem(
+        key=key,
+        skill=e.skill,
+        prompt=e.prompt,
+        answer=e.answer,
+        answer_type=e.answer_type,
+        solution=e.solution,
+        difficulty=e.difficulty,
+        source_item=source_item,
+        round=round_index,
+        teacher=f"expert: {expert.name}",
+        kept=True,
+        verified_by="expert",
+        source="expert",
+        phrasing=e.phrasing,
+    )
 
 
 def generated_exercise(item: GeneratedItem) -> Exercise:
@@ -885,24 +890,7 @@ def _expert_keep_items(ctx: Context) -> list[GeneratedItem]:
             if identity in seen or ctx.guard.exam_copy(e.prompt):
                 continue
             seen.add(identity)
-            made.append(
-                GeneratedItem(
-                    key=f"keep-{skill.key}-{len(made)}",
-                    skill=e.skill,
-                    prompt=e.prompt,
-                    answer=e.answer,
-                    answer_type=e.answer_type,
-                    solution=e.solution,
-                    difficulty=e.difficulty,
-                    source_item=sources[0].key,
-                    round=0,
-                    teacher=f"expert: {ctx.expert.name}",
-                    kept=True,
-                    verified_by="expert",
-                    source="expert",
-                    phrasing=e.phrasing,
-                )
-            )
+            made.append(_expert_item(ctx.expert, e, f"keep-{skill.key}-{len(made)}", sources[0].key, 0))
     return made
 
 
