@@ -8,6 +8,7 @@ teacher no longer answers shows up here, not an hour into a benchmark run.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +38,12 @@ from bench.teaching import (
 )
 from tests.tutor.core.runs.fakes import ScriptedLLM, student_reply
 from tutor.core.courses.course import Course, Exercise, Skill
+from tutor.core.courses.expert import PACK_EXPERTS
 from tutor.core.courses.packs import arithmetic_pack, load_pack, solve, verify
 from tutor.core.courses.phrasings import read
 from tutor.core.runs import RunConfig, RunState, run_teaching
 from tutor.core.runs.state import Answer
-from tutor.core.runs.steps import replay_count
+from tutor.core.runs.steps import _expert_item, replay_count
 
 RECORDS = [{"i": i} for i in range(4)]
 
@@ -287,6 +289,39 @@ def test_its_untargeted_arm_makes_verified_items_from_random_sources_and_the_loo
             f"Answer: {solve(r['messages'][0]['content'].rsplit(chr(10), 1)[0])}"
         )
     assert len(records) == 16 + 5
+
+
+def test_its_untargeted_arm_replays_the_experts_keep_items_too(tmp_path):
+    # The loop's keep pool holds the expert's extra keep items (keys "keep-<skill>-<n>"), not only
+    # course items; the untargeted arm replays from the same pool (it once failed on such a key).
+    course = arithmetic_pack(0, per_skill_per_split={"train": 8, "probe": 2, "exam": 2})
+    expert = PACK_EXPERTS["arithmetic"]
+    source = next(e for e in course.split("train") if e.skill == "half")
+    written = expert.new_items(source, 3, random.Random(0), avoid=frozenset())
+    items = [_expert_item(expert, e, f"keep-half-{i}", source.key, 0) for i, e in enumerate(written)]
+    state = RunState(
+        config=RunConfig(generate_k=2, teacher_generate_k=2),
+        course=course.key,
+        teacher="scripted-teacher",
+        student="student",
+        keep_pool={g.key: Answer(g.key, f"Answer: {g.answer}", g.answer, True) for g in items},
+        keep_items=items,
+    )
+    bench = Bench(
+        args=SimpleNamespace(),
+        student=ScriptedLLM("student", student_reply()),
+        model_dir=Path("."),
+        work=tmp_path,
+    )
+
+    records, made = bench.untargeted_pool(
+        course, 5, {"sources": 8, "tries": [{"records": 4, "keep_records": 1}]}, state
+    )
+
+    keep = [r for r in records if r["meta"]["source"] == "keep"]
+    assert made["keep"] == len(keep) > 0
+    assert {r["meta"]["item"] for r in keep} <= {g.key for g in items}
+    assert all(r["meta"]["skill"] == "half" for r in keep)
 
 
 def test_it_checks_writes_and_explains_bracket_sequences():
