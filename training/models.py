@@ -57,11 +57,13 @@ class LanguageModel(models.Model):
             ("max_completion_tokens", "max_completion_tokens (OpenAI's newest models)"),
         ],
         default="max_tokens",
+        db_default="max_tokens",  # rows written by code (or migrations) older than the field
         help_text="openai only: the request field that limits the reply's length.",
     )
     send_sampling = models.BooleanField(
         "send temperature and top_p",
         default=True,
+        db_default=True,
         help_text="openai only: off for models that accept only their own sampling (some of OpenAI's "
         "newest refuse temperature 0).",
     )
