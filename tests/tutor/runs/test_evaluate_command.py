@@ -49,10 +49,10 @@ def test_it_prints_base_and_adapter_per_skill_and_marks_a_gain_beyond_noise(setu
     rows = {line.split()[0]: line for line in output.splitlines()[2:] if line.split()}
     assert set(rows) >= {"add_1d", "add_2d", "mul_1d", "all"}
     assert "0% [" in rows["add_1d"] and "100% [" in rows["add_1d"]
-    assert not rows["add_1d"].endswith("+")  # 2 items each way: inside the noise
-    assert rows["all"].endswith("+")  # 0 of 6 against 6 of 6: beyond it
+    assert not rows["add_1d"].endswith("+")  # 2 items gained: could be chance (McNemar p 0.5)
+    assert rows["all"].endswith("+")  # 6 gained, none lost: p 0.03
     assert llm.loaded == [(f"eval-{adapter.pk}", adapter.path)]
-    assert "+ / -: above / below the base beyond noise" in output
+    assert "+ / -: right on significantly more / fewer of the same items" in output
 
 
 def test_it_says_clearly_what_is_wrong(setup, tmp_path):

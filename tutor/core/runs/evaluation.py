@@ -1,7 +1,9 @@
 """Evaluate a student, with and without adapters, on a course's items: accuracy per skill with a
-Wilson interval, and where two students differ beyond that noise (the intervals do not overlap).
+Wilson interval, and where an adapter differs from the base beyond noise.
 
-Answers are greedy and asked with the plain student prompt, graded like the run's exam."""
+Both answer the same items, so a difference is judged on the items they disagree on (McNemar's
+exact test, two-sided, 5%): gained items against lost ones. Answers are greedy and asked with the
+plain student prompt, graded like the run's exam."""
 
 from __future__ import annotations
 
@@ -41,10 +43,33 @@ class Score:
     def interval(self) -> tuple[float, float]:
         return wilson(self.correct, self.n)
 
-    def versus(self, other: Score) -> int:
-        """+1 (-1) when this score is above (below) ``other`` beyond noise: their intervals are apart."""
-        (low, high), (other_low, other_high) = self.interval, other.interval
-        return 1 if low > other_high else -1 if high < other_low else 0
+
+def mcnemar_p(gained: int, lost: int) -> float:
+    """McNemar's exact two-sided p-value for ``gained`` items right only after and ``lost`` items
+    right only before (1 when they agree on every item)."""
+    n = gained + lost
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(gained, lost) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def versus_base(
+    items: Sequence[Exercise], base: Mapping[str, Answer], other: Mapping[str, Answer], *, alpha: float = 0.05
+) -> dict[str, int]:
+    """Per skill and ``"all"``: +1 (-1) where ``other`` is right on significantly more (fewer) of the
+    same items than ``base``, else 0."""
+    groups: dict[str, list[Exercise]] = {}
+    for e in items:
+        groups.setdefault(e.skill, []).append(e)
+    groups["all"] = list(items)
+    marks = {}
+    for skill, group in groups.items():
+        gained = sum(other[e.key].correct and not base[e.key].correct for e in group)
+        lost = sum(base[e.key].correct and not other[e.key].correct for e in group)
+        significant = mcnemar_p(gained, lost) < alpha
+        marks[skill] = (1 if gained > lost else -1) if significant else 0
+    return marks
 
 
 def answers(
@@ -67,19 +92,20 @@ def per_skill(items: Sequence[Exercise], graded_answers: Mapping[str, Answer]) -
     return result
 
 
-def table(columns: Mapping[str, Mapping[str, Score]]) -> str:
-    """A plain-text table: one row per skill, one column per student (the first is the reference);
-    ``+``/``-`` marks a score above/below the reference beyond noise."""
+def table(
+    columns: Mapping[str, Mapping[str, Score]], marks: Mapping[str, Mapping[str, int]] | None = None
+) -> str:
+    """A plain-text table: one row per skill, one column per student; ``marks`` (by column, then
+    skill: :func:`versus_base`) adds ``+``/``-`` to a score above/below the first column's."""
     names = list(columns)
     skills = list(columns[names[0]])
     cells = [["skill", "n", *names]]
     for skill in skills:
-        reference = columns[names[0]][skill]
-        row = [skill, str(reference.n)]
-        for i, name in enumerate(names):
+        row = [skill, str(columns[names[0]][skill].n)]
+        for name in names:
             score = columns[name][skill]
             low, high = score.interval
-            mark = "" if i == 0 else {1: " +", -1: " -", 0: ""}[score.versus(reference)]
+            mark = {1: " +", -1: " -", 0: ""}[(marks or {}).get(name, {}).get(skill, 0)]
             row.append(f"{score.accuracy:.0%} [{low:.0%}-{high:.0%}]{mark}")
         cells.append(row)
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]

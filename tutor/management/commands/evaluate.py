@@ -26,8 +26,9 @@ SPLITS = {
 class Command(BaseCommand):
     help = (
         "Ask a student (and the same student with each --adapter) a course's items and print accuracy "
-        "per skill with a 95% Wilson interval; + or - marks an adapter above or below the base beyond "
-        "that noise. Greedy answers, graded like a teaching run's exam."
+        "per skill with a 95% Wilson interval; + or - marks an adapter right on significantly more or "
+        "fewer of the same items than the base (McNemar's exact test, 5%). Greedy answers, graded like "
+        "a teaching run's exam."
     )
 
     def add_arguments(self, parser) -> None:
@@ -59,7 +60,9 @@ class Command(BaseCommand):
         if not 1 <= options["max_new_tokens"] <= 4096:
             raise CommandError("--max-new-tokens must be between 1 and 4096")
         llm = services.language_model_llm(model=model)
-        columns = {}
+        columns: dict[str, dict] = {}
+        marks: dict[str, dict[str, int]] = {}
+        base: dict = {}
         try:
             for label, path in [("base", None), *adapters]:
                 name = None
@@ -70,16 +73,24 @@ class Command(BaseCommand):
                 graded = evaluation.answers(
                     llm, items, adapter=name, max_new_tokens=options["max_new_tokens"]
                 )
-                columns[label if path is None else f"adapter {label}"] = evaluation.per_skill(items, graded)
+                column = "base" if path is None else f"adapter {label}"
+                columns[column] = evaluation.per_skill(items, graded)
+                if path is None:
+                    base = graded
+                else:
+                    marks[column] = evaluation.versus_base(items, base, graded)
         except LLMError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             f"{model.name} on {row.key}, {SPLITS[split]}: {len(items)} items, greedy, at most "
             f"{options['max_new_tokens']} new tokens; accuracy [95% Wilson interval]"
         )
-        self.stdout.write(evaluation.table(columns))
+        self.stdout.write(evaluation.table(columns, marks))
         if adapters:
-            self.stdout.write("+ / -: above / below the base beyond noise (the intervals do not overlap)")
+            self.stdout.write(
+                "+ / -: right on significantly more / fewer of the same items than the base "
+                "(McNemar's exact test, 5%)"
+            )
 
 
 def _student(name: str | None) -> LanguageModel:

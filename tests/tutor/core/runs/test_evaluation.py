@@ -1,10 +1,12 @@
-"""Scores with their noise: Wilson intervals and what counts as a difference."""
+"""Scores with their noise: Wilson intervals, and what counts as an adapter's difference."""
 
 from __future__ import annotations
 
 import pytest
 
-from tutor.core.runs.evaluation import Score, table, wilson
+from tutor.core.courses.course import Exercise
+from tutor.core.runs.evaluation import Score, mcnemar_p, table, versus_base, wilson
+from tutor.core.runs.state import Answer
 
 
 def test_wilson_intervals_match_the_textbook_values():
@@ -13,14 +15,31 @@ def test_wilson_intervals_match_the_textbook_values():
     assert wilson(0, 0) == (0.0, 1.0)  # nothing asked: anything is possible
 
 
-def test_a_difference_counts_only_when_the_intervals_are_apart():
-    assert Score(10, 10).versus(Score(0, 10)) == 1
-    assert Score(0, 10).versus(Score(10, 10)) == -1
-    assert Score(2, 2).versus(Score(0, 2)) == 0  # two items each: inside the noise
+def test_mcnemar_reads_only_the_items_the_two_disagree_on():
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(2, 0) == 0.5  # two items gained, none lost: could be chance
+    assert mcnemar_p(6, 0) == pytest.approx(0.03125)
+    assert mcnemar_p(10, 2) == pytest.approx(0.0386, abs=1e-4)
+    assert mcnemar_p(5, 5) == 1.0
 
 
-def test_the_table_marks_each_column_against_the_first():
-    text = table({"base": {"add": Score(0, 10)}, "v2": {"add": Score(10, 10)}})
+def answers(keys_right: set[str], keys: list[str]) -> dict[str, Answer]:
+    return {k: Answer(k, "", None, k in keys_right) for k in keys}
+
+
+def test_an_adapter_is_marked_where_it_gains_or_loses_beyond_chance_on_the_same_items():
+    items = [Exercise(f"a{i}", "add", f"What is {i} + 1?", str(i + 1), "number") for i in range(8)]
+    items += [Exercise(f"m{i}", "mul", f"What is {i} * 2?", str(i * 2), "number") for i in range(2)]
+    keys = [e.key for e in items]
+    base = answers({"m0", "m1"}, keys)
+    after = answers({f"a{i}" for i in range(8)}, keys)  # 8 add items gained, both mul items lost
+    # add: 8 gained, 0 lost; mul: 2 lost could be chance; all: 8 against 2 could be too (p 0.11).
+    assert versus_base(items, base, after) == {"add": 1, "mul": 0, "all": 0}
+    assert versus_base(items, after, base) == {"add": -1, "mul": 0, "all": 0}
+
+
+def test_the_table_shows_intervals_and_the_marks_it_is_given():
+    text = table({"base": {"add": Score(0, 10)}, "v2": {"add": Score(10, 10)}}, {"v2": {"add": 1}})
     header, row = text.splitlines()
     assert header.split() == ["skill", "n", "base", "v2"]
-    assert row.startswith("add") and row.endswith("100% [72%-100%] +")
+    assert row.startswith("add") and row.endswith("0% [0%-28%]  100% [72%-100%] +")
