@@ -5,133 +5,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
-    dependencies = []
+    dependencies = [
+    ]
 
     operations = [
         migrations.CreateModel(
-            name="LanguageModel",
+            name='LanguageModel',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "name",
-                    models.SlugField(
-                        help_text="Short unique name, e.g. smollm2-135m.", max_length=100, unique=True
-                    ),
-                ),
-                ("is_teacher", models.BooleanField(default=False, verbose_name="teacher")),
-                ("is_student", models.BooleanField(default=False, verbose_name="student")),
-                ("is_default_teacher", models.BooleanField(default=False)),
-                ("is_default_student", models.BooleanField(default=False)),
-                ("enabled", models.BooleanField(default=True)),
-                (
-                    "backend",
-                    models.CharField(
-                        choices=[
-                            ("transformers", "transformers (Hugging Face id or local folder)"),
-                            ("gguf", "GGUF file (loaded through transformers)"),
-                            ("openai", "OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp…)"),
-                        ],
-                        default="transformers",
-                        max_length=20,
-                    ),
-                ),
-                (
-                    "source",
-                    models.CharField(
-                        help_text="transformers: Hugging Face id or local folder · gguf: path to the .gguf file · openai: the model name the server serves.",
-                        max_length=500,
-                    ),
-                ),
-                (
-                    "base_url",
-                    models.CharField(
-                        blank=True,
-                        help_text="openai only, e.g. http://127.0.0.1:8001/v1",
-                        max_length=500,
-                        validators=[
-                            django.core.validators.RegexValidator(
-                                "^https?://[^\\s/?#]+(/[^\\s]*)?$",
-                                "Give an http(s) URL such as http://vllm:8000/v1.",
-                            )
-                        ],
-                    ),
-                ),
-                (
-                    "api_key_env",
-                    models.CharField(
-                        blank=True,
-                        help_text="openai only: the NAME of the environment variable holding the key (never the key).",
-                        max_length=100,
-                        validators=[
-                            django.core.validators.RegexValidator(
-                                "^[A-Za-z_][A-Za-z0-9_]*$", "Use a variable name, e.g. OPENAI_API_KEY."
-                            )
-                        ],
-                        verbose_name="API key environment variable",
-                    ),
-                ),
-                (
-                    "chat_template",
-                    models.TextField(blank=True, help_text="Jinja chat template; empty = the model's own."),
-                ),
-                (
-                    "temperature",
-                    models.FloatField(
-                        default=0.0,
-                        help_text="0 = greedy.",
-                        validators=[
-                            django.core.validators.MinValueValidator(0.0),
-                            django.core.validators.MaxValueValidator(5.0),
-                        ],
-                    ),
-                ),
-                (
-                    "top_p",
-                    models.FloatField(
-                        default=1.0,
-                        validators=[
-                            django.core.validators.MinValueValidator(0.01),
-                            django.core.validators.MaxValueValidator(1.0),
-                        ],
-                    ),
-                ),
-                (
-                    "max_new_tokens",
-                    models.PositiveIntegerField(
-                        default=256,
-                        validators=[
-                            django.core.validators.MinValueValidator(1),
-                            django.core.validators.MaxValueValidator(32768),
-                        ],
-                    ),
-                ),
-                ("last_try_output", models.TextField(blank=True)),
-                ("last_try_error", models.TextField(blank=True)),
-                ("last_tried_at", models.DateTimeField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.SlugField(help_text='Short unique name, e.g. smollm2-135m.', max_length=100, unique=True)),
+                ('is_teacher', models.BooleanField(default=False, verbose_name='teacher')),
+                ('is_student', models.BooleanField(default=False, verbose_name='student')),
+                ('is_default_teacher', models.BooleanField(default=False)),
+                ('is_default_student', models.BooleanField(default=False)),
+                ('enabled', models.BooleanField(default=True)),
+                ('backend', models.CharField(choices=[('transformers', 'transformers (Hugging Face id or local folder)'), ('gguf', 'GGUF file (loaded through transformers)'), ('openai', 'OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp…)')], default='transformers', max_length=20)),
+                ('source', models.CharField(help_text='transformers: Hugging Face id or local folder · gguf: path to the .gguf file · openai: the model name the server serves.', max_length=500)),
+                ('base_url', models.CharField(blank=True, help_text='openai only, e.g. http://127.0.0.1:8001/v1', max_length=500, validators=[django.core.validators.RegexValidator('^https?://[^\\s/?#]+(/[^\\s]*)?$', 'Give an http(s) URL such as http://vllm:8000/v1.')])),
+                ('api_key_env', models.CharField(blank=True, help_text='openai only: the NAME of the environment variable holding the key (never the key).', max_length=100, validators=[django.core.validators.RegexValidator('^[A-Za-z_][A-Za-z0-9_]*$', 'Use a variable name, e.g. OPENAI_API_KEY.')], verbose_name='API key environment variable')),
+                ('chat_template', models.TextField(blank=True, help_text="Jinja chat template; empty = the model's own.")),
+                ('temperature', models.FloatField(default=0.0, help_text='0 = greedy.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(5.0)])),
+                ('top_p', models.FloatField(default=1.0, validators=[django.core.validators.MinValueValidator(0.01), django.core.validators.MaxValueValidator(1.0)])),
+                ('max_new_tokens', models.PositiveIntegerField(default=256, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(32768)])),
+                ('last_try_output', models.TextField(blank=True)),
+                ('last_try_error', models.TextField(blank=True)),
+                ('last_tried_at', models.DateTimeField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
             ],
             options={
-                "ordering": ["name"],
-                "constraints": [
-                    models.UniqueConstraint(
-                        condition=models.Q(("is_default_teacher", True)),
-                        fields=("is_default_teacher",),
-                        name="one_default_teacher",
-                    ),
-                    models.UniqueConstraint(
-                        condition=models.Q(("is_default_student", True)),
-                        fields=("is_default_student",),
-                        name="one_default_student",
-                    ),
-                ],
+                'ordering': ['name'],
+                'constraints': [models.UniqueConstraint(condition=models.Q(('is_default_teacher', True)), fields=('is_default_teacher',), name='one_default_teacher'), models.UniqueConstraint(condition=models.Q(('is_default_student', True)), fields=('is_default_student',), name='one_default_student')],
             },
         ),
     ]

@@ -6,260 +6,105 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("training", "0001_initial"),
+        ('training', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="Adapter",
+            name='Adapter',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("version", models.PositiveIntegerField()),
-                ("path", models.CharField(max_length=1000)),
-                (
-                    "method",
-                    models.CharField(
-                        choices=[
-                            ("sft", "SFT (chat records)"),
-                            ("dpo", "DPO (preference pairs)"),
-                            ("kto", "KTO (thumbs up/down)"),
-                        ],
-                        max_length=10,
-                    ),
-                ),
-                ("config", models.JSONField(default=dict)),
-                ("metrics", models.JSONField(default=dict)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "base_model",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="adapters",
-                        to="training.languagemodel",
-                    ),
-                ),
-                (
-                    "parent",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="children",
-                        to="training.adapter",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('version', models.PositiveIntegerField()),
+                ('path', models.CharField(max_length=1000)),
+                ('method', models.CharField(choices=[('sft', 'SFT (chat records)'), ('dpo', 'DPO (preference pairs)'), ('kto', 'KTO (thumbs up/down)')], max_length=10)),
+                ('config', models.JSONField(default=dict)),
+                ('metrics', models.JSONField(default=dict)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('base_model', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='adapters', to='training.languagemodel')),
+                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='children', to='training.adapter')),
             ],
             options={
-                "ordering": ["base_model__name", "-version"],
+                'ordering': ['base_model__name', '-version'],
             },
         ),
         migrations.CreateModel(
-            name="TrainingDataset",
+            name='TrainingDataset',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("name", models.CharField(max_length=200)),
-                (
-                    "method",
-                    models.CharField(
-                        choices=[
-                            ("sft", "SFT (chat records)"),
-                            ("dpo", "DPO (preference pairs)"),
-                            ("kto", "KTO (thumbs up/down)"),
-                        ],
-                        default="sft",
-                        max_length=10,
-                    ),
-                ),
-                ("records", models.JSONField(default=list)),
-                ("record_count", models.PositiveIntegerField(default=0)),
-                ("sha256", models.CharField(editable=False, max_length=64)),
-                (
-                    "source",
-                    models.CharField(
-                        blank=True, help_text="upload file name, or what built it", max_length=200
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=200)),
+                ('method', models.CharField(choices=[('sft', 'SFT (chat records)'), ('dpo', 'DPO (preference pairs)'), ('kto', 'KTO (thumbs up/down)')], default='sft', max_length=10)),
+                ('records', models.JSONField(default=list)),
+                ('record_count', models.PositiveIntegerField(default=0)),
+                ('sha256', models.CharField(editable=False, max_length=64)),
+                ('source', models.CharField(blank=True, help_text='upload file name, or what built it', max_length=200)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="TrainingJob",
+            name='TrainingJob',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "method",
-                    models.CharField(
-                        choices=[
-                            ("sft", "SFT (chat records)"),
-                            ("dpo", "DPO (preference pairs)"),
-                            ("kto", "KTO (thumbs up/down)"),
-                        ],
-                        max_length=10,
-                    ),
-                ),
-                ("config", models.JSONField(default=dict)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("queued", "Queued"),
-                            ("running", "Running"),
-                            ("succeeded", "Succeeded"),
-                            ("failed", "Failed"),
-                            ("cancelled", "Cancelled"),
-                        ],
-                        db_index=True,
-                        default="queued",
-                        max_length=10,
-                    ),
-                ),
-                ("cancel_requested", models.BooleanField(default=False)),
-                ("step", models.PositiveIntegerField(default=0)),
-                ("total_steps", models.PositiveIntegerField(default=0)),
-                ("loss", models.FloatField(blank=True, null=True)),
-                ("eval_loss", models.FloatField(blank=True, null=True)),
-                ("tokens_per_s", models.FloatField(blank=True, null=True)),
-                ("eta_s", models.FloatField(blank=True, null=True)),
-                ("last_error", models.TextField(blank=True)),
-                (
-                    "events",
-                    models.JSONField(default=list, help_text="a short log of what happened, newest last"),
-                ),
-                ("attempts", models.PositiveIntegerField(default=0)),
-                ("max_attempts", models.PositiveIntegerField(default=3)),
-                (
-                    "worker",
-                    models.CharField(
-                        blank=True, help_text="host:pid of the worker running it", max_length=200
-                    ),
-                ),
-                (
-                    "lease",
-                    models.CharField(
-                        blank=True, help_text="token of the attempt that owns the job", max_length=64
-                    ),
-                ),
-                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
-                ("task_id", models.CharField(blank=True, max_length=64)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("started_at", models.DateTimeField(blank=True, null=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "adapter",
-                    models.OneToOneField(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="job",
-                        to="training.adapter",
-                    ),
-                ),
-                (
-                    "base_model",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="training_jobs",
-                        to="training.languagemodel",
-                    ),
-                ),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "dataset",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="jobs",
-                        to="training.trainingdataset",
-                    ),
-                ),
-                (
-                    "parent_adapter",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="child_jobs",
-                        to="training.adapter",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('method', models.CharField(choices=[('sft', 'SFT (chat records)'), ('dpo', 'DPO (preference pairs)'), ('kto', 'KTO (thumbs up/down)')], max_length=10)),
+                ('config', models.JSONField(default=dict)),
+                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=10)),
+                ('cancel_requested', models.BooleanField(default=False)),
+                ('step', models.PositiveIntegerField(default=0)),
+                ('total_steps', models.PositiveIntegerField(default=0)),
+                ('loss', models.FloatField(blank=True, null=True)),
+                ('eval_loss', models.FloatField(blank=True, null=True)),
+                ('tokens_per_s', models.FloatField(blank=True, null=True)),
+                ('eta_s', models.FloatField(blank=True, null=True)),
+                ('last_error', models.TextField(blank=True)),
+                ('events', models.JSONField(default=list, help_text='a short log of what happened, newest last')),
+                ('attempts', models.PositiveIntegerField(default=0)),
+                ('max_attempts', models.PositiveIntegerField(default=3)),
+                ('worker', models.CharField(blank=True, help_text='host:pid of the worker running it', max_length=200)),
+                ('lease', models.CharField(blank=True, help_text='token of the attempt that owns the job', max_length=64)),
+                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
+                ('task_id', models.CharField(blank=True, max_length=64)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('adapter', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='job', to='training.adapter')),
+                ('base_model', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='training_jobs', to='training.languagemodel')),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='jobs', to='training.trainingdataset')),
+                ('parent_adapter', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='child_jobs', to='training.adapter')),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="TrainingMetric",
+            name='TrainingMetric',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("step", models.PositiveIntegerField()),
-                ("loss", models.FloatField(null=True)),
-                ("learning_rate", models.FloatField(null=True)),
-                ("grad_norm", models.FloatField(null=True)),
-                ("tokens_per_s", models.FloatField(null=True)),
-                ("eval_loss", models.FloatField(null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "job",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="metrics",
-                        to="training.trainingjob",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('step', models.PositiveIntegerField()),
+                ('loss', models.FloatField(null=True)),
+                ('learning_rate', models.FloatField(null=True)),
+                ('grad_norm', models.FloatField(null=True)),
+                ('tokens_per_s', models.FloatField(null=True)),
+                ('eval_loss', models.FloatField(null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='metrics', to='training.trainingjob')),
             ],
             options={
-                "ordering": ["job", "step"],
+                'ordering': ['job', 'step'],
             },
         ),
         migrations.AddConstraint(
-            model_name="adapter",
-            constraint=models.UniqueConstraint(
-                fields=("base_model", "version"), name="adapter_version_per_model"
-            ),
+            model_name='adapter',
+            constraint=models.UniqueConstraint(fields=('base_model', 'version'), name='adapter_version_per_model'),
         ),
         migrations.AddConstraint(
-            model_name="trainingmetric",
-            constraint=models.UniqueConstraint(fields=("job", "step"), name="one_metric_per_job_step"),
+            model_name='trainingmetric',
+            constraint=models.UniqueConstraint(fields=('job', 'step'), name='one_metric_per_job_step'),
         ),
     ]
