@@ -339,7 +339,16 @@ def tutor_explanation_queue(
     return messages
 
 
-def _note_create(*, session: TutoringSession, kind: str, skill: Skill | None, text: str) -> TutorMessage:
+def _note_create(
+    *,
+    session: TutoringSession,
+    kind: str,
+    skill: Skill | None,
+    text: str,
+    source: str = TutorMessage.Source.NOTE,
+    label: str = vetting.NOTE_LABEL,
+) -> TutorMessage:
+    """A finished message that no model wrote (a note, or the course's own text), announced."""
     now = timezone.now()
     message = TutorMessage.objects.create(
         session=session,
@@ -348,8 +357,8 @@ def _note_create(*, session: TutoringSession, kind: str, skill: Skill | None, te
         exercise=session.exercise,
         text=text,
         status=TutorMessage.Status.DONE,
-        source=TutorMessage.Source.NOTE,
-        label=vetting.NOTE_LABEL,
+        source=source,
+        label=label,
         started_at=now,
         finished_at=now,
     )
@@ -514,21 +523,14 @@ def tutor_solution_show(*, session: TutoringSession) -> TutorMessage:
     text = exercise.solution.strip() or f"Answer: {exercise.answer}"
     if "Answer:" not in text:
         text += f"\nAnswer: {exercise.answer}"
-    now = timezone.now()
-    message = TutorMessage.objects.create(
+    return _note_create(
         session=session,
         kind=TutorMessage.Kind.SOLUTION,
         skill=exercise.skill,
-        exercise=exercise,
         text=text,
-        status=TutorMessage.Status.DONE,
         source=TutorMessage.Source.EXPERT,
         label=vetting.SOLUTION_LABEL,
-        started_at=now,
-        finished_at=now,
     )
-    tutor_message_announce(message, new=True)
-    return message
 
 
 def tutor_message_retry(*, message: TutorMessage) -> bool:
