@@ -66,16 +66,18 @@ class TutoringSessionConsumer(FormConsumer):
     async def receive_form(self, form: FormMessage) -> None:
         if "stop" in form:
             await self.channel_layer.group_send(self.group, {"type": "tutor.stop"})
-        elif "retry" in form or "question" in form:
-            if "retry" in form:
-                error = await _retry(self.session_id, form.text("retry"))
-            else:
-                error = await _ask(self.session_id, form.text("question") or "")
-            if error:
-                await self.send(
-                    text_data=render_to_string("tutor/learn/partials/message.html#notice", {"notice": error})
-                )
-            self._kick()
+        elif "retry" in form:
+            await self._queued(await _retry(self.session_id, form.text("retry")))
+        elif "question" in form:
+            await self._queued(await _ask(self.session_id, form.text("question") or ""))
+
+    async def _queued(self, error: str) -> None:
+        """After a retry or a question: the line saying why it was refused, if it was; then generate."""
+        if error:
+            await self.send(
+                text_data=render_to_string("tutor/learn/partials/message.html#notice", {"notice": error})
+            )
+        self._kick()
 
     # -- group events ------------------------------------------------------------------------
 
