@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 from training.core.config import TrainConfig
+from training.core.fields import setting_default
 from training.core.preview import DatasetPreview, dataset_preview
 from training.jobs import training_base_path
 from training.models import LanguageModel, TrainingDataset
@@ -23,15 +24,14 @@ def _tokenizer(path: str, changed: str):
 def dataset_preview_for(*, dataset: TrainingDataset, model: LanguageModel) -> DatasetPreview:
     """The dataset through ``model``'s chat template, at the trainer's default maximum length and
     eval split. Loads the tokenizer (and converts a GGUF model once), so call it off the main page."""
-    defaults = TrainConfig(base_model="unused")
     tokenizer = _tokenizer(training_base_path(model=model), model.updated_at.isoformat())
     return dataset_preview(
         dataset.records,
         dataset.method,
         tokenizer,
-        max_seq_length=defaults.max_seq_length,
-        eval_fraction=defaults.eval_fraction,
-        seed=defaults.seed,
+        max_seq_length=setting_default(TrainConfig, "max_seq_length"),
+        eval_fraction=setting_default(TrainConfig, "eval_fraction"),
+        seed=setting_default(TrainConfig, "seed"),
     )
 
 
