@@ -59,12 +59,8 @@ def versus_base(
 ) -> dict[str, int]:
     """Per skill and ``"all"``: +1 (-1) where ``other`` is right on significantly more (fewer) of the
     same items than ``base``, else 0."""
-    groups: dict[str, list[Exercise]] = {}
-    for e in items:
-        groups.setdefault(e.skill, []).append(e)
-    groups["all"] = list(items)
     marks = {}
-    for skill, group in groups.items():
+    for skill, group in by_skill(items).items():
         gained = sum(other[e.key].correct and not base[e.key].correct for e in group)
         lost = sum(base[e.key].correct and not other[e.key].correct for e in group)
         significant = mcnemar_p(gained, lost) < alpha
@@ -81,15 +77,21 @@ def answers(
     return {e.key: graded(e, text) for e, text in zip(items, texts, strict=True)}
 
 
-def per_skill(items: Sequence[Exercise], graded_answers: Mapping[str, Answer]) -> dict[str, Score]:
-    """A score per skill, in the items' order, and ``"all"`` last."""
-    scores: dict[str, list[int]] = {}
+def by_skill(items: Sequence[Exercise]) -> dict[str, list[Exercise]]:
+    """The items of each skill, in the items' order, and every item under ``"all"``, last."""
+    groups: dict[str, list[Exercise]] = {}
     for e in items:
-        scores.setdefault(e.skill, []).append(int(graded_answers[e.key].correct))
-    result = {skill: Score(sum(marks), len(marks)) for skill, marks in scores.items()}
-    every = [int(graded_answers[e.key].correct) for e in items]
-    result["all"] = Score(sum(every), len(every))
-    return result
+        groups.setdefault(e.skill, []).append(e)
+    groups["all"] = list(items)
+    return groups
+
+
+def per_skill(items: Sequence[Exercise], graded_answers: Mapping[str, Answer]) -> dict[str, Score]:
+    """A score per skill (:func:`by_skill`)."""
+    return {
+        skill: Score(sum(graded_answers[e.key].correct for e in group), len(group))
+        for skill, group in by_skill(items).items()
+    }
 
 
 def table(
