@@ -112,6 +112,26 @@ def build_tiny_model(folder: Path) -> Path:
     return folder
 
 
+def build_tiny_lora(model_dir: Path, folder: Path, *, seed: int = 1) -> Path:
+    """Save a LoRA adapter (r=4 on q_proj/v_proj) for the model in ``model_dir`` into ``folder``,
+    with weights that visibly change the model's output (peft starts lora_B at zero: a no-op)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    peft_model.save_pretrained(folder)
+    return Path(folder)
+
+
 def tiny_spec(folder: Path, *, name: str = "tiny-llama", chat_template: str = ""):
     """A ``transformers`` ModelSpec pointing at a folder made by :func:`build_tiny_model`."""
     from training.core.llm.base import ModelSpec

@@ -58,7 +58,8 @@ from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrai
 from training.core.config import CONFIG_FILENAME, TrainConfig, default_target_modules
 from training.core.cpu_paths import attend_within_each_sequence, dense_lm_head_on_labelled_positions
 from training.core.datasets import DatasetError, split_for_training, validate_records
-from training.core.errors import first_line
+from training.core.errors import first_line, size_mismatch_summary
+from training.core.merge import same_model
 
 logger = logging.getLogger(__name__)
 
@@ -301,13 +302,13 @@ def _attach_lora(model, config: TrainConfig):
                 raise
             raise AdapterMismatch(
                 f"parent adapter {folder} (trained on {trained_on}) does not fit "
-                f"{config.base_model}: {_mismatch_summary(exc)}"
+                f"{config.base_model}: {size_mismatch_summary(exc)}"
             ) from exc
         # Paths move (a model cache on another disk), so a different name alone is only a note;
         # a different shape already failed above.
         note = (
             None
-            if _same_model(trained_on, config.base_model)
+            if same_model(trained_on, config.base_model)
             else f"note: parent adapter was trained on {trained_on}, continued on {config.base_model}"
         )
         return model, None, note
@@ -335,31 +336,6 @@ def _attach_lora(model, config: TrainConfig):
         ),
         None,
     )
-
-
-def _same_model(a: str, b: str) -> bool:
-    def norm(name: str) -> str:
-        path = Path(name).expanduser()
-        return str(path.resolve()) if path.exists() else name.rstrip("/")
-
-    return norm(a) == norm(b)
-
-
-def _mismatch_summary(exc: Exception) -> str:
-    text = str(exc)
-    found = re.search(
-        r"size mismatch for ([\w.]+): copying a param with shape (torch.Size\(\[[\d, ]*\]\)) "
-        r"from checkpoint, the shape in current model is (torch.Size\(\[[\d, ]*\]\))",
-        text,
-    )
-    if found:
-        name, theirs, ours = found.groups()
-        count = text.count("size mismatch")
-        return (
-            f"{name} has shape {theirs[11:-1]} in the adapter but {ours[11:-1]} in the model "
-            f"({count} mismatched tensors)"
-        )
-    return first_line(exc)
 
 
 # --- the TRL trainer ------------------------------------------------------------------------

@@ -22,23 +22,9 @@ def tiny_gguf(tiny_model_dir: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_lora_dir(tiny_model_dir: Path, tmp_path_factory) -> Path:
     """A saved LoRA adapter (r=4 on q_proj/v_proj) whose weights visibly change the model's output."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from tests.tiny_model import build_tiny_lora
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    peft_model = get_peft_model(
-        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    )
-    # lora_B starts at zero (the adapter is a no-op); perturb it so the adapter matters.
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-    folder = tmp_path_factory.mktemp("tiny-lora")
-    peft_model.save_pretrained(folder)
-    return folder
+    return build_tiny_lora(tiny_model_dir, tmp_path_factory.mktemp("tiny-lora"))
 
 
 @pytest.fixture(scope="module")
