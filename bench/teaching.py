@@ -256,6 +256,8 @@ def main_targets(
                 met,
             )
         )
+    if "d_loop" not in held_out:
+        return rows
     rows.append(
         (
             "(d) loses no keep skill beyond noise (Wilson upper bound, pooled over seeds, below the base)",
@@ -368,8 +370,8 @@ def estimate_minutes(args: Any, rates: Rates = Rates()) -> dict[str, float]:
     train_min = budget / rates.tokens_per_s / 60
     parts = {
         "load": rates.load_min,
-        "a_base": exam / per_s / 60,
-        "d_loop": args.seeds * (loop_items / per_s / 60 + train_min),
+        "a_base": exam / per_s / 60 if "a_base" in args.arms else 0.0,
+        "d_loop": args.seeds * (loop_items / per_s / 60 + train_min) if "d_loop" in args.arms else 0.0,
         "baselines": args.seeds * len(baselines) * (exam / per_s / 60 + train_min),
         "e_defaults": (
             args.defaults_seeds * (1.5 if args.quick else rates.defaults_min)
@@ -717,9 +719,15 @@ def defaults_config(args, seed: int):
 
     if args.quick:
         return RunConfig(
-            seed=seed, rounds=1, plan_budget=8, explain_budget=2, generate_budget=1, general_probe=4
+            seed=seed,
+            rounds=1,
+            plan_budget=8,
+            explain_budget=2,
+            generate_budget=1,
+            general_probe=4,
+            **args.defaults_set,
         )
-    return RunConfig(seed=seed)
+    return RunConfig(seed=seed, **args.defaults_set)
 
 
 def defaults_training(args) -> dict[str, Any]:
@@ -727,7 +735,7 @@ def defaults_training(args) -> dict[str, Any]:
     ``TrainConfig`` at its defaults, as a teaching run's training job has them."""
     from tutor.core.runs.state import ROUND_TRAINING
 
-    return {**ROUND_TRAINING, **({"max_steps": 2} if args.quick else {})}
+    return {**ROUND_TRAINING, **({"max_steps": 2} if args.quick else {}), **args.defaults_train}
 
 
 def run_config(args, seed: int):
@@ -800,7 +808,10 @@ def header(args, course, versions: str, estimate: dict[str, float]) -> list[str]
         f"Student: bundled SmolLM2-135M-Instruct (GGUF Q4_1 de-quantized to float32). Arms (b)-(d): LoRA "
         f"r={args.lora_r} alpha={2 * args.lora_r} on all projections, lr {args.lr} (× 0.5 per retry in (d)), "
         f"batch {args.batch_size}, {args.epochs} epoch(s) over what each try trains on, linear schedule, "
-        f"warmup 3%, completion-only loss. Arm (e): the teach command's {ROUND_TRAINING}.",
+        f"warmup 3%, completion-only loss. Arm (e): the teach command's {ROUND_TRAINING}"
+        + (f", changed for this run: training {args.defaults_train}" if args.defaults_train else "")
+        + (f", RunConfig {args.defaults_set}" if args.defaults_set else "")
+        + ".",
         f"Course: the whole arithmetic pack (seed {args.course_seed}): taught {taught}; keep {keep}; per "
         f"skill {args.train_per_skill} train, {args.probe_per_skill} probe, {args.exam_per_skill} exam "
         f"items (half of probe and exam in held-out phrasings); exam = {len(course.split('exam'))} items, "
@@ -824,8 +835,10 @@ def header(args, course, versions: str, estimate: dict[str, float]) -> list[str]
 def report(args, course, results: dict[str, Any], versions: str, estimate: dict[str, float]) -> str:
     seeds = results["seeds"]
     runs = results["arms"]
-    base = runs["a_base"][seeds[0]]["metrics"]
     arms = [a for a in ARMS if a != "e_defaults" and runs.get(a)]
+    defaults = results.get("defaults", [])
+    # (e) alone has no arm (a): its own base stands in where only the skill names are read.
+    base = runs["a_base"][seeds[0]]["metrics"] if arms else defaults[0]["base_metrics"]
     lines = [*header(args, course, versions, estimate), ""]
 
     # -- the main table
@@ -851,7 +864,6 @@ def report(args, course, results: dict[str, Any], versions: str, estimate: dict[
             f"{statistics.fmean([r.get('train_s', 0) for r in per_seed]) / 60:.1f} | "
             f"{statistics.fmean([r.get('wall_s', 0) for r in per_seed]) / 60:.1f} |"
         )
-    defaults = results.get("defaults", [])
     if defaults:
         worst = [keep_change(r["metrics"]["keep"], r["base_metrics"]["keep"])[1] for r in defaults]
         m, sd = mean_spread(worst)
@@ -934,10 +946,7 @@ def report(args, course, results: dict[str, Any], versions: str, estimate: dict[
     lines += [
         "### Per skill: held-out / training phrasings % (means over seeds); keep skills: all their items",
         "",
-        "| skill | "
-        + " | ".join(ARM_LABELS[a].split(" ")[0] for a in arms)
-        + "".join(f" | {c}" for c in e_cols)
-        + " |",
+        "| skill | " + " | ".join([*(ARM_LABELS[a].split(" ")[0] for a in arms), *e_cols]) + " |",
         "|---|" + "---|" * (len(arms) + len(e_cols)),
     ]
 
@@ -971,7 +980,9 @@ def report(args, course, results: dict[str, Any], versions: str, estimate: dict[
         "tries | held-out probe | exam after | round (min) |",
         "|---|---|---|---|---|---|---|---|---|---|---:|",
     ]
-    loop_runs = [("(d)", s, runs["d_loop"][s]) for s in seeds] + [("(e)", r["seed"], r) for r in defaults]
+    loop_runs = [("(d)", s, runs["d_loop"][s]) for s in seeds if arms] + [
+        ("(e)", r["seed"], r) for r in defaults
+    ]
     for label, s, run in loop_runs:
         for r in run["rounds"]:
             rate = r["explain_pass_rate"]
@@ -1058,7 +1069,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--arms",
         default=",".join(ARMS),
-        help="arms to run (default all); a_base and d_loop always run (the budget comes from d_loop)",
+        help="arms to run (default all); any of a_base to d_loop brings a_base and d_loop with it (the "
+        "budget comes from d_loop); e_defaults alone runs only (e)",
     )
     p.add_argument(
         "--quick",
@@ -1089,7 +1101,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick or a non-default --arms: then only printed)",
     )
     p.add_argument("--json", type=Path, default=None, help="write the raw results here")
+    p.add_argument(
+        "--defaults-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="(e) only: run it with this RunConfig field changed (repeatable), to measure a candidate "
+        "default before making it one; the report's settings line shows it",
+    )
+    p.add_argument(
+        "--defaults-train",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="(e) only: change this ROUND_TRAINING / TrainConfig field of its training (repeatable)",
+    )
     args = p.parse_args(argv)
+    try:
+        args.defaults_set = _overrides(args.defaults_set)
+        args.defaults_train = _overrides(args.defaults_train)
+    except ValueError as exc:
+        p.error(str(exc))
     if args.quick:
         args.seeds, args.rounds, args.defaults_seeds = 1, 1, min(args.defaults_seeds, 1)
         args.train_per_skill, args.probe_per_skill, args.exam_per_skill = 4, 2, 2
@@ -1100,10 +1132,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown arm(s) {unknown}; the arms are {', '.join(ARMS)}")
     default_arms = arms == list(ARMS)
-    args.arms = [a for a in ARMS if a in {"a_base", "d_loop", *arms}]  # in report order
+    loop_arms = {"a_base", "d_loop"} if set(arms) - {"e_defaults"} else set()
+    args.arms = [a for a in ARMS if a in {*loop_arms, *arms}]  # in report order
     if args.out is None and not args.quick and default_arms:
         args.out = DEFAULT_OUT  # a full run's report goes to docs/ (the discussion quotes it)
     return args
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["schedule=continue", "keep_share=0.3"]`` -> their values (JSON where it reads as JSON)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected FIELD=VALUE, not {pair!r}")
+        try:
+            out[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name.strip()] = raw
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1185,6 +1232,9 @@ def run_all(args, bench: Bench, course) -> dict[str, Any]:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(results, indent=1, default=str))
 
+    if "d_loop" not in args.arms:  # (e) alone
+        _run_defaults(args, bench, results, checkpoint)
+        return results
     base = bench.exam(exam_items, None, args.student_tokens)
     base_metrics = exam_metrics(exam_items, base["correct"], taught, keep)
     bench.say(
@@ -1245,6 +1295,12 @@ def run_all(args, bench: Bench, course) -> dict[str, Any]:
                 f"in all {run['wall_s']:.0f} s)"
             )
 
+    _run_defaults(args, bench, results, checkpoint)
+    return results
+
+
+def _run_defaults(args, bench: Bench, results: dict[str, Any], checkpoint) -> None:
+    """Arm (e), the loop as shipped, on its own course, seed after seed (when asked for)."""
     defaults = results["defaults"]
     if "e_defaults" in args.arms:
         e_course = defaults_course(args)
@@ -1272,7 +1328,6 @@ def run_all(args, bench: Bench, course) -> dict[str, Any]:
                 f"e_defaults seed {s}: held-out {pct(run['metrics']['held_out'])}% (base "
                 f"{pct(run['base_metrics']['held_out'])}%), {run['wall_s'] / 60:.1f} min"
             )
-    return results
 
 
 if __name__ == "__main__":
