@@ -45,6 +45,15 @@ def test_it_reads_back_every_phrasing_it_renders():
         ("47×6=282 and 1,200 - 35 = 1,165", []),
         ("2 + 3 × 4 = 14", []),
         ("3.5 + 1 = 4.5 and 0 - 1 < 9", []),
+        # claims in words: a weak model's sentences that a last-number grader reads as right
+        ("97 is larger than 24.\nAnswer: 97", []),
+        ("11 is a larger number than 32.", ["11 is a larger number than 32"]),
+        ("24 is smaller than 97, and 30 is 20 more than 10.", []),
+        ("20 is 2 more than 69.", ["20 is 2 more than 69"]),
+        ("88 is 94.", ["88 is 94"]),
+        ("So 86 = 100.\nAnswer: 100", ["86 = 100"]),
+        ("Half of 10 is 10 ÷ 2 = 5.", []),
+        ("19 is 19, and 66 is 66.", []),
     ],
 )
 def test_it_finds_every_wrong_step(text, wrong):

@@ -154,6 +154,35 @@ def test_it_replays_the_base_students_own_right_answers_on_the_keep_set(tmp_path
     assert state.rounds[0].keep_records == len(keep)
 
 
+def test_it_never_replays_a_right_answer_that_says_something_false(tmp_path):
+    """A weak base answers "which is larger" right where the larger number comes first; where it comes
+    second it writes "a is a larger number than b", right by its last number and false as a sentence.
+    Replaying that would teach a coin flip; only the true sentences are replayed."""
+
+    def reply(kind, question, conversation, adapter):
+        reading = read(question)
+        if reading is None or reading.phrasing.op != "max":
+            return "Answer: 999999"
+        a, b = reading.a, reading.b
+        return f"The larger number is {a}." if a > b else f"{a} is a larger number than {b}."
+
+    trainer = Trainer()
+    state = run_teaching(
+        keep_course(),
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", reply),
+        RunConfig(**SMALL, keep_share=0.5),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
+    assert state.keep_pool, "the true sentences are kept"
+    replayed = [
+        r["messages"][-1]["content"] for r in trainer.calls[0]["records"] if r["meta"]["source"] == "keep"
+    ]
+    assert replayed and all("a larger number than" not in text for text in replayed)
+    assert all("a larger number than" not in a.text for a in state.keep_pool.values())
+
+
 def test_it_retries_a_try_that_loses_a_keep_skill_then_accepts_the_next(tmp_path):
     trainer = Trainer()
     state = run_teaching(
