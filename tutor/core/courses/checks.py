@@ -18,22 +18,24 @@ _STEP_RE = re.compile(
     rf"(?<![\w.])(?P<lhs>{_NUM}(?:\s*{_OP}\s*{_NUM})+)\s*=\s*(?P<rhs>{_NUM})(?:\s*R\s*(?P<rem>\d+))?(?!\.?\d)(?!\w)"
 )
 _TOKEN_RE = re.compile(rf"{_NUM}|{_OP}")
-# Claims about two numbers in words: "97 is larger than 24", "30 is 20 more than 10", "88 is 94."
-_BEFORE = r"(?<![\w.,/×x*÷+\-−])"  # a whole number, not the end of "1/66" or "3 × 4"
+# Claims about two numbers in words, where the first number opens a sentence or line (optionally
+# after "So"/"Then"): "97 is larger than 24", "30 is 20 more than 10", "88 is 94.", "So 86 = 100.".
+# A number inside a phrase ("Half of 36 is 18", "38 divided by 2 is 19") is not the subject.
+_OPENS = r"(?:^|(?<=[.!?;:]\s)|(?<=\n))\s*(?:(?:so|then),?\s+)?"
 _COMPARE_RE = re.compile(
-    rf"{_BEFORE}(?P<a>{_NUM}) is (?:a |the )?(?P<word>larger|bigger|greater|more|smaller|less)"
+    rf"{_OPENS}(?P<a>{_NUM}) is (?:a |the )?(?P<word>larger|bigger|greater|more|smaller|less)"
     rf"(?: number)? than (?P<b>{_NUM})(?!\.?\d)",
-    re.IGNORECASE,
+    re.IGNORECASE | re.MULTILINE,
 )
 _BY_RE = re.compile(
-    rf"{_BEFORE}(?P<a>{_NUM}) is (?P<n>{_NUM}) (?P<word>more|less|fewer) than (?P<b>{_NUM})(?!\.?\d)",
-    re.IGNORECASE,
+    rf"{_OPENS}(?P<a>{_NUM}) is (?P<n>{_NUM}) (?P<word>more|less|fewer) than (?P<b>{_NUM})(?!\.?\d)",
+    re.IGNORECASE | re.MULTILINE,
 )
-# "88 is 94." / "So 86 = 100.": a bare identity of two different numbers, at a clause's end.
+# A bare identity of two different numbers ending a clause.
 _SAME_RE = re.compile(
-    rf"{_BEFORE}(?P<a>{_NUM})\s*(?:is|=)\s*(?P<b>{_NUM})(?=\s*(?:[.;,!]\s|[.;,!]?$))", re.MULTILINE
+    rf"{_OPENS}(?P<a>{_NUM})\s*(?:is|=)\s*(?P<b>{_NUM})(?=\s*(?:[.;,!]\s|[.;,!]?$))",
+    re.IGNORECASE | re.MULTILINE,
 )
-_OPERAND_END_RE = re.compile(r"[-+×x*÷/−]\s*$")
 _WORD_RE = re.compile(r"[a-z']+")
 
 
@@ -70,15 +72,14 @@ def _evaluate(lhs: str, remainder: bool) -> tuple[Fraction, Fraction] | None:
 
 def wrong_steps(text: str) -> list[str]:
     """Every written step ``a op b ... = c`` (also ``a ÷ b = q R r``) whose arithmetic is wrong, and
-    every false claim about two numbers in words: ``a is larger/greater/bigger/more/smaller/less
-    than b``, ``a is n more/less than b``, and a bare ``a is b`` / ``a = b`` of two different numbers
-    ending a clause (a weak model's "88 is 94." or "So 86 = 100.")."""
-    wrong = [m.group(0) for m in _COMPARE_RE.finditer(text) if not _compare_holds(m)]
-    wrong += [m.group(0) for m in _BY_RE.finditer(text) if not _by_holds(m)]
+    every false claim about two numbers in words, where ``a`` opens a sentence or line: ``a is
+    larger/greater/bigger/more/smaller/less than b``, ``a is n more/less than b``, and a bare
+    ``a is b`` / ``a = b`` of two different numbers ending a clause (a weak model's "88 is 94." or
+    "So 86 = 100."). A number inside a phrase ("Half of 36 is 18") is not read as a claim."""
+    wrong = [m.group(0).strip() for m in _COMPARE_RE.finditer(text) if not _compare_holds(m)]
+    wrong += [m.group(0).strip() for m in _BY_RE.finditer(text) if not _by_holds(m)]
     wrong += [
-        m.group(0)
-        for m in _SAME_RE.finditer(text)
-        if not _OPERAND_END_RE.search(text[: m.start()]) and _number(m.group("a")) != _number(m.group("b"))
+        m.group(0).strip() for m in _SAME_RE.finditer(text) if _number(m.group("a")) != _number(m.group("b"))
     ]
     for m in _STEP_RE.finditer(text):
         rem = m.group("rem")
