@@ -15,6 +15,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from training.core.config import REPORTERS  # plain Python: the trackers the trainer knows
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -164,6 +166,14 @@ TEACHLOOP_TRAIN_GPUS = os.environ.get("TEACHLOOP_TRAIN_GPUS", "auto")
 if TEACHLOOP_TRAIN_GPUS.strip().lower() != "auto" and not TEACHLOOP_TRAIN_GPUS.strip().isdigit():
     raise ImproperlyConfigured(
         f"TEACHLOOP_TRAIN_GPUS must be 'auto' or a number, got {TEACHLOOP_TRAIN_GPUS!r}"
+    )
+# The experiment tracker training jobs report to through TRL: none, tensorboard (events in the job's
+# folder), mlflow or wandb (their own environment variables say where). The package is not installed
+# with TeachLoop: a job whose tracker is missing fails at once, naming the package.
+TEACHLOOP_REPORT_TO = os.environ.get("TEACHLOOP_REPORT_TO", "none").strip().lower() or "none"
+if TEACHLOOP_REPORT_TO not in REPORTERS:
+    raise ImproperlyConfigured(
+        f"TEACHLOOP_REPORT_TO must be one of {', '.join(REPORTERS)}, got {TEACHLOOP_REPORT_TO!r}"
     )
 # How long the admin "try it" action waits for the background worker before saying it is queued.
 TEACHLOOP_TRY_WAIT_S = float(os.environ.get("TEACHLOOP_TRY_WAIT_S", "90"))

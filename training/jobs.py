@@ -27,7 +27,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from training.core.config import TrainConfig
+from training.core.config import TENSORBOARD_DIRNAME, TRACKING_FIELDS, TrainConfig
 from training.core.datasets import parse_jsonl, validate_records
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob, TrainingMetric
 from training.recovery import claim, keep_alive, stale_cutoff
@@ -91,6 +91,30 @@ def job_dir(job: TrainingJob) -> Path:
     """The job's folder (checkpoints, adapter, log): its id and creation time, so a job of a reset
     database that reuses an id never finds another job's checkpoints."""
     return Path(settings.TEACHLOOP_DATA_DIR) / "jobs" / f"{job.pk}-{job.created_at:%Y%m%dT%H%M%S%f}"
+
+
+def job_run_name(job: TrainingJob) -> str:
+    """The job's name in an experiment tracker: its id and creation time, like its folder."""
+    return f"teachloop-job-{job_dir(job).name}"
+
+
+def job_tracking(job: TrainingJob) -> dict[str, str] | None:
+    """Where the job's last attempt reported (from its config), for the job page; None when nowhere.
+
+    tensorboard: ``folder`` (only once the folder exists) and the ``command`` that shows it;
+    mlflow and wandb: the ``run_name`` to look for there.
+    """
+    report_to = (job.config or {}).get("report_to", "none")
+    if report_to == "none":
+        return None
+    tracking = {"report_to": report_to, "run_name": job.config.get("run_name") or job_run_name(job)}
+    if report_to == "tensorboard":
+        folder = job_dir(job) / TENSORBOARD_DIRNAME
+        if not folder.is_dir():
+            return None
+        tracking["folder"] = str(folder)
+        tracking["command"] = f"tensorboard --logdir {folder}"
+    return tracking
 
 
 def training_job_create(
@@ -260,6 +284,7 @@ def training_job_run(*, job_id: int, on_event: Callable[[Any], None] | None = No
     )
     heart.start()
     try:
+        job = _set_tracking(job, lease)
         config = TrainConfig.from_dict({**job.config, "base_model": training_base_path(model=job.base_model)})
         kwargs = {"progress": progress.on_event, "should_stop": progress.should_stop, "resume": True}
         processes = train_processes()
@@ -290,6 +315,19 @@ def training_job_run(*, job_id: int, on_event: Callable[[Any], None] | None = No
         note=result.reason,
     )
     return result.status
+
+
+def _set_tracking(job: TrainingJob, lease: str) -> TrainingJob:
+    """Record in the job's config where this attempt reports (this worker's TEACHLOOP_REPORT_TO, and
+    the job's run name), so the job page and the adapter say what the training did."""
+    report_to = settings.TEACHLOOP_REPORT_TO
+    tracking = {"report_to": report_to, "run_name": job_run_name(job) if report_to != "none" else None}
+    if any(job.config.get(name) != tracking[name] for name in TRACKING_FIELDS):
+        job.config = {**job.config, **tracking}
+        TrainingJob.objects.filter(pk=job.pk, lease=lease).update(config=job.config)
+    if report_to != "none":
+        _log(job, f"reporting to {report_to} as run {tracking['run_name']}")
+    return job
 
 
 class _Progress:

@@ -40,7 +40,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(_visible_jobs(request.user), pk=job_id)
-    return render(request, "training/job_detail.html", {"job": job})
+    return render(request, "training/job_detail.html", {"job": job, "tracking": jobs.job_tracking(job)})
 
 
 @staff_required

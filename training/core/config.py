@@ -24,6 +24,64 @@ CONFIG_FILENAME = "teachloop_train_config.json"
 METHODS = ("sft", "dpo", "kto")
 LR_SCHEDULERS = ("linear", "cosine")
 
+# Experiment trackers TRL may report to, and the packages each needs (any one of them will do). They are
+# not dependencies of TeachLoop: a job that asks for a missing one fails before loading the model.
+REPORTERS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "tensorboard": ("tensorboard", "tensorboardX"),
+    "mlflow": ("mlflow",),
+    "wandb": ("wandb",),
+}
+# Where a job's tracking goes, not how it trains: resuming a checkpoint ignores a change in these.
+TRACKING_FIELDS = ("report_to", "run_name")
+TENSORBOARD_DIRNAME = "tensorboard"  # under the output folder of train()
+
+# Starting points for the fine-tune form (and anyone else): the settings each changes from the
+# defaults. Both keep peft's LoRA targets for the architecture (every projection where known).
+PRESETS: dict[str, dict[str, Any]] = {
+    # A few minutes on two CPU cores with a small model: short records, few steps, a lower rank.
+    "quick-cpu": {
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "learning_rate": 1e-3,
+        "warmup_ratio": 0.05,
+        "num_epochs": 1.0,
+        "max_steps": 60,
+        "batch_size": 4,
+        "grad_accum": 1,
+        "max_seq_length": 512,
+        "eval_fraction": 0.0,
+        "checkpoint_every": 20,
+    },
+    # Full passes on a GPU: a larger rank and effective batch of 32, longer records, a cosine
+    # schedule and a held-out share to watch the eval loss.
+    "quality-gpu": {
+        "lora_r": 32,
+        "lora_alpha": 64,
+        "lora_dropout": 0.05,
+        "learning_rate": 2e-4,
+        "lr_scheduler": "cosine",
+        "warmup_ratio": 0.03,
+        "num_epochs": 3.0,
+        "max_steps": -1,
+        "batch_size": 16,
+        "grad_accum": 2,
+        "max_seq_length": 2048,
+        "eval_fraction": 0.05,
+        "checkpoint_every": 100,
+    },
+}
+PRESET_LABELS = {"quick-cpu": "quick, CPU", "quality-gpu": "quality, GPU"}
+
+
+class SettingError(ValueError):
+    """A setting with a bad value; ``field`` names it (forms show the message next to that field)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field} {message}")
+        self.field = field
+
+
 # Every attention and MLP projection: LoRA on all linear layers trains noticeably better than on
 # q/v alone (QLoRA paper, §4) for little extra memory at r=16.
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -78,6 +136,12 @@ class TrainConfig:
     )
     checkpoint_every: int = setting(50, help="optimizer steps between resumable checkpoints")
     dpo_beta: float = setting(0.1, help="dpo and kto: how far the model may move from the reference")
+    report_to: str = setting(
+        "none", help="the experiment tracker TRL reports to: none, tensorboard, mlflow or wandb"
+    )
+    run_name: str | None = setting(
+        None, help="the run's name in mlflow or wandb (None: the tracker names it)"
+    )
 
     def __post_init__(self) -> None:
         # Normalise JSON-ish inputs first (lists, Paths) so the frozen instance is hashable and equal
@@ -90,6 +154,8 @@ class TrainConfig:
             object.__setattr__(self, "parent_adapter", None)
         if self.chat_template == "":
             object.__setattr__(self, "chat_template", None)
+        if self.run_name == "":
+            object.__setattr__(self, "run_name", None)
         self._validate()
 
     def _validate(self) -> None:
@@ -142,6 +208,16 @@ class TrainConfig:
         _number(self, "eval_fraction", minimum=0.0, below=1.0)
         _int(self, "checkpoint_every", minimum=1)
         _number(self, "dpo_beta", above=0.0)
+        _require(
+            self.report_to in REPORTERS,
+            "report_to",
+            f"must be one of {', '.join(REPORTERS)}, not {self.report_to!r}",
+        )
+        _require(
+            self.run_name is None or (isinstance(self.run_name, str) and self.run_name.strip() != ""),
+            "run_name",
+            "must be a non-empty name or None",
+        )
 
     # --- JSON ---------------------------------------------------------------------------
 
@@ -176,6 +252,20 @@ class TrainConfig:
         mine, theirs = self.to_dict(), other.to_dict()
         return [name for name in mine if mine[name] != theirs[name]]
 
+    def training_differences(self, other: TrainConfig) -> list[str]:
+        """Like ``differences``, without the fields that only say where tracking goes."""
+        return [name for name in self.differences(other) if name not in TRACKING_FIELDS]
+
+
+def missing_reporter_package(report_to: str) -> str | None:
+    """The package to install for ``report_to``, or None when one of its packages is importable."""
+    import importlib.util
+
+    packages = REPORTERS.get(report_to, ())
+    if not packages or any(importlib.util.find_spec(name) is not None for name in packages):
+        return None
+    return packages[0]
+
 
 def default_target_modules(model_type: str) -> list[str] | None:
     """All projections for the architectures we know; None lets peft pick its own default."""
@@ -185,7 +275,7 @@ def default_target_modules(model_type: str) -> list[str] | None:
 
 def _require(ok: bool, field_name: str, message: str) -> None:
     if not ok:
-        raise ValueError(f"{field_name} {message}")
+        raise SettingError(field_name, message)
 
 
 MAX_SEED = 2**32 - 1  # numpy's and the trainer's seeds; torch refuses larger ones

@@ -53,9 +53,16 @@ from jinja2.exceptions import TemplateError
 from peft import LoraConfig, PeftModel
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback, set_seed
+from transformers.integrations import TensorBoardCallback
 from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
 
-from training.core.config import CONFIG_FILENAME, TrainConfig, default_target_modules
+from training.core.config import (
+    CONFIG_FILENAME,
+    TENSORBOARD_DIRNAME,
+    TrainConfig,
+    default_target_modules,
+    missing_reporter_package,
+)
 from training.core.cpu_paths import attend_within_each_sequence, dense_lm_head_on_labelled_positions
 from training.core.datasets import DatasetError, split_for_training, validate_records
 from training.core.errors import first_line, size_mismatch_summary
@@ -127,7 +134,14 @@ def train(
     checkpoints = output_dir / "checkpoints"
     datasets.disable_progress_bars()  # a worker's log is no place for map() progress bars
 
-    # 1. Data: every bad record is named before any model is loaded.
+    # 1. Data: every bad record is named before any model is loaded; so is a tracker that is not installed.
+    missing = missing_reporter_package(config.report_to)
+    if missing:
+        return _failed(
+            f"report_to={config.report_to} needs the {missing} package, which is not installed: "
+            f"pip install {missing} (or set TEACHLOOP_REPORT_TO=none)",
+            checkpoints,
+        )
     try:
         validate_records(records, config.method)
     except DatasetError as exc:
@@ -341,20 +355,16 @@ def _attach_lora(model, config: TrainConfig):
 # --- the TRL trainer ------------------------------------------------------------------------
 
 
-def _build_trainer(
-    config: TrainConfig,
-    model,
-    tokenizer,
-    peft_config,
-    train_dataset,
-    eval_dataset,
-    checkpoints: Path,
-    watcher: _ProgressCallback,
-    *,
-    cuda: bool,
-    bf16: bool,
-):
-    common: dict[str, Any] = {
+def trainer_args(
+    config: TrainConfig, checkpoints: Path, *, evaluate: bool, cuda: bool, bf16: bool
+) -> dict[str, Any]:
+    """The arguments every method's TRL config shares (SFTConfig, DPOConfig, KTOConfig).
+
+    ``report_to`` and ``run_name`` come from the config; tensorboard writes into
+    ``checkpoints.parent / "tensorboard"`` (:func:`tensorboard_dir`), which ``_build_trainer`` tells
+    transformers' callback, since transformers 5 dropped ``logging_dir`` from the arguments.
+    """
+    args: dict[str, Any] = {
         "output_dir": str(checkpoints),
         "seed": config.seed,
         "data_seed": config.seed,
@@ -371,7 +381,7 @@ def _build_trainer(
         "save_strategy": "steps",
         "save_steps": config.checkpoint_every,
         "save_total_limit": 2,
-        "eval_strategy": "steps" if eval_dataset is not None else "no",
+        "eval_strategy": "steps" if evaluate else "no",
         "eval_steps": config.checkpoint_every,
         "bf16": bf16,
         "fp16": False,
@@ -379,7 +389,8 @@ def _build_trainer(
         # Recomputing activations saves GPU memory; on a CPU it only costs time (~20%). transformers 5 renamed
         # gradient_checkpointing (TRL still defaults that old name to True, with a FutureWarning).
         "activation_checkpointing": cuda,
-        "report_to": "none",
+        "report_to": config.report_to,  # train() has failed already if its package is missing
+        "run_name": config.run_name,
         "push_to_hub": False,
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
@@ -387,6 +398,28 @@ def _build_trainer(
         # walk that looks for unused ones (a PeftModel is no PreTrainedModel, so the Trainer would do it).
         "ddp_find_unused_parameters": False,
     }
+    return args
+
+
+def tensorboard_dir(checkpoints: Path) -> Path:
+    """Where a run's tensorboard events go: beside its checkpoints, in the job's folder."""
+    return Path(checkpoints).parent / TENSORBOARD_DIRNAME
+
+
+def _build_trainer(
+    config: TrainConfig,
+    model,
+    tokenizer,
+    peft_config,
+    train_dataset,
+    eval_dataset,
+    checkpoints: Path,
+    watcher: _ProgressCallback,
+    *,
+    cuda: bool,
+    bf16: bool,
+):
+    common = trainer_args(config, checkpoints, evaluate=eval_dataset is not None, cuda=cuda, bf16=bf16)
     inputs = {
         "model": model,
         "train_dataset": train_dataset,
@@ -411,6 +444,9 @@ def _build_trainer(
         kto_args = KTOConfig(**common, beta=config.dpo_beta, max_length=config.max_seq_length)
         trainer = KTOTrainer(args=kto_args, **inputs)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; progress() reports instead
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):  # it reads its folder when training begins
+            callback.logging_dir = str(tensorboard_dir(checkpoints))
     return trainer
 
 
@@ -554,7 +590,7 @@ def _config_changes(config: TrainConfig, checkpoint: Path) -> list[str]:
         saved = TrainConfig.load(checkpoint)
     except (OSError, ValueError, TypeError):
         return ["unreadable teachloop_train_config.json"]
-    return config.differences(saved)
+    return config.training_differences(saved)
 
 
 def _tokens_seen(checkpoint: Path | None) -> int:
