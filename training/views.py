@@ -70,19 +70,23 @@ def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @staff_required
 def fine_tune(request: HttpRequest) -> HttpResponse:
-    form = FineTuneForm(request.POST or None, initial={"dataset": request.GET.get("dataset")})
+    initial = {"dataset": request.GET.get("dataset"), "preset": request.GET.get("preset")}
+    form = FineTuneForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        data = dict(form.cleaned_data)
-        base_model, dataset, parent = data.pop("base_model"), data.pop("dataset"), data.pop("parent_adapter")
+        data = form.cleaned_data
         try:
             job = jobs.training_job_create(
-                base_model=base_model, dataset=dataset, parent_adapter=parent, user=request.user, **data
+                base_model=data["base_model"],
+                dataset=data["dataset"],
+                parent_adapter=data["parent_adapter"],
+                user=request.user,
+                **form.settings(),
             )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
             return redirect("training:job", job_id=job.pk)
-    return render(request, "training/fine_tune.html", {"form": form})
+    return render(request, "training/fine_tune.html", {"form": form, "presets": form.presets_for_script()})
 
 
 @staff_required
