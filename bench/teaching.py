@@ -474,7 +474,7 @@ class Bench:
 
     def exam(self, items: Sequence[Any], adapter: str | None, max_new_tokens: int) -> dict[str, Any]:
         from training.core.llm.base import GenerationParams
-        from tutor.core.courses.grading import grade
+        from tutor.core.courses.checks import grade_model_answer as grade
         from tutor.core.runs import prompts
 
         started = time.perf_counter()

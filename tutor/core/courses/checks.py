@@ -2,7 +2,9 @@
 
 Model output is untrusted. A worked solution, explanation or hint is shown to a learner or trained
 on only when it passes: every arithmetic step it writes is right (:func:`wrong_steps`), and it does
-not repeat the instructions or decisions it was given (:func:`echoed`).
+not repeat the instructions or decisions it was given (:func:`echoed`). A model student's answer is
+right only when its final answer is and nothing it claims on the way is false
+(:func:`grade_model_answer`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from fractions import Fraction
+from typing import Any
+
+from tutor.core.courses.grading import GradeResult, grade
 
 _NUM = r"-?\d+(?:,\d{3})*(?:\.\d+)?"
 _OP = r"[-+×x*÷/−]"
@@ -91,6 +96,20 @@ def wrong_steps(text: str) -> list[str]:
         if result != _number(m.group("rhs")) or (rem is not None and remainder != int(rem)):
             wrong.append(m.group(0))
     return wrong
+
+
+def grade_model_answer(exercise: Any, text: str) -> GradeResult:
+    """A model's answer is right only when :func:`~.grading.grade` finds the gold answer *and* no step
+    or claim it writes is false (:func:`wrong_steps`). The grader reads the last number of a text
+    without a final-answer line, so "24 is a larger number than 97." would otherwise count as the
+    answer 97: a right number after a false sentence is not a right answer. People's answers (a
+    number typed into a box) are graded by :func:`~.grading.grade` alone."""
+    result = grade(exercise, text)
+    if result.correct:
+        wrong = wrong_steps(text)
+        if wrong:
+            return GradeResult(False, result.extracted, f"a step or claim is false: {wrong[0]!r}")
+    return result
 
 
 def _compare_holds(m: re.Match[str]) -> bool:

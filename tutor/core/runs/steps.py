@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from training.core.llm.base import LLM, GenerationParams, UnsupportedOperation
-from tutor.core.courses.checks import echoed, wrong_steps
+from tutor.core.courses.checks import echoed, grade_model_answer, wrong_steps
 from tutor.core.courses.course import Course, CourseError, Exercise, training_safe
 from tutor.core.courses.expert import Expert, Verdict, expert_for
 from tutor.core.courses.grading import (
@@ -156,7 +156,8 @@ def answer_plainly(ctx: Context, items: Sequence[Exercise], *, adapter: str | No
 
 
 def graded(exercise: Exercise, text: str) -> Answer:
-    result = grade(exercise, text)
+    """A model's answer, graded strictly (:func:`~tutor.core.courses.checks.grade_model_answer`)."""
+    result = grade_model_answer(exercise, text)
     return Answer(item=exercise.key, text=text, extracted=result.extracted, correct=result.correct)
 
 
@@ -600,7 +601,7 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     # No solver could read these: a second, independent teacher answer must agree (one batch).
     second = ask(ctx.teacher, [prompts.student_prompt(e) for _, e in unchecked], ctx.teacher_params())
     for (item, exercise), text in zip(unchecked, second, strict=True):
-        if grade(exercise, text).correct:
+        if grade_model_answer(exercise, text).correct:
             item.kept, item.verified_by = True, "teacher_agreement"
         else:
             item.reason = "a second teacher answer disagrees with the stated answer"

@@ -142,3 +142,20 @@ def test_a_course_without_solutions_has_no_expert_and_says_so():
 def test_a_pack_course_names_its_expert():
     assert isinstance(EXPERT, PackExpert) and EXPERT.name == "arithmetic"
     assert COURSE.expert == "arithmetic"
+
+
+def test_a_models_right_number_after_a_false_sentence_is_not_a_right_answer():
+    from tutor.core.courses.checks import grade_model_answer
+    from tutor.core.courses.grading import grade
+
+    e = item("Which is larger, 24 or 97?", "97", "compare")
+    lucky = "24 is a larger number than 97."
+    assert grade(e, lucky).correct  # the last number is the gold one ...
+    strict = grade_model_answer(e, lucky)
+    assert (
+        not strict.correct and "24 is a larger number than 97" in strict.reason
+    )  # ... the sentence is false
+    assert grade_model_answer(e, "97 is larger than 24.\nAnswer: 97").correct
+    wrong_step = item("What is 47 plus 38?", "85")
+    assert not grade_model_answer(wrong_step, "7 + 8 = 16, carry 1.\nAnswer: 85").correct
+    assert grade_model_answer(wrong_step, "7 + 8 = 15, write 5, carry 1. 4 + 3 + 1 = 8.\nAnswer: 85").correct
