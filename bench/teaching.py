@@ -8,7 +8,9 @@ arm is examined on the pack's exam split, which no arm trains on; half of each s
 are asked in *held-out phrasings*, wordings that never appear in any training data (the packs keep
 them out of the train split, ``training_safe`` refuses them, the loop's guard too).
 
-What is measured, per arm and seed (greedy answers of at most ``--student-tokens`` new tokens):
+What is measured, per arm and seed (greedy answers of at most ``--student-tokens`` new tokens, graded
+like a run grades its student: the gold final answer and no false step or claim on the way,
+``tutor.core.courses.checks.grade_model_answer``):
 
 - exam accuracy of the taught skills on **held-out phrasings** (``Exercise.held_out``) and on
   **training phrasings**: the gap between the two is how much of a gain is the template;
