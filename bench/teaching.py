@@ -9,8 +9,8 @@ are asked in *held-out phrasings*, wordings that never appear in any training da
 them out of the train split, ``training_safe`` refuses them, the loop's guard too).
 
 What is measured, per arm and seed (greedy answers of at most ``--student-tokens`` new tokens, graded
-like a run grades its student: the gold final answer and no false step or claim on the way,
-``tutor.core.courses.checks.grade_model_answer``):
+by the run's own ``tutor.core.runs.steps.graded``: the gold final answer and no false step or claim
+on the way):
 
 - exam accuracy of the taught skills on **held-out phrasings** (``Exercise.held_out``) and on
   **training phrasings**: the gap between the two is how much of a gain is the template;
@@ -476,13 +476,13 @@ class Bench:
 
     def exam(self, items: Sequence[Any], adapter: str | None, max_new_tokens: int) -> dict[str, Any]:
         from training.core.llm.base import GenerationParams
-        from tutor.core.courses.checks import grade_model_answer as grade
         from tutor.core.runs import prompts
+        from tutor.core.runs.steps import graded as grade_answer
 
         started = time.perf_counter()
         params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0, seed=0)
         texts = self.student.generate([prompts.student_prompt(e) for e in items], params, adapter=adapter)
-        graded = [grade(e, g.text) for e, g in zip(items, texts, strict=True)]
+        graded = [grade_answer(e, g.text) for e, g in zip(items, texts, strict=True)]
         return {
             "correct": {e.key: g.correct for e, g in zip(items, graded, strict=True)},
             "answers": {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from training.core.llm.base import LLM, GenerationParams, UnsupportedOperation
-from tutor.core.courses.checks import echoed, grade_model_answer, wrong_steps
+from tutor.core.courses.checks import echoed, grade_model_answer
 from tutor.core.courses.course import Course, CourseError, Exercise, training_safe
 from tutor.core.courses.expert import Expert, Verdict, expert_for
 from tutor.core.courses.grading import (
@@ -860,9 +860,10 @@ KEEP_ITEMS_PER_SKILL = 60  # the expert's extra items per keep skill: a course h
 
 def _keep_pool(ctx: Context, rnd: RoundState) -> dict[str, Answer]:
     """The base student's right answers on the train items of the keep groups, and on items the expert
-    writes for the keep skills (training phrasings only), asked once per run. Right means a right final
-    answer *and* no false step or claim in what is replayed: a weak base's "11 is a larger number
-    than 32." is graded right by its last number, and replaying it teaches a coin flip."""
+    writes for the keep skills (training phrasings only), asked once per run. Right is :func:`graded`'s
+    strict sense (no false step or claim in the whole reply, so none in the replayed part): a weak
+    base's "11 is a larger number than 32." is right by its last number alone, and replaying it
+    teaches a coin flip."""
     state = ctx.state
     if not state.keep_pool:
         groups = set(keep_groups(ctx))
@@ -873,7 +874,7 @@ def _keep_pool(ctx: Context, rnd: RoundState) -> dict[str, Answer]:
         state.keep_pool = {
             e.key: answer
             for e, text in zip(items, texts, strict=True)
-            if (answer := graded(e, text)).correct and (said := own_words(text)) and not wrong_steps(said)
+            if (answer := graded(e, text)).correct and own_words(text)
         }
     return state.keep_pool
 
