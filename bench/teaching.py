@@ -540,26 +540,38 @@ class Bench:
 
         def progress(step, index, info):
             marks[(index, f"{step}:{info['status']}")] = time.perf_counter()
-            if info["status"] != "done" or step in ("plan", "build_data"):
-                if step == "plan" and info["status"] == "done":
-                    self.say(f"{tag} round {index} plan: {info['items_per_skill']}")
+            if info["status"] != "done":
+                return
+            took = marks[(index, f"{step}:done")] - marks.get((index, f"{step}:started"), time.perf_counter())
+            if step in ("plan", "build_data"):
+                if step == "plan":
+                    self.say(f"{tag} round {index} plan ({took:.0f} s): {info['items_per_skill']}")
                 return
             shown = {k: v for k, v in info.items() if k != "status"}
-            self.say(f"{tag} round {index} {step}: {shown}")
+            self.say(f"{tag} round {index} {step} ({took:.0f} s): {shown}")
 
         started = time.perf_counter()
         state = run_teaching(
             course, teacher, self.student, config, state_path, train_fn=train_fn, progress=progress
         )
         wall = time.perf_counter() - started
+        # String keys: the results go through JSON (--json, a resumed report) and come back as strings.
         round_wall = {
-            r.index: marks[(r.index, "reexamine:done")] - marks[(r.index, "diagnose:started")]
+            str(r.index): marks[(r.index, "reexamine:done")] - marks[(r.index, "diagnose:started")]
             for r in state.rounds
             if (r.index, "diagnose:started") in marks and (r.index, "reexamine:done") in marks
+        }
+        step_s = {
+            f"{index}:{step}": marks[(index, f"{step}:done")] - at
+            for (index, mark), at in marks.items()
+            if mark.endswith(":started")
+            for step in [mark.removesuffix(":started")]
+            if (index, f"{step}:done") in marks
         }
         return {
             "wall_s": wall,
             "round_wall_s": round_wall,
+            "step_s": step_s,
             "tries": tries,
             "train_s": sum(t["train_s"] for t in tries),
             "tokens": sum(t["tokens"] for t in tries),
@@ -995,7 +1007,7 @@ def report(args, course, results: dict[str, Any], versions: str, estimate: dict[
                 f"{r['records_new']} / {r['records_carried']} / {r['records_keep']} | "
                 f"{fmt_tries(r['tries'], r['rolled_back'])} | {fmt_probe(r['tries'])} | "
                 f"{pct(r['exam_held_out'])} / {pct(r['exam_trained_phrasing'])} | "
-                f"{run['round_wall_s'].get(r['round'], 0) / 60:.1f} |"
+                f"{run['round_wall_s'].get(str(r['round']), 0) / 60:.1f} |"
             )
     lines.append("")
 
