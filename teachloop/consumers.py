@@ -29,6 +29,12 @@ class FormMessage:
         value = self._data.get(name)
         return value if isinstance(value, str) else None
 
+    def values(self, name: str) -> list[object]:
+        """Every value of a field that may repeat (ticked checkboxes): htmx sends one as a string and
+        several as a list; none is ``[]``. The values are not checked: the caller reads them."""
+        value = self._data.get(name)
+        return [] if value is None else value if isinstance(value, list) else [value]
+
 
 def parse_form(text_data: str | None) -> FormMessage | None:
     """The message as a form, or ``None`` when it is not a JSON object (ignored, never an error)."""

@@ -177,6 +177,9 @@ if TEACHLOOP_REPORT_TO not in REPORTERS:
     )
 # How long the admin "try it" action waits for the background worker before saying it is queued.
 TEACHLOOP_TRY_WAIT_S = float(os.environ.get("TEACHLOOP_TRY_WAIT_S", "90"))
+# Where a served teacher (vLLM) sees TEACHLOOP_DATA_DIR, for loading adapters into it from the Adapters
+# page: an adapter at DATA_DIR/jobs/… is sent as <this>/jobs/…. Empty: the server sees the same paths.
+TEACHLOOP_VLLM_ADAPTER_DIR = os.environ.get("TEACHLOOP_VLLM_ADAPTER_DIR", "").strip()
 
 # --- tutoring human learners ----------------------------------------------------------
 # The share of concept explanations shown as two alternatives for the learner to choose the

@@ -9,11 +9,18 @@ failures by queueing canned responses and inspect every request the server recei
         server.fail_next(429, times=1)          # next request is rate-limited, then normal replies
         ...                                      # use server.base_url ("http://127.0.0.1:PORT/v1")
         assert len(server.requests) == 2
+
+Like vLLM with ``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``, it also answers
+``POST /v1/load_lora_adapter`` (``{"lora_name", "lora_path"}``: a folder with an
+``adapter_config.json`` on this machine becomes a served model of that name) and
+``POST /v1/unload_lora_adapter``; with ``lora_updating=False`` those routes do not exist (404
+``{"detail": "Not Found"}``, as vLLM's web framework answers).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -89,10 +96,15 @@ class FakeOpenAIServer:
         api_key: str | None = None,
         chunk_delay_s: float = 0.0,
         newest: set[str] | frozenset[str] = frozenset(),
+        lora_updating: bool = True,
     ) -> None:
         """``newest``: models that answer as OpenAI's newest do: ``max_tokens`` and any temperature
-        but 1 are refused (400), the reply's length is ``max_completion_tokens``."""
+        but 1 are refused (400), the reply's length is ``max_completion_tokens``. ``lora_updating``:
+        whether the runtime LoRA routes exist."""
         self.models = set(models) | set(newest)
+        self.lora_updating = lora_updating
+        self.loras: dict[str, str] = {}
+        """LoRA adapters loaded at run time: served name → path."""
         self.newest = set(newest)
         self.api_key = api_key
         self.chunk_delay_s = chunk_delay_s
@@ -231,6 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, {"object": "list", "data": models})
             elif method == "POST" and self.path == "/v1/chat/completions":
                 self._chat(body or {})
+            elif method == "POST" and self.path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter"):
+                self._lora(self.path.rsplit("/", 1)[1], body or {})
             else:
                 self._send(404, _error_body(404, f"no route {method} {self.path}"))
         except (BrokenPipeError, ConnectionResetError):
@@ -244,6 +258,34 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._handle("POST")
+
+    # -- runtime LoRA loading (vLLM) ---------------------------------------------------------
+
+    def _lora(self, action: str, body: dict[str, Any]) -> None:
+        fake = self.fake
+        if not fake.lora_updating:
+            self._send(404, {"detail": "Not Found"})
+            return
+        name, path = body.get("lora_name"), body.get("lora_path")
+        with fake._lock:
+            if action == "unload_lora_adapter":
+                if name not in fake.loras:
+                    self._send(404, _error_body(404, f"The lora adapter '{name}' cannot be found."))
+                    return
+                del fake.loras[name]
+                fake.models.discard(name)
+                self._send(200, f"Success: LoRA adapter '{name}' removed successfully.".encode())
+                return
+            if not name or not path:
+                self._send(400, _error_body(400, "Both 'lora_name' and 'lora_path' must be provided."))
+            elif name in fake.loras:
+                self._send(400, _error_body(400, f"The lora adapter '{name}' has already been loaded."))
+            elif not os.path.isfile(os.path.join(str(path), "adapter_config.json")):
+                self._send(404, _error_body(404, f"Loading lora {name} failed: No adapter found for {path}"))
+            else:
+                fake.loras[name] = str(path)
+                fake.models.add(name)
+                self._send(200, f"Success: LoRA adapter '{name}' added successfully.".encode())
 
     # -- chat completions --------------------------------------------------------------------
 

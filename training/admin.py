@@ -10,8 +10,8 @@ from django.http import HttpRequest
 from django.utils.text import Truncator
 from django_tasks import TaskResultStatus
 
-from training import jobs, services, tasks
-from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
+from training import jobs, services, shipping, tasks
+from training.models import Adapter, AdapterMerge, LanguageModel, TrainingDataset, TrainingJob
 
 
 @admin.register(LanguageModel)
@@ -51,6 +51,7 @@ class LanguageModelAdmin(admin.ModelAdmin):
                     "base_url",
                     "api_key_env",
                     ("token_limit_field", "send_sampling"),
+                    "adapters_of",
                 ]
             },
         ),
@@ -156,6 +157,26 @@ class AdapterAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(AdapterMerge)
+class AdapterMergeAdmin(admin.ModelAdmin):
+    """Merges of adapters into their base (started from the Adapters page)."""
+
+    list_display = ["__str__", "status", "size_bytes", "created_by", "created_at", "finished_at"]
+    list_filter = ["status"]
+    actions = ["enqueue"]
+    readonly_fields = [f.name for f in AdapterMerge._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # started from the Adapters page, which keeps one merge at a time per adapter
+
+    @admin.action(description="Enqueue again (queued merges whose task was lost)")
+    def enqueue(self, request: HttpRequest, queryset: QuerySet[AdapterMerge]) -> None:
+        queued = queryset.filter(status=AdapterMerge.Status.QUEUED)
+        for merge in queued:
+            shipping.adapter_merge_enqueue(merge=merge)
+        self.message_user(request, f"Enqueued {queued.count()} queued merge(s); none runs twice.")
 
 
 @admin.register(TrainingJob)

@@ -7,6 +7,12 @@ def _recover_training_jobs() -> list[int]:
     return training_jobs_recover()
 
 
+def _recover_adapter_merges() -> list[int]:
+    from training.shipping import adapter_merges_recover
+
+    return adapter_merges_recover()
+
+
 class TrainingConfig(AppConfig):
     name = "training"
     verbose_name = "Models and training"
@@ -16,3 +22,4 @@ class TrainingConfig(AppConfig):
         from training import recovery
 
         recovery.register("training jobs", _recover_training_jobs)
+        recovery.register("adapter merges", _recover_adapter_merges)

@@ -5,26 +5,32 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.template.loader import render_to_string
 
-from teachloop.consumers import FORBIDDEN, NOT_FOUND, FormConsumer, FormMessage
+from teachloop.consumers import FORBIDDEN, NOT_FOUND, FormConsumer, FormMessage, parse_form
 from training import services
-from training.core.llm import GenerationParams, LLMError
+from training.core.llm import LLM, GenerationParams, LLMError
 from training.core.llm.streaming import stream_in_thread
 from training.jobs import job_group
-from training.models import LanguageModel
+from training.models import Adapter, LanguageModel
 
 MAX_PROMPT_CHARS = 4000
 MAX_STREAM_CHARS = 8000  # model output is untrusted: stop showing it past a sane length
+MAX_PLAYGROUND_ADAPTERS = 6  # columns run one after the other: keep one prompt's wait bounded
 
 
-class ModelTryConsumer(FormConsumer):
-    """Streams a registered model's reply to a prompt, piece by piece, to staff only.
+class _ModelStreamConsumer(FormConsumer):
+    """What Try it and the Playground share: staff only, one registered model per socket, one
+    generation at a time per socket. Forms: ``prompt`` (plus what a subclass reads) to start,
+    ``stop`` to stop; a prompt while one is generating is refused with a status line.
 
-    Forms: ``prompt`` to start, ``stop`` to stop. Replies are HTML fragments (escaped by the
-    template) swapped in by ``id``.
+    Subclasses implement :meth:`send_status` and :meth:`generation`.
     """
 
     async def connect(self) -> None:
@@ -50,16 +56,55 @@ class ModelTryConsumer(FormConsumer):
             return
         prompt = (form.text("prompt") or "").strip()[:MAX_PROMPT_CHARS]
         if not prompt:
-            await self._send("status", {"status": "Type a prompt first."})
+            await self.send_status("Type a prompt first.")
             return
         if self.pump is not None and not self.pump.done():
-            await self._send("status", {"status": "Still generating: stop it first."})
+            await self.send_status("Still generating: stop it first.")
             return
-        self.stop_event = threading.Event()
-        self.pump = asyncio.create_task(self._stream(prompt))
+        generation = await self.generation(prompt, form)
+        if generation is not None:
+            self.stop_event = threading.Event()
+            self.pump = asyncio.create_task(generation)
+
+    async def send_status(self, status: str, *, error: bool = False) -> None:
+        """Show one line about the whole socket (a refused form, a finished generation)."""
+        raise NotImplementedError
+
+    async def generation(self, prompt: str, form: FormMessage) -> Coroutine[Any, Any, None] | None:
+        """The coroutine that streams the answer to ``form``, or ``None`` after refusing it."""
+        raise NotImplementedError
+
+    async def stream_reply(
+        self, pieces: Callable[[], Iterable[str]], send_piece: Callable[[str], Awaitable[None]]
+    ) -> tuple[str, bool]:
+        """Show what ``pieces()`` yields (run in a thread) through ``send_piece``, escaped by its
+        template and cut at MAX_STREAM_CHARS; return the closing line and whether it is an error."""
+        stop_event = self.stop_event
+        try:
+            async for piece in stream_in_thread(pieces, stop=stop_event, max_chars=MAX_STREAM_CHARS):
+                await send_piece(piece)
+        except LLMError as exc:
+            return str(exc), True
+        except Exception as exc:  # never a traceback in the browser
+            return f"{self.model.name}: {type(exc).__name__}: {exc}", True
+        return ("Stopped." if stop_event.is_set() else "Done."), False
+
+
+class ModelTryConsumer(_ModelStreamConsumer):
+    """Streams a registered model's reply to a prompt, piece by piece, to staff only.
+
+    Forms: ``prompt`` to start, ``stop`` to stop. Replies are HTML fragments (escaped by the
+    template) swapped in by ``id``.
+    """
+
+    async def send_status(self, status: str, *, error: bool = False) -> None:
+        await self._send("status", {"status": status, "error": error})
+
+    async def generation(self, prompt: str, form: FormMessage) -> Coroutine[Any, Any, None]:
+        return self._stream(prompt)
 
     async def _stream(self, prompt: str) -> None:
-        stop_event, model = self.stop_event, self.model
+        model = self.model
 
         def pieces():
             llm = services.language_model_llm(model=model)
@@ -67,19 +112,8 @@ class ModelTryConsumer(FormConsumer):
             return llm.stream([{"role": "user", "content": prompt}], params)
 
         await self._send("start", {"status": "Generating…"})
-        try:
-            async for piece in stream_in_thread(pieces, stop=stop_event, max_chars=MAX_STREAM_CHARS):
-                await self._send("piece", {"piece": piece})
-        except LLMError as exc:
-            await self._send("status", {"status": str(exc), "error": True})
-        except Exception as exc:  # never a traceback in the browser
-            await self._send(
-                "status", {"status": f"{model.name}: {type(exc).__name__}: {exc}", "error": True}
-            )
-        else:
-            await self._send(
-                "status", {"status": "Stopped." if stop_event.is_set() else "Done.", "error": False}
-            )
+        status, error = await self.stream_reply(pieces, lambda piece: self._send("piece", {"piece": piece}))
+        await self.send_status(status, error=error)
 
     async def _send(self, fragment: str, context: dict) -> None:
         html = render_to_string(
@@ -91,6 +125,135 @@ class ModelTryConsumer(FormConsumer):
 @database_sync_to_async
 def _get_model(model_id: int) -> LanguageModel | None:
     return LanguageModel.objects.filter(pk=model_id, enabled=True).first()
+
+
+@dataclass(frozen=True)
+class PlaygroundColumn:
+    """One student answering in the Playground: the base (``adapter_id`` None) or one adapter."""
+
+    key: str  # part of the column's element ids
+    label: str
+    adapter_id: int | None = None
+    adapter_path: str = ""
+
+
+class PlaygroundConsumer(_ModelStreamConsumer):
+    """One prompt answered by a model's base and by chosen adapters of it, column after column.
+
+    Forms: ``prompt`` with ``adapter`` (the ids of the ticked adapters; htmx sends one as a string,
+    several as a list) to start, ``stop`` to stop. Every refused message gets a status line, never
+    a closed socket: a message that is not a form, an empty prompt, an adapter of another model.
+    Each column ends with "Done.", "Stopped." or the error that ended it.
+    """
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        form = parse_form(text_data)
+        if form is None:
+            await self.send_status("That message was not a form; nothing was generated.", error=True)
+            return
+        await self.receive_form(form)
+
+    async def send_status(self, status: str, *, error: bool = False) -> None:
+        await self._send("status", {"status": status, "error": error})
+
+    async def generation(self, prompt: str, form: FormMessage) -> Coroutine[Any, Any, None] | None:
+        values = form.values("adapter")
+        if len(values) > MAX_PLAYGROUND_ADAPTERS:
+            await self.send_status(f"Choose at most {MAX_PLAYGROUND_ADAPTERS} adapters.", error=True)
+            return None
+        ids = _ids(values)
+        if ids is None:
+            await self.send_status("Unknown adapter: tick adapters from the list.", error=True)
+            return None
+        columns, refusal = await _playground_columns(self.model, ids)
+        if refusal:
+            await self.send_status(refusal, error=True)
+            return None
+        return self._stream(prompt, columns)
+
+    async def _stream(self, prompt: str, columns: list[PlaygroundColumn]) -> None:
+        stop_event, model = self.stop_event, self.model
+        params: GenerationParams = model.generation_params()
+        await self._send("columns", {"prompt": prompt, "columns": columns, "status": "Generating…"})
+        for column in columns:
+            if stop_event.is_set():
+                await self._send("column_status", {"column": column, "status": "Stopped."})
+                continue
+            await self._send("column_status", {"column": column, "status": "Generating…"})
+
+            def pieces(column: PlaygroundColumn = column) -> Iterable[str]:
+                llm = services.language_model_llm(model=model)
+                name = None if column.adapter_id is None else _adapter_on(llm, column)
+                return llm.stream([{"role": "user", "content": prompt}], params, adapter=name)
+
+            async def send_piece(piece: str, column: PlaygroundColumn = column) -> None:
+                await self._send("piece", {"column": column, "piece": piece})
+
+            status, error = await self.stream_reply(pieces, send_piece)
+            await self._send("column_status", {"column": column, "status": status, "error": error})
+        await self.send_status("Stopped." if stop_event.is_set() else "Done.")
+
+    async def _send(self, fragment: str, context: dict) -> None:
+        html = render_to_string(
+            "training/partials/playground_stream.html#" + fragment, {"model": self.model, **context}
+        )
+        await self.send(text_data=html)
+
+
+def _ids(values: list[object]) -> list[int] | None:
+    """The values as ids, in order and without repeats, or ``None`` when one is not a whole number."""
+    ids: dict[int, None] = {}
+    for value in values:
+        if not (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12):
+            return None
+        ids[int(value)] = None
+    return list(ids)
+
+
+@database_sync_to_async
+def _playground_columns(model: LanguageModel, ids: list[int]) -> tuple[list[PlaygroundColumn], str]:
+    """The base's column and one per adapter in ``ids``, or a line saying why they are refused."""
+    columns = [PlaygroundColumn(key="base", label=f"{model.name} (base)")]
+    if not ids:
+        return columns, ""
+    if model.backend == LanguageModel.Backend.OPENAI:
+        return [], f"{model.name} is served over HTTP: it has no adapters here, only the base answers."
+    found = {a.pk: a for a in Adapter.objects.filter(pk__in=ids).select_related("base_model")}
+    for adapter_id in ids:
+        adapter = found.get(adapter_id)
+        if adapter is None:
+            return [], f"There is no adapter {adapter_id}."
+        if adapter.base_model_id != model.pk:
+            return [], f"Adapter {adapter} was trained on {adapter.base_model.name}, not {model.name}."
+        columns.append(
+            PlaygroundColumn(
+                key=f"adapter-{adapter.pk}",
+                label=str(adapter),
+                adapter_id=adapter.pk,
+                adapter_path=adapter.path,
+            )
+        )
+    return columns, ""
+
+
+# Per loaded LLM object (weakly: a model reloaded after an admin save is a new object), the
+# (name, path) of the adapters the Playground loaded into it: each is loaded once per LLM.
+_loaded_adapters: weakref.WeakKeyDictionary[LLM, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+_loading = threading.Lock()
+
+
+def _adapter_on(llm: LLM, column: PlaygroundColumn) -> str:
+    """The name under which ``column``'s adapter is loaded into ``llm``, loading it the first time.
+
+    Blocks (loading reads the adapter's folder): call it in the streaming thread.
+    """
+    name = f"adapter-{column.adapter_id}"
+    with _loading:
+        loaded = _loaded_adapters.setdefault(llm, set())
+        if (name, column.adapter_path) not in loaded:
+            llm.load_adapter(name, column.adapter_path)
+            loaded.add((name, column.adapter_path))
+    return name
 
 
 class TrainingJobConsumer(FormConsumer):

@@ -67,6 +67,18 @@ class LanguageModel(models.Model):
         help_text="openai only: off for models that accept only their own sampling (some of OpenAI's "
         "newest refuse temperature 0).",
     )
+    adapters_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="adapter_servers",
+        limit_choices_to={"backend__in": ["transformers", "gguf"]},
+        verbose_name="loads adapters of",
+        help_text="openai only: the registered local model whose base model this server serves with "
+        "runtime LoRA loading on (vLLM: --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). That "
+        "model's adapters get a “Load into …” button on the Adapters page. Empty: none.",
+    )
 
     temperature = models.FloatField(
         default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(5.0)], help_text="0 = greedy."
@@ -118,6 +130,11 @@ class LanguageModel(models.Model):
         else:
             if self.base_url:
                 errors["base_url"] = "Only the openai backend uses a base URL."
+        if self.adapters_of_id is not None:
+            if self.backend != self.Backend.OPENAI:
+                errors["adapters_of"] = "Only an OpenAI-compatible server loads another model's adapters."
+            elif self.adapters_of.backend == self.Backend.OPENAI:
+                errors["adapters_of"] = "Choose a local model (transformers or GGUF): adapters train there."
         if self.backend == self.Backend.GGUF and not self.source.lower().endswith(".gguf"):
             errors["source"] = "A GGUF model's source is the path to its .gguf file."
         if errors:
@@ -283,3 +300,64 @@ class TrainingMetric(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id} step {self.step}"
+
+
+class AdapterMerge(models.Model):
+    """One merge of an adapter into its base model (a plain transformers folder), run by a worker.
+
+    The rules (one at a time per adapter, reuse while unchanged, lost workers) are in
+    ``training/shipping.py``; the merge itself in ``training/core/merge.py``.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    adapter = models.ForeignKey(Adapter, on_delete=models.CASCADE, related_name="merges")
+    status = models.CharField(
+        max_length=10,
+        choices=Status.choices,
+        default=Status.QUEUED,
+        db_default=Status.QUEUED,
+        db_index=True,
+    )
+    stamp = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="what was merged (the adapter's files, the base, the chat template), hashed: "
+        "a finished merge is reused while it is the same",
+    )
+    out_dir = models.CharField("folder", max_length=1000, blank=True, default="", db_default="")
+    size_bytes = models.BigIntegerField("size (bytes)", null=True, blank=True)
+    error = models.TextField(blank=True, default="", db_default="")
+
+    attempts = models.PositiveIntegerField(default=0, db_default=0)
+    worker = models.CharField(
+        max_length=200, blank=True, default="", db_default="", help_text="host:pid of the worker running it"
+    )
+    lease = models.CharField(
+        max_length=64, blank=True, default="", db_default="", help_text="token of the attempt that owns it"
+    )
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True, default="", db_default="")
+
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"merge {self.pk} of {self.adapter} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE

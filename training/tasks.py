@@ -21,3 +21,13 @@ def run_training_job(job_id: int) -> str:
     from training.jobs import training_job_run
 
     return training_job_run(job_id=job_id)
+
+
+@task(queue_name="training")
+def run_adapter_merge(merge_id: int) -> str:
+    """Merge an adapter into its base model (claimed atomically; a duplicate delivery is skipped).
+
+    On the training queue: like training, it loads a whole model (in float32, on the CPU)."""
+    from training.shipping import adapter_merge_run
+
+    return adapter_merge_run(merge_id=merge_id)

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from teachloop.auth import staff_required
-from training import jobs, previews
+from training import jobs, previews, shipping
 from training.core.datasets import DatasetError
 from training.core.errors import first_line
 from training.forms import DatasetUploadForm, FineTuneForm
@@ -25,6 +25,25 @@ def model_list(request: HttpRequest) -> HttpResponse:
     """Registered models, each with a box that streams a reply over WebSocket."""
     models = LanguageModel.objects.filter(enabled=True)
     return render(request, "training/model_list.html", {"models": models})
+
+
+@staff_required
+def model_playground(request: HttpRequest, model_id: int) -> HttpResponse:
+    """One prompt answered by the base and by chosen adapters of it, side by side (streamed over
+    WebSocket by PlaygroundConsumer). Only adapters whose folder is still there are offered; a model
+    served over HTTP has none here."""
+    model = get_object_or_404(LanguageModel, pk=model_id, enabled=True)
+    served = model.backend == LanguageModel.Backend.OPENAI
+    adapters = [] if served else list(model.adapters.select_related("base_model"))
+    present = [a for a in adapters if Path(a.path).is_dir()]
+    ctx = {
+        "model": model,
+        "served": served,
+        "adapters": present,
+        "missing": len(adapters) - len(present),
+        "params": model.generation_params(),
+    }
+    return render(request, "training/playground.html", ctx)
 
 
 def _visible_jobs(user):
@@ -142,8 +161,9 @@ def dataset_upload(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def adapter_list(request: HttpRequest) -> HttpResponse:
+    """Every adapter, with its merge into the base and the served models it loads into."""
     adapters = Adapter.objects.select_related("base_model", "parent").all()
-    return render(request, "training/adapter_list.html", {"adapters": adapters})
+    return render(request, "training/adapter_list.html", {"rows": shipping.adapter_rows(adapters)})
 
 
 @staff_required

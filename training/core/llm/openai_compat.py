@@ -32,7 +32,7 @@ from .base import (
     without_nul,
 )
 
-__all__ = ["OpenAICompatLLM"]
+__all__ = ["AdapterLoadError", "OpenAICompatLLM"]
 
 PLACEHOLDER_API_KEY = "not-needed"
 """Sent when no key is configured: local servers ignore it, but the client needs some key."""
@@ -42,6 +42,19 @@ MAX_CONCURRENT_REQUESTS = 8
 
 MAX_SERVER_STOPS = 4
 """The OpenAI API accepts at most 4 stop strings; any further ones are applied locally."""
+
+LORA_LOAD_TIMEOUT_S = 60.0
+"""The longest :meth:`OpenAICompatLLM.load_lora_adapter` waits (a person is waiting on the page)."""
+
+
+class AdapterLoadError(LLMError):
+    """The server did not load a LoRA adapter. ``reason`` says why in one word: ``unreachable``,
+    ``timeout``, ``disabled`` (no runtime LoRA loading), ``key``, ``not_found`` (no adapter at that
+    path, as the server sees it) or ``refused`` (anything else the server said no to)."""
+
+    def __init__(self, model: str, cause: str, *, reason: str) -> None:
+        super().__init__(model, cause)
+        self.reason = reason
 
 
 class OpenAICompatLLM(LLM):
@@ -244,6 +257,66 @@ class OpenAICompatLLM(LLM):
                 f"malformed stream chunk from {self.spec.base_url}: content is {type(content).__name__}",
             )
         return content or ""
+
+    # -- serving LoRA adapters ---------------------------------------------------------------
+
+    def load_lora_adapter(self, name: str, path: str) -> str:
+        """Ask a vLLM server to load the LoRA adapter folder ``path`` (as the *server* sees it) and
+        serve it as model ``name``; returns the server's one-line reply.
+
+        vLLM's runtime LoRA loading: ``POST {base_url}/load_lora_adapter`` with ``{"lora_name",
+        "lora_path"}``, which exists only when the server runs with ``--enable-lora`` and
+        ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``. Afterwards ``generate(..., adapter=name)`` (or any
+        client asking for model ``name``) gets base + adapter. One attempt, no retries: a load that
+        succeeded but whose reply was lost would be refused the second time as "already loaded".
+        Every failure is one :class:`AdapterLoadError` naming the cause.
+        """
+        client = self._get_client().with_options(
+            max_retries=0, timeout=min(self.spec.timeout_s, LORA_LOAD_TIMEOUT_S)
+        )
+        try:
+            body = {"lora_name": name, "lora_path": path}
+            reply = client.post("/load_lora_adapter", cast_to=str, body=body)
+        except openai.OpenAIError as exc:
+            raise self._adapter_error(exc, name, path) from exc
+        return " ".join(str(reply).split())[:300] or f"loaded {name}"
+
+    def _adapter_error(self, exc: openai.OpenAIError, name: str, path: str) -> AdapterLoadError:
+        url = self.spec.base_url
+        if isinstance(exc, openai.APITimeoutError):  # subclass of APIConnectionError: check first
+            return AdapterLoadError(
+                self.name, f"no reply from {url} within {LORA_LOAD_TIMEOUT_S:g} s", reason="timeout"
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return AdapterLoadError(
+                self.name,
+                f"cannot reach {url} ({_connection_reason(exc)}) — is the server running?",
+                reason="unreachable",
+            )
+        if not isinstance(exc, openai.APIStatusError):
+            return AdapterLoadError(self.name, f"loading adapter '{name}' failed: {exc}", reason="refused")
+        status, detail = exc.status_code, _server_message(exc)
+        if status == 404 and detail in ("", "Not Found"):  # the web framework's answer: no such route
+            return AdapterLoadError(
+                self.name,
+                f"{url} does not load LoRA adapters at run time: start vLLM with --enable-lora and "
+                "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True (other servers cannot)",
+                reason="disabled",
+            )
+        if status in (401, 403):
+            return AdapterLoadError(
+                self.name,
+                f"the server rejected the API key ({self._key_hint()}){detail and f': {detail}'}",
+                reason="key",
+            )
+        if status == 404:
+            found = f"the server found no adapter at {path}{detail and f': {detail}'}"
+            return AdapterLoadError(self.name, found, reason="not_found")
+        return AdapterLoadError(
+            self.name,
+            f"the server refused to load adapter '{name}' ({status}){detail and f': {detail}'}",
+            reason="refused",
+        )
 
     # -- errors ------------------------------------------------------------------------------
 
