@@ -16,11 +16,11 @@ from tests.tutor.learn.fixtures import make_course
 from tests.tutor.runs.helpers import make_models_and_course, scripted_models
 from tests.tutor.runs.test_views import DUMMY_TASKS
 from training.forms import DatasetUploadForm, FineTuneForm
-from training.models import Adapter, TrainingDataset, TrainingJob
+from training.models import Adapter, AdapterMerge, TrainingDataset, TrainingJob
 from tutor.courses.forms import CourseUploadForm
 from tutor.learn import services as learning
 from tutor.learn.forms import AnswerForm, EnrolForm, FeedbackForm, SignupForm, TrainFromFeedbackForm
-from tutor.models import LearnerAttempt, RunExplanation
+from tutor.models import Evaluation, LearnerAttempt, RunExplanation
 from tutor.runs import services as teaching
 from tutor.runs.forms import ExplanationEditForm, ResumeForm, TeachingRunForm
 
@@ -99,6 +99,8 @@ class FuzzTestCase(BaseTestCase):
         )
         job = TrainingJob.objects.create(base_model=student, dataset=dataset, method="sft", config={})
         adapter = Adapter.objects.create(base_model=student, version=1, path="/nowhere", method="sft")
+        merge = AdapterMerge.objects.create(adapter=adapter)  # queued: nothing to download
+        evaluation = Evaluation.objects.create(student=student, split="exam", source="junk", total=1)
         self.ids = {
             "run_id": run.pk,
             "explanation_id": explanation.pk,
@@ -107,6 +109,9 @@ class FuzzTestCase(BaseTestCase):
             "message_id": session.messages.first().pk,
             "job_id": job.pk,
             "adapter_id": adapter.pk,
+            "merge_id": merge.pk,
+            "evaluation_id": evaluation.pk,
+            "model_id": student.pk,
             "dataset_id": dataset.pk,
             "course_key": "tiny",
         }

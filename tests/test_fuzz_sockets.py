@@ -13,7 +13,7 @@ from teachloop.routing import websocket_urlpatterns
 from tests.tutor.learn.fixtures import make_course
 from training.models import LanguageModel, TrainingDataset, TrainingJob
 from tutor.learn import services as learning
-from tutor.models import TutorMessage
+from tutor.models import Evaluation, TutorMessage
 from tutor.runs import services as teaching
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,6 +64,7 @@ def objects(django_user_model):
     run = teaching.teaching_run_create(
         course=course, student=student, teacher=model, user=alice, train={"disabled": True}, rounds=1
     )
+    evaluation = Evaluation.objects.create(student=student, split="exam", source="junk", total=1)
     return (
         alice,
         bob,
@@ -71,6 +72,8 @@ def objects(django_user_model):
             (f"/ws/training/models/{model.pk}/try/", alice),
             (f"/ws/training/jobs/{job.pk}/", alice),
             (f"/ws/tutor/runs/{run.pk}/", alice),
+            (f"/ws/tutor/evaluations/{evaluation.pk}/", alice),
+            (f"/ws/training/models/{model.pk}/playground/", alice),
             (f"/ws/learn/sessions/{session.pk}/", bob),
         ],
     )

@@ -7,6 +7,12 @@ def _recover_teaching_runs() -> list[int]:
     return teaching_runs_recover()
 
 
+def _recover_evaluations() -> list[int]:
+    from tutor.evals.services import evaluations_recover
+
+    return evaluations_recover()
+
+
 class TutorConfig(AppConfig):
     name = "tutor"
     verbose_name = "Tutoring"
@@ -17,3 +23,4 @@ class TutorConfig(AppConfig):
 
         # Teaching runs whose worker died are re-queued by the workers' recovery loop.
         recovery.register("teaching runs", _recover_teaching_runs)
+        recovery.register("evaluations", _recover_evaluations)

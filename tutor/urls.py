@@ -6,4 +6,5 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("runs/", include("tutor.runs.urls")),
+    path("evaluations/", include("tutor.evals.urls")),
 ]

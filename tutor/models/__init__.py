@@ -1,6 +1,7 @@
 """The tutor app's models, one module per room; re-exported so ``tutor.models.X`` keeps working."""
 
 from tutor.models.courses import Course, Exercise, ExerciseQuerySet, Skill
+from tutor.models.evals import Evaluation
 from tutor.models.learners import (
     LearnerAttempt,
     LearnerEnrolment,
@@ -13,6 +14,7 @@ from tutor.models.runs import Round, RunExplanation, TeachingRun
 
 __all__ = [
     "Course",
+    "Evaluation",
     "Exercise",
     "ExerciseQuerySet",
     "LearnerAttempt",

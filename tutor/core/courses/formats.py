@@ -350,3 +350,72 @@ def _bigbench_problem(example: Any) -> str | None:
     if len(winners) != 1:
         return f"exactly one option must score 1, found {len(winners)}"
     return None
+
+
+MAX_HELD_OUT_ITEMS = 5000
+
+
+def parse_items_jsonl(text: str) -> tuple[Exercise, ...]:
+    """Held-out items to evaluate on, one JSON object per line: ``prompt`` and ``answer`` required;
+    ``skill`` (default ``uploaded``), ``answer_type`` (default ``number`` when the answer is a
+    number, else ``text``), ``key`` (default ``item-<line>``) and ``options`` optional. Course lines
+    (``type`` course or skill) are skipped and an exercise line may carry every exercise field, so a
+    course file reads too; every item counts as an exam item. Raises :class:`CourseImportError`
+    with every bad line, and for a file with no item or more than ``MAX_HELD_OUT_ITEMS``."""
+    errors: list[tuple[int, str]] = []
+    items: list[Exercise] = []
+    keys: set[str] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append((number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+            continue
+        except RecursionError:
+            errors.append((number, "not valid JSON (nested too deeply)"))
+            continue
+        if not isinstance(record, dict):
+            errors.append((number, "each line must be a JSON object"))
+            continue
+        if record.get("type") in ("course", "skill"):
+            continue
+        missing = sorted({"prompt", "answer"} - set(record))
+        if missing:
+            errors.append((number, f"missing field(s) {', '.join(missing)}"))
+            continue
+        unknown = sorted(set(record) - _EXERCISE_FIELDS)
+        if unknown:
+            errors.append((number, f"unknown field(s) {', '.join(unknown)}"))
+            continue
+        answer = record["answer"]
+        numeric = isinstance(answer, (int, float)) and not isinstance(answer, bool)
+        if not numeric and isinstance(answer, str):
+            numeric = answer.strip().lstrip("-").replace(".", "", 1).isdigit()
+        filled = {
+            "key": f"item-{number}",
+            "skill": "uploaded",
+            "answer_type": "number" if numeric else "text",
+            **record,
+            "split": "exam",
+        }
+        try:
+            exercise = _exercise_from(filled)
+        except (CourseError, TypeError, ValueError) as exc:
+            errors.append((number, str(exc)))
+            continue
+        if exercise.key in keys:
+            errors.append((number, f"key {exercise.key!r} is used twice"))
+            continue
+        keys.add(exercise.key)
+        items.append(exercise)
+    if errors:
+        raise CourseImportError(errors)
+    if not items:
+        raise CourseImportError([(0, "no items: each line needs a JSON object with a prompt and an answer")])
+    if len(items) > MAX_HELD_OUT_ITEMS:
+        raise CourseImportError(
+            [(0, f"{len(items)} items; at most {MAX_HELD_OUT_ITEMS} are evaluated at once")]
+        )
+    return tuple(items)

@@ -9,18 +9,12 @@ from django.core.management.base import BaseCommand, CommandError
 from training.core.llm import LLMError
 from training.models import Adapter, LanguageModel
 from training.services import default_model
-from tutor.core.courses.course import Exercise
 from tutor.core.runs import evaluation
 from tutor.courses.services import course_to_core
 from tutor.models import Course
 from tutor.runs import services
 
-SPLITS = {
-    "exam": "the exam split",
-    "held-out": "the exam items asked in held-out phrasings (never in any training data)",
-    "keep": "the exam items of the keep skills (never taught)",
-    "probe": "the probe split",
-}
+SPLITS = evaluation.SPLITS
 
 
 class Command(BaseCommand):
@@ -53,7 +47,7 @@ class Command(BaseCommand):
         if row is None:
             raise CommandError(f"no course {course!r}; import one with manage.py import_course")
         model = _student(student)
-        items = _items(course_to_core(course=row), split)
+        items = evaluation.select_items(course_to_core(course=row), split)
         if not items:
             raise CommandError(f"course {course} has no items in {SPLITS[split]}")
         adapters = [(spec, _adapter_path(spec, model)) for spec in adapter]
@@ -100,18 +94,6 @@ def _student(name: str | None) -> LanguageModel:
     if model.backend == LanguageModel.Backend.OPENAI:
         raise CommandError(f"{model.name} is served over HTTP; adapters are evaluated on local models")
     return model
-
-
-def _items(course, split: str) -> list[Exercise]:
-    if split == "probe":
-        return list(course.split("probe"))
-    exam = course.split("exam")
-    if split == "held-out":
-        return [e for e in exam if e.held_out]
-    if split == "keep":
-        keep = {s.key for s in course.keep_skills}
-        return [e for e in exam if e.skill in keep]
-    return list(exam)
 
 
 def _adapter_path(spec: str, model: LanguageModel) -> str:

@@ -250,3 +250,29 @@ def test_it_refuses_a_course_key_that_is_not_a_slug_with_the_line():
     )
     with pytest.raises(CourseImportError, match=r"line 1: course key 'fractions.v2' may hold only"):
         parse_course_jsonl(text)
+
+
+def test_held_out_items_read_with_defaults_and_every_bad_line_reported():
+    from tutor.core.courses.formats import parse_items_jsonl
+
+    items = parse_items_jsonl(
+        '{"type": "course", "key": "c", "name": "C"}\n'
+        '{"prompt": "What is 7 + 5?", "answer": 12}\n'
+        "\n"
+        '{"prompt": "Capital of France?", "answer": "Paris", "skill": "geo", "key": "q2"}\n'
+    )
+    assert [(e.key, e.skill, e.answer, e.answer_type, e.split) for e in items] == [
+        ("item-2", "uploaded", "12", "number", "exam"),
+        ("q2", "geo", "Paris", "text", "exam"),
+    ]
+    with pytest.raises(CourseImportError) as caught:
+        parse_items_jsonl('{"prompt": "x"}\n[1]\n{"prompt": "y", "answer": 1, "anwser": 2}\n{"a": {"a": 1\n')
+    assert [line for line, _ in caught.value.errors] == [1, 2, 3, 4]
+    assert "missing field(s) answer" in str(caught.value) and "unknown field(s) anwser" in str(caught.value)
+    for empty in ("", "\n\n", '{"type": "skill", "key": "s", "name": "S"}'):
+        with pytest.raises(CourseImportError, match="no items"):
+            parse_items_jsonl(empty)
+    with pytest.raises(CourseImportError, match="used twice"):
+        parse_items_jsonl(
+            '{"key": "k", "prompt": "a", "answer": 1}\n{"key": "k", "prompt": "b", "answer": 2}'
+        )
