@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -55,3 +56,44 @@ class FormConsumer(AsyncWebsocketConsumer):
 
     async def receive_form(self, form: FormMessage) -> None:
         """Handle one form; a consumer that takes none keeps this default, which ignores it."""
+
+
+class LiveStateConsumer(FormConsumer):
+    """The live part of a staff page about one object (a teaching run, an evaluation): on connect the
+    current fragments from :meth:`snapshot`, then every update sent to :meth:`group` as
+    ``{"type": ..., "fragments": {...}}``. With ``?part=row`` the object's row of its list is sent
+    instead of the page's live part ("state"). Subclasses name the URL kwarg (``id_kwarg``) and route
+    their event type to :meth:`send_fragments`."""
+
+    id_kwarg = "id"
+
+    def group(self, object_id: int) -> str:
+        raise NotImplementedError
+
+    async def snapshot(self, object_id: int) -> dict[str, str] | None:
+        """The fragments by part, or None when there is no such object."""
+        raise NotImplementedError
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if not (user and user.is_authenticated and user.is_staff):
+            await self.close(code=FORBIDDEN)
+            return
+        object_id = self.scope["url_route"]["kwargs"][self.id_kwarg]
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        self.part = "row" if query.get("part") == ["row"] else "state"
+        fragments = await self.snapshot(object_id)
+        if fragments is None:
+            await self.close(code=NOT_FOUND)
+            return
+        self.group_name = self.group(object_id)
+        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        await self.accept()
+        await self.send(text_data=fragments[self.part])
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group_name", None):
+            await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+    async def send_fragments(self, event: dict) -> None:
+        await self.send(text_data=event["fragments"][self.part])

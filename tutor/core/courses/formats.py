@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,18 +120,9 @@ def _skill_from(record: dict[str, Any]) -> Skill:
     )
 
 
-def parse_course_jsonl(text: str) -> Course:
-    """A course from JSONL text; raises :class:`CourseImportError` with every bad line."""
-    errors: list[tuple[int, str]] = []
-    header: tuple[int, dict[str, Any]] | None = None
-    skills: list[Skill] = []
-    skill_lines: list[int] = []
-    exercises: list[Exercise] = []
-    exercise_lines: list[int] = []
-    # Keys whose own line is broken: references to them are not reported a second time.
-    broken_keys: set[str] = set()
-    saw_course_line = False
-
+def _json_lines(text: str, errors: list[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each non-blank line's JSON object with its 1-based number; a line that is not one is added
+    to ``errors`` (invalid JSON, nested too deeply, not an object) and skipped."""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -145,6 +137,22 @@ def parse_course_jsonl(text: str) -> Course:
         if not isinstance(record, dict):
             errors.append((number, "each line must be a JSON object"))
             continue
+        yield number, record
+
+
+def parse_course_jsonl(text: str) -> Course:
+    """A course from JSONL text; raises :class:`CourseImportError` with every bad line."""
+    errors: list[tuple[int, str]] = []
+    header: tuple[int, dict[str, Any]] | None = None
+    skills: list[Skill] = []
+    skill_lines: list[int] = []
+    exercises: list[Exercise] = []
+    exercise_lines: list[int] = []
+    # Keys whose own line is broken: references to them are not reported a second time.
+    broken_keys: set[str] = set()
+    saw_course_line = False
+
+    for number, record in _json_lines(text, errors):
         kind = record.get("type")
         if kind not in ("course", "skill", "exercise"):
             errors.append((number, f"type must be course, skill or exercise, not {kind!r}"))
@@ -365,20 +373,7 @@ def parse_items_jsonl(text: str) -> tuple[Exercise, ...]:
     errors: list[tuple[int, str]] = []
     items: list[Exercise] = []
     keys: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append((number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
-            continue
-        except RecursionError:
-            errors.append((number, "not valid JSON (nested too deeply)"))
-            continue
-        if not isinstance(record, dict):
-            errors.append((number, "each line must be a JSON object"))
-            continue
+    for number, record in _json_lines(text, errors):
         if record.get("type") in ("course", "skill"):
             continue
         missing = sorted({"prompt", "answer"} - set(record))
