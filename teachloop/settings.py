@@ -111,8 +111,18 @@ TEMPLATES = [
 
 # --- database --------------------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
+# Connections per process (PostgreSQL): a pool, never persistent per-thread connections. Under ASGI
+# each request's sync code runs in a thread of its own, so CONN_MAX_AGE connections pile up until the
+# server refuses more ("too many clients": 50 clients, 2 web processes, bench/load.py); the pool hands
+# one back when the request ends. Size it so every process's maximum fits max_connections.
+TEACHLOOP_DB_POOL_SIZE = int(os.environ.get("TEACHLOOP_DB_POOL_SIZE", "8"))
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": TEACHLOOP_DB_POOL_SIZE,
+        "timeout": 30,  # seconds a request waits for a free connection before it fails
+    }
 else:
     DATABASES = {
         "default": {
