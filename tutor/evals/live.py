@@ -28,19 +28,24 @@ def evaluation_context(evaluation: Evaluation) -> dict[str, Any]:
     """The table (a row per skill, a cell per column with its interval and mark against the base),
     the bars of the chart, and the items each adapter changed."""
     results = evaluation.results or {}
-    rows = results.get("rows", [])
     labels = results.get("labels", [c["label"] for c in evaluation.columns])
-    for row in rows:
-        for cell in row["cells"]:
-            cell["pct"] = round(100 * cell["accuracy"], 1)
-            cell["low_pct"] = round(100 * cell["low"], 1)
-            cell["high_pct"] = round(100 * cell["high"], 1)
-            cell["spread_pct"] = round(100 * (cell["high"] - cell["low"]), 1)
+    # Percentages for the page, on copies: the stored results stay as the worker wrote them.
+    rows = [{**row, "cells": [_shown(cell) for cell in row["cells"]]} for row in results.get("rows", [])]
     return {
         "evaluation": evaluation,
         "labels": labels,
         "rows": rows,
         "changed": _changed(evaluation, results),
+    }
+
+
+def _shown(cell: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **cell,
+        "pct": round(100 * cell["accuracy"], 1),
+        "low_pct": round(100 * cell["low"], 1),
+        "high_pct": round(100 * cell["high"], 1),
+        "spread_pct": round(100 * (cell["high"] - cell["low"]), 1),
     }
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from tutor.core.courses.course import Course, CourseError, Exercise, Skill, Split, course_issues
 from tutor.core.courses.expert import PACK_EXPERTS
-from tutor.core.courses.grading import normalize_option
+from tutor.core.courses.grading import normalize_option, parse_number
 
 _COURSE_FIELDS = {"type", "key", "name", "expert"}
 _SKILL_FIELDS = {"type", "key", "name", "description", "prerequisites", "keep"}
@@ -366,8 +366,8 @@ MAX_HELD_OUT_ITEMS = 5000
 def parse_items_jsonl(text: str) -> tuple[Exercise, ...]:
     """Held-out items to evaluate on, one JSON object per line: ``prompt`` and ``answer`` required;
     ``skill`` (default ``uploaded``), ``answer_type`` (default ``number`` when the answer is a
-    number, else ``text``), ``key`` (default ``item-<line>``) and ``options`` optional. Course lines
-    (``type`` course or skill) are skipped and an exercise line may carry every exercise field, so a
+    number as the grader reads one, :func:`~tutor.core.courses.grading.parse_number`, else
+    ``text``), ``key`` (default ``item-<line>``) and ``options`` optional. Course lines (``type`` course or skill) are skipped and an exercise line may carry every exercise field, so a
     course file reads too; every item counts as an exam item. Raises :class:`CourseImportError`
     with every bad line, and for a file with no item or more than ``MAX_HELD_OUT_ITEMS``."""
     errors: list[tuple[int, str]] = []
@@ -385,9 +385,9 @@ def parse_items_jsonl(text: str) -> tuple[Exercise, ...]:
             errors.append((number, f"unknown field(s) {', '.join(unknown)}"))
             continue
         answer = record["answer"]
-        numeric = isinstance(answer, (int, float)) and not isinstance(answer, bool)
-        if not numeric and isinstance(answer, str):
-            numeric = answer.strip().lstrip("-").replace(".", "", 1).isdigit()
+        numeric = (isinstance(answer, (int, float)) and not isinstance(answer, bool)) or (
+            isinstance(answer, str) and parse_number(answer) is not None
+        )
         filled = {
             "key": f"item-{number}",
             "skill": "uploaded",
