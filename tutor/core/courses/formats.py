@@ -367,8 +367,9 @@ def parse_items_jsonl(text: str) -> tuple[Exercise, ...]:
     """Held-out items to evaluate on, one JSON object per line: ``prompt`` and ``answer`` required;
     ``skill`` (default ``uploaded``), ``answer_type`` (default ``number`` when the answer is a
     number as the grader reads one, :func:`~tutor.core.courses.grading.parse_number`, else
-    ``text``), ``key`` (default ``item-<line>``) and ``options`` optional. Course lines (``type`` course or skill) are skipped and an exercise line may carry every exercise field, so a
-    course file reads too; every item counts as an exam item. Raises :class:`CourseImportError`
+    ``text``), ``key`` (default ``item-<line>``) and ``options`` optional. Course lines (``type``
+    course or skill) are skipped and an exercise line may carry every exercise field, so a course
+    file reads too; every item counts as an exam item. Raises :class:`CourseImportError`
     with every bad line, and for a file with no item or more than ``MAX_HELD_OUT_ITEMS``."""
     errors: list[tuple[int, str]] = []
     items: list[Exercise] = []
