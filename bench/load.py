@@ -1,4 +1,4 @@
-"""Load benchmark, part 1: signed-in HTTP clients over staff and learner pages, on loopback.
+"""Load benchmark: signed-in HTTP clients, sockets following a training job, learners streaming.
 
 One command (``python bench/load.py``, ``--help``), bounded in time. For each shape it seeds a fresh
 database (50 accounts: 10 staff, 40 learners, the arithmetic course), starts the site, signs every
@@ -14,7 +14,24 @@ Staff clients cycle over the dashboard, teaching runs, training jobs, models and
 clients over the course list and the course page. The clients run in this process (asyncio, one
 connection each) and share the machine's cores with the server: on 2 cores the figures are a floor.
 Both shapes run with ``DEBUG=1`` (plain HTTP on loopback; the secure-cookie settings of ``DEBUG=0``
-need HTTPS). Not measured yet (issue 17): WebSockets following a job, learner streams, faults.
+need HTTPS).
+
+Part 2 (``--scenarios``, default all three, run in this order on each shape):
+
+- ``sockets``: a staff client starts a small LoRA job through the fine-tune form (``--job-steps``
+  steps of batch 1 over 16 short records, on the bundled model), ``--sockets`` sockets (signed in as
+  the 10 staff accounts, spread over the web processes) follow the job's page socket until it ends,
+  then one more socket reads every step the job emitted from its snapshot: did each progress event
+  reach each socket, and how late (from a ``sent_at`` that bench/stamped.py adds to each chart point
+  in the process that trains);
+- ``streams``: learners open their new session's socket, whose pending explanation the tutor then
+  writes: one web process's warm-up each (loading the model), one stream alone, then ``--streamers``
+  at once. Time to first token and characters per second, as the page sees them. The teacher's reply
+  is capped at ``--stream-tokens`` new tokens (the bundled model's 256 would make 20 queued replies take
+  many minutes), and every learner is asked for one explanation, not a pair
+  (``TEACHLOOP_TUTOR_ALTERNATIVES_SHARE=0``).
+
+Not measured yet (issue 17): faults.
 """
 
 from __future__ import annotations
@@ -37,6 +54,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.load_live import (  # noqa: E402
+    Stream,
+    job_sockets,
+    learner_streams,
+    percentile,
+    streams_against_single,
+    streams_summary,
+)
 from bench.machine import describe  # noqa: E402
 
 PASSWORD = "load-bench-password-1"
@@ -44,6 +69,8 @@ STAFF_PAGES = ["/", "/runs/", "/training/jobs/", "/training/models/", "/evaluati
 LEARNER_PAGES = ["/learn/", "/learn/courses/arithmetic/"]
 POSTGRES = "postgres://postgres@127.0.0.1:5432/"
 LOAD_DB = "teachloop_load"
+SCENARIOS = ("http", "sockets", "streams")
+COURSE = "arithmetic"
 
 SEED = f"""
 from django.contrib.auth import get_user_model
@@ -61,16 +88,22 @@ for i in range(40):
     learner_enrol(user=User.objects.create_user(f"learner{{i}}", password={PASSWORD!r}), course=course)
 """
 
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of ``values``, by linear interpolation (NaN for none)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+# For part 2: a tiny dataset for the job the sockets follow, the teacher's reply capped, the ids saved.
+SEED_LIVE = """
+import json
+from training.jobs import dataset_create
+from training.models import LanguageModel
+records = [
+    {{"messages": [{{"role": "user", "content": f"What is {{a}} plus {{b}}?"}},
+                  {{"role": "assistant", "content": f"{{a}} plus {{b}} is {{a + b}}."}}]}}
+    for a in range(2, 6) for b in range(3, 7)
+]
+dataset = dataset_create(name="load bench", method="sft", records=records)
+LanguageModel.objects.update(max_new_tokens={tokens})
+student = LanguageModel.objects.filter(is_default_student=True).first() or LanguageModel.objects.first()
+with open({out!r}, "w") as f:
+    json.dump({{"dataset": dataset.pk, "base_model": student.pk}}, f)
+"""
 
 
 @dataclass
@@ -103,8 +136,10 @@ def free_port() -> int:
 class Site:
     """A seeded database and the processes serving it (see the module docstring)."""
 
-    def __init__(self, shape: str, work: Path, web: int) -> None:
-        self.shape, self.work = shape, work
+    def __init__(
+        self, shape: str, work: Path, web: int, *, stream_tokens: int = 64, stamped: bool = False
+    ) -> None:
+        self.shape, self.work, self.stream_tokens, self.stamped = shape, work, stream_tokens, stamped
         self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         self.env.update(
             DJANGO_SETTINGS_MODULE="teachloop.settings",
@@ -112,6 +147,7 @@ class Site:
             DEBUG="1",
             HF_HUB_OFFLINE="1",
             PYTHONUNBUFFERED="1",
+            TEACHLOOP_TUTOR_ALTERNATIVES_SHARE="0",  # one explanation per learner, never a pair
         )
         if shape == "production":
             self.env.update(
@@ -125,23 +161,33 @@ class Site:
     def seed(self) -> None:
         if self.shape == "production":
             _fresh_postgres_database()
+        else:  # a --work folder used before keeps its SQLite file: start from a fresh one too
+            (self.work / "teachloop.sqlite3").unlink(missing_ok=True)
         subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", SEED],
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "-c",
+                SEED + SEED_LIVE.format(tokens=self.stream_tokens, out=str(self.work / "seed.json")),
+            ],
             cwd=ROOT,
             env=self.env,
             check=True,
             timeout=600,
         )
+        self.ids = json.loads((self.work / "seed.json").read_text())
 
     def start(self) -> None:
         log = (self.work / "server.log").open("a")
+        manage = "bench/stamped.py" if self.stamped else "manage.py"  # the process that trains stamps
         if self.shape == "embedded":
-            commands = [["manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.ports[0])]]
+            commands = [[manage, "serve", "--host", "127.0.0.1", "--port", str(self.ports[0])]]
         else:
             commands = [
                 ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teachloop.asgi:application"]
                 for port in self.ports
-            ] + [["manage.py", "worker"]]
+            ] + [[manage, "worker"]]
         for command in commands:
             self.processes.append(
                 subprocess.Popen([sys.executable, *command], cwd=ROOT, env=self.env, stdout=log, stderr=log)
@@ -237,44 +283,266 @@ async def http_load(ports: list[int], clients: int, seconds: float) -> dict:
     return tally.summary(elapsed)
 
 
+async def _signed_in(port: int, username: str):
+    """A client of ``port`` signed in as ``username``, and its cookie header for a WebSocket."""
+    import httpx2
+
+    client = httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60.0, follow_redirects=False)
+    await _sign_in(client, username)
+    cookie = f"sessionid={client.cookies.get('sessionid')}; csrftoken={client.cookies.get('csrftoken')}"
+    return client, cookie
+
+
+async def _post(client, path: str, data: dict[str, str]) -> str:
+    """POST a form as the page would (the CSRF cookie's secret as the token); the redirect's target."""
+    reply = await client.post(path, data=data, headers={"X-CSRFToken": client.cookies.get("csrftoken")})
+    if reply.status_code != 302:
+        raise RuntimeError(f"POST {path}: HTTP {reply.status_code}: {reply.text[:500]}")
+    return reply.headers["location"]
+
+
+async def sockets_scenario(site: Site, args) -> dict:
+    """A small job started through the fine-tune form, followed by ``args.sockets`` sockets."""
+    staff = [await _signed_in(site.ports[i % len(site.ports)], f"staff{i}") for i in range(10)]
+    client = staff[0][0]
+    settings = {
+        "base_model": str(site.ids["base_model"]),
+        "dataset": str(site.ids["dataset"]),
+        "max_steps": str(args.job_steps),
+        "batch_size": "1",
+        "grad_accum": "1",
+        "max_seq_length": "64",
+        "eval_fraction": "0",
+        "checkpoint_every": "1000",  # no checkpoint mid-job: the sockets, not the disk, are measured
+    }
+    where = await _post(client, "/training/fine-tune/", settings)
+    found = re.search(r"/training/jobs/(\d+)/", where)
+    if found is None:
+        raise RuntimeError(f"the fine-tune form sent us to {where}, not to a job")
+    result = await job_sockets(
+        site.ports, [cookie for _, cookie in staff], int(found.group(1)), args.sockets, args.job_timeout
+    )
+    result["job_steps"] = args.job_steps
+    for c, _ in staff:
+        await c.aclose()
+    return result
+
+
+async def streams_scenario(site: Site, args) -> dict:
+    """Warm-up per web process, one stream alone, then ``args.streamers`` at once (each a new session)."""
+    warmups = [f"learner{39 - 1 - i}" for i in range(len(site.ports))]
+    single, many = ["learner39"], [f"learner{i}" for i in range(args.streamers)]
+    cookies: dict[str, str] = {}
+    sessions: dict[str, int] = {}
+    for i, user in enumerate(warmups + single + many):
+        port = site.ports[i % len(site.ports)] if user in warmups else site.ports[0]
+        client, cookies[user] = await _signed_in(port, user)
+        where = await _post(client, f"/learn/courses/{COURSE}/sessions/new/", {})
+        found = re.search(r"/learn/sessions/(\d+)/", where)
+        if found is None:
+            raise RuntimeError(f"a new session sent {user} to {where}")
+        sessions[user] = int(found.group(1))
+        await client.aclose()
+    timeout = args.stream_timeout
+
+    def pairs(users: list[str]) -> list[tuple[str, int]]:
+        return [(u, sessions[u]) for u in users]
+
+    warm = await learner_streams(site.ports, pairs(warmups), cookies, timeout)
+    alone = await learner_streams(site.ports[:1], pairs(single), cookies, timeout)
+    together = await learner_streams(site.ports, pairs(many), cookies, timeout)
+    result = {
+        "warmup": streams_summary(warm),
+        "single": streams_summary(alone),
+        "concurrent": streams_summary(together),
+        "stream_tokens": args.stream_tokens,
+        "per_stream": [_stream_row(s) for s in together],
+    }
+    result["ratios"] = streams_against_single(result["single"], result["concurrent"])
+    return result
+
+
+def _stream_row(stream: Stream) -> dict:
+    return {
+        "ttft_s": stream.ttft_s,
+        "chars": stream.chars,
+        "chars_per_s": stream.chars_per_s,
+        "status": stream.status or stream.error or "unfinished",
+    }
+
+
+def _load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+async def _scenario(scenario: str, site: Site, args) -> dict:
+    if scenario == "http":
+        await http_load(site.ports, 5, 3)  # warm-up: first requests compile templates
+        return await http_load(site.ports, args.clients, args.seconds)
+    if scenario == "sockets":
+        return await sockets_scenario(site, args)
+    return await streams_scenario(site, args)
+
+
 def measure(shape: str, args) -> dict:
+    scenarios = args.scenario_list
     with tempfile.TemporaryDirectory(prefix=f"load-{shape}-") as folder:
         work = Path(args.work) / shape if args.work else Path(folder)
         work.mkdir(parents=True, exist_ok=True)
-        site = Site(shape, work, args.web)
+        site = Site(shape, work, args.web, stream_tokens=args.stream_tokens, stamped="sockets" in scenarios)
         site.seed()
         site.start()
+        results: dict = {}
         try:
-            asyncio.run(http_load(site.ports, 5, 3))  # warm-up: first requests compile templates
-            return asyncio.run(http_load(site.ports, args.clients, args.seconds))
+            for scenario in scenarios:
+                print(f"{shape}: {scenario}… (load average {_load_average()})", flush=True)
+                before = _load_average()
+                try:
+                    results[scenario] = asyncio.run(_scenario(scenario, site, args))
+                except Exception as exc:  # report what failed and go on to the next scenario
+                    results[scenario] = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+                results[scenario]["load_average"] = f"{before} before, {_load_average()} after"
+                print(f"{shape}: {scenario}: {json.dumps(results[scenario])}", flush=True)
+            return results
         finally:
             site.stop()
 
 
+def sockets_verdict(r: dict) -> str:
+    """The issue's socket target: every progress event on every socket, p99 < 250 ms."""
+    every = r["deliveries_missed"] == 0 and r["died"] == 0 and r["connected"] == r["sockets"]
+    every = every and r["events_emitted"] > 0 and not r["timed_out"]
+    fast = r["latency_p99_ms"] < 250
+    every_line = f"every event everywhere: {'met' if every else 'not met'}"
+    return f"{every_line}; p99 < 250 ms: {'met' if fast else 'not met'}"
+
+
+def streams_verdict(r: dict) -> str:
+    """The issue's stream targets: p99 TTFT <= 2x a single stream's, aggregate rate >= 3x a single's."""
+    ttft, rate = r["ratios"]["ttft_p99_ratio"], r["ratios"]["throughput_ratio"]
+    return (
+        f"p99 TTFT {ttft:.1f}x single (target <= 2x): {'met' if ttft <= 2 else 'not met'}; "
+        f"aggregate {rate:.1f}x single (target >= 3x): {'met' if rate >= 3 else 'not met'}"
+    )
+
+
+def _ms(value: float) -> str:
+    return "—" if value != value else f"{value:.0f}"
+
+
+def _s(value: float) -> str:
+    return "—" if value != value else f"{value:.1f}"
+
+
 def report(results: dict[str, dict], args) -> str:
+    scenarios = args.scenario_list
     lines = [
-        "# Load benchmark report: HTTP clients",
+        "# Load benchmark report",
         "",
         f"Command: `python bench/load.py {' '.join(sys.argv[1:])}`".rstrip(),
         f"Date: {datetime.now(UTC).isoformat(timespec='seconds')}",
         f"Machine: {describe()}",
-        f"Clients: {args.clients} signed in (a fifth staff), back to back for {args.seconds:g} s, after a "
-        f"3 s warm-up; production shape: {args.web} daphne processes and one worker on PostgreSQL and Redis.",
-        "",
-        "| shape | requests/s | p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"Production shape: {args.web} daphne processes and one worker on PostgreSQL and Redis; embedded: "
+        "`manage.py serve` on SQLite. Load average (1, 5, 15 min) is noted per scenario: the machine may "
+        "have been running other work.",
     ]
-    for shape, r in results.items():
-        kinds = ", ".join(f"{k} ×{v}" for k, v in r["error_kinds"].items())
-        lines.append(
-            f"| {shape} | {r['per_s']:.0f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | "
-            f"{r['errors']}{f' ({kinds})' if kinds else ''} |"
-        )
-    lines += [
-        "",
-        "Targets (issue 17): production p99 < 250 ms and >= 300 requests/s with 0 errors; embedded at least "
-        "2x the 94 requests/s measured at df6a1b3 with 0 errors.",
-    ]
+    failed = [(shape, sc, r[sc]["error"]) for shape, r in results.items() for sc in r if "error" in r[sc]]
+    if "http" in scenarios:
+        lines += [
+            "",
+            "## HTTP clients",
+            "",
+            f"{args.clients} clients signed in (a fifth staff), back to back for {args.seconds:g} s "
+            "after a 3 s warm-up.",
+            "",
+            "| shape | requests/s | p50 ms | p95 ms | p99 ms | errors | load average |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for shape, rs in results.items():
+            r = rs.get("http", {})
+            if "per_s" not in r:
+                continue
+            kinds = ", ".join(f"{k} ×{v}" for k, v in r["error_kinds"].items())
+            lines.append(
+                f"| {shape} | {r['per_s']:.0f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | "
+                f"{r['errors']}{f' ({kinds})' if kinds else ''} | {r['load_average']} |"
+            )
+        lines += [
+            "",
+            "Targets (issue 17): production p99 < 250 ms and >= 300 requests/s with 0 errors; embedded at "
+            "least 2x the 94 requests/s measured at df6a1b3 with 0 errors.",
+        ]
+    if "sockets" in scenarios:
+        lines += [
+            "",
+            "## Sockets following a training job",
+            "",
+            f"{args.sockets} sockets (10 staff sessions) on one job's socket, a LoRA job of {args.job_steps} "
+            "steps started through the fine-tune form. Latency: from `sent_at` (stamped just before the "
+            "group send, bench/stamped.py) to arrival; spread: after its first arrival on any socket.",
+            "",
+            "| shape | connected | died | events | deliveries missed | duplicates | final status on all "
+            "| latency p50 / p99 / max ms | spread p50 / p99 ms | job s | load average |",
+            "|---|---:|---:|---:|---:|---:|---|---|---|---:|---|",
+        ]
+        for shape, rs in results.items():
+            r = rs.get("sockets", {})
+            if "sockets" not in r:
+                continue
+            lines.append(
+                f"| {shape} | {r['connected']}/{r['sockets']} | {r['died']} | {r['events_emitted']} | "
+                f"{r['deliveries_missed']} of {r['deliveries_expected']} | {r['duplicates']} | "
+                f"{r['final_status_everywhere']} ({r['final_status']}) | "
+                f"{_ms(r['latency_p50_ms'])} / {_ms(r['latency_p99_ms'])} / {_ms(r['latency_max_ms'])} | "
+                f"{_ms(r['spread_p50_ms'])} / {_ms(r['spread_p99_ms'])} | {r['job_s']:.0f} | "
+                f"{r['load_average']} |"
+            )
+        for shape, rs in results.items():
+            r = rs.get("sockets", {})
+            if "sockets" in r:
+                lines.append(f"- {shape}: {sockets_verdict(r)}.")
+                if r["incomplete"]:
+                    lines.append(
+                        f"  Sockets that missed events or died (first 20): `{json.dumps(r['incomplete'])}`"
+                    )
+    if "streams" in scenarios:
+        lines += [
+            "",
+            "## Learners streaming explanations",
+            "",
+            f"One learner alone, then {args.streamers} at once, each opening a new session's socket (its "
+            f"explanation is written on connect); replies capped at {args.stream_tokens} new tokens. Time to "
+            'first token: socket opened to the first character count the page shows (">=": some streams '
+            "never showed one before the bench stopped waiting; they count with the time they waited). "
+            "Aggregate: all characters over first socket opened to last reply finished (or given up).",
+            "",
+            "| shape | streams | finished | TTFT p50 / p99 / max s | chars/s per stream (p50) "
+            "| aggregate chars/s | wall s | load average |",
+            "|---|---:|---:|---|---:|---:|---:|---|",
+        ]
+        for shape, rs in results.items():
+            r = rs.get("streams", {})
+            if "single" not in r:
+                continue
+            for label, key in (("single", "single"), (f"{args.streamers} at once", "concurrent")):
+                g = r[key]
+                least = ">= " if g.get("ttft_censored") else ""  # some never showed a token: a lower bound
+                lines.append(
+                    f"| {shape}, {label} | {g['streams']} | {g['finished']} | {least}{_s(g['ttft_p50_s'])} / "
+                    f"{least}{_s(g['ttft_p99_s'])} / {least}{_s(g['ttft_max_s'])} | "
+                    f"{_s(g['chars_per_s_p50'])} | {_s(g['aggregate_chars_per_s'])} | {_s(g['wall_s'])} | "
+                    f"{r['load_average'] if key == 'single' else ''} |"
+                )
+        for shape, rs in results.items():
+            r = rs.get("streams", {})
+            if "single" in r:
+                lines.append(f"- {shape}: {streams_verdict(r)}.")
+    if failed:
+        lines += ["", "## Scenarios that failed", ""]
+        lines += [f"- {shape}, {sc}: {error}" for shape, sc, error in failed]
     return "\n".join(lines) + "\n"
 
 
@@ -283,9 +551,20 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--shapes", default="embedded,production", help="embedded, production or both")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="any of http, sockets, streams (default: all)"
+    )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0, help="measured time per shape")
     parser.add_argument("--web", type=int, default=2, help="daphne processes in the production shape")
+    parser.add_argument("--sockets", type=int, default=200, help="sockets following the training job")
+    parser.add_argument("--job-steps", type=int, default=8, help="training steps of the followed job")
+    parser.add_argument(
+        "--job-timeout", type=float, default=300.0, help="seconds the sockets wait for the job"
+    )
+    parser.add_argument("--streamers", type=int, default=20, help="learners streaming at once")
+    parser.add_argument("--stream-tokens", type=int, default=64, help="the teacher's max new tokens")
+    parser.add_argument("--stream-timeout", type=float, default=600.0, help="seconds to wait for a group")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "load-report.md"))
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument(
@@ -300,11 +579,25 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not 1 <= args.clients <= 1000 or not 1 <= args.seconds <= 600 or not 1 <= args.web <= 8:
         parser.error("--clients 1-1000, --seconds 1-600, --web 1-8")
+    args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(args.scenario_list) - set(SCENARIOS)
+    if unknown or not args.scenario_list:
+        parser.error(
+            f"--scenarios takes http, sockets and/or streams, not {', '.join(sorted(unknown)) or 'nothing'}"
+        )
+    args.scenario_list = [s for s in SCENARIOS if s in args.scenario_list]  # the order that keeps CPU apart
+    if not 1 <= args.sockets <= 1000 or not 1 <= args.job_steps <= 200 or not 10 <= args.job_timeout <= 1800:
+        parser.error("--sockets 1-1000, --job-steps 1-200, --job-timeout 10-1800")
+    if (
+        not 1 <= args.streamers <= 30
+        or not 8 <= args.stream_tokens <= 512
+        or not 10 <= args.stream_timeout <= 1800
+    ):
+        parser.error("--streamers 1-30 (40 seeded learners), --stream-tokens 8-512, --stream-timeout 10-1800")
     results = {}
     for shape in shapes:
-        print(f"{shape}: seeding, starting, {args.clients} clients for {args.seconds:g} s…", flush=True)
+        print(f"{shape}: seeding, starting; {', '.join(args.scenario_list)}", flush=True)
         results[shape] = measure(shape, args)
-        print(f"{shape}: {json.dumps(results[shape])}", flush=True)
     text = report(results, args)
     Path(args.out).write_text(text)
     if args.json:
