@@ -15,6 +15,7 @@ kinds, from :func:`expert_for`:
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from tutor.core.courses.checks import wrong_steps
@@ -30,7 +31,11 @@ from tutor.core.courses.packs import (
     solution_of,
     solve,
 )
-from tutor.core.courses.phrasings import phrasings_for, read
+from tutor.core.courses.phrasings import BY_KEY, phrasings_for, read
+
+# The restatement a worked solution opens with: "79 - 23:", "23 - 7 = 11." (its first line).
+_RESTATED = re.compile(r"\s*(?P<a>\d[\d,]*)\s*(?P<op>[-+×x*])\s*(?P<b>\d[\d,]*)")
+_SYMBOLS = {"+": "+", "-": "-", "*": "×"}
 
 NO_EXPERT = (
     "This course has no expert: explanations are checked only by their final answer against the gold "
@@ -95,11 +100,24 @@ class Expert:
         """The phrasing a question is asked in, when the expert knows it."""
         return None
 
+    def misread(self, exercise: Exercise, student_answer: str) -> str | None:
+        """The question as ``student_answer`` restates it (``"23 - 7"``), when that is not the
+        question: a reading mistake, not a slip in the working. None when the restatement is right,
+        absent, or the expert cannot tell."""
+        return None
+
     def new_items(
-        self, source: Exercise, k: int, rng: random.Random, *, avoid: frozenset[str]
+        self,
+        source: Exercise,
+        k: int,
+        rng: random.Random,
+        *,
+        avoid: frozenset[str],
+        same_phrasing: int = 0,
     ) -> list[Exercise]:
-        """Up to ``k`` new train items like ``source`` (same skill and level), in training phrasings
-        other than the phrasings in ``avoid`` where there are others."""
+        """Up to ``k`` new train items like ``source`` (same skill and level): the first
+        ``same_phrasing`` in the source's own phrasing (practice in reading it), the rest in training
+        phrasings other than the phrasings in ``avoid`` where there are others."""
         return []
 
 
@@ -148,6 +166,10 @@ class PackExpert(Expert):
     def mistake(self, exercise: Exercise, student_answer: str) -> str:
         said = _said(exercise, student_answer)
         reading = read(exercise.prompt)
+        misread = self.misread(exercise, student_answer)
+        if misread is not None and reading is not None:
+            asked = f"{reading.a} {_SYMBOLS[reading.phrasing.op]} {reading.b}"
+            return f"The answer reads the question as {misread}; it asks for {asked} = {exercise.answer}."
         if said is None or reading is None or reading.phrasing.op in ("count", "/", "max", "half"):
             return super().mistake(exercise, student_answer)
         a, b, op = reading.a, reading.b, reading.phrasing.op
@@ -174,20 +196,37 @@ class PackExpert(Expert):
         reading = read(prompt)
         return reading.phrasing.key if reading is not None else None
 
+    def misread(self, exercise: Exercise, student_answer: str) -> str | None:
+        reading = read(exercise.prompt)
+        if reading is None or reading.phrasing.op not in _SYMBOLS:
+            return None
+        m = _RESTATED.match(student_answer.strip().split("\n", 1)[0])
+        if m is None or {"x": "*", "×": "*"}.get(m.group("op"), m.group("op")) != reading.phrasing.op:
+            return None  # no restatement, or another operation (mistake() names a wrong operation)
+        a, b = (int(m.group(n).replace(",", "")) for n in ("a", "b"))
+        right = {(reading.a, reading.b)} | ({(reading.b, reading.a)} if reading.phrasing.op != "-" else set())
+        return None if (a, b) in right else f"{a} {_SYMBOLS[reading.phrasing.op]} {b}"
+
     def new_items(
-        self, source: Exercise, k: int, rng: random.Random, *, avoid: frozenset[str]
+        self,
+        source: Exercise,
+        k: int,
+        rng: random.Random,
+        *,
+        avoid: frozenset[str],
+        same_phrasing: int = 0,
     ) -> list[Exercise]:
         family = self.by_skill.get(source.skill)
         if family is None or k <= 0:
             return []
         level = min(max(source.difficulty, 1), family.levels)
-        choices = [p for p in phrasings_for(family.op, held_out=False) if p.key not in avoid]
-        choices = choices or list(phrasings_for(family.op, held_out=False))
+        training = phrasings_for(family.op, held_out=False)
+        choices = [p for p in training if p.key not in avoid] or list(training)
+        own = BY_KEY.get(source.phrasing)
         items = []
         for j in range(k):
-            prompt, answer, answer_type, solution, phrasing = make_item(
-                family, rng, level, rng.choice(choices)
-            )
+            chosen = own if own in training and j < same_phrasing else rng.choice(choices)
+            prompt, answer, answer_type, solution, phrasing = make_item(family, rng, level, chosen)
             items.append(
                 Exercise(
                     key=f"{source.key}-expert-{j}",

@@ -606,11 +606,16 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         else:
             item.reason = "a second teacher answer disagrees with the stated answer"
     drafted = list(rnd.generated)
+    misread = 0
     if ctx.expert is not None and ctx.expert.can_generate:
         rng = random.Random(ctx.round_seed(rnd.index, "expert-items"))
         for source in sources:
             need = config.generate_k - sum(g.kept for g in drafted if g.source_item == source.key)
-            _expert_items(ctx, rnd, source, need, rng, seen)
+            # A question misread (its restatement is not the question) is practised in its own
+            # wording as well; a slip in the working, in other wordings.
+            misread_it = ctx.expert.misread(source, rnd.answers[source.key].text) is not None
+            misread += misread_it
+            _expert_items(ctx, rnd, source, need, rng, seen, same_phrasing=need // 2 if misread_it else 0)
     kept = sum(g.kept for g in drafted)
     return {
         "sources": len(sources),
@@ -619,27 +624,45 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         "dropped": len(drafted) - kept,
         "pass_rate": round(kept / len(drafted), 4) if drafted else None,
         "by_expert": sum(g.source == "expert" for g in rnd.generated),
+        "misread": misread,
     }
 
 
 def _expert_items(
-    ctx: Context, rnd: RoundState, source: Exercise, need: int, rng: random.Random, seen: set[str]
+    ctx: Context,
+    rnd: RoundState,
+    source: Exercise,
+    need: int,
+    rng: random.Random,
+    seen: set[str],
+    *,
+    same_phrasing: int = 0,
 ) -> None:
-    """Up to ``need`` new items like ``source`` written by the expert, never a duplicate or an exam copy."""
+    """Up to ``need`` new items like ``source`` written by the expert, never a duplicate or an exam
+    copy: up to ``same_phrasing`` in the source's own phrasing first, the rest in other phrasings."""
     assert ctx.expert is not None
+    expert = ctx.expert
     made = 0
-    for _ in range(4):  # a few draws: a small skill may run out of new numbers
-        if made >= need:
-            return
-        for e in ctx.expert.new_items(source, need - made, rng, avoid=frozenset({source.phrasing})):
-            identity = " ".join(e.prompt.casefold().split())
-            if identity in seen or ctx.guard.exam_copy(e.prompt) or made >= need:
-                continue
-            seen.add(identity)
-            rnd.generated.append(
-                _expert_item(ctx.expert, e, f"gen-r{rnd.index}-{source.key}-x{made}", source.key, rnd.index)
-            )
-            made += 1
+
+    def fill(target: int, same: bool) -> None:
+        nonlocal made
+        for _ in range(4):  # a few draws: a small skill may run out of new numbers
+            if made >= target:
+                return
+            wanted = target - made
+            for e in expert.new_items(
+                source, wanted, rng, avoid=frozenset({source.phrasing}), same_phrasing=wanted if same else 0
+            ):
+                identity = " ".join(e.prompt.casefold().split())
+                if identity in seen or ctx.guard.exam_copy(e.prompt) or made >= target:
+                    continue
+                seen.add(identity)
+                key = f"gen-r{rnd.index}-{source.key}-x{made}"
+                rnd.generated.append(_expert_item(expert, e, key, source.key, rnd.index))
+                made += 1
+
+    fill(min(same_phrasing, need), same=True)
+    fill(need, same=False)
 
 
 def _expert_item(expert: Expert, e: Exercise, key: str, source_item: str, round_index: int) -> GeneratedItem:

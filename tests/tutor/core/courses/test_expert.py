@@ -107,6 +107,35 @@ def test_the_pack_expert_writes_new_items_in_other_training_phrasings():
     assert len({e.phrasing for e in made}) > 1
 
 
+@pytest.mark.parametrize(
+    ("prompt", "answer", "said", "misread"),
+    [
+        ("What number is 23 less than 30?", "7", "23 - 30:\nOnes: ...\nAnswer: 7", "23 - 30"),
+        ("Take 23 away from 79. What is left?", "56", "23 - 7 = 11.\nAnswer: 11", "23 - 7"),
+        ("Subtract 23 from 79.", "56", "79 - 23:\nOnes: 9 - 3 = 6.\nAnswer: 50", None),  # a slip, read right
+        ("What is 47 + 38?", "85", "38 + 47:\nAnswer: 85", None),  # order does not matter in a sum
+        ("What is 47 × 6?", "282", "47 x 8 = 376.\nAnswer: 376", "47 × 8"),
+        ("What is 47 + 38?", "85", "The answer is 75.", None),  # no restatement
+        ("What is 47 + 38?", "85", "47 - 38 = 9.", None),  # another operation: mistake() says so
+    ],
+)
+def test_the_pack_expert_tells_a_misread_question_from_a_slip(prompt, answer, said, misread):
+    exercise = item(prompt, answer)
+    assert EXPERT.misread(exercise, said) == misread
+    if misread:
+        assert EXPERT.mistake(exercise, said).startswith(
+            f"The answer reads the question as {misread}; it asks"
+        )
+
+
+def test_the_pack_expert_practises_a_misread_wording_in_that_wording_too():
+    source = next(e for e in COURSE.split("train") if e.skill == "sub_2d" and e.phrasing == "sub.subtract")
+    made = EXPERT.new_items(source, 6, random.Random(0), avoid=frozenset({source.phrasing}), same_phrasing=3)
+    assert [e.phrasing for e in made[:3]] == ["sub.subtract"] * 3
+    assert all(e.phrasing != "sub.subtract" and not e.held_out for e in made[3:])
+    assert len({e.prompt for e in made}) == 6
+
+
 def test_an_imported_course_uses_its_gold_solutions():
     course = Course(
         key="frac",

@@ -336,3 +336,33 @@ def test_a_run_seed_too_large_for_the_trainer_is_refused_up_front():
     with pytest.raises(ValueError, match=r"seed must be at most 4294967295"):
         RunConfig(seed=10**30)
     assert RunConfig(seed=2**32 - 1).seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("misreads", [True, False])
+def test_a_misread_question_is_practised_in_its_own_wording_a_slip_in_others(tmp_path, misreads):
+    def reply(kind, question, conversation, adapter):
+        reading = read(question)
+        if reading is None or reading.phrasing.op != "+":
+            return "Answer: 0"
+        b = reading.b + 1 if misreads else reading.b  # "47 + 39" for 47 + 38: a misreading
+        return f"{reading.a} + {b}:\nOnes: a slip.\nAnswer: 1"
+
+    state = run_teaching(
+        keep_course(),
+        wrong_teacher(),
+        ScriptedLLM("student", reply),
+        RunConfig(**{**SMALL, "generate_k": 4}),
+        tmp_path / "s.json",
+        train_fn=Trainer(),
+    )
+    rnd = state.rounds[0]
+    items = {e.key: e for e in keep_course().exercises}
+    sources = {g.source_item for g in rnd.generated if g.source == "expert"}
+    assert len(sources) == 2
+    for source in sources:
+        made = [g for g in rnd.generated if g.source_item == source and g.source == "expert"]
+        own = sum(g.phrasing == items[source].phrasing for g in made)
+        assert len(made) == 4 and own == (2 if misreads else 0)
+        assert all(not BY_KEY[g.phrasing].held_out for g in made)
+    explained = [x for x in rnd.explanations if x.source == "expert"]
+    assert explained and all(("reads the question as" in x.text) == misreads for x in explained)
