@@ -152,7 +152,8 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Channels' in-memory layer, made safe for the in-process worker's sends (teachloop/channel_layers.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "teachloop.channel_layers.ThreadSafeInMemoryChannelLayer"}}
 
 # --- background tasks ------------------------------------------------------------------
 TASKS = {

@@ -49,7 +49,7 @@ def test_it_defaults_to_sqlite_and_in_memory_layer(tmp_path):
     shown = json.loads(result.stdout)
     assert shown["engine"] == "django.db.backends.sqlite3"
     assert shown["db"].startswith(str(tmp_path))
-    assert shown["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert shown["layer"] == "teachloop.channel_layers.ThreadSafeInMemoryChannelLayer"
     assert shown["worker"] is True
 
 
