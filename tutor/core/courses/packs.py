@@ -59,20 +59,6 @@ def _digits(n: int, width: int) -> list[int]:
     return [int(c) for c in str(n).zfill(width)[::-1]]
 
 
-def _column(i: int, terms: str, total: int) -> str:
-    """One column of addition or multiplication. Every column follows the same rule, the last one
-    too: write the ones digit, carry the rest. A rule that changed at the last column ("write 15")
-    was the one the bundled student misapplied most, writing a middle column whole (docs/decisions.md)."""
-    if total < 10:
-        return f"{COLUMNS[i]}: {terms} = {total}, write {total}."
-    return f"{COLUMNS[i]}: {terms} = {total}, write {total % 10}, carry {total // 10}."
-
-
-def _carry_out(i: int, carry: int) -> str:
-    """The carry left after the last column, written as a column of its own."""
-    return f"{COLUMNS[i]}: write the carry {carry}."
-
-
 def add_solution(a: int, b: int) -> tuple[str, int]:
     """Column addition, one line per column; returns (solution, number of carries)."""
     if a < 10 and b < 10:
@@ -84,10 +70,11 @@ def add_solution(a: int, b: int) -> tuple[str, int]:
         total = da[i] + db[i] + carry
         terms = f"{da[i]} + {db[i]}" + (f" + {carry}" if carry else "")
         carries += total >= 10
-        lines.append(_column(i, terms, total))
+        if i == width - 1 or total < 10:
+            lines.append(f"{COLUMNS[i]}: {terms} = {total}, write {total}.")
+        else:
+            lines.append(f"{COLUMNS[i]}: {terms} = {total}, write {total % 10}, carry 1.")
         carry = total // 10
-    if carry:
-        lines.append(_carry_out(width, carry))
     lines += [f"So {a} + {b} = {a + b}.", f"Answer: {a + b}"]
     return "\n".join(lines), carries
 
@@ -123,10 +110,11 @@ def mul_1d_solution(a: int, b: int) -> str:
     for i, digit in enumerate(da):
         total = digit * b + carry
         terms = f"{digit} × {b}" + (f" + {carry}" if carry else "")
-        lines.append(_column(i, terms, total))
+        if i == len(da) - 1 or total < 10:
+            lines.append(f"{COLUMNS[i]}: {terms} = {total}, write {total}.")
+        else:
+            lines.append(f"{COLUMNS[i]}: {terms} = {total}, write {total % 10}, carry {total // 10}.")
         carry = total // 10
-    if carry:
-        lines.append(_carry_out(len(da), carry))
     lines += [f"So {a} × {b} = {a * b}.", f"Answer: {a * b}"]
     return "\n".join(lines)
 
