@@ -24,6 +24,7 @@ from tutor.core.courses.grading import ExtractType, extract_answer, grade
 from tutor.core.courses.packs import (
     ARITHMETIC_FAMILIES,
     COUNTING_FAMILIES,
+    OPERATORS,
     Family,
     UnsolvableError,
     count_solution,
@@ -35,7 +36,8 @@ from tutor.core.courses.phrasings import BY_KEY, phrasings_for, read
 
 # The restatement a worked solution opens with: "79 - 23:", "23 - 7 = 11." (its first line).
 _RESTATED = re.compile(r"\s*(?P<a>\d[\d,]*)\s*(?P<op>[-+×x*])\s*(?P<b>\d[\d,]*)")
-_SYMBOLS = {"+": "+", "-": "-", "*": "×"}
+_SYMBOLS = {"+": "+", "-": "-", "*": "×", "/=": "÷"}  # an operation as the solutions write it
+_RESTATED_OPS = ("+", "-", "*")  # the operations a restatement is read for
 
 NO_EXPERT = (
     "This course has no expert: explanations are checked only by their final answer against the gold "
@@ -178,7 +180,7 @@ class PackExpert(Expert):
         except ValueError:
             return super().mistake(exercise, student_answer)
         gold = int(exercise.answer)
-        symbol = {"+": "+", "-": "-", "*": "×", "/=": "÷"}[op]
+        symbol = _SYMBOLS[op]
         others = {"+": a + b, "-": a - b, "*": a * b}
         for other_op, value in others.items():
             if other_op != op and value == given:
@@ -198,10 +200,10 @@ class PackExpert(Expert):
 
     def misread(self, exercise: Exercise, student_answer: str) -> str | None:
         reading = read(exercise.prompt)
-        if reading is None or reading.phrasing.op not in _SYMBOLS:
+        if reading is None or reading.phrasing.op not in _RESTATED_OPS:
             return None
         m = _RESTATED.match(student_answer.strip().split("\n", 1)[0])
-        if m is None or {"x": "*", "×": "*"}.get(m.group("op"), m.group("op")) != reading.phrasing.op:
+        if m is None or OPERATORS[m.group("op")] != reading.phrasing.op:
             return None  # no restatement, or another operation (mistake() names a wrong operation)
         a, b = (int(m.group(n).replace(",", "")) for n in ("a", "b"))
         right = {(reading.a, reading.b)} | ({(reading.b, reading.a)} if reading.phrasing.op != "-" else set())

@@ -500,7 +500,7 @@ def load_pack(name: str, seed: int = 0, **options: object) -> Course:
 # ---------------------------------------------------------------- solver
 
 _NUMBER = r"(-?\d[\d,]*)"
-_OPERATORS = {
+OPERATORS = {  # a written operator -> the operation it names
     "+": "+", "plus": "+", "-": "-", "−": "-", "minus": "-", "×": "*", "x": "*", "*": "*",
     "times": "*", "multiplied by": "*", "÷": "/", "/": "/", "divided by": "/",
 }  # fmt: skip
@@ -556,7 +556,7 @@ def _parse_arithmetic(prompt: str) -> tuple[str, int, int] | None:
     m = _BINARY_RE.search(prompt)
     if not m:
         return None
-    return _OPERATORS[m.group(2).lower()], int(m.group(1).replace(",", "")), int(m.group(3).replace(",", ""))
+    return OPERATORS[m.group(2).lower()], int(m.group(1).replace(",", "")), int(m.group(3).replace(",", ""))
 
 
 def _count(prompt: str, target: str) -> int:
