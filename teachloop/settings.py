@@ -143,12 +143,28 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channels --------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Redis connections one process's channel layer may hold at once. Every socket that joins or leaves
+# a group at the same moment takes one: at redis-py's default (100) a class of 200 closing their
+# pages together failed some leaves with "Too many connections" (docs/benchmarks/load.md).
+TEACHLOOP_REDIS_MAX_CONNECTIONS = int(os.environ.get("TEACHLOOP_REDIS_MAX_CONNECTIONS", "1000"))
+if TEACHLOOP_REDIS_MAX_CONNECTIONS < 1:
+    raise ImproperlyConfigured(
+        f"TEACHLOOP_REDIS_MAX_CONNECTIONS must be at least 1, got {TEACHLOOP_REDIS_MAX_CONNECTIONS}"
+    )
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 times out idle reads unless socket_timeout is None (STACK-NOTES).
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # redis-py 8 times out idle reads unless socket_timeout is None (STACK-NOTES).
+                        "socket_timeout": None,
+                        "max_connections": TEACHLOOP_REDIS_MAX_CONNECTIONS,
+                    }
+                ]
+            },
         }
     }
 else:

@@ -64,6 +64,25 @@ def test_it_uses_postgres_and_redis_from_urls(tmp_path):
     assert shown["worker"] is False  # workers are separate processes once Redis carries messages
 
 
+POOL = (
+    "import django; django.setup(); from channels.layers import get_channel_layer; "
+    "print(get_channel_layer().create_pool(0).max_connections)"
+)
+
+
+def test_the_redis_layer_pool_holds_a_class_of_sockets_and_its_size_is_a_setting(tmp_path):
+    """200 sockets leaving a group at once need 200 connections; redis-py's default pool holds 100."""
+    env = {"REDIS_URL": "redis://cache:6379/1"}
+    result = run_django(POOL, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) >= 200
+    result = run_django(POOL, {**env, "TEACHLOOP_REDIS_MAX_CONNECTIONS": "300"}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == 300
+    result = run_django(POOL, {**env, "TEACHLOOP_REDIS_MAX_CONNECTIONS": "0"}, tmp_path)
+    assert result.returncode != 0 and "TEACHLOOP_REDIS_MAX_CONNECTIONS must be at least 1" in result.stderr
+
+
 def test_it_refuses_to_start_without_secret_key_in_production(tmp_path):
     result = run_django(SHOW, {"DEBUG": "0", "ALLOWED_HOSTS": "example.com"}, tmp_path)
     assert result.returncode != 0
