@@ -1,15 +1,29 @@
 """Whether a round's training is kept: it must help on words it never saw and harm nothing kept.
 
-A round's new adapter is accepted only when (1) the probe items asked in held-out phrasings are
-answered better than before the round, and (2) no keep skill has dropped below the base model's
-accuracy beyond its noise: the Wilson upper bound (``z``) of its accuracy now is below the base
-model's accuracy on the same items. The decision reads the probe, never the exam, so the exam
-stays a clean report. A rejected try is rolled back and retried with more replay and a lower
-learning rate (:func:`retry_settings`).
+A round's new adapter is accepted only when, on the probe items asked in held-out phrasings,
+
+1. it **gains over the base student**: more of them answered right than the base model did (before
+   the first round, the adapter before the round *is* the base, so there this is "gains over the
+   round before"); and
+2. it has **not fallen behind the adapter it replaces beyond noise**: of the same items, those it
+   lost (right before, wrong now) outnumber those it gained by more than ``z`` times the square root
+   of both (a paired, McNemar-style test on the same items);
+
+and (3) no keep skill has dropped below the base model's accuracy beyond its noise: the Wilson upper
+bound (``z``) of its accuracy now is below the base model's accuracy on the same items. The
+decision reads the probe, never the exam, so the exam stays a clean report. A rejected try is rolled
+back and retried with more replay and a lower learning rate (:func:`retry_settings`).
+
+Why (2) is not "a strict gain over the round before": on a probe of a few dozen items, one item
+decides such a rule, and the round before was itself accepted on a high reading of the same items.
+Measured (docs/benchmarks/teaching.md, docs/decisions.md): a round rejected on 0.34 -> 0.31 was
+better on the exam than the adapter kept (27.5 / 43.8 against 26.2 / 31.2 held-out / training
+phrasings), and its retries cost a third of the run's time.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +43,7 @@ class Judgement:
     held_out_before: float | None
     held_out_after: float | None
     keep: dict[str, dict[str, float]] = field(default_factory=dict)  # skill -> base, now, upper, n
+    held_out_base: float | None = None
 
 
 def judge(
@@ -38,19 +53,26 @@ def judge(
     keep_now: Mapping[str, Sequence[bool]],
     *,
     z: float = 1.96,
+    held_out_base: Sequence[bool] | None = None,
 ) -> Judgement:
-    """Judge a try from per-item correctness (the same items before and after, in the same order)."""
+    """Judge a try from per-item correctness (the same items before, after and, where given, for the
+    base model, in the same order). Without ``held_out_base`` the adapter before the round is the base."""
     if len(held_out_before) != len(held_out_after):
         raise ValueError("held-out probe answers before and after must be of the same items")
+    if held_out_base is None:
+        held_out_base = held_out_before
+    elif len(held_out_base) != len(held_out_after):
+        raise ValueError("held-out probe answers of the base must be of the same items")
     before = _mean(held_out_before) if held_out_before else None
     after = _mean(held_out_after) if held_out_after else None
+    base = _mean(held_out_base) if held_out_base else None
     keep: dict[str, dict[str, float]] = {}
     dropped = []
-    for skill, base in keep_base.items():
+    for skill, base_items in keep_base.items():
         now = keep_now.get(skill, ())
-        if not base or len(now) != len(base):
+        if not base_items or len(now) != len(base_items):
             continue
-        base_acc, now_acc = _mean(base), _mean(now)
+        base_acc, now_acc = _mean(base_items), _mean(now)
         upper = upper_bound(now_acc, len(now), z)
         keep[skill] = {
             "base": round(base_acc, 4),
@@ -60,18 +82,43 @@ def judge(
         }
         if upper < base_acc:
             dropped.append(f"{skill} {base_acc:.2f} -> {now_acc:.2f}")
-    if before is None or after is None:
-        gain_ok, gain = True, "no held-out probe items to judge by"
-    else:
-        gain_ok = after > before
-        gain = f"held-out probe {before:.2f} -> {after:.2f}"
+    gain_ok, gain = _held_out_verdict(held_out_base, held_out_before, held_out_after, z)
     if dropped:
         reason = f"a keep skill dropped beyond noise ({'; '.join(dropped)}); {gain}"
     elif not gain_ok:
-        reason = f"no gain on held-out phrasings ({gain})"
+        reason = gain
     else:
         reason = f"{gain}; no keep skill dropped beyond noise"
-    return Judgement(not dropped and gain_ok, reason, before, after, keep)
+    return Judgement(not dropped and gain_ok, reason, before, after, keep, base)
+
+
+def _held_out_verdict(
+    base: Sequence[bool], before: Sequence[bool], after: Sequence[bool], z: float
+) -> tuple[bool, str]:
+    """Rules 1 and 2 of the module docstring on the held-out probe: (passes, what it read)."""
+    if not after:
+        return True, "no held-out probe items to judge by"
+    b, a = _mean(before), _mean(after)
+    figures = f"held-out probe {b:.2f} -> {a:.2f}"
+    if base is not before:
+        figures += f", base {_mean(base):.2f}"
+    if _mean(after) <= _mean(base):
+        what = (
+            "no gain on held-out phrasings"
+            if base is before
+            else "no gain over the base on held-out phrasings"
+        )
+        return False, f"{what} ({figures})"
+    lost = sum(was and not now for was, now in zip(before, after, strict=True))
+    won = sum(now and not was for was, now in zip(before, after, strict=True))
+    if lost - won > z * math.sqrt(lost + won):
+        return (
+            False,
+            f"fell behind the adapter it replaces beyond noise ({figures}: {lost} items lost, {won} won)",
+        )
+    if a < b:
+        return True, f"{figures}: within the noise of the adapter it replaces ({lost} items lost, {won} won)"
+    return True, figures
 
 
 def retry_settings(attempt: int, keep_share: float) -> tuple[float, float]:

@@ -161,7 +161,8 @@ class RunConfig:
     )
     acceptance: str = setting(
         "probe",
-        help="probe: keep a round's adapter only when the held-out-phrasing probe gains and no keep skill "
+        help="probe: keep a round's adapter only when the held-out-phrasing probe gains over the base "
+        "student, has not fallen behind the adapter it replaces beyond noise, and no keep skill "
         "drops beyond noise, else retry, then roll back; always: keep every trained adapter",
     )
     round_tries: int = setting(

@@ -1083,12 +1083,16 @@ def _judge(ctx: Context, rnd: RoundState, adapter: str) -> dict[str, Any]:
     held = [e for e in items if e.held_out and e.skill in taught]
     groups = keep_groups(ctx)
     base = ctx.state.base_probe
+    # After the first round the adapter before is not the base: the gain is judged against the base,
+    # the adapter it replaces only for a fall beyond noise (acceptance module docstring).
+    against_base = rnd.adapter_before is not None and all(e.key in base for e in held)
     judgement = judge(
         [rnd.answers[e.key].correct for e in held],
         [answers[e.key].correct for e in held],
         {g: [base[e.key].correct for e in items if e.skill == g and e.key in base] for g in groups},
         {g: [answers[e.key].correct for e in items if e.skill == g and e.key in base] for g in groups},
         z=ctx.config.confidence_z or 1.96,
+        held_out_base=[base[e.key].correct for e in held] if against_base else None,
     )
     if judgement.accepted:
         rnd.probe_after = answers
@@ -1097,6 +1101,7 @@ def _judge(ctx: Context, rnd: RoundState, adapter: str) -> dict[str, Any]:
         "reason": judgement.reason,
         "held_out_before": judgement.held_out_before,
         "held_out_after": judgement.held_out_after,
+        "held_out_base": judgement.held_out_base,
         "keep": judgement.keep,
         "probe": _per_skill(items, answers),
     }

@@ -1,4 +1,5 @@
-"""The acceptance rule: a round's adapter stays only when the held-out probe gains and nothing kept drops."""
+"""The acceptance rule: a round's adapter stays only when the held-out probe gains over the base, does not
+fall behind the adapter it replaces beyond noise, and nothing kept drops."""
 
 from __future__ import annotations
 
@@ -17,6 +18,42 @@ def test_it_accepts_a_gain_on_held_out_phrasings_that_keeps_everything():
 def test_it_rejects_no_gain_on_held_out_phrasings():
     verdict = judge([True, False], [True, False], BASE_KEEP, BASE_KEEP)
     assert not verdict.accepted and "no gain on held-out phrasings" in verdict.reason
+
+
+def _items(right: int, wrong: int) -> list[bool]:
+    return [True] * right + [False] * wrong
+
+
+def test_after_the_first_round_a_try_within_noise_of_the_adapter_it_replaces_is_kept():
+    """32 held-out items: base 5 right, the last adapter 11; the try gets 10 (3 lost, 2 won)."""
+    base = _items(5, 27)
+    before = _items(11, 21)
+    after = _items(8, 24)
+    after[11:13] = [True, True]  # won two the last adapter missed, lost three it had
+    assert sum(after) == 10
+    verdict = judge(before, after, BASE_KEEP, BASE_KEEP, held_out_base=base)
+    assert verdict.accepted, verdict.reason
+    assert "within the noise of the adapter it replaces (3 items lost, 2 won)" in verdict.reason
+    assert verdict.held_out_base == 5 / 32
+    # The old rule (the adapter before as the bar, strict gain) rejects the same try.
+    assert not judge(before, after, BASE_KEEP, BASE_KEEP).accepted
+
+
+def test_it_rejects_a_try_that_falls_behind_the_adapter_it_replaces_beyond_noise():
+    base, before = _items(5, 27), _items(16, 16)
+    after = _items(7, 25)  # still above the base, but 9 lost and none won: 9 > 1.96 * 3
+    verdict = judge(before, after, BASE_KEEP, BASE_KEEP, held_out_base=base)
+    assert not verdict.accepted
+    assert (
+        "fell behind the adapter it replaces beyond noise" in verdict.reason
+        and "9 items lost, 0 won" in verdict.reason
+    )
+
+
+def test_it_rejects_a_try_no_better_than_the_base_however_the_last_adapter_did():
+    base, before = _items(5, 27), _items(6, 26)
+    verdict = judge(before, _items(5, 27), BASE_KEEP, BASE_KEEP, held_out_base=base)
+    assert not verdict.accepted and "no gain over the base on held-out phrasings" in verdict.reason
 
 
 def test_it_rejects_a_keep_skill_that_drops_beyond_its_noise():
