@@ -14,11 +14,9 @@ bound (``z``) of its accuracy now is below the base model's accuracy on the same
 decision reads the probe, never the exam, so the exam stays a clean report. A rejected try is rolled
 back and retried with more replay and a lower learning rate (:func:`retry_settings`).
 
-Why (2) is not "a strict gain over the round before": on a probe of a few dozen items, one item
-decides such a rule, and the round before was itself accepted on a high reading of the same items.
-Measured (docs/benchmarks/teaching.md, docs/decisions.md): a round rejected on 0.34 -> 0.31 was
-better on the exam than the adapter kept (27.5 / 43.8 against 26.2 / 31.2 held-out / training
-phrasings), and its retries cost a third of the run's time.
+Rule 2 is not "a strict gain over the round before": on a probe of a few dozen items one item
+would decide, against a bar that was itself accepted on a high reading of the same items. The
+measurements behind this: docs/decisions.md, "A round gains over the base and may hold level".
 """
 
 from __future__ import annotations
