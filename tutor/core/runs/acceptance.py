@@ -57,9 +57,7 @@ def judge(
     base model, in the same order). Without ``held_out_base`` the adapter before the round is the base."""
     if len(held_out_before) != len(held_out_after):
         raise ValueError("held-out probe answers before and after must be of the same items")
-    if held_out_base is None:
-        held_out_base = held_out_before
-    elif len(held_out_base) != len(held_out_after):
+    if held_out_base is not None and len(held_out_base) != len(held_out_after):
         raise ValueError("held-out probe answers of the base must be of the same items")
     before = _mean(held_out_before) if held_out_before else None
     after = _mean(held_out_after) if held_out_after else None
@@ -80,41 +78,44 @@ def judge(
         }
         if upper < base_acc:
             dropped.append(f"{skill} {base_acc:.2f} -> {now_acc:.2f}")
-    gain_ok, gain = _held_out_verdict(held_out_base, held_out_before, held_out_after, z)
+    gain_ok, gain = _held_out_verdict(held_out_before, held_out_after, before, after, base, z)
     if dropped:
         reason = f"a keep skill dropped beyond noise ({'; '.join(dropped)}); {gain}"
     elif not gain_ok:
         reason = gain
     else:
         reason = f"{gain}; no keep skill dropped beyond noise"
-    return Judgement(not dropped and gain_ok, reason, before, after, keep, base)
+    return Judgement(not dropped and gain_ok, reason, before, after, keep, before if base is None else base)
 
 
 def _held_out_verdict(
-    base: Sequence[bool], before: Sequence[bool], after: Sequence[bool], z: float
+    before_items: Sequence[bool],
+    after_items: Sequence[bool],
+    before: float | None,
+    after: float | None,
+    base: float | None,
+    z: float,
 ) -> tuple[bool, str]:
-    """Rules 1 and 2 of the module docstring on the held-out probe: (passes, what it read)."""
-    if not after:
+    """Rules 1 and 2 of the module docstring on the held-out probe: (passes, what it read). ``base``
+    None: the adapter before the round is the base (the first round)."""
+    if before is None or after is None:
         return True, "no held-out probe items to judge by"
-    b, a = _mean(before), _mean(after)
-    figures = f"held-out probe {b:.2f} -> {a:.2f}"
-    if base is not before:
-        figures += f", base {_mean(base):.2f}"
-    if _mean(after) <= _mean(base):
-        what = (
-            "no gain on held-out phrasings"
-            if base is before
-            else "no gain over the base on held-out phrasings"
-        )
-        return False, f"{what} ({figures})"
-    lost = sum(was and not now for was, now in zip(before, after, strict=True))
-    won = sum(now and not was for was, now in zip(before, after, strict=True))
+    figures = f"held-out probe {before:.2f} -> {after:.2f}"
+    if base is None:
+        if after <= before:
+            return False, f"no gain on held-out phrasings ({figures})"
+        return True, figures
+    figures += f", base {base:.2f}"
+    if after <= base:
+        return False, f"no gain over the base on held-out phrasings ({figures})"
+    lost = sum(was and not now for was, now in zip(before_items, after_items, strict=True))
+    won = sum(now and not was for was, now in zip(before_items, after_items, strict=True))
     if lost - won > z * math.sqrt(lost + won):
         return (
             False,
             f"fell behind the adapter it replaces beyond noise ({figures}: {lost} items lost, {won} won)",
         )
-    if a < b:
+    if after < before:
         return True, f"{figures}: within the noise of the adapter it replaces ({lost} items lost, {won} won)"
     return True, figures
 
