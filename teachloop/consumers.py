@@ -8,6 +8,7 @@ that is not a string (``null``, a number, a list) reads as absent, never as its 
 from __future__ import annotations
 
 import json
+from abc import ABCMeta, abstractmethod
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -58,7 +59,7 @@ class FormConsumer(AsyncWebsocketConsumer):
         """Handle one form; a consumer that takes none keeps this default, which ignores it."""
 
 
-class LiveStateConsumer(FormConsumer):
+class LiveStateConsumer(FormConsumer, metaclass=ABCMeta):
     """The live part of a staff page about one object (a teaching run, an evaluation): on connect the
     current fragments from :meth:`snapshot`, then every update sent to :meth:`group` as
     ``{"type": ..., "fragments": {...}}``. With ``?part=row`` the object's row of its list is sent
@@ -67,12 +68,13 @@ class LiveStateConsumer(FormConsumer):
 
     id_kwarg = "id"
 
+    @abstractmethod
     def group(self, object_id: int) -> str:
-        raise NotImplementedError
+        """The channel-layer group that carries the updates of object ``object_id``."""
 
+    @abstractmethod
     async def snapshot(self, object_id: int) -> dict[str, str] | None:
         """The fragments by part, or None when there is no such object."""
-        raise NotImplementedError
 
     async def connect(self) -> None:
         user = self.scope.get("user")

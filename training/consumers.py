@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import weakref
+from abc import ABCMeta, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ MAX_STREAM_CHARS = 8000  # model output is untrusted: stop showing it past a san
 MAX_PLAYGROUND_ADAPTERS = 6  # columns run one after the other: keep one prompt's wait bounded
 
 
-class _ModelStreamConsumer(FormConsumer):
+class _ModelStreamConsumer(FormConsumer, metaclass=ABCMeta):
     """What Try it and the Playground share: staff only, one registered model per socket, one
     generation at a time per socket. Forms: ``prompt`` (plus what a subclass reads) to start,
     ``stop`` to stop; a prompt while one is generating is refused with a status line.
@@ -66,13 +67,13 @@ class _ModelStreamConsumer(FormConsumer):
             self.stop_event = threading.Event()
             self.pump = asyncio.create_task(generation)
 
+    @abstractmethod
     async def send_status(self, status: str, *, error: bool = False) -> None:
         """Show one line about the whole socket (a refused form, a finished generation)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def generation(self, prompt: str, form: FormMessage) -> Coroutine[Any, Any, None] | None:
         """The coroutine that streams the answer to ``form``, or ``None`` after refusing it."""
-        raise NotImplementedError
 
     async def stream_reply(
         self, pieces: Callable[[], Iterable[str]], send_piece: Callable[[str], Awaitable[None]]
