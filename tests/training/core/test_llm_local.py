@@ -146,8 +146,32 @@ def test_it_releases_the_lock_when_a_stream_is_closed_early(tiny_llm):
     assert results and len(results[0]) == 1
 
 
-def test_it_reports_a_failure_in_the_stream_thread_as_a_generation_error(tiny_model_dir):
+def test_it_reports_a_failure_while_streaming_as_a_generation_error(tiny_model_dir):
     llm = LocalLLM(tiny_spec(tiny_model_dir))
+    forward = llm.model.forward
+
+    def broken_forward(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    llm.model.forward = broken_forward
+    with pytest.raises(GenerationError, match="out of memory"):
+        list(llm.stream(CONVERSATIONS[0], GREEDY))
+    assert llm._lock.acquire(timeout=5)
+    llm._lock.release()
+    # The next stream is served as if nothing had happened.
+    llm.model.forward = forward
+    assert "".join(llm.stream(CONVERSATIONS[0], GREEDY)) == llm.generate([CONVERSATIONS[0]], GREEDY)[0].text
+
+
+def test_a_model_that_cannot_be_batched_streams_one_at_a_time_the_same_text(tiny_model_dir):
+    llm = LocalLLM(tiny_spec(tiny_model_dir))
+    llm._batcher = None  # what a model with sliding-window layers gets (batching.can_batch)
+    params = GenerationParams(max_new_tokens=24)
+    full = llm.generate([CONVERSATIONS[1]], params)[0].text
+    stop = re.search(r"[A-Za-z]{2}", full[2:]).group()
+
+    assert "".join(llm.stream(CONVERSATIONS[1], params)) == full
+    assert "".join(llm.stream(CONVERSATIONS[1], params.replace(stop=(stop,)))) == full[: full.find(stop)]
 
     def broken_generate(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")

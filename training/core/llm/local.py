@@ -23,6 +23,7 @@ from typing import Any
 
 from training.core.errors import first_line
 
+from . import batching
 from .base import (
     LLM,
     Conversation,
@@ -195,6 +196,34 @@ def _held_suffix(text: str, stops: Sequence[str]) -> int:
     return best
 
 
+def _cut_at_stops(pieces: Iterator[str], stops: Sequence[str]) -> Iterator[str]:
+    """``pieces`` up to the first stop string; what might start one is held back until the next
+    piece decides. Closes ``pieces`` when done (which ends its generation)."""
+    stops = [s for s in stops if s]
+    pending = ""
+    try:
+        for piece in pieces:
+            if not stops:
+                yield piece
+                continue
+            pending += piece
+            cut = _find_stop(pending, stops)
+            if cut >= 0:
+                if pending[:cut]:
+                    yield pending[:cut]
+                return
+            keep = _held_suffix(pending, stops)
+            ready, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
+            if ready:
+                yield ready
+        if pending:
+            yield pending
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
+
+
 def _make_stopping_classes():
     """StoppingCriteria subclasses, built lazily so importing this module stays cheap."""
     import torch
@@ -237,7 +266,18 @@ def _make_stopping_classes():
                 (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
             )
 
-    return StopOnText, StopOnEvent
+    class GiveWay(StoppingCriteria):
+        """Stop nothing; at every token, let the model's streams run first (:mod:`.batching`)."""
+
+        def __init__(self, batcher: batching.StreamBatcher) -> None:
+            self.batcher = batcher
+
+        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            if self.batcher.busy():
+                self.batcher.give_way()
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return StopOnText, StopOnEvent, GiveWay
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +300,8 @@ class LocalLLM(LLM):
         self._lock = threading.RLock()
         self._progress = progress or _noop
         self._adapters: list[str] = []
+        self._adapters_off = False  # inside _adapter_context(None) with adapters loaded
+        self._batcher: batching.StreamBatcher | None = None  # set by _prepare where the model allows
         self.device, self.dtype = _pick_device()
         if spec.backend == "transformers":
             tokenizer, model = self._load_transformers(spec.source)
@@ -363,7 +405,8 @@ class LocalLLM(LLM):
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
         )
         self._template = self.spec.chat_template or getattr(tokenizer, "chat_template", None) or ""
-        self._stop_on_text, self._stop_on_event = _make_stopping_classes()
+        self._stop_on_text, self._stop_on_event, self._give_way = _make_stopping_classes()
+        self._batcher = batching.StreamBatcher(self) if batching.can_batch(self.model) else None
 
     # -- common pieces ------------------------------------------------------------------------
 
@@ -392,7 +435,11 @@ class LocalLLM(LLM):
             yield
         elif self._adapters:
             with model.disable_adapter():
-                yield
+                self._adapters_off = True
+                try:
+                    yield
+                finally:
+                    self._adapters_off = False
         else:
             yield
 
@@ -500,10 +547,13 @@ class LocalLLM(LLM):
         input_ids, attention_mask = self._left_pad(prompts)
         width = input_ids.shape[1]
         stop_on_text = self._stop_on_text(self.tokenizer, width, params.stop)
+        criteria = [stop_on_text]
+        if self._batcher is not None:
+            criteria.append(self._give_way(self._batcher))
         output = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            stopping_criteria=StoppingCriteriaList([stop_on_text]),
+            stopping_criteria=StoppingCriteriaList(criteria),
             **self._generate_kwargs(params),
         )
         eos = set(self._eos_ids)
@@ -542,17 +592,22 @@ class LocalLLM(LLM):
     ) -> Iterator[str]:
         """Yield the reply piece by piece; text from a stop string on is never yielded.
 
-        Bad input raises here, before iteration. Generation runs in a background thread holding the
-        lock; closing the iterator early stops it within one token and releases the lock.
+        Bad input raises here, before iteration. Concurrent streams are one continuously batched
+        generation (:mod:`.batching`), served before this model's ``generate`` and scoring calls;
+        closing the iterator early ends the stream within one token. A model whose cache cannot be
+        batched streams one at a time under the lock instead.
         """
         params = self._params(params)
         validate_conversation(self.name, conversation)
-        with self._lock:
-            self._require_model()
-            self._check_adapter(adapter)
-        return self._stream(conversation, params, adapter)
+        # No model lock here: a stream must not wait for a long generate call to start.
+        self._require_model()
+        self._check_adapter(adapter)
+        batcher = self._batcher
+        if batcher is None:
+            return _cut_at_stops(self._stream_alone(conversation, params, adapter), params.stop)
+        return _cut_at_stops(batcher.submit(self._encode_prompt(conversation), params, adapter), params.stop)
 
-    def _stream(
+    def _stream_alone(
         self, conversation: Conversation, params: GenerationParams, adapter: str | None
     ) -> Iterator[str]:
         import torch
@@ -581,30 +636,11 @@ class LocalLLM(LLM):
 
         thread = threading.Thread(target=run, name=f"stream-{self.name}", daemon=True)
         thread.start()
-        stops = [s for s in params.stop if s]
-        pending = ""
         try:
             for raw in streamer:
                 piece = without_nul(raw)
-                if not stops:
-                    if piece:
-                        yield piece
-                    continue
-                pending += piece
-                cut = _find_stop(pending, stops)
-                if cut >= 0:
-                    if pending[:cut]:
-                        yield pending[:cut]
-                    pending = ""
-                    break
-                # Hold back what might be the start of a stop string until the next piece decides.
-                keep = _held_suffix(pending, stops)
-                ready, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-                if ready:
-                    yield ready
-            else:
-                if pending:
-                    yield pending
+                if piece:
+                    yield piece
         finally:
             cancel.set()
             thread.join()
@@ -665,6 +701,8 @@ class LocalLLM(LLM):
             try:
                 with self._adapter_context(adapter), torch.inference_mode():
                     for start in range(0, len(order), MICRO_BATCH):
+                        if self._batcher is not None and self._batcher.busy():
+                            self._batcher.give_way()
                         chunk = order[start : start + MICRO_BATCH]
                         for i, score in zip(
                             chunk, self._score_batch([encoded[i] for i in chunk]), strict=True
@@ -733,10 +771,14 @@ class LocalLLM(LLM):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Drop the model and tokenizer and free GPU memory. Safe to call twice."""
+        """Drop the model and tokenizer and free GPU memory; running streams end with an error.
+        Safe to call twice."""
         with self._lock:
             if getattr(self, "model", None) is None:
                 return
+            if self._batcher is not None:
+                self._batcher.close()
+                self._batcher = None
             self.model = None
             self._adapters = []
             gc.collect()

@@ -1,0 +1,189 @@
+"""Concurrent streams of one local model, continuously batched (training.core.llm.batching).
+
+On the tiny random Llama: greedy text is deterministic, so every stream must read exactly what
+``generate`` gives for its conversation alone, however the streams overlap.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.tiny_model import tiny_spec
+from training.core.llm import batching
+from training.core.llm.base import GenerationError, GenerationParams
+from training.core.llm.local import LocalLLM
+
+PARAMS = GenerationParams(max_new_tokens=24)
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is 2+3?"}],
+    [
+        {"role": "system", "content": "You are a patient teacher."},
+        {"role": "user", "content": "Explain photosynthesis to a child, then give an example."},
+    ],
+    [{"role": "user", "content": "hi"}],
+    [{"role": "user", "content": "The capital of France is"}],
+    [{"role": "user", "content": "Water boils at"}],
+]
+
+
+@pytest.fixture(scope="module")
+def llm(tiny_model_dir):
+    model = LocalLLM(tiny_spec(tiny_model_dir))
+    yield model
+    model.close()
+
+
+def read_all(streams: dict[int, object], results: dict[int, str]) -> None:
+    """Read several streams a piece at a time each, round robin, as concurrent sockets would."""
+    pending = {key: iter(stream) for key, stream in streams.items()}
+    parts: dict[int, list[str]] = {key: [] for key in streams}
+    while pending:
+        for key in list(pending):
+            try:
+                parts[key].append(next(pending[key]))
+            except StopIteration:
+                del pending[key]
+                results[key] = "".join(parts[key])
+
+
+def idle(llm: LocalLLM) -> bool:
+    """Whether the batch empties within a few seconds (rows leave at the end of their last step)."""
+    deadline = time.monotonic() + 10
+    while llm._batcher.busy() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not llm._batcher.busy()
+
+
+def test_the_bundled_kind_of_model_is_batched(llm):
+    assert batching.can_batch(llm.model)
+    assert llm._batcher is not None
+
+
+def test_concurrent_streams_each_read_what_generate_gives_alone(llm):
+    expected = [llm.generate([c], PARAMS)[0].text for c in CONVERSATIONS]
+    assert len(set(expected)) > 1
+
+    results: dict[int, str] = {}
+    read_all({i: llm.stream(c, PARAMS) for i, c in enumerate(CONVERSATIONS)}, results)
+
+    assert [results[i] for i in range(len(CONVERSATIONS))] == expected
+    assert idle(llm), "finished streams stayed in the batch"
+
+
+def test_a_stream_that_joins_a_running_batch_reads_the_same_text(llm):
+    long = GenerationParams(max_new_tokens=60)
+    expected_long = llm.generate([CONVERSATIONS[1]], long)[0].text
+    expected_late = [llm.generate([c], PARAMS)[0].text for c in CONVERSATIONS[2:]]
+
+    first = llm.stream(CONVERSATIONS[1], long)
+    text = next(first)  # the first stream is running ...
+    late = [llm.stream(c, PARAMS) for c in CONVERSATIONS[2:]]  # ... when these join it
+    results: dict[int, str] = {}
+    read_all({0: first, **{i + 1: s for i, s in enumerate(late)}}, results)
+
+    assert text + results[0] == expected_long
+    assert [results[i + 1] for i in range(len(late))] == expected_late
+
+
+def test_closing_one_stream_early_leaves_the_others_untouched(llm):
+    expected = [llm.generate([c], PARAMS)[0].text for c in CONVERSATIONS[:3]]
+    streams = [llm.stream(c, GenerationParams(max_new_tokens=24)) for c in CONVERSATIONS[:3]]
+    next(streams[1])
+    streams[1].close()  # a learner left mid-reply
+
+    results: dict[int, str] = {}
+    read_all({0: streams[0], 2: streams[2]}, results)
+
+    assert results == {0: expected[0], 2: expected[2]}
+    assert idle(llm), "the closed stream stayed in the batch"
+
+
+def test_a_stream_cuts_at_a_stop_string(llm):
+    full = llm.generate([CONVERSATIONS[1]], PARAMS)[0].text
+    stop = full[len(full) // 2 : len(full) // 2 + 2]
+    params = PARAMS.replace(stop=(stop,))
+
+    assert "".join(llm.stream(CONVERSATIONS[1], params)) == llm.generate([CONVERSATIONS[1]], params)[0].text
+
+
+def test_sampled_streams_repeat_with_a_seed_and_differ_without(llm):
+    params = GenerationParams(max_new_tokens=24, temperature=1.0, top_p=0.9, seed=7)
+    results: dict[int, str] = {}
+    read_all(
+        {
+            0: llm.stream(CONVERSATIONS[0], params),
+            1: llm.stream(CONVERSATIONS[0], params),
+            2: llm.stream(CONVERSATIONS[0], params.replace(seed=8)),
+        },
+        results,
+    )
+
+    assert results[0] == results[1]
+    assert results[0] != results[2]
+
+
+def test_streams_with_different_adapters_share_a_batch(tiny_model_dir, tiny_lora_dir):
+    llm = LocalLLM(tiny_spec(tiny_model_dir))
+    llm.load_adapter("kind", str(tiny_lora_dir))
+    base = llm.generate([CONVERSATIONS[1]], PARAMS)[0].text
+    adapted = llm.generate([CONVERSATIONS[1]], PARAMS, adapter="kind")[0].text
+    assert base != adapted
+
+    results: dict[int, str] = {}
+    read_all(
+        {0: llm.stream(CONVERSATIONS[1], PARAMS), 1: llm.stream(CONVERSATIONS[1], PARAMS, adapter="kind")},
+        results,
+    )
+
+    assert results == {0: base, 1: adapted}
+    llm.close()
+
+
+def test_a_stream_runs_inside_a_long_generate_call_instead_of_after_it(tiny_model_dir, tiny_lora_dir):
+    # A teaching run's micro-batch (here: 8 rows of 300 tokens, adapters off) holds the model; a
+    # learner's stream must finish while it is still running, and neither may change the other.
+    llm = LocalLLM(tiny_spec(tiny_model_dir))
+    llm.load_adapter("kind", str(tiny_lora_dir))
+    background = [CONVERSATIONS[i % len(CONVERSATIONS)] for i in range(8)]
+    long = GenerationParams(max_new_tokens=300)
+    expected_background = llm.generate(background, long)
+    expected_stream = llm.generate([CONVERSATIONS[0]], PARAMS, adapter="kind")[0].text
+
+    started = threading.Event()
+    give_way = llm._give_way
+
+    class Signal(give_way):
+        def __call__(self, input_ids, scores, **kwargs):
+            started.set()
+            return super().__call__(input_ids, scores, **kwargs)
+
+    llm._give_way = Signal
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(llm.generate(background, long)))
+    worker.start()
+    assert started.wait(30)
+
+    streamed = "".join(llm.stream(CONVERSATIONS[0], PARAMS, adapter="kind"))
+    still_running = worker.is_alive()
+    worker.join(120)
+
+    assert streamed == expected_stream
+    assert still_running, "the stream waited for the whole generate call"
+    assert done == [expected_background]
+    llm.close()
+
+
+def test_closing_the_model_ends_a_running_stream_with_an_error(tiny_model_dir):
+    llm = LocalLLM(tiny_spec(tiny_model_dir))
+    stream = llm.stream(CONVERSATIONS[0], GenerationParams(max_new_tokens=400))
+    next(stream)
+    llm.close()
+
+    with pytest.raises(GenerationError, match="closed"):
+        list(stream)
+    with pytest.raises(GenerationError, match="closed"):
+        llm.stream(CONVERSATIONS[0], PARAMS)
