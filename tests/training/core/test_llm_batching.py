@@ -143,27 +143,32 @@ def test_streams_with_different_adapters_share_a_batch(tiny_model_dir, tiny_lora
     llm.close()
 
 
-def test_a_stream_runs_inside_a_long_generate_call_instead_of_after_it(tiny_model_dir, tiny_lora_dir):
+@pytest.mark.parametrize(
+    "background_params",
+    [GenerationParams(max_new_tokens=300), GenerationParams(max_new_tokens=300, temperature=1.0, seed=3)],
+    ids=["greedy", "sampled"],
+)
+def test_a_stream_runs_inside_a_long_generate_call_instead_of_after_it(
+    tiny_model_dir, tiny_lora_dir, background_params
+):
     # A teaching run's micro-batch (here: 8 rows of 300 tokens, adapters off) holds the model; a
     # learner's stream must finish while it is still running, and neither may change the other.
     llm = LocalLLM(tiny_spec(tiny_model_dir))
     llm.load_adapter("kind", str(tiny_lora_dir))
     background = [CONVERSATIONS[i % len(CONVERSATIONS)] for i in range(8)]
-    long = GenerationParams(max_new_tokens=300)
-    expected_background = llm.generate(background, long)
+    expected_background = llm.generate(background, background_params)
     expected_stream = llm.generate([CONVERSATIONS[0]], PARAMS, adapter="kind")[0].text
 
     started = threading.Event()
-    give_way = llm._give_way
+    streams_first = llm._streams_first
 
-    class Signal(give_way):
-        def __call__(self, input_ids, scores, **kwargs):
-            started.set()
-            return super().__call__(input_ids, scores, **kwargs)
+    def signal() -> None:
+        started.set()
+        streams_first()
 
-    llm._give_way = Signal
+    llm._streams_first = signal
     done: list = []
-    worker = threading.Thread(target=lambda: done.append(llm.generate(background, long)))
+    worker = threading.Thread(target=lambda: done.append(llm.generate(background, background_params)))
     worker.start()
     assert started.wait(30)
 

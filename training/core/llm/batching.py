@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,15 +58,135 @@ def can_batch(model: Any) -> bool:
 
 @dataclass(eq=False)
 class _Row:
+    """One sequence in a batch: its prompt, adapter, the tokens made so far and its next position."""
+
     prompt: list[int]
-    params: GenerationParams
     adapter: str | None
-    generator: Any  # torch.Generator for sampling rows, None for greedy
+    tokens: list[int] = field(default_factory=list)
+    position: int = 0  # position id of the token this row feeds next
+
+
+@dataclass(eq=False)
+class _StreamRow(_Row):
+    params: GenerationParams = field(default_factory=GenerationParams)
+    generator: Any = None  # torch.Generator for sampling rows, None for greedy
     out: queue.Queue = field(default_factory=queue.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
-    tokens: list[int] = field(default_factory=list)
     shown: int = 0  # characters of the decoded reply already handed out
-    position: int = 0  # position id of the token this row feeds next
+
+
+class _Batch:
+    """The tensors of a running batch: one left-padded key/value cache, its attention mask and the
+    token each row feeds next. Rows join after their own prefill and leave whenever they are done.
+
+    ``by_name``: pass each row's adapter to the model (peft's mixed batch); otherwise the caller has
+    set the one adapter every row uses."""
+
+    def __init__(self, owner: Any, *, by_name: bool) -> None:
+        self.owner = owner
+        self.by_name = by_name
+        self.rows: list[_Row] = []
+        self.next: list[int] = []
+        self._cache: Any = None
+        self._mask: Any = None  # [rows, cache length]: 1 for real tokens, 0 for left padding
+
+    def prefill(self, model: Any, new: list[_Row]) -> Any:
+        """Run the prompts of ``new``, append them to the batch; the logits of their next tokens."""
+        from transformers import DynamicCache
+
+        input_ids, mask = self.owner._left_pad([row.prompt for row in new])
+        cache = DynamicCache()
+        output = model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **self._adapter_kwargs(new),
+        )
+        for row in new:
+            row.position = len(row.prompt)
+        self._join(new, cache, mask)
+        return output.logits[:, -1, :]
+
+    def decode(self, model: Any) -> Any:
+        """Feed every row its next token; the logits of the token after it."""
+        import torch
+
+        device = self._mask.device
+        rows = len(self.rows)
+        width = self._mask.shape[1]
+        self._mask = torch.cat([self._mask, torch.ones((rows, 1), dtype=torch.long, device=device)], 1)
+        output = model(
+            input_ids=torch.tensor(self.next, dtype=torch.long, device=device).view(rows, 1),
+            attention_mask=self._mask,
+            position_ids=torch.tensor([row.position for row in self.rows], device=device).view(rows, 1),
+            past_key_values=self._cache,
+            cache_position=torch.tensor([width], dtype=torch.long, device=device),
+            use_cache=True,
+            **self._adapter_kwargs(self.rows),
+        )
+        for row in self.rows:
+            row.position += 1
+        return output.logits[:, -1, :]
+
+    def keep(self, keep: list[int]) -> None:
+        """Keep only the rows at these indexes (in this order)."""
+        import torch
+
+        if len(keep) == len(self.rows):
+            return
+        if not keep:
+            self.reset()
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self._mask.device)
+        mask = self._mask.index_select(0, index)
+        # Columns that are padding for every row left are dropped with the rows that needed them.
+        start = int(mask.any(0).nonzero()[0].item())
+        self._mask = mask[:, start:]
+        for layer in self._cache.layers:
+            layer.keys = layer.keys.index_select(0, index)[:, :, start:, :]
+            layer.values = layer.values.index_select(0, index)[:, :, start:, :]
+        self.rows = [self.rows[i] for i in keep]
+        self.next = [self.next[i] for i in keep]
+
+    def reset(self) -> None:
+        self.rows, self.next, self._cache, self._mask = [], [], None, None
+
+    def _adapter_kwargs(self, rows: list[_Row]) -> dict[str, Any]:
+        if not self.by_name or not self.owner._adapters:
+            return {}
+        return {"adapter_names": [row.adapter or "__base__" for row in rows]}
+
+    def _join(self, new: list[_Row], cache: Any, mask: Any) -> None:
+        import torch
+
+        if not self.rows:
+            self.rows, self._cache, self._mask, self.next = list(new), cache, mask, [0] * len(new)
+            return
+        width = max(self._mask.shape[1], mask.shape[1])
+        for old, added in zip(self._cache.layers, cache.layers, strict=True):
+            old.keys = torch.cat([_pad_left(old.keys, width), _pad_left(added.keys, width)], 0)
+            old.values = torch.cat([_pad_left(old.values, width), _pad_left(added.values, width)], 0)
+        self._mask = torch.cat([_pad_left(self._mask, width), _pad_left(mask, width)], 0)
+        self.rows.extend(new)
+        self.next.extend([0] * len(new))
+
+
+@contextlib.contextmanager
+def _adapter_layers_on(owner: Any) -> Iterator[Any]:
+    """The model with every adapter layer enabled (rows pick theirs by name); a caller's
+    "adapters off" is put back afterwards."""
+    model = owner._require_model()
+    off = bool(owner._adapters) and getattr(owner, "_adapters_off", False)
+    if off:
+        model.base_model.enable_adapter_layers()
+    try:
+        yield model
+    finally:
+        if off:
+            model.base_model.disable_adapter_layers()
 
 
 class StreamBatcher:
@@ -80,13 +200,10 @@ class StreamBatcher:
     def __init__(self, owner: Any, *, max_rows: int = MAX_ROWS) -> None:
         self.owner = owner
         self.max_rows = max_rows
-        self._waiting: list[_Row] = []  # guarded by _wake's lock; never needs the model's lock
+        self._waiting: list[_StreamRow] = []  # guarded by _wake's lock; never needs the model's lock
         self._wake = threading.Condition()
-        self._rows: list[_Row] = []  # the running batch; guarded by the model's lock
-        self._admitting: list[_Row] = []  # being prefilled, not yet in the batch
-        self._cache: Any = None
-        self._mask: Any = None  # [rows, cache length]: 1 for real tokens, 0 for left padding
-        self._next: list[int] = []  # the token each row feeds at the next step
+        self._batch = _Batch(owner, by_name=True)  # guarded by the model's lock
+        self._admitting: list[_StreamRow] = []  # being prefilled, not yet in the batch
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -103,7 +220,7 @@ class StreamBatcher:
                 generator.manual_seed(params.seed)
             else:
                 generator.seed()
-        row = _Row(prompt=prompt, params=params, adapter=adapter, generator=generator)
+        row = _StreamRow(prompt=prompt, adapter=adapter, params=params, generator=generator)
         with self._wake:
             if self._closed:
                 raise GenerationError(self.owner.name, "the model was closed")
@@ -118,7 +235,7 @@ class StreamBatcher:
 
     def busy(self) -> bool:
         """Whether any stream is running or waiting to join."""
-        return bool(self._rows or self._waiting)
+        return bool(self._batch.rows or self._waiting)
 
     def give_way(self) -> None:
         """Run stream steps until no stream is left. Call it holding the model's lock (a long
@@ -132,12 +249,12 @@ class StreamBatcher:
             self._closed = True
             waiting, self._waiting = self._waiting, []
             self._wake.notify_all()
-        self._fail(self._rows + waiting, GenerationError(self.owner.name, "the model was closed"))
-        self._reset()
+        self._fail(self._rows() + waiting, GenerationError(self.owner.name, "the model was closed"))
+        self._batch.reset()
 
     # -- reading one stream ---------------------------------------------------------------------
 
-    def _read(self, row: _Row) -> Iterator[str]:
+    def _read(self, row: _StreamRow) -> Iterator[str]:
         try:
             while True:
                 item = row.out.get()
@@ -154,7 +271,7 @@ class StreamBatcher:
     def _serve(self) -> None:
         while True:
             with self._wake:
-                while not self._closed and not self._waiting and not self._rows:
+                while not self._closed and not self._waiting and not self._batch.rows:
                     self._wake.wait()
                 if self._closed:
                     return
@@ -169,100 +286,45 @@ class StreamBatcher:
         import torch
 
         try:
-            with self._model_state() as model, torch.inference_mode():
+            with _adapter_layers_on(self.owner) as model, torch.inference_mode():
                 self._drop_finished()
                 self._admit(model)
-                if self._rows:
-                    self._decode(model)
+                if self._batch.rows:
+                    logits = self._batch.decode(model)
+                    for i, row in enumerate(self._rows()):
+                        self._take(i, row, logits[i])
                 self._drop_finished()
         except Exception as exc:  # out of memory, a broken adapter: every stream in the batch ends
             error = GenerationError(self.owner.name, f"generation failed: {first_line(exc)}")
-            self._fail(self._rows + self._admitting, error)
-            self._reset()
+            self._fail(self._rows() + self._admitting, error)
+            self._batch.reset()
+            self._admitting = []
 
-    @contextlib.contextmanager
-    def _model_state(self) -> Iterator[Any]:
-        """The model with every adapter layer enabled (rows pick theirs by name); a caller's
-        "adapters off" is put back afterwards."""
-        model = self.owner._require_model()
-        off = bool(self.owner._adapters) and getattr(self.owner, "_adapters_off", False)
-        if off:
-            model.base_model.enable_adapter_layers()
-        try:
-            yield model
-        finally:
-            if off:
-                model.base_model.disable_adapter_layers()
+    def _rows(self) -> list[_StreamRow]:
+        return self._batch.rows  # type: ignore[return-value]  # only stream rows join this batch
 
     def _admit(self, model: Any) -> None:
-        from transformers import DynamicCache
-
         with self._wake:
-            room = max(0, self.max_rows - len(self._rows))
+            room = max(0, self.max_rows - len(self._batch.rows))
             new, self._waiting = self._waiting[:room], self._waiting[room:]
         new = [row for row in new if not self._ended_before_start(row) and self._adapter_known(row)]
         if not new:
             return
         self._admitting = new
-        input_ids, mask = self.owner._left_pad([row.prompt for row in new])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        output = model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-            **self._adapter_kwargs(new),
-        )
-        logits = output.logits[:, -1, :]
-        for row in new:
-            row.position = len(row.prompt)
-        self._join(new, cache, mask)
+        logits = self._batch.prefill(model, new)
         self._admitting = []
-        offset = len(self._rows) - len(new)
+        offset = len(self._batch.rows) - len(new)
         for i, row in enumerate(new):
             self._take(offset + i, row, logits[i])
 
-    def _decode(self, model: Any) -> None:
-        import torch
-
-        device = self.owner.device
-        input_ids = torch.tensor([[t] for t in self._next], dtype=torch.long, device=device)
-        positions = torch.tensor([[row.position] for row in self._rows], dtype=torch.long, device=device)
-        width = self._mask.shape[1]
-        self._mask = torch.cat(
-            [self._mask, torch.ones((len(self._rows), 1), dtype=torch.long, device=device)], 1
-        )
-        output = model(
-            input_ids=input_ids,
-            attention_mask=self._mask,
-            position_ids=positions,
-            past_key_values=self._cache,
-            cache_position=torch.tensor([width], dtype=torch.long, device=device),
-            use_cache=True,
-            **self._adapter_kwargs(self._rows),
-        )
-        logits = output.logits[:, -1, :]
-        for i, row in enumerate(list(self._rows)):
-            row.position += 1
-            self._take(i, row, logits[i])
-
-    def _adapter_kwargs(self, rows: list[_Row]) -> dict[str, Any]:
-        if not self.owner._adapters:
-            return {}
-        return {"adapter_names": [row.adapter or "__base__" for row in rows]}
-
-    def _take(self, index: int, row: _Row, logits: Any) -> None:
+    def _take(self, index: int, row: _StreamRow, logits: Any) -> None:
         """Choose row's next token, hand out the text it completes, and note whether it is done."""
-        token = self._choose(row, logits)
-        self._next[index] = token
+        token = _choose(row, logits)
+        self._batch.next[index] = token
+        row.tokens.append(token)
         if token in self.owner._eos_ids:
-            row.tokens.append(token)
             self._finish(row)
             return
-        row.tokens.append(token)
         text = without_nul(self.owner.tokenizer.decode(row.tokens, skip_special_tokens=True))
         # A character split over several tokens decodes as U+FFFD until its last byte arrives.
         ready = text.rstrip("\ufffd")
@@ -274,31 +336,15 @@ class StreamBatcher:
                 row.out.put(text[row.shown :])
             self._finish(row)
 
-    @staticmethod
-    def _choose(row: _Row, logits: Any) -> int:
-        import torch
+    # -- rows coming and going ------------------------------------------------------------------
 
-        if row.generator is None:
-            return int(torch.argmax(logits).item())
-        scores = logits.float() / row.params.temperature
-        probs = torch.softmax(scores, dim=-1)
-        if row.params.top_p < 1.0:
-            ordered, index = torch.sort(probs, descending=True)
-            # Keep the smallest set whose mass reaches top_p (the most likely token always stays).
-            drop = ordered.cumsum(-1) - ordered > row.params.top_p
-            ordered[drop] = 0.0
-            probs = torch.zeros_like(probs).scatter(-1, index, ordered)
-        return int(torch.multinomial(probs, 1, generator=row.generator).item())
-
-    # -- batch bookkeeping ----------------------------------------------------------------------
-
-    def _ended_before_start(self, row: _Row) -> bool:
+    def _ended_before_start(self, row: _StreamRow) -> bool:
         if row.cancel.is_set():
             row.out.put(_END)
             return True
         return False
 
-    def _adapter_known(self, row: _Row) -> bool:
+    def _adapter_known(self, row: _StreamRow) -> bool:
         try:
             self.owner._check_adapter(row.adapter)
         except GenerationError as exc:  # unloaded since the stream was asked for
@@ -306,57 +352,125 @@ class StreamBatcher:
             return False
         return True
 
-    def _finish(self, row: _Row) -> None:
+    def _finish(self, row: _StreamRow) -> None:
         if not row.cancel.is_set():
             row.out.put(_END)
         row.cancel.set()
 
-    def _join(self, new: list[_Row], cache: Any, mask: Any) -> None:
-        """Append the prefilled rows to the running batch, left-padding whichever cache is shorter."""
-        import torch
-
-        if not self._rows:
-            self._rows, self._cache, self._mask = list(new), cache, mask
-            self._next = [0] * len(new)
-            return
-        width = max(self._mask.shape[1], mask.shape[1])
-        old_layers, new_layers = self._cache.layers, cache.layers
-        for old, added in zip(old_layers, new_layers, strict=True):
-            old.keys = torch.cat([_pad_left(old.keys, width), _pad_left(added.keys, width)], 0)
-            old.values = torch.cat([_pad_left(old.values, width), _pad_left(added.values, width)], 0)
-        self._mask = torch.cat([_pad_left(self._mask, width), _pad_left(mask, width)], 0)
-        self._rows.extend(new)
-        self._next.extend([0] * len(new))
-
     def _drop_finished(self) -> None:
-        if not any(row.cancel.is_set() for row in self._rows):
-            return
-        import torch
-
-        keep = [i for i, row in enumerate(self._rows) if not row.cancel.is_set()]
-        if not keep:
-            self._reset()
-            return
-        index = torch.tensor(keep, dtype=torch.long, device=self._mask.device)
-        mask = self._mask.index_select(0, index)
-        # Columns that are padding for every row left are dropped with the rows that needed them.
-        start = int(mask.any(0).nonzero()[0].item())
-        self._mask = mask[:, start:]
-        for layer in self._cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, start:, :]
-            layer.values = layer.values.index_select(0, index)[:, :, start:, :]
-        self._rows = [self._rows[i] for i in keep]
-        self._next = [self._next[i] for i in keep]
-
-    def _reset(self) -> None:
-        self._rows, self._cache, self._mask, self._next, self._admitting = [], None, None, [], []
+        rows = self._rows()
+        if any(row.cancel.is_set() for row in rows):
+            self._batch.keep([i for i, row in enumerate(rows) if not row.cancel.is_set()])
 
     @staticmethod
-    def _fail(rows: list[_Row], error: BaseException) -> None:
+    def _fail(rows: list[_StreamRow], error: BaseException) -> None:
         for row in rows:
             if not row.cancel.is_set():
                 row.out.put(error)
             row.cancel.set()
+
+
+def _choose(row: _StreamRow, logits: Any) -> int:
+    import torch
+
+    if row.generator is None:
+        return int(torch.argmax(logits).item())
+    scores = logits.float() / row.params.temperature
+    probs = torch.softmax(scores, dim=-1)
+    if row.params.top_p < 1.0:
+        ordered, index = torch.sort(probs, descending=True)
+        # Keep the smallest set whose mass reaches top_p (the most likely token always stays).
+        drop = ordered.cumsum(-1) - ordered > row.params.top_p
+        ordered[drop] = 0.0
+        probs = torch.zeros_like(probs).scatter(-1, index, ordered)
+    return int(torch.multinomial(probs, 1, generator=row.generator).item())
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A greedy row's new tokens (the end-of-turn token included when it came) and why it ended."""
+
+    tokens: list[int]
+    hit_eos: bool
+    stopped: bool  # a stop string appeared (its text is still in the tokens)
+
+
+def generate_greedy(
+    owner: Any,
+    model: Any,
+    prompts: list[list[int]],
+    params: GenerationParams,
+    *,
+    rows: int,
+    between_steps: Callable[[], None] = lambda: None,
+) -> list[Finished]:
+    """Greedy replies to ``prompts``, at most ``rows`` at a time; a finished row's place goes to the
+    next prompt (in the order given), so no row waits for the longest reply of a micro-batch.
+
+    Every row uses whichever adapter the caller has set. ``between_steps`` runs after each step (the
+    caller lets its streams go first there). Call it holding the model's lock, in inference mode.
+    """
+    import torch
+
+    batch = _Batch(owner, by_name=False)
+    results: list[Finished | None] = [None] * len(prompts)
+    index_of: dict[int, int] = {}  # id(row) -> its prompt's index
+    stops = [s for s in params.stop if s]
+    window = max((len(s) for s in stops), default=0) + 8  # as StopOnText reads a row's tail
+    eos = set(owner._eos_ids)
+    waiting = list(range(len(prompts)))
+    waiting.reverse()  # pop() takes them in the order given
+    refill = max(1, rows // 4)  # prefill joiners in groups: one at a time would cost a step each
+
+    def done(row: _Row, *, hit_eos: bool = False, stopped: bool = False) -> None:
+        results[index_of[id(row)]] = Finished(list(row.tokens), hit_eos, stopped)
+
+    while waiting or batch.rows:
+        room = rows - len(batch.rows)
+        logits_new = None
+        joined: list[_Row] = []
+        if waiting and (room >= refill or not batch.rows or len(waiting) <= room):
+            for _ in range(min(room, len(waiting))):
+                i = waiting.pop()
+                row = _Row(prompt=prompts[i], adapter=None)
+                index_of[id(row)] = i
+                joined.append(row)
+            logits_new = batch.prefill(model, joined)
+        else:
+            logits = batch.decode(model)
+        live: list[int] = []
+        offset = len(batch.rows) - len(joined)
+        for i, row in enumerate(batch.rows):
+            if logits_new is not None:
+                if i < offset:
+                    live.append(i)  # it waits for the joiners' prefill: no new token this step
+                    continue
+                token = int(torch.argmax(logits_new[i - offset]).item())
+            else:
+                token = int(torch.argmax(logits[i]).item())
+            batch.next[i] = token
+            row.tokens.append(token)
+            if token in eos:
+                done(row, hit_eos=True)
+            elif (
+                stops
+                and find_stop(owner.tokenizer.decode(row.tokens[-window:], skip_special_tokens=True), stops)
+                >= 0
+            ):
+                done(row, stopped=True)
+            elif len(row.tokens) >= params.max_new_tokens:
+                done(row)
+            else:
+                live.append(i)
+        batch.keep(live)
+        between_steps()
+    return results  # type: ignore[return-value]
+
+
+def find_stop(text: str, stops: Sequence[str]) -> int:
+    """Index of the earliest stop string in ``text``, or -1."""
+    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return min(hits) if hits else -1
 
 
 def _pad_left(tensor: Any, width: int) -> Any:

@@ -36,6 +36,7 @@ from .base import (
     validate_conversation,
     without_nul,
 )
+from .batching import find_stop
 
 Progress = Callable[[str], None]
 
@@ -179,12 +180,6 @@ def _pick_device() -> tuple[Any, Any]:
     return torch.device("cpu"), torch.float32
 
 
-def _find_stop(text: str, stops: Sequence[str]) -> int:
-    """Index of the earliest stop string in ``text``, or -1."""
-    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return min(hits) if hits else -1
-
-
 def _held_suffix(text: str, stops: Sequence[str]) -> int:
     """Length of the longest suffix of ``text`` that could be the start of a stop string."""
     best = 0
@@ -207,7 +202,7 @@ def _cut_at_stops(pieces: Iterator[str], stops: Sequence[str]) -> Iterator[str]:
                 yield piece
                 continue
             pending += piece
-            cut = _find_stop(pending, stops)
+            cut = find_stop(pending, stops)
             if cut >= 0:
                 if pending[:cut]:
                     yield pending[:cut]
@@ -250,7 +245,7 @@ def _make_stopping_classes():
                     done[row] = True
                     continue
                 tail = self.tokenizer.decode(input_ids[row, start:], skip_special_tokens=True)
-                if _find_stop(tail, self.stops) >= 0:
+                if find_stop(tail, self.stops) >= 0:
                     self.stopped_at[row] = input_ids.shape[1] - self.prompt_len
                     done[row] = True
             return done
@@ -269,12 +264,11 @@ def _make_stopping_classes():
     class GiveWay(StoppingCriteria):
         """Stop nothing; at every token, let the model's streams run first (:mod:`.batching`)."""
 
-        def __init__(self, batcher: batching.StreamBatcher) -> None:
-            self.batcher = batcher
+        def __init__(self, streams_first: Callable[[], None]) -> None:
+            self.streams_first = streams_first
 
         def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-            if self.batcher.busy():
-                self.batcher.give_way()
+            self.streams_first()
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     return StopOnText, StopOnEvent, GiveWay
@@ -510,8 +504,11 @@ class LocalLLM(LLM):
     ) -> list[Generation]:
         """Complete each conversation; results come back in input order.
 
-        Runs in micro-batches of :data:`MICRO_BATCH`, shortest prompts together to limit padding.
-        Greedy results do not depend on what else is in the batch (left padding + attention mask).
+        Greedy: :data:`MICRO_BATCH` rows at a time, continuously refilled (a finished row's place
+        goes to the next prompt, :func:`.batching.generate_greedy`), shortest prompts first. Sampling:
+        micro-batches of :data:`MICRO_BATCH` through transformers' ``generate``. Greedy results do not
+        depend on what else is in the batch (left padding + attention mask). Streams of the same model
+        run first, between any two tokens (:mod:`.batching`).
         """
         import torch
 
@@ -529,12 +526,25 @@ class LocalLLM(LLM):
             results: list[Generation | None] = [None] * len(prompts)
             try:
                 with self._adapter_context(adapter), self._seeded(params.seed), torch.inference_mode():
-                    for start in range(0, len(order), MICRO_BATCH):
-                        chunk = order[start : start + MICRO_BATCH]
-                        for i, generation in zip(
-                            chunk, self._generate_batch([prompts[i] for i in chunk], params), strict=True
-                        ):
-                            results[i] = generation
+                    if params.greedy and self._batcher is not None:
+                        finished = batching.generate_greedy(
+                            self,
+                            self.model,
+                            [prompts[i] for i in order],
+                            params,
+                            rows=MICRO_BATCH,
+                            between_steps=self._streams_first,
+                        )
+                        for i, done in zip(order, finished, strict=True):
+                            stopped_at = len(done.tokens) if done.stopped else None
+                            results[i] = self._generation(prompts[i], done.tokens, stopped_at, params)
+                    else:
+                        for start in range(0, len(order), MICRO_BATCH):
+                            chunk = order[start : start + MICRO_BATCH]
+                            for i, generation in zip(
+                                chunk, self._generate_batch([prompts[i] for i in chunk], params), strict=True
+                            ):
+                                results[i] = generation
             except GenerationError:
                 raise
             except Exception as exc:  # e.g. CUDA out of memory, prompt longer than the model's context
@@ -549,37 +559,45 @@ class LocalLLM(LLM):
         stop_on_text = self._stop_on_text(self.tokenizer, width, params.stop)
         criteria = [stop_on_text]
         if self._batcher is not None:
-            criteria.append(self._give_way(self._batcher))
+            criteria.append(self._give_way(self._streams_first))
         output = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
             stopping_criteria=StoppingCriteriaList(criteria),
             **self._generate_kwargs(params),
         )
+        return [
+            self._generation(prompt, output[row, width:].tolist(), stop_on_text.stopped_at.get(row), params)
+            for row, prompt in enumerate(prompts)
+        ]
+
+    def _streams_first(self) -> None:
+        if self._batcher is not None and self._batcher.busy():
+            self._batcher.give_way()
+
+    def _generation(
+        self, prompt: list[int], new: list[int], stopped_at: int | None, params: GenerationParams
+    ) -> Generation:
+        """The reply in ``new`` (a row's new tokens, maybe followed by padding): up to the end-of-turn
+        token (counted as generated) or where a stop string was seen, cut at the stop string."""
         eos = set(self._eos_ids)
-        generations = []
-        for row, prompt in enumerate(prompts):
-            new = output[row, width:].tolist()
-            end, hit_eos = len(new), False
-            for pos, token in enumerate(new):
-                if token in eos:
-                    end, hit_eos = pos + 1, True  # the end-of-turn token counts as generated
-                    break
-            if row in stop_on_text.stopped_at:
-                end = min(end, stop_on_text.stopped_at[row])  # the rest is padding
-            text = self.tokenizer.decode(new[:end], skip_special_tokens=True)
-            cut = _find_stop(text, params.stop)
-            reason: FinishReason
-            if cut >= 0:
-                text, reason = text[:cut], "stop"
-            elif hit_eos:
-                reason = "stop"
-            else:
-                reason = "length"
-            generations.append(
-                Generation(text=text, prompt_tokens=len(prompt), completion_tokens=end, finish_reason=reason)
-            )
-        return generations
+        end, hit_eos = len(new), False
+        for pos, token in enumerate(new):
+            if token in eos:
+                end, hit_eos = pos + 1, True
+                break
+        if stopped_at is not None:
+            end = min(end, stopped_at)  # the rest is padding
+        text = self.tokenizer.decode(new[:end], skip_special_tokens=True)
+        cut = find_stop(text, params.stop)
+        reason: FinishReason
+        if cut >= 0:
+            text, reason = text[:cut], "stop"
+        elif hit_eos:
+            reason = "stop"
+        else:
+            reason = "length"
+        return Generation(text=text, prompt_tokens=len(prompt), completion_tokens=end, finish_reason=reason)
 
     # -- stream -------------------------------------------------------------------------------
 
@@ -701,8 +719,7 @@ class LocalLLM(LLM):
             try:
                 with self._adapter_context(adapter), torch.inference_mode():
                     for start in range(0, len(order), MICRO_BATCH):
-                        if self._batcher is not None and self._batcher.busy():
-                            self._batcher.give_way()
+                        self._streams_first()
                         chunk = order[start : start + MICRO_BATCH]
                         for i, score in zip(
                             chunk, self._score_batch([encoded[i] for i in chunk]), strict=True
