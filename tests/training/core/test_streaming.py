@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 
 import pytest
 
@@ -54,3 +56,30 @@ async def test_it_raises_the_producers_error_after_the_pieces_before_it():
         async for piece in stream_in_thread(pieces, stop=threading.Event(), max_chars=100):
             got.append(piece)
     assert got == ["partial"]
+
+
+async def test_streams_do_not_wait_for_each_other_to_get_a_thread():
+    # Twenty streams whose pieces all wait on one event: each must be running in a thread of its
+    # own before any of them can finish (the loop's executor has only a few workers).
+    started = threading.Semaphore(0)
+    release = threading.Event()
+
+    def pieces():
+        started.release()
+        assert release.wait(30)
+        yield "done"
+
+    async def one():
+        return await collect(pieces)
+
+    tasks = [asyncio.ensure_future(one()) for _ in range(20)]
+    running, deadline = 0, time.monotonic() + 10
+    while running < 20 and time.monotonic() < deadline:
+        if started.acquire(blocking=False):
+            running += 1
+        else:
+            await asyncio.sleep(0.01)
+    release.set()
+
+    assert running == 20
+    assert await asyncio.gather(*tasks) == [["done"]] * 20
