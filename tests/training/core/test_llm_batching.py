@@ -192,3 +192,52 @@ def test_closing_the_model_ends_a_running_stream_with_an_error(tiny_model_dir):
         list(stream)
     with pytest.raises(GenerationError, match="closed"):
         llm.stream(CONVERSATIONS[0], PARAMS)
+
+
+LESSON = (
+    "You are a patient arithmetic tutor. Explain one worked example step by step, in plain words, "
+    "then ask the learner to try a similar exercise on their own. Never give the answer away."
+)
+
+
+def test_streams_that_share_a_long_prompt_start_read_what_generate_gives_alone(llm):
+    # Twenty learners of one course: the same long instructions, then each learner's own question.
+    # The shared part is computed once for the group (batching.MIN_SHARED_PREFIX).
+    conversations = [
+        [{"role": "system", "content": LESSON}, {"role": "user", "content": question}]
+        for question in ("What is 2+3?", "hi", "Explain 7 times 6.", "The capital of France is", "Why?")
+    ]
+    assert (
+        batching._shared_prefix([llm._encode_prompt(c) for c in conversations]) >= batching.MIN_SHARED_PREFIX
+    )
+    expected = [llm.generate([c], PARAMS)[0].text for c in conversations]
+
+    with llm._lock:  # all five wait, then join in one prefill
+        streams = {i: llm.stream(c, PARAMS) for i, c in enumerate(conversations)}
+        deadline = time.monotonic() + 10
+        while len(llm._batcher._waiting) < len(conversations) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    results: dict[int, str] = {}
+    read_all(streams, results)
+
+    assert [results[i] for i in range(len(conversations))] == expected
+
+
+def test_greedy_generate_shares_a_long_prompt_start_and_gives_the_same_answers(llm, monkeypatch):
+    calls: list[int] = []
+    shared_prefix = batching._shared_prefix
+
+    def spy(prompts):
+        calls.append(shared_prefix(prompts))
+        return calls[-1]
+
+    monkeypatch.setattr(batching, "_shared_prefix", spy)
+    conversations = [
+        [{"role": "system", "content": LESSON}, {"role": "user", "content": f"What is {a} + {a + 1}?"}]
+        for a in range(6)
+    ]
+    together = llm.generate(conversations, PARAMS)
+    assert max(calls) >= batching.MIN_SHARED_PREFIX  # the shared path ran
+    alone = [llm.generate([c], PARAMS)[0] for c in conversations]
+
+    assert together == alone

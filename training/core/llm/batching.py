@@ -1,8 +1,9 @@
-"""Continuous batching of streamed replies on one local model.
+"""Continuous batching on one local model: streamed replies, and greedy ``generate``.
 
 Plain Python (torch and transformers, no Django). :class:`StreamBatcher` serves every
 :meth:`LocalLLM.stream <training.core.llm.local.LocalLLM.stream>` of one loaded model as a row of
-one running batch. Rules:
+one running batch; :func:`generate_greedy` answers a list of prompts with a batch that refills
+itself (a finished row's place goes to the next prompt). Rules:
 
 - **Join and leave at any token.** A new stream is prefilled and joins the running batch at the
   next step; a stream that ends (end of turn, ``max_new_tokens``, its reader went away) leaves at
@@ -38,6 +39,10 @@ from .base import GenerationError, GenerationParams, without_nul
 
 MAX_ROWS = 32
 """Streams generated together; more wait (in arrival order) until a row leaves."""
+
+MIN_SHARED_PREFIX = 16
+"""Prompts prefilled together that begin with at least this many identical tokens (and use the same
+adapter) compute those tokens once: twenty learners of one course share the tutor's long prompt."""
 
 _END = object()
 
@@ -91,16 +96,43 @@ class _Batch:
         self._mask: Any = None  # [rows, cache length]: 1 for real tokens, 0 for left padding
 
     def prefill(self, model: Any, new: list[_Row]) -> Any:
-        """Run the prompts of ``new``, append them to the batch; the logits of their next tokens."""
+        """Run the prompts of ``new``, append them to the batch; the logits of their next tokens.
+
+        A prefix that every prompt of ``new`` starts with (:data:`MIN_SHARED_PREFIX` tokens or more,
+        one adapter for all) is computed once and copied to each row; the rest of each prompt
+        follows it, left-padded, so the padding sits between the prefix and the rest (masked out).
+        """
+        import torch
         from transformers import DynamicCache
 
-        input_ids, mask = self.owner._left_pad([row.prompt for row in new])
+        prompts = [row.prompt for row in new]
+        shared = _shared_prefix(prompts) if len({row.adapter for row in new}) == 1 else 0
+        if len(new) < 2 or shared < MIN_SHARED_PREFIX:
+            shared = 0
         cache = DynamicCache()
+        device = self.owner.device
+        if shared:
+            model(
+                input_ids=torch.tensor([prompts[0][:shared]], dtype=torch.long, device=device),
+                attention_mask=torch.ones((1, shared), dtype=torch.long, device=device),
+                position_ids=torch.arange(shared, device=device).view(1, shared),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+                **self._adapter_kwargs(new[:1]),
+            )
+            for layer in cache.layers:
+                layer.keys = layer.keys.expand(len(new), -1, -1, -1)
+                layer.values = layer.values.expand(len(new), -1, -1, -1)
+        input_ids, rest_mask = self.owner._left_pad([prompt[shared:] for prompt in prompts])
+        width = input_ids.shape[1]
+        mask = torch.cat([torch.ones((len(new), shared), dtype=torch.long, device=device), rest_mask], 1)
         output = model(
             input_ids=input_ids,
             attention_mask=mask,
-            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            position_ids=shared + (rest_mask.cumsum(-1) - 1).clamp(min=0),
             past_key_values=cache,
+            cache_position=torch.arange(shared, shared + width, device=device),
             use_cache=True,
             logits_to_keep=1,
             **self._adapter_kwargs(new),
@@ -193,8 +225,9 @@ class StreamBatcher:
     """Serve many streams of one model as one continuously batched generation.
 
     ``owner`` is the :class:`~training.core.llm.local.LocalLLM` whose model, tokenizer, lock and
-    adapters are used; ``check_adapter`` raises :class:`GenerationError` for an adapter it lacks.
-    A daemon thread runs steps while streams are waiting or running and sleeps otherwise.
+    adapters are used (a stream whose adapter was unloaded before it started ends with its
+    :class:`GenerationError`). A daemon thread runs steps while streams are waiting or running and
+    sleeps otherwise.
     """
 
     def __init__(self, owner: Any, *, max_rows: int = MAX_ROWS) -> None:
@@ -311,11 +344,15 @@ class StreamBatcher:
         if not new:
             return
         self._admitting = new
-        logits = self._batch.prefill(model, new)
+        groups: dict[str | None, list[_StreamRow]] = {}
+        for row in new:  # one prefill per adapter: a shared prefix is only shared under one adapter
+            groups.setdefault(row.adapter, []).append(row)
+        for group in groups.values():
+            logits = self._batch.prefill(model, group)
+            offset = len(self._batch.rows) - len(group)
+            for i, row in enumerate(group):
+                self._take(offset + i, row, logits[i])
         self._admitting = []
-        offset = len(self._batch.rows) - len(new)
-        for i, row in enumerate(new):
-            self._take(offset + i, row, logits[i])
 
     def _take(self, index: int, row: _StreamRow, logits: Any) -> None:
         """Choose row's next token, hand out the text it completes, and note whether it is done."""
@@ -471,6 +508,15 @@ def find_stop(text: str, stops: Sequence[str]) -> int:
     """Index of the earliest stop string in ``text``, or -1."""
     hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
     return min(hits) if hits else -1
+
+
+def _shared_prefix(prompts: list[list[int]]) -> int:
+    """Tokens every prompt starts with, leaving each at least one of its own (it gives the logits)."""
+    first, limit = prompts[0], min(len(p) for p in prompts) - 1
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
 
 
 def _pad_left(tensor: Any, width: int) -> Any:
