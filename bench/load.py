@@ -155,6 +155,9 @@ class Site:
                 REDIS_URL="redis://127.0.0.1:6379/5",
                 TEACHLOOP_INPROCESS_WORKER="0",
             )
+            # Each web process generates for its learners: its share of the cores, as deploy.md says
+            # (two processes at torch's default of one thread per core ran ~10x slower each).
+            self.env.setdefault("TEACHLOOP_TORCH_THREADS", str(max(1, (os.cpu_count() or 1) // web)))
         self.ports = [free_port() for _ in range(web if shape == "production" else 1)]
         self.processes: list[subprocess.Popen] = []
 

@@ -151,6 +151,13 @@ if TEACHLOOP_REDIS_MAX_CONNECTIONS < 1:
     raise ImproperlyConfigured(
         f"TEACHLOOP_REDIS_MAX_CONNECTIONS must be at least 1, got {TEACHLOOP_REDIS_MAX_CONNECTIONS}"
     )
+# Threads torch computes with in this process (0: torch's default, one per core). Every process that
+# generates or trains takes all the cores by default; two such processes on the same cores ran ~10x
+# slower each (docs/benchmarks/load.md). Give each its share: the cores divided by such processes.
+TEACHLOOP_TORCH_THREADS = int(os.environ.get("TEACHLOOP_TORCH_THREADS", "0"))
+if TEACHLOOP_TORCH_THREADS < 0:
+    raise ImproperlyConfigured(f"TEACHLOOP_TORCH_THREADS must be 0 or more, got {TEACHLOOP_TORCH_THREADS}")
+# training.apps applies it when Django starts (before torch loads in web processes and workers).
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {

@@ -98,6 +98,25 @@ def test_it_documents_every_setting_in_the_env_example():
     assert not missing, f"read by teachloop/settings.py but not documented in docker/.env.example: {missing}"
 
 
+# Settings the containers get from elsewhere: the images (ENV) or one service's own environment.
+NOT_FROM_THE_ENV_FILE = {
+    "STATIC_ROOT",
+    "TEACHLOOP_DATA_DIR",
+    "TEACHLOOP_INPROCESS_WORKER",
+    "TEACHLOOP_TASKS_BACKEND",
+}
+
+
+def test_it_passes_every_setting_from_the_env_file_to_the_containers():
+    # A setting documented in .env.example but missing here would be silently ignored by the stack.
+    text = (DOCKER / "compose.yaml").read_text()
+    shared = text.split("x-app-environment: &app-environment", 1)[1].split("\n\n", 1)[0]
+    passed = set(re.findall(r"^\s+([A-Z][A-Z0-9_]*):", shared, re.MULTILINE))
+    assert {"SECRET_KEY", "TEACHLOOP_MODEL_CACHE_DIR"} <= passed  # the block was found
+    missing = SETTINGS_ENV - passed - NOT_FROM_THE_ENV_FILE
+    assert not missing, f"read by teachloop/settings.py but not passed on by docker/compose.yaml: {missing}"
+
+
 def test_it_documents_every_variable_the_compose_file_uses():
     text = (DOCKER / "compose.yaml").read_text()
     interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))

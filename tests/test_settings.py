@@ -83,6 +83,21 @@ def test_the_redis_layer_pool_holds_a_class_of_sockets_and_its_size_is_a_setting
     assert result.returncode != 0 and "TEACHLOOP_REDIS_MAX_CONNECTIONS must be at least 1" in result.stderr
 
 
+def test_torch_computes_with_the_threads_the_setting_gives(tmp_path):
+    threads = "import django; django.setup(); import torch; print(torch.get_num_threads())"
+    env = {"OMP_NUM_THREADS": "2"}  # what the process would compute with without the setting
+    result = run_django(threads, {**env, "TEACHLOOP_TORCH_THREADS": "1"}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == 1
+    # torch imported before Django starts (a test runner, a notebook) is set too.
+    early = "import torch; import django; django.setup(); print(torch.get_num_threads())"
+    result = run_django(early, {**env, "TEACHLOOP_TORCH_THREADS": "1"}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == 1
+    result = run_django(threads, {**env, "TEACHLOOP_TORCH_THREADS": "-1"}, tmp_path)
+    assert result.returncode != 0 and "TEACHLOOP_TORCH_THREADS must be 0 or more" in result.stderr
+
+
 def test_it_refuses_to_start_without_secret_key_in_production(tmp_path):
     result = run_django(SHOW, {"DEBUG": "0", "ALLOWED_HOSTS": "example.com"}, tmp_path)
     assert result.returncode != 0

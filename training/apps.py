@@ -1,3 +1,6 @@
+import os
+import sys
+
 from django.apps import AppConfig
 
 
@@ -19,7 +22,17 @@ class TrainingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from training import recovery
+
+        threads = settings.TEACHLOOP_TORCH_THREADS
+        if threads:
+            # torch's OpenMP pool reads it when torch is first imported, usually later than this;
+            # a torch imported earlier (a test runner, a notebook) is set directly.
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(threads)
 
         recovery.register("training jobs", _recover_training_jobs)
         recovery.register("adapter merges", _recover_adapter_merges)
