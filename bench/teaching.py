@@ -1044,6 +1044,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--defaults-seeds", type=int, default=1, help="seeds of arm (e), which is slow (default 1)"
     )
+    p.add_argument(
+        "--defaults-first-seed",
+        type=int,
+        default=0,
+        help="the first of arm (e)'s seeds (default 0; 1 with --defaults-seeds 1 runs seed 1 alone)",
+    )
     p.add_argument("--rounds", type=int, default=2, help="rounds of the loop arm (d) (default 2)")
     p.add_argument("--course-seed", type=int, default=0, help="seed of the arithmetic pack (default 0)")
     p.add_argument("--train-per-skill", type=int, default=60, help="train items per skill (default 60)")
@@ -1321,7 +1327,7 @@ def _run_defaults(args, bench: Bench, results: dict[str, Any], checkpoint) -> No
         e_taught = {x.key for x in e_course.taught_skills}
         e_keep = {x.key for x in e_course.keep_skills}
         training = defaults_training(args)
-        for s in range(args.defaults_seeds):
+        for s in range(args.defaults_first_seed, args.defaults_first_seed + args.defaults_seeds):
             config = defaults_config(args, s)
             run, state = bench.run_loop(e_course, bench.student, config, f"defaults-s{s}", training)
             last = state.rounds[-1].exam
