@@ -95,7 +95,7 @@ class _Batch:
         self._cache: Any = None
         self._mask: Any = None  # [rows, cache length]: 1 for real tokens, 0 for left padding
 
-    def prefill(self, model: Any, new: list[_Row]) -> Any:
+    def prefill(self, model: Any, new: Sequence[_Row]) -> Any:
         """Run the prompts of ``new``, append them to the batch; the logits of their next tokens.
 
         A prefix that every prompt of ``new`` starts with (:data:`MIN_SHARED_PREFIX` tokens or more,
@@ -109,7 +109,7 @@ class _Batch:
         shared = _shared_prefix(prompts) if len({row.adapter for row in new}) == 1 else 0
         if len(new) < 2 or shared < MIN_SHARED_PREFIX:
             shared = 0
-        cache = DynamicCache()
+        cache: Any = DynamicCache()  # its layers are plain DynamicLayers here (can_batch)
         device = self.owner.device
         if shared:
             model(
@@ -186,12 +186,12 @@ class _Batch:
     def reset(self) -> None:
         self.rows, self.next, self._cache, self._mask = [], [], None, None
 
-    def _adapter_kwargs(self, rows: list[_Row]) -> dict[str, Any]:
+    def _adapter_kwargs(self, rows: Sequence[_Row]) -> dict[str, Any]:
         if not self.by_name or not self.owner._adapters:
             return {}
         return {"adapter_names": [row.adapter or "__base__" for row in rows]}
 
-    def _join(self, new: list[_Row], cache: Any, mask: Any) -> None:
+    def _join(self, new: Sequence[_Row], cache: Any, mask: Any) -> None:
         import torch
 
         if not self.rows:

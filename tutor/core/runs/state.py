@@ -84,7 +84,7 @@ class RunConfig:
     generate_budget: int = setting(
         24, help="wrong training items the teacher writes new items from, per round"
     )
-    generate_k: int = setting(8, help="new items made per such item")
+    generate_k: int = setting(16, help="new items made per such item")
     teacher_generate_k: int = setting(
         1,
         help="of those, how many the teacher model is asked to write (the course's expert writes the rest, "
