@@ -146,14 +146,15 @@ def test_it_releases_the_lock_when_a_stream_is_closed_early(tiny_llm):
     assert results and len(results[0]) == 1
 
 
+def out_of_memory(*args, **kwargs):
+    raise RuntimeError("CUDA out of memory (simulated)")
+
+
 def test_it_reports_a_failure_while_streaming_as_a_generation_error(tiny_model_dir):
     llm = LocalLLM(tiny_spec(tiny_model_dir))
     forward = llm.model.forward
 
-    def broken_forward(*args, **kwargs):
-        raise RuntimeError("CUDA out of memory (simulated)")
-
-    llm.model.forward = broken_forward
+    llm.model.forward = out_of_memory
     with pytest.raises(GenerationError, match="out of memory"):
         list(llm.stream(CONVERSATIONS[0], GREEDY))
     assert llm._lock.acquire(timeout=5)
@@ -173,10 +174,7 @@ def test_a_model_that_cannot_be_batched_streams_one_at_a_time_the_same_text(tiny
     assert "".join(llm.stream(CONVERSATIONS[1], params)) == full
     assert "".join(llm.stream(CONVERSATIONS[1], params.replace(stop=(stop,)))) == full[: full.find(stop)]
 
-    def broken_generate(*args, **kwargs):
-        raise RuntimeError("CUDA out of memory (simulated)")
-
-    llm.model.generate = broken_generate
+    llm.model.generate = out_of_memory
     with pytest.raises(GenerationError, match="out of memory"):
         list(llm.stream(CONVERSATIONS[0], GREEDY))
     assert llm._lock.acquire(timeout=5)

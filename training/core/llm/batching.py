@@ -425,11 +425,23 @@ def _choose(row: _StreamRow, logits: Any) -> int:
 
 @dataclass(frozen=True)
 class Finished:
-    """A greedy row's new tokens (the end-of-turn token included when it came) and why it ended."""
+    """A greedy row's new tokens (the end-of-turn token included when it came) and whether a stop
+    string ended it (its text is still in the tokens)."""
 
     tokens: list[int]
-    hit_eos: bool
-    stopped: bool  # a stop string appeared (its text is still in the tokens)
+    stopped: bool
+
+
+@dataclass(eq=False)
+class _AnswerRow(_Row):
+    index: int = 0  # of its prompt in generate_greedy's list
+
+
+def stop_seen(tokenizer: Any, new_tokens: Any, stops: Sequence[str]) -> bool:
+    """Whether the end of a row's new tokens spells one of ``stops`` (non-empty strings). A stop of
+    n characters spans at most n tokens; a few more cover a character split over several tokens."""
+    window = max(len(s) for s in stops) + 8
+    return find_stop(tokenizer.decode(new_tokens[-window:], skip_special_tokens=True), stops) >= 0
 
 
 def generate_greedy(
@@ -451,16 +463,14 @@ def generate_greedy(
 
     batch = _Batch(owner, by_name=False)
     results: list[Finished | None] = [None] * len(prompts)
-    index_of: dict[int, int] = {}  # id(row) -> its prompt's index
     stops = [s for s in params.stop if s]
-    window = max((len(s) for s in stops), default=0) + 8  # as StopOnText reads a row's tail
     eos = set(owner._eos_ids)
     waiting = list(range(len(prompts)))
     waiting.reverse()  # pop() takes them in the order given
     refill = max(1, rows // 4)  # prefill joiners in groups: one at a time would cost a step each
 
-    def done(row: _Row, *, hit_eos: bool = False, stopped: bool = False) -> None:
-        results[index_of[id(row)]] = Finished(list(row.tokens), hit_eos, stopped)
+    def done(row: _AnswerRow, *, stopped: bool = False) -> None:
+        results[row.index] = Finished(list(row.tokens), stopped)
 
     while waiting or batch.rows:
         room = rows - len(batch.rows)
@@ -469,15 +479,14 @@ def generate_greedy(
         if waiting and (room >= refill or not batch.rows or len(waiting) <= room):
             for _ in range(min(room, len(waiting))):
                 i = waiting.pop()
-                row = _Row(prompt=prompts[i], adapter=None)
-                index_of[id(row)] = i
-                joined.append(row)
+                joined.append(_AnswerRow(prompt=prompts[i], adapter=None, index=i))
             logits_new = batch.prefill(model, joined)
         else:
             logits = batch.decode(model)
         live: list[int] = []
         offset = len(batch.rows) - len(joined)
-        for i, row in enumerate(batch.rows):
+        rows_now: list[_AnswerRow] = batch.rows  # type: ignore[assignment]  # only answer rows here
+        for i, row in enumerate(rows_now):
             if logits_new is not None:
                 if i < offset:
                     live.append(i)  # it waits for the joiners' prefill: no new token this step
@@ -488,12 +497,8 @@ def generate_greedy(
             batch.next[i] = token
             row.tokens.append(token)
             if token in eos:
-                done(row, hit_eos=True)
-            elif (
-                stops
-                and find_stop(owner.tokenizer.decode(row.tokens[-window:], skip_special_tokens=True), stops)
-                >= 0
-            ):
+                done(row)
+            elif stops and stop_seen(owner.tokenizer, row.tokens, stops):
                 done(row, stopped=True)
             elif len(row.tokens) >= params.max_new_tokens:
                 done(row)

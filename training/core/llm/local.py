@@ -36,7 +36,7 @@ from .base import (
     validate_conversation,
     without_nul,
 )
-from .batching import find_stop
+from .batching import find_stop, stop_seen
 
 Progress = Callable[[str], None]
 
@@ -231,21 +231,17 @@ def _make_stopping_classes():
             self.tokenizer = tokenizer
             self.prompt_len = prompt_len
             self.stops = [s for s in stops if s]
-            # A stop of n characters spans at most n tokens; a few more cover partial UTF-8 bytes.
-            self.window = max((len(s) for s in self.stops), default=0) + 8
             self.stopped_at: dict[int, int] = {}
 
         def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.Tensor:
             done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
             if not self.stops:
                 return done
-            start = max(self.prompt_len, input_ids.shape[1] - self.window)
             for row in range(input_ids.shape[0]):
                 if row in self.stopped_at:
                     done[row] = True
                     continue
-                tail = self.tokenizer.decode(input_ids[row, start:], skip_special_tokens=True)
-                if find_stop(tail, self.stops) >= 0:
+                if stop_seen(self.tokenizer, input_ids[row, self.prompt_len :], self.stops):
                     self.stopped_at[row] = input_ids.shape[1] - self.prompt_len
                     done[row] = True
             return done
@@ -572,8 +568,8 @@ class LocalLLM(LLM):
         ]
 
     def _streams_first(self) -> None:
-        if self._batcher is not None and self._batcher.busy():
-            self._batcher.give_way()
+        if self._batcher is not None:
+            self._batcher.give_way()  # returns at once when no stream is waiting or running
 
     def _generation(
         self, prompt: list[int], new: list[int], stopped_at: int | None, params: GenerationParams
