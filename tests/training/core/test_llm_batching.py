@@ -194,6 +194,50 @@ def test_closing_the_model_ends_its_streams_with_an_error(tiny_model_dir):
         llm.stream(CONVERSATIONS[0], PARAMS)
 
 
+def test_closing_the_model_ends_a_running_stream_within_a_step(tiny_model_dir):
+    # The streams' thread re-takes the lock between steps only once nobody is queued for it
+    # (batching.ModelLock): close() waits for one step, not for the rest of a 400-token reply.
+    llm = LocalLLM(tiny_spec(tiny_model_dir))
+    reply = llm.generate([CONVERSATIONS[0]], GenerationParams(max_new_tokens=400))[0]
+    assert reply.completion_tokens > 300  # the tiny model does not stop early: the stream runs long
+    stream = iter(llm.stream(CONVERSATIONS[0], GenerationParams(max_new_tokens=400)))
+    read = [next(stream)]
+
+    with pytest.raises(GenerationError, match="closed"):
+        llm.close()
+        read.extend(stream)
+    assert len("".join(read)) < len(reply.text) / 2
+
+
+def test_the_streams_thread_lets_a_queued_caller_in_between_two_steps():
+    # Python's locks are not fair: a thread that releases and re-takes one at once usually wins it
+    # again, so close() or load_adapter() could wait until every running reply had finished.
+    lock = batching.ModelLock()
+    order: list[str] = []
+    holding = threading.Event()
+
+    def caller() -> None:
+        holding.wait(5)
+        with lock:
+            order.append("caller")
+
+    def streams() -> None:
+        with lock.after_others():  # one step; a caller queues meanwhile
+            holding.set()
+            deadline = time.monotonic() + 5
+            while lock._queued == 0 and time.monotonic() < deadline:
+                time.sleep(0.001)
+        with lock.after_others():  # the next step, at once
+            order.append("streams")
+
+    threads = [threading.Thread(target=caller), threading.Thread(target=streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["caller", "streams"]
+
+
 LESSON = (
     "You are a patient arithmetic tutor. Explain one worked example step by step, in plain words, "
     "then ask the learner to try a similar exercise on their own. Never give the answer away."

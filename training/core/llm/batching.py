@@ -9,7 +9,9 @@ itself (a finished row's place goes to the next prompt). Rules:
   next step; a stream that ends (end of turn, ``max_new_tokens``, its reader went away) leaves at
   once. Nobody waits for someone else's reply to finish.
 - **One step at a time, under the model's lock.** A step is one forward pass: the prefill of the
-  streams that arrived, then one new token for every row. Between steps the lock is free.
+  streams that arrived, then one new token for every row. Between steps the lock is free, and the
+  streams' thread takes it again only once nobody else is queued for it (:class:`ModelLock`):
+  closing the model or loading an adapter waits for one step, not for every running reply.
 - **Streams come before background work.** A long ``generate`` or scoring call of the same model
   (a teaching run's micro-batch of 64 rows) calls :meth:`StreamBatcher.give_way` at every token: it
   runs the streams' steps itself until no stream is left, then goes on where it stopped. A learner's
@@ -45,6 +47,50 @@ MIN_SHARED_PREFIX = 16
 adapter) compute those tokens once: twenty learners of one course share the tutor's long prompt."""
 
 _END = object()
+
+
+class ModelLock:
+    """The model's re-entrant lock, fair to callers against the streams' thread.
+
+    Python's locks are not fair: a thread that releases and re-takes a lock in a loop (the streams'
+    thread, once a step) can keep a thread queued for it waiting until the loop ends. Callers take
+    this lock with ``with``, which counts them as queued until they hold it; the streams' thread
+    takes it with :meth:`after_others`, which first waits until no caller is queued.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._queue = threading.Condition()
+        self._queued = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        with self._queue:
+            self._queued += 1
+        try:
+            return self._lock.acquire(blocking, timeout)
+        finally:
+            with self._queue:
+                self._queued -= 1
+                if not self._queued:
+                    self._queue.notify_all()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> ModelLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @contextlib.contextmanager
+    def after_others(self) -> Iterator[None]:
+        """Hold the lock, taken once no caller of ``with`` is queued for it."""
+        with self._queue:
+            self._queue.wait_for(lambda: not self._queued)
+        with self._lock:
+            yield
 
 
 def can_batch(model: Any) -> bool:
@@ -308,7 +354,7 @@ class StreamBatcher:
                     self._wake.wait()
                 if self._closed:
                     return
-            with self.owner._lock:
+            with self.owner._lock.after_others():
                 if not self._closed:
                     self.step()
 

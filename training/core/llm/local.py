@@ -287,7 +287,7 @@ class LocalLLM(LLM):
         self, spec: ModelSpec, *, cache_dir: Path | None = None, progress: Progress | None = None
     ) -> None:
         super().__init__(spec)
-        self._lock = threading.RLock()
+        self._lock = batching.ModelLock()
         self._progress = progress or _noop
         self._adapters: list[str] = []
         self._adapters_off = False  # inside _adapter_context(None) with adapters loaded
