@@ -91,6 +91,7 @@ class FineTuneForm(forms.Form):
     lora_r = _number("lora_r", forms.IntegerField, label="LoRA rank")
     lora_alpha = _number("lora_alpha", forms.IntegerField, label="LoRA alpha")
     lora_dropout = _number("lora_dropout", label="LoRA dropout")
+    lora_layers = _number("lora_layers", forms.IntegerField, label="LoRA layers")
     target_modules = forms.CharField(
         initial=_modules(_default("target_modules")),
         required=False,
@@ -113,7 +114,7 @@ class FineTuneForm(forms.Form):
         "checkpoint_every",
         "seed",
     )
-    LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "dpo_beta")
+    LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_layers", "target_modules", "dpo_beta")
     SETTING_FIELDS = SCHEDULE_FIELDS + LORA_FIELDS
 
     def __init__(self, *args, **kwargs) -> None:

@@ -120,6 +120,11 @@ class TrainConfig:
     target_modules: tuple[str, ...] | None = setting(
         None, help="the modules LoRA adapts (empty: every attention and MLP projection, else peft's default)"
     )
+    lora_layers: int = setting(
+        0,
+        help="adapt only the model's last N transformer layers (0: every layer); the backward pass stops "
+        "at the lowest adapted layer, so fewer layers train faster",
+    )
     learning_rate: float = setting(2e-4, help="peak learning rate")
     lr_scheduler: str = setting("linear", help="learning-rate schedule after warm-up: linear or cosine")
     warmup_ratio: float = setting(
@@ -179,6 +184,7 @@ class TrainConfig:
         )
         _int(self, "lora_r", minimum=1)
         _int(self, "lora_alpha", minimum=1)
+        _int(self, "lora_layers", minimum=0)
         _number(self, "lora_dropout", minimum=0.0, below=1.0)
         if self.target_modules is not None:
             _require(

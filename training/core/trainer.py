@@ -346,10 +346,29 @@ def _attach_lora(model, config: TrainConfig):
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
             target_modules=targets,
+            layers_to_transform=_last_layers(model, config),
             task_type="CAUSAL_LM",
         ),
         None,
     )
+
+
+def _last_layers(model, config: TrainConfig) -> list[int] | None:
+    """The indices of the last ``lora_layers`` transformer layers, or None for every layer."""
+    if not config.lora_layers:
+        return None
+    total = getattr(model.config, "num_hidden_layers", None)
+    if not isinstance(total, int):
+        raise AdapterMismatch(
+            f"{config.base_model} does not say how many layers it has (num_hidden_layers); "
+            "set lora_layers to 0"
+        )
+    if config.lora_layers > total:
+        raise AdapterMismatch(
+            f"lora_layers is {config.lora_layers} but {config.base_model} has {total} layers; "
+            f"set at most {total} (or 0 for every layer)"
+        )
+    return list(range(total - config.lora_layers, total))
 
 
 # --- the TRL trainer ------------------------------------------------------------------------

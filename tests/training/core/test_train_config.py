@@ -50,6 +50,8 @@ def test_it_saves_and_loads_its_json_file(tmp_path):
         ("lora_r", 0),
         ("lora_alpha", 1.5),
         ("lora_dropout", 1.0),
+        ("lora_layers", -1),
+        ("lora_layers", 1.5),
         ("target_modules", []),
         ("learning_rate", 0),
         ("learning_rate", float("nan")),

@@ -412,6 +412,21 @@ def test_it_fails_for_target_modules_the_model_lacks(tiny_model_dir, tmp_path):
     assert result.status == "failed" and "c_attn" in result.reason
 
 
+def test_it_adapts_only_the_last_layers_when_asked(tiny_model_dir, tmp_path):
+    result = train(quick(tiny_model_dir, lora_layers=1), chat_records(), tmp_path)
+    assert result.status == "succeeded", result.reason
+    adapter = load_file(str(result.adapter_dir / "adapter_model.safetensors"))
+    # The tiny model has 2 layers: only layer 1 carries LoRA weights, every projection of it.
+    assert {k.split(".layers.")[1].split(".")[0] for k in adapter} == {"1"}
+    assert len({k.split(".")[-3] for k in adapter}) == 7
+
+
+def test_it_fails_clearly_when_lora_layers_exceeds_the_model(tiny_model_dir, tmp_path):
+    result = train(quick(tiny_model_dir, lora_layers=3), chat_records(), tmp_path)
+    assert result.status == "failed"
+    assert "lora_layers is 3" in result.reason and "has 2 layers" in result.reason
+
+
 # --- the adapter folder ------------------------------------------------------------------
 
 
