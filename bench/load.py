@@ -25,10 +25,12 @@ Part 2 (``--scenarios``, default all three, run in this order on each shape):
   reach each socket, and how late (from a ``sent_at`` that bench/stamped.py adds to each chart point
   in the process that trains);
 - ``streams``: learners open their new session's socket, whose pending explanation the tutor then
-  writes: one web process's warm-up each (loading the model), one stream alone, then ``--streamers``
-  at once. Time to first token and characters per second, as the page sees them. The teacher's reply
-  is capped at ``--stream-tokens`` new tokens (the bundled model's 256 would make 20 queued replies take
-  many minutes), and every learner is asked for one explanation, not a pair
+  writes (in the web process on the embedded shape, in the worker on the production shape:
+  ``TEACHLOOP_GENERATION``): a warm-up per web process (the first loads the model), one stream
+  alone, then ``--streamers`` at once. Time to first token and characters per second, as the page
+  sees them. The teacher's reply is capped at ``--stream-tokens`` new tokens (the bundled model's 256
+  would make 20 queued replies take many minutes), and every learner is asked for one explanation,
+  not a pair
   (``TEACHLOOP_TUTOR_ALTERNATIVES_SHARE=0``).
 
 Not measured yet (issue 17): faults.
@@ -155,9 +157,8 @@ class Site:
                 REDIS_URL="redis://127.0.0.1:6379/5",
                 TEACHLOOP_INPROCESS_WORKER="0",
             )
-            # Each web process generates for its learners: its share of the cores, as deploy.md says
-            # (two processes at torch's default of one thread per core ran ~10x slower each).
-            self.env.setdefault("TEACHLOOP_TORCH_THREADS", str(max(1, (os.cpu_count() or 1) // web)))
+            # Replies come from the one worker (TEACHLOOP_GENERATION defaults to workers with Redis):
+            # the web processes load no model, and the worker keeps torch's thread per core.
         self.ports = [free_port() for _ in range(web if shape == "production" else 1)]
         self.processes: list[subprocess.Popen] = []
 

@@ -189,6 +189,20 @@ TASKS = {
 # when REDIS_URL is unset and workers are separate processes: their progress could not reach
 # the browser through the in-memory channel layer).
 TEACHLOOP_INPROCESS_WORKER = env_bool("TEACHLOOP_INPROCESS_WORKER", not REDIS_URL)
+# Where the pages' model replies (learners' tutor, Try it, the Playground) are generated: "inline" (a
+# thread of the web process: the embedded default, whose worker lives there anyway) or "workers" (the
+# `manage.py worker` processes, over the channel layer: web processes never load a model).
+TEACHLOOP_GENERATION = os.environ.get("TEACHLOOP_GENERATION", "").strip().lower() or (
+    "inline" if TEACHLOOP_INPROCESS_WORKER else "workers"
+)
+if TEACHLOOP_GENERATION not in ("inline", "workers"):
+    raise ImproperlyConfigured(
+        f"TEACHLOOP_GENERATION must be inline or workers, got {TEACHLOOP_GENERATION!r}"
+    )
+if TEACHLOOP_GENERATION == "workers" and not REDIS_URL:
+    raise ImproperlyConfigured(
+        "TEACHLOOP_GENERATION=workers needs REDIS_URL: the workers answer through the Redis channel layer"
+    )
 # Training jobs send a heartbeat this often; one silent for TEACHLOOP_JOB_STALE_AFTER_S has lost
 # its worker and is re-queued (resuming from its checkpoint) or failed after max attempts.
 TEACHLOOP_JOB_HEARTBEAT_S = float(os.environ.get("TEACHLOOP_JOB_HEARTBEAT_S", "10"))

@@ -20,7 +20,8 @@ IMMEDIATE_TASKS = {
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(request, tmp_path_factory):
-    """Tasks run inline and model caches go to a temporary folder unless a test says otherwise.
+    """Tasks and generation run inline and model caches go to a temporary folder unless a test says
+    otherwise.
 
     Plain-Python core tests also run without pytest-django (``-p no:django``).
     """
@@ -33,6 +34,9 @@ def _isolated_settings(request, tmp_path_factory):
     settings.TEACHLOOP_DATA_DIR = data_dir
     settings.TEACHLOOP_MODEL_CACHE_DIR = data_dir / "models"
     settings.TEACHLOOP_TRY_WAIT_S = 10
+    # Replies are generated in this process unless a test starts a GenerationServer (the PostgreSQL +
+    # Redis run would otherwise send them to worker processes that tests don't start).
+    settings.TEACHLOOP_GENERATION = "inline"
     yield
 
 

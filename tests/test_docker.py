@@ -255,7 +255,8 @@ def test_it_gives_gpu_workers_the_gpus_and_one_gpu_each(stack):
     [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
     assert gpu["command"][:3] == ["python", "docker/claim_gpus.py", "--"]
-    assert gpu["command"][3:] == ["python", "manage.py", "worker", "--queues", "training"]
+    # Training only: a teacher loaded beside a job could run the card out of memory.
+    assert gpu["command"][3:] == ["python", "manage.py", "worker", "--queues", "training", "--no-generation"]
     assert environment(stack, "worker-gpu")["TEACHLOOP_WORKER_GPUS"] == "1"
     assert any(v["target"] == "/gpu-locks" for v in gpu["volumes"])
     assert gpu["build"]["dockerfile"] == "docker/Dockerfile.gpu"

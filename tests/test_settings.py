@@ -39,7 +39,7 @@ SHOW = (
     "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], "
     "'db': str(s.DATABASES['default']['NAME']), "
     "'layer': s.CHANNEL_LAYERS['default']['BACKEND'], 'debug': s.DEBUG, 'hosts': s.ALLOWED_HOSTS, "
-    "'worker': s.TEACHLOOP_INPROCESS_WORKER}))"
+    "'worker': s.TEACHLOOP_INPROCESS_WORKER, 'generation': s.TEACHLOOP_GENERATION}))"
 )
 
 
@@ -51,6 +51,7 @@ def test_it_defaults_to_sqlite_and_in_memory_layer(tmp_path):
     assert shown["db"].startswith(str(tmp_path))
     assert shown["layer"] == "teachloop.channel_layers.ThreadSafeInMemoryChannelLayer"
     assert shown["worker"] is True
+    assert shown["generation"] == "inline"  # the model runs in the one process there is
 
 
 def test_it_uses_postgres_and_redis_from_urls(tmp_path):
@@ -62,6 +63,14 @@ def test_it_uses_postgres_and_redis_from_urls(tmp_path):
     assert shown["db"] == "teach"
     assert shown["layer"] == "channels_redis.core.RedisChannelLayer"
     assert shown["worker"] is False  # workers are separate processes once Redis carries messages
+    assert shown["generation"] == "workers"  # and web processes never load a model
+
+
+def test_generation_in_workers_needs_redis(tmp_path):
+    result = run_django(SHOW, {"TEACHLOOP_GENERATION": "workers"}, tmp_path)
+    assert result.returncode != 0 and "TEACHLOOP_GENERATION=workers needs REDIS_URL" in result.stderr
+    result = run_django(SHOW, {"TEACHLOOP_GENERATION": "elsewhere"}, tmp_path)
+    assert result.returncode != 0 and "must be inline or workers" in result.stderr
 
 
 POOL = (

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import weakref
 from abc import ABCMeta, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +14,9 @@ from channels.db import database_sync_to_async
 from django.template.loader import render_to_string
 
 from teachloop.consumers import FORBIDDEN, NOT_FOUND, FormConsumer, FormMessage, parse_form
-from training import services
-from training.core.llm import LLM, GenerationParams, LLMError
-from training.core.llm.streaming import stream_in_thread
+from training import generation
+from training.core.llm import GenerationParams, LLMError
+from training.generation import GenerationRequest
 from training.jobs import job_group
 from training.models import Adapter, LanguageModel
 
@@ -76,13 +75,14 @@ class _ModelStreamConsumer(FormConsumer, metaclass=ABCMeta):
         """The coroutine that streams the answer to ``form``, or ``None`` after refusing it."""
 
     async def stream_reply(
-        self, pieces: Callable[[], Iterable[str]], send_piece: Callable[[str], Awaitable[None]]
+        self, request: GenerationRequest, send_piece: Callable[[str], Awaitable[None]]
     ) -> tuple[str, bool]:
-        """Show what ``pieces()`` yields (run in a thread) through ``send_piece``, escaped by its
-        template and cut at MAX_STREAM_CHARS; return the closing line and whether it is an error."""
+        """Show the reply to ``request`` (generated where the settings say: ``training.generation``)
+        through ``send_piece``, escaped by its template and cut at MAX_STREAM_CHARS; return the closing
+        line and whether it is an error."""
         stop_event = self.stop_event
         try:
-            async for piece in stream_in_thread(pieces, stop=stop_event, max_chars=MAX_STREAM_CHARS):
+            async for piece in generation.stream(request, stop=stop_event, max_chars=MAX_STREAM_CHARS):
                 await send_piece(piece)
         except LLMError as exc:
             return str(exc), True
@@ -106,14 +106,13 @@ class ModelTryConsumer(_ModelStreamConsumer):
 
     async def _stream(self, prompt: str) -> None:
         model = self.model
-
-        def pieces():
-            llm = services.language_model_llm(model=model)
-            params: GenerationParams = model.generation_params()
-            return llm.stream([{"role": "user", "content": prompt}], params)
-
+        request = GenerationRequest.of(
+            model_id=model.pk,
+            conversation=[{"role": "user", "content": prompt}],
+            params=model.generation_params(),
+        )
         await self._send("start", {"status": "Generating…"})
-        status, error = await self.stream_reply(pieces, lambda piece: self._send("piece", {"piece": piece}))
+        status, error = await self.stream_reply(request, lambda piece: self._send("piece", {"piece": piece}))
         await self.send_status(status, error=error)
 
     async def _send(self, fragment: str, context: dict) -> None:
@@ -136,6 +135,11 @@ class PlaygroundColumn:
     label: str
     adapter_id: int | None = None
     adapter_path: str = ""
+
+    @property
+    def adapter(self) -> tuple[str, str] | None:
+        """(name, folder) of the column's adapter; None for the base."""
+        return None if self.adapter_id is None else (f"adapter-{self.adapter_id}", self.adapter_path)
 
 
 class PlaygroundConsumer(_ModelStreamConsumer):
@@ -182,15 +186,17 @@ class PlaygroundConsumer(_ModelStreamConsumer):
                 continue
             await self._send("column_status", {"column": column, "status": "Generating…"})
 
-            def pieces(column: PlaygroundColumn = column) -> Iterable[str]:
-                llm = services.language_model_llm(model=model)
-                name = None if column.adapter_id is None else _adapter_on(llm, column)
-                return llm.stream([{"role": "user", "content": prompt}], params, adapter=name)
+            request = GenerationRequest.of(
+                model_id=model.pk,
+                conversation=[{"role": "user", "content": prompt}],
+                params=params,
+                adapter=column.adapter,
+            )
 
             async def send_piece(piece: str, column: PlaygroundColumn = column) -> None:
                 await self._send("piece", {"column": column, "piece": piece})
 
-            status, error = await self.stream_reply(pieces, send_piece)
+            status, error = await self.stream_reply(request, send_piece)
             await self._send("column_status", {"column": column, "status": status, "error": error})
         await self.send_status("Stopped." if stop_event.is_set() else "Done.")
 
@@ -235,26 +241,6 @@ def _playground_columns(model: LanguageModel, ids: list[int]) -> tuple[list[Play
             )
         )
     return columns, ""
-
-
-# Per loaded LLM object (weakly: a model reloaded after an admin save is a new object), the
-# (name, path) of the adapters the Playground loaded into it: each is loaded once per LLM.
-_loaded_adapters: weakref.WeakKeyDictionary[LLM, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
-_loading = threading.Lock()
-
-
-def _adapter_on(llm: LLM, column: PlaygroundColumn) -> str:
-    """The name under which ``column``'s adapter is loaded into ``llm``, loading it the first time.
-
-    Blocks (loading reads the adapter's folder): call it in the streaming thread.
-    """
-    name = f"adapter-{column.adapter_id}"
-    with _loading:
-        loaded = _loaded_adapters.setdefault(llm, set())
-        if (name, column.adapter_path) not in loaded:
-            llm.load_adapter(name, column.adapter_path)
-            loaded.add((name, column.adapter_path))
-    return name
 
 
 class TrainingJobConsumer(FormConsumer):

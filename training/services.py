@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +27,23 @@ MAX_STORED_OUTPUT = 4000  # model output is untrusted and unbounded: keep what w
 def language_model_llm(*, model: LanguageModel, progress: Callable[[str], None] | None = None) -> LLM:
     """The loaded (cached per process) backend for a registered model."""
     return get_llm(model.to_spec(), cache_dir=Path(settings.TEACHLOOP_MODEL_CACHE_DIR), progress=progress)
+
+
+# Per loaded LLM object (weakly: a model reloaded after an admin save is a new object, and an id()
+# could be reused by it), the (name, path) of the adapters loaded into it.
+_loaded_adapters: weakref.WeakKeyDictionary[LLM, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+_loading_adapters = threading.Lock()
+
+
+def language_model_adapter_on(*, llm: LLM, name: str, path: str) -> str:
+    """Load the adapter in folder ``path`` into ``llm`` under ``name`` unless it is there already;
+    return ``name``. Blocks while it loads (reading the folder): call it outside the event loop."""
+    with _loading_adapters:
+        loaded = _loaded_adapters.setdefault(llm, set())
+        if (name, path) not in loaded:
+            llm.load_adapter(name, path)
+            loaded.add((name, path))
+    return name
 
 
 def language_model_try(*, model: LanguageModel) -> LanguageModel:

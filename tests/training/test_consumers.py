@@ -13,7 +13,7 @@ from django.contrib.auth.models import AnonymousUser
 from teachloop.asgi import application
 from teachloop.consumers import FORBIDDEN
 from teachloop.routing import websocket_urlpatterns
-from training import consumers
+from training import services
 from training.core.llm import GenerationError
 from training.models import LanguageModel
 
@@ -82,7 +82,7 @@ async def test_it_rejects_sockets_from_other_sites(model):
 
 async def test_it_streams_escaped_pieces(monkeypatch, staff, model):
     monkeypatch.setattr(
-        consumers.services,
+        services,
         "language_model_llm",
         lambda model: ScriptedLLM(["Hello", " <script>alert(1)</script>", " world"]),
     )
@@ -100,7 +100,7 @@ async def test_it_streams_escaped_pieces(monkeypatch, staff, model):
 
 async def test_it_shows_a_model_error_without_a_traceback(monkeypatch, staff, model):
     monkeypatch.setattr(
-        consumers.services,
+        services,
         "language_model_llm",
         lambda model: ScriptedLLM(["partial"], GenerationError("smol", "server said 503")),
     )
@@ -125,7 +125,7 @@ async def test_it_streams_a_real_local_model(staff, tiny_model_dir):
 
 
 async def test_it_ignores_messages_that_are_not_forms(monkeypatch, staff, model):
-    monkeypatch.setattr(consumers.services, "language_model_llm", lambda model: ScriptedLLM(["ok"]))
+    monkeypatch.setattr(services, "language_model_llm", lambda model: ScriptedLLM(["ok"]))
     communicator, connected, _ = await connect(model.pk, staff)
     assert connected
     for raw in ("42", "[1]", "null", "{"):

@@ -16,7 +16,7 @@ from teachloop.consumers import FORBIDDEN
 from teachloop.routing import websocket_urlpatterns
 from tests.test_fuzz_sockets import JUNK
 from tests.tiny_model import build_tiny_lora
-from training import consumers
+from training import services
 from training.core.llm import GenerationError, ModelLoadError
 from training.models import Adapter, LanguageModel
 
@@ -68,7 +68,7 @@ def adapters(model, tmp_path):
 @pytest.fixture
 def use_llm(monkeypatch):
     def use(llm):
-        monkeypatch.setattr(consumers.services, "language_model_llm", lambda model: llm)
+        monkeypatch.setattr(services, "language_model_llm", lambda model: llm)
         return llm
 
     return use

@@ -26,8 +26,8 @@ from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 
 from teachloop.consumers import FORBIDDEN, FormConsumer, FormMessage
+from training import generation
 from training.core.llm import LLMError
-from training.core.llm.streaming import stream_in_thread
 from tutor.core.learn.prompts import MAX_REPLY_CHARS
 from tutor.learn import live, services
 from tutor.models import TutoringSession, TutorMessage
@@ -118,10 +118,16 @@ class TutoringSessionConsumer(FormConsumer):
     async def _generate(self, plan: services.TutorPlan) -> None:
         self.stop_event = stop_event = threading.Event()
         await self._broadcast(plan.message_id)  # "The tutor is writing…"
-        loop = asyncio.get_running_loop()
         try:
             if plan.conversation is None:  # a mistake: decide first, and record the decision
-                text = await loop.run_in_executor(None, _decide, plan)
+                text = "".join(
+                    [
+                        piece
+                        async for piece in generation.stream(
+                            plan.request(decision=True), stop=threading.Event(), max_chars=MAX_REPLY_CHARS
+                        )
+                    ]
+                )
                 await database_sync_to_async(services.tutor_message_decide)(plan=plan, text=text)
             text, status, error = await self._stream(plan, stop_event)
         except LLMError as exc:
@@ -153,14 +159,10 @@ class TutoringSessionConsumer(FormConsumer):
     async def _stream(self, plan: services.TutorPlan, stop_event: threading.Event) -> tuple[str, str, str]:
         """The whole reply, buffered: the page sees how much is written, never what, until it is checked."""
 
-        def pieces():
-            llm, adapter = plan.llm()
-            return llm.stream(plan.conversation, plan.params(), adapter=adapter)
-
         loop = asyncio.get_running_loop()
         text, shown_at = "", None
         try:
-            async for piece in stream_in_thread(pieces, stop=stop_event, max_chars=MAX_REPLY_CHARS):
+            async for piece in generation.stream(plan.request(), stop=stop_event, max_chars=MAX_REPLY_CHARS):
                 text += piece
                 if shown_at is None or loop.time() - shown_at >= PROGRESS_EVERY_S:
                     shown_at = loop.time()
@@ -180,11 +182,6 @@ class TutoringSessionConsumer(FormConsumer):
         between them depends on both having passed their checks)."""
         for html in await database_sync_to_async(_articles)(message_id, partner):
             await self.channel_layer.group_send(self.group, {"type": "tutor.html", "html": html})
-
-
-def _decide(plan: services.TutorPlan) -> str:
-    llm, adapter = plan.llm()
-    return llm.generate([plan.decision_conversation], plan.params(decision=True), adapter=adapter)[0].text
 
 
 def _articles(message_id: int, partner: bool) -> list[str]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import random
-import weakref
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,9 +35,9 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from training.core.llm import LLM, LLMError
+from training.core.llm import LLMError
+from training.generation import GenerationRequest, whole_reply
 from training.models import LanguageModel
-from training.services import language_model_llm
 from tutor.core.courses import course as core_course
 from tutor.core.courses.expert import PACK_EXPERTS, Expert, expert_for
 from tutor.core.courses.grading import grade, normalize_text
@@ -239,12 +238,18 @@ def _teacher_verdict(*, attempt: LearnerAttempt) -> bool | None:
     model = course_teacher(course=exercise.skill.course)
     if model is None:
         raise LLMError("tutor", "no teacher model is set up")
-    llm, adapter = _teacher_llm(model=model, course=exercise.skill.course)
     params = model.generation_params().replace(
         max_new_tokens=min(model.max_new_tokens, core.GRADING_MAX_TOKENS)
     )
     conversation = core.grading_prompt(exercise.prompt, exercise.answer, exercise.solution, attempt.answer)
-    return core.parse_verdict(llm.generate([conversation], params, adapter=adapter)[0].text)
+    request = GenerationRequest.of(
+        model_id=model.pk,
+        conversation=conversation,
+        params=params,
+        adapter=teacher_adapter_of(model=model, course=exercise.skill.course),
+        whole=True,
+    )
+    return core.parse_verdict(whole_reply(request, max_chars=core.MAX_REPLY_CHARS))
 
 
 def learner_skill_record(
@@ -270,26 +275,13 @@ def learner_skill_record(
     return state
 
 
-# Per loaded LLM object (weakly: a model reloaded after an admin save is a new object, and an id()
-# could be reused by it), the (name, path) of the course adapters loaded into it.
-_loaded_adapters: weakref.WeakKeyDictionary[LLM, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
-
-
-def _teacher_llm(*, model: LanguageModel, course: Course) -> tuple[LLM, str | None]:
-    """The loaded teacher and the name of the course's adapter on it (None: the plain teacher).
-
-    Blocks (loading a local model takes seconds): call it outside the event loop.
-    """
-    llm = language_model_llm(model=model)
+def teacher_adapter_of(*, model: LanguageModel, course: Course) -> tuple[str, str] | None:
+    """(name, folder) of the course's teacher adapter for ``model``, or None for the plain teacher.
+    Reads the database only (no model is loaded)."""
     adapter = course.teacher_adapter
     if adapter is None or adapter.base_model_id != model.pk or model.backend == LanguageModel.Backend.OPENAI:
-        return llm, None
-    name = f"adapter-{adapter.pk}"
-    loaded = _loaded_adapters.setdefault(llm, set())
-    if (name, adapter.path) not in loaded:
-        llm.load_adapter(name, adapter.path)
-        loaded.add((name, adapter.path))
-    return llm, name
+        return None
+    return f"adapter-{adapter.pk}", adapter.path
 
 
 def tutor_explanation_queue(
@@ -571,15 +563,26 @@ class TutorPlan:
     course: Course
     conversation: list[dict[str, str]] | None  # None until the decision is made (remediation)
     decision_conversation: list[dict[str, str]] | None = None
-
-    def llm(self) -> tuple[LLM, str | None]:
-        return _teacher_llm(model=self.model, course=self.course)
+    adapter: tuple[str, str] | None = None  # the course's teacher adapter: (name, folder)
 
     def params(self, *, decision: bool = False):
         params = self.model.generation_params()
         if decision:
             return params.replace(max_new_tokens=min(params.max_new_tokens, core.DECISION_MAX_TOKENS))
         return params
+
+    def request(self, *, decision: bool = False) -> GenerationRequest:
+        """What to ask the teacher: the decision (remediation, first) or the reply."""
+        conversation = self.decision_conversation if decision else self.conversation
+        if conversation is None:
+            raise ValueError("the reply's prompt is known only once the decision is made")
+        return GenerationRequest.of(
+            model_id=self.model.pk,
+            conversation=conversation,
+            params=self.params(decision=decision),
+            adapter=self.adapter,
+            whole=decision,
+        )
 
 
 def tutor_message_claim(*, message_id: int) -> TutorPlan | None:
@@ -595,6 +598,7 @@ def tutor_message_claim(*, message_id: int) -> TutorPlan | None:
     ).get(pk=message_id)
     course = message.session.enrolment.course
     model = course_teacher(course=course)
+    adapter = None if model is None else teacher_adapter_of(model=model, course=course)
     if model is None:
         tutor_message_finish(
             message_id=message_id,
@@ -615,11 +619,11 @@ def tutor_message_claim(*, message_id: int) -> TutorPlan | None:
         decision = core.decision_prompt(
             exercise.prompt, attempt.answer, exercise.answer, exercise.solution, ctx, tries=tries
         )
-        return TutorPlan(message_id, model, course, None, decision)
+        return TutorPlan(message_id, model, course, None, decision, adapter)
     conversation = [dict(m) for m in message.prompt]
     if message.alternative_to_id:  # the second of a pair is asked for in another style
         conversation[-1]["content"] += f"\n{core.ALTERNATIVE_STYLE}"
-    return TutorPlan(message_id, model, course, conversation)
+    return TutorPlan(message_id, model, course, conversation, adapter=adapter)
 
 
 def tutor_message_decide(*, plan: TutorPlan, text: str) -> list[dict[str, str]]:

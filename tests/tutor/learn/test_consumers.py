@@ -11,6 +11,7 @@ import threading
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
@@ -18,6 +19,7 @@ from django.contrib.auth.models import AnonymousUser
 from teachloop.consumers import FORBIDDEN
 from teachloop.routing import websocket_urlpatterns
 from tests.tutor.learn.fixtures import ScriptedLLM, make_course
+from training import services as training_services
 from training.core.llm import GenerationError
 from training.models import LanguageModel
 from tutor.learn import services as learning
@@ -48,7 +50,7 @@ GOOD_EXPLANATION = ["Add", " the <script>alert(1)</script> ones:", " 4 + 4 = 8."
 @pytest.fixture
 def teacher(monkeypatch):
     llm = ScriptedLLM(pieces=GOOD_EXPLANATION)
-    monkeypatch.setattr(learning, "language_model_llm", lambda model: llm)
+    monkeypatch.setattr(training_services, "language_model_llm", lambda model: llm)
     return llm
 
 
@@ -291,3 +293,49 @@ async def test_it_never_reads_the_remediation_decision_back(session, bob, teache
     assert remediation.text.startswith("Example: What is 4 + 4?") and "5" not in remediation.text
     assert "Worked example from the course" in seen[-1]
     await communicator.disconnect()
+
+
+@pytest.fixture
+async def generation_worker(settings):
+    """Replies come from a worker over the channel layer (TEACHLOOP_GENERATION=workers), its server a
+    task of this loop."""
+    from training.generation import GenerationServer
+
+    settings.TEACHLOOP_GENERATION = "workers"
+    finished = asyncio.Event()
+    serving = asyncio.ensure_future(GenerationServer(get_channel_layer()).serve(finished))
+    yield
+    finished.set()
+    await asyncio.wait_for(serving, 5)
+
+
+async def test_with_generation_in_workers_a_worker_writes_the_decision_and_the_reply(
+    session, bob, teacher, generation_worker
+):
+    await TutorMessage.objects.filter(session=session).aupdate(status="done", text="explained")
+    await sync_to_async(learning.learner_attempt_submit)(session=session, answer="6")
+    communicator, _, _ = await connect(session.pk, bob)
+    remediation = await TutorMessage.objects.aget(session=session, kind="remediation")
+    seen = await until_status(communicator, remediation.pk)
+    await remediation.arefresh_from_db()
+    assert remediation.status == "done" and remediation.strategy == "hint"
+    assert [kind for kind, _ in teacher.calls] == ["generate", "stream"]
+    assert "<script>" not in "".join(seen)
+    await communicator.disconnect()
+
+
+async def test_with_generation_in_workers_and_none_running_the_learner_is_told(
+    session, bob, teacher, settings, monkeypatch
+):
+    from training import generation
+
+    settings.TEACHLOOP_GENERATION = "workers"
+    monkeypatch.setattr(generation, "START_TIMEOUT_S", 0.5)
+    communicator, _, _ = await connect(session.pk, bob)
+    explanation = await TutorMessage.objects.aget(session=session)
+    await until_status(communicator, explanation.pk)
+    await explanation.arefresh_from_db()
+    assert explanation.status == "failed" and "manage.py worker" in explanation.error
+    assert teacher.calls == []  # nothing was generated in the web process
+    await communicator.disconnect()
+    await get_channel_layer().flush()  # the request nobody took

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from tests.base import BaseTestCase
 from tests.tutor.learn.fixtures import ScriptedLLM, make_course
+from training import services as training_services
 from training.core.llm import GenerationError
 from training.models import LanguageModel, TrainingJob
 from tutor.learn import selectors
@@ -31,9 +32,9 @@ class LearnerTestCase(BaseTestCase):
         return learning.tutoring_session_start(enrolment=self.enrolment, rng=random.Random(0))
 
     def use_teacher(self, llm: ScriptedLLM) -> ScriptedLLM:
-        original = learning.language_model_llm
-        learning.language_model_llm = lambda model: llm
-        self.addCleanup(setattr, learning, "language_model_llm", original)
+        original = training_services.language_model_llm
+        training_services.language_model_llm = lambda model: llm
+        self.addCleanup(setattr, training_services, "language_model_llm", original)
         return llm
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 from tests.base import BaseTestCase
 from tests.tutor.learn.fixtures import make_course
+from training import services as training_services
 from training.models import Adapter, LanguageModel
 from tutor.learn import services
 
@@ -29,8 +28,16 @@ class TeacherAdapterTestCase(BaseTestCase):
         self.course.save()
 
     def teacher(self, llm: FakeLLM):
-        with mock.patch.object(services, "language_model_llm", return_value=llm):
-            return services._teacher_llm(model=self.model, course=self.course)
+        """What the generating side does with a request's adapter (training.generation)."""
+        adapter = services.teacher_adapter_of(model=self.model, course=self.course)
+        assert adapter is not None
+        return llm, training_services.language_model_adapter_on(llm=llm, name=adapter[0], path=adapter[1])
+
+    def test_another_models_adapter_or_a_served_teacher_gets_none(self):
+        other = LanguageModel.objects.create(name="o", backend="transformers", source="/o", is_teacher=True)
+        self.assertIsNone(services.teacher_adapter_of(model=other, course=self.course))
+        self.model.backend = "openai"
+        self.assertIsNone(services.teacher_adapter_of(model=self.model, course=self.course))
 
     def test_it_loads_the_adapter_once_per_loaded_model(self):
         llm = FakeLLM()

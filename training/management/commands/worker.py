@@ -57,18 +57,31 @@ def make_worker(*, interval: float = 1.0, queues: str = "*") -> Worker:
 class Command(BaseCommand):
     help = (
         "Run a background worker: training jobs (one at a time per worker: start one worker per GPU) and "
-        "other tasks from the database queue. It also re-queues jobs whose worker died, to resume from "
-        "their last checkpoint."
+        "other tasks from the database queue, and, with TEACHLOOP_GENERATION=workers, the pages' model "
+        "replies. It also re-queues jobs whose worker died, to resume from their last checkpoint."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--queues", default="*", help="comma-separated queue names (default: all)")
         parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls when idle")
+        parser.add_argument(
+            "--no-generation",
+            action="store_true",
+            help="do not serve the pages' model replies here (with TEACHLOOP_GENERATION=workers, "
+            "e.g. a GPU host that only trains)",
+        )
 
-    def handle(self, *args, queues: str, interval: float, **options) -> None:
+    def handle(self, *args, queues: str, interval: float, no_generation: bool, **options) -> None:
         logging.getLogger("django_tasks_db").setLevel(logging.INFO)
+        from django.conf import settings
+
+        from training.generation import start_generation_thread
+
         stop = threading.Event()
         start_recovery_thread(stop)
+        if settings.TEACHLOOP_GENERATION == "workers" and not no_generation:
+            start_generation_thread()
+            self.stdout.write("serving the pages' model replies (TEACHLOOP_GENERATION=workers)")
         worker = make_worker(interval=interval, queues=queues)
         worker.configure_signals()
         self.stdout.write(f"worker {worker.worker_id} taking tasks from queues {queues}")
