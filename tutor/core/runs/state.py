@@ -155,9 +155,9 @@ class RunConfig:
         0.5, help="a course skill the base student answers at least this well on the probe is kept too"
     )
     schedule: str = setting(
-        "from_base",
-        help="from_base: each round trains a new adapter from the base on every verified record so far; "
-        "continue: each round continues the last adapter on its new records and a replay share",
+        "continue",
+        help="continue: each round continues the last adapter on its new records and a replay share; "
+        "from_base: each round trains a new adapter from the base on every verified record so far",
     )
     acceptance: str = setting(
         "probe",

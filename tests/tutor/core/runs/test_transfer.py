@@ -250,7 +250,7 @@ def test_from_the_base_each_round_trains_every_verified_record_so_far(tmp_path):
         keep_course(),
         ScriptedLLM("teacher", teacher_reply(generate=add_items)),
         ScriptedLLM("student", student(learns_with=lambda a: True)),
-        RunConfig(**{**SMALL, "rounds": 2}, keep_share=0.0),
+        RunConfig(**{**SMALL, "rounds": 2}, keep_share=0.0, schedule="from_base"),
         tmp_path / "s.json",
         train_fn=trainer,
     )
