@@ -164,7 +164,10 @@ async def stream(request: GenerationRequest, *, stop: threading.Event, max_chars
 
 async def _remote(request: GenerationRequest, *, stop: threading.Event, max_chars: int) -> AsyncIterator[str]:
     layer = get_channel_layer()
-    reply = await layer.new_channel("generation.reply.")
+    # The default prefix, as the consumers' own channels: channels_redis serves every process-local
+    # channel of one prefix from one Redis list behind one lock, and a receive on a second prefix
+    # would wait for that lock until a consumer's message arrived.
+    reply = await layer.new_channel()
     request_id = uuid.uuid4().hex
     await layer.send(
         GENERATION_CHANNEL,
@@ -231,7 +234,7 @@ class GenerationServer:
     async def serve(self, finished: asyncio.Event | None = None) -> None:
         """Serve until ``finished`` is set (or for ever)."""
         finished = finished or asyncio.Event()
-        self.control = await self.layer.new_channel("generation.control.")
+        self.control = await self.layer.new_channel()
         listeners = [
             asyncio.ensure_future(self._listen(GENERATION_CHANNEL, self._start)),
             asyncio.ensure_future(self._listen(self.control, self._stop)),

@@ -168,7 +168,7 @@ async def test_a_request_whose_reader_gave_up_is_dropped(monkeypatch, model, ser
     llm = SlowLLM(["late"])
     use(monkeypatch, llm)
     layer = get_channel_layer()
-    reply = await layer.new_channel("generation.reply.")
+    reply = await layer.new_channel()
     message = {
         "type": "generation.request",
         "id": "late-one",
