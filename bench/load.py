@@ -30,8 +30,11 @@ Part 2 (``--scenarios``, default all three, run in this order on each shape):
   alone, then ``--streamers`` at once. Time to first token and characters per second, as the page
   sees them. The teacher's reply is capped at ``--stream-tokens`` new tokens (the bundled model's 256
   would make 20 queued replies take many minutes), and every learner is asked for one explanation,
-  not a pair
-  (``TEACHLOOP_TUTOR_ALTERNATIVES_SHARE=0``).
+  not a pair (``TEACHLOOP_TUTOR_ALTERNATIVES_SHARE=0``);
+- ``busy``: a staff client starts a long LoRA job (batch 4, 256 tokens) through the fine-tune form;
+  once it reports its first optimizer step, ``--busy-learners`` learners open a new session's socket
+  one after another, each alone with the job: the time to their first token (p50, p95), the issue's
+  "a learner's reply starts within 2 s while a run trains". Then the job is cancelled.
 
 Not measured yet (issue 17): faults.
 """
@@ -57,9 +60,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.load_live import (  # noqa: E402
+    JobWatcher,
     Stream,
     job_sockets,
     learner_streams,
+    open_socket,
     percentile,
     streams_against_single,
     streams_summary,
@@ -71,7 +76,7 @@ STAFF_PAGES = ["/", "/runs/", "/training/jobs/", "/training/models/", "/evaluati
 LEARNER_PAGES = ["/learn/", "/learn/courses/arithmetic/"]
 POSTGRES = "postgres://postgres@127.0.0.1:5432/"
 LOAD_DB = "teachloop_load"
-SCENARIOS = ("http", "sockets", "streams")
+SCENARIOS = ("http", "sockets", "streams", "busy")
 COURSE = "arithmetic"
 
 SEED = f"""
@@ -366,6 +371,70 @@ async def streams_scenario(site: Site, args) -> dict:
     return result
 
 
+async def busy_scenario(site: Site, args) -> dict:
+    """Learners one after another while a LoRA job trains in the worker: each learner's first token."""
+    users = [f"learner{20 + i}" for i in range(args.busy_learners)]
+    warmups = [f"learner{39 - 1 - i}" for i in range(len(site.ports))]
+    cookies: dict[str, str] = {}
+    sessions: dict[str, int] = {}
+    for i, user in enumerate(warmups + users):
+        client, cookies[user] = await _signed_in(site.ports[i % len(site.ports)], user)
+        where = await _post(client, f"/learn/courses/{COURSE}/sessions/new/", {})
+        found = re.search(r"/learn/sessions/(\d+)/", where)
+        if found is None:
+            raise RuntimeError(f"a new session sent {user} to {where}")
+        sessions[user] = int(found.group(1))
+        await client.aclose()
+    timeout = args.stream_timeout
+    warm = await learner_streams(site.ports, [(u, sessions[u]) for u in warmups], cookies, timeout)
+
+    staff, cookie = await _signed_in(site.ports[0], "staff0")
+    settings = {
+        "base_model": str(site.ids["base_model"]),
+        "dataset": str(site.ids["dataset"]),
+        "max_steps": "100000",  # trains until the bench cancels it
+        "batch_size": "4",
+        "grad_accum": "1",
+        "max_seq_length": "256",
+        "eval_fraction": "0",
+        "checkpoint_every": "100000",
+    }
+    where = await _post(staff, "/training/fine-tune/", settings)
+    found = re.search(r"/training/jobs/(\d+)/", where)
+    if found is None:
+        raise RuntimeError(f"the fine-tune form sent us to {where}, not to a job")
+    job_id = int(found.group(1))
+    watcher = JobWatcher()
+    job_socket = await open_socket(site.ports[0], f"/ws/training/jobs/{job_id}/", cookie, watcher.receive)
+    deadline = time.monotonic() + args.job_timeout
+    while time.monotonic() < deadline and not any(m.points for m in watcher.messages[1:]):
+        await asyncio.sleep(0.5)  # until the job reports its first optimizer step: it is training
+    training = any(m.points for m in watcher.messages[1:])
+    streams: list[Stream] = []
+    for i, user in enumerate(users):  # one at a time: each first token with only the job beside it
+        port = [site.ports[i % len(site.ports)]]
+        streams += await learner_streams(port, [(user, sessions[user])], cookies, timeout)
+    still_training = watcher.status == "running"
+    steps_during = max((p.get("step", 0) for m in watcher.messages for p in m.points), default=0)
+    await _post(staff, f"/training/jobs/{job_id}/cancel/", {})
+    job_socket.close()
+    await staff.aclose()
+    ttfts = [s.ttft_s for s in streams if s.ttft_s is not None]
+    return {
+        "warmup": streams_summary(warm),
+        "learners": len(streams),
+        "finished": sum(1 for s in streams if s.status == "done" or s.status == "failed"),
+        "no_token": sum(1 for s in streams if s.ttft_s is None),
+        "ttft_p50_s": percentile(ttfts, 50),
+        "ttft_p95_s": percentile(ttfts, 95),
+        "ttft_max_s": max(ttfts, default=float("nan")),
+        "job_training_at_start": training,
+        "job_running_at_end": still_training,
+        "job_steps_seen": steps_during,
+        "per_stream": [_stream_row(s) for s in streams],
+    }
+
+
 def _stream_row(stream: Stream) -> dict:
     return {
         "ttft_s": stream.ttft_s,
@@ -388,6 +457,8 @@ async def _scenario(scenario: str, site: Site, args) -> dict:
         return await http_load(site.ports, args.clients, args.seconds)
     if scenario == "sockets":
         return await sockets_scenario(site, args)
+    if scenario == "busy":
+        return await busy_scenario(site, args)
     return await streams_scenario(site, args)
 
 
@@ -544,6 +615,31 @@ def report(results: dict[str, dict], args) -> str:
             r = rs.get("streams", {})
             if "single" in r:
                 lines.append(f"- {shape}: {streams_verdict(r)}.")
+    if "busy" in scenarios:
+        lines += [
+            "",
+            "## Learners while a job trains",
+            "",
+            f"{args.busy_learners} learners one after another, each opening a new session's socket while a "
+            "LoRA job (batch 4, 256 tokens) trains; replies capped as above. Time to first token as above.",
+            "",
+            "| shape | learners | no token | TTFT p50 / p95 / max s | job training throughout | "
+            "job steps seen | load average |",
+            "|---|---:|---:|---|---|---:|---|",
+        ]
+        for shape, rs in results.items():
+            r = rs.get("busy", {})
+            if "learners" not in r:
+                continue
+            throughout = r["job_training_at_start"] and r["job_running_at_end"]
+            lines.append(
+                f"| {shape} | {r['learners']} | {r['no_token']} | {_s(r['ttft_p50_s'])} / "
+                f"{_s(r['ttft_p95_s'])} / {_s(r['ttft_max_s'])} | {'yes' if throughout else 'no'} | "
+                f"{r['job_steps_seen']} | {r['load_average']} |"
+            )
+            met = r["ttft_p95_s"] <= 2 and not r["no_token"] and throughout
+            verdict = "met" if met else "not met"
+            lines.append(f"- {shape}: p95 first token <= 2 s while a job trains: {verdict}.")
     if failed:
         lines += ["", "## Scenarios that failed", ""]
         lines += [f"- {shape}, {sc}: {error}" for shape, sc, error in failed]
@@ -556,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--shapes", default="embedded,production", help="embedded, production or both")
     parser.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help="any of http, sockets, streams (default: all)"
+        "--scenarios", default=",".join(SCENARIOS), help="any of http, sockets, streams, busy (default: all)"
     )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0, help="measured time per shape")
@@ -569,6 +665,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streamers", type=int, default=20, help="learners streaming at once")
     parser.add_argument("--stream-tokens", type=int, default=64, help="the teacher's max new tokens")
     parser.add_argument("--stream-timeout", type=float, default=600.0, help="seconds to wait for a group")
+    parser.add_argument(
+        "--busy-learners", type=int, default=10, help="learners one after another while a job trains (busy)"
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "load-report.md"))
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument(
@@ -587,7 +686,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.scenario_list) - set(SCENARIOS)
     if unknown or not args.scenario_list:
         parser.error(
-            f"--scenarios takes http, sockets and/or streams, not {', '.join(sorted(unknown)) or 'nothing'}"
+            "--scenarios takes http, sockets, streams and/or busy, "
+            f"not {', '.join(sorted(unknown)) or 'nothing'}"
         )
     args.scenario_list = [s for s in SCENARIOS if s in args.scenario_list]  # the order that keeps CPU apart
     if not 1 <= args.sockets <= 1000 or not 1 <= args.job_steps <= 200 or not 10 <= args.job_timeout <= 1800:
@@ -598,6 +698,8 @@ def main(argv: list[str] | None = None) -> int:
         or not 10 <= args.stream_timeout <= 1800
     ):
         parser.error("--streamers 1-30 (40 seeded learners), --stream-tokens 8-512, --stream-timeout 10-1800")
+    if not 1 <= args.busy_learners <= 17:
+        parser.error("--busy-learners 1-17 (learner20 to learner36 of the seeded 40)")
     results = {}
     for shape in shapes:
         print(f"{shape}: seeding, starting; {', '.join(args.scenario_list)}", flush=True)

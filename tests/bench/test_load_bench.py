@@ -227,6 +227,7 @@ def test_stamping_adds_a_send_time_to_each_chart_point_only():
         ["--streamers", "31"],
         ["--sockets", "0"],
         ["--job-steps", "0"],
+        ["--busy-learners", "18"],
     ],
 )
 def test_it_refuses_bad_scenario_settings_before_starting_anything(args, capsys):
