@@ -223,8 +223,9 @@ if TEACHLOOP_REPORT_TO not in REPORTERS:
     raise ImproperlyConfigured(
         f"TEACHLOOP_REPORT_TO must be one of {', '.join(REPORTERS)}, got {TEACHLOOP_REPORT_TO!r}"
     )
-# How long the admin "try it" action waits for the background worker before saying it is queued.
-TEACHLOOP_TRY_WAIT_S = float(os.environ.get("TEACHLOOP_TRY_WAIT_S", "90"))
+# How long the admin "try it" action waits for the background worker before saying it is queued
+# (0: it does not wait; no request waits on a model).
+TEACHLOOP_TRY_WAIT_S = float(os.environ.get("TEACHLOOP_TRY_WAIT_S", "0"))
 # Where a served teacher (vLLM) sees TEACHLOOP_DATA_DIR, for loading adapters into it from the Adapters
 # page: an adapter at DATA_DIR/jobs/… is sent as <this>/jobs/…. Empty: the server sees the same paths.
 TEACHLOOP_VLLM_ADAPTER_DIR = os.environ.get("TEACHLOOP_VLLM_ADAPTER_DIR", "").strip()

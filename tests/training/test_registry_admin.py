@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.urls import reverse
 
@@ -121,6 +123,22 @@ class TryModelTestCase(BaseTestCase):
         self.assertIsNotNone(model.last_tried_at)
         shown = [str(m) for m in response.context["messages"]]
         self.assertEqual(shown, [f"tiny says: {model.last_try_output}"])
+
+    def test_it_does_not_wait_for_the_worker_and_says_where_the_answer_will_be(self):
+        model = LanguageModel.objects.create(name="tiny", is_student=True, source=str(self.tiny_dir))
+        queued = {
+            "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "training"]}
+        }
+        with self.settings(TASKS=queued, TEACHLOOP_TRY_WAIT_S=0):
+            started = time.monotonic()
+            response = self.try_it(model)
+            waited = time.monotonic() - started
+        model.refresh_from_db()
+        self.assertIsNone(model.last_tried_at)  # nothing generated in the request: a worker will
+        self.assertLess(waited, 5)
+        [shown] = [str(m) for m in response.context["messages"]]
+        self.assertIn("tiny: trying it in the background", shown)
+        self.assertIn("'last try' column", shown)
 
     def test_it_shows_one_clear_error_for_a_missing_model(self):
         model = LanguageModel.objects.create(name="ghost", is_student=True, source="/nowhere/ghost-model")
