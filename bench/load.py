@@ -310,6 +310,31 @@ async def _post(client, path: str, data: dict[str, str]) -> str:
     return reply.headers["location"]
 
 
+async def _start_job(client, settings: dict[str, str]) -> int:
+    """Start a LoRA job through the fine-tune form, as a person does; its id."""
+    where = await _post(client, "/training/fine-tune/", settings)
+    found = re.search(r"/training/jobs/(\d+)/", where)
+    if found is None:
+        raise RuntimeError(f"the fine-tune form sent us to {where}, not to a job")
+    return int(found.group(1))
+
+
+async def _new_sessions(users: list[str], port_of) -> tuple[dict[str, str], dict[str, int]]:
+    """Sign each user in at ``port_of(i, user)`` and start a new session of the course (its
+    explanation is queued); their socket cookies and session ids."""
+    cookies: dict[str, str] = {}
+    sessions: dict[str, int] = {}
+    for i, user in enumerate(users):
+        client, cookies[user] = await _signed_in(port_of(i, user), user)
+        where = await _post(client, f"/learn/courses/{COURSE}/sessions/new/", {})
+        found = re.search(r"/learn/sessions/(\d+)/", where)
+        if found is None:
+            raise RuntimeError(f"a new session sent {user} to {where}")
+        sessions[user] = int(found.group(1))
+        await client.aclose()
+    return cookies, sessions
+
+
 async def sockets_scenario(site: Site, args) -> dict:
     """A small job started through the fine-tune form, followed by ``args.sockets`` sockets."""
     staff = [await _signed_in(site.ports[i % len(site.ports)], f"staff{i}") for i in range(10)]
@@ -324,13 +349,9 @@ async def sockets_scenario(site: Site, args) -> dict:
         "eval_fraction": "0",
         "checkpoint_every": "1000",  # no checkpoint mid-job: the sockets, not the disk, are measured
     }
-    where = await _post(client, "/training/fine-tune/", settings)
-    found = re.search(r"/training/jobs/(\d+)/", where)
-    if found is None:
-        raise RuntimeError(f"the fine-tune form sent us to {where}, not to a job")
-    result = await job_sockets(
-        site.ports, [cookie for _, cookie in staff], int(found.group(1)), args.sockets, args.job_timeout
-    )
+    job_id = await _start_job(client, settings)
+    cookies = [cookie for _, cookie in staff]
+    result = await job_sockets(site.ports, cookies, job_id, args.sockets, args.job_timeout)
     result["job_steps"] = args.job_steps
     for c, _ in staff:
         await c.aclose()
@@ -341,17 +362,10 @@ async def streams_scenario(site: Site, args) -> dict:
     """Warm-up per web process, one stream alone, then ``args.streamers`` at once (each a new session)."""
     warmups = [f"learner{39 - 1 - i}" for i in range(len(site.ports))]
     single, many = ["learner39"], [f"learner{i}" for i in range(args.streamers)]
-    cookies: dict[str, str] = {}
-    sessions: dict[str, int] = {}
-    for i, user in enumerate(warmups + single + many):
-        port = site.ports[i % len(site.ports)] if user in warmups else site.ports[0]
-        client, cookies[user] = await _signed_in(port, user)
-        where = await _post(client, f"/learn/courses/{COURSE}/sessions/new/", {})
-        found = re.search(r"/learn/sessions/(\d+)/", where)
-        if found is None:
-            raise RuntimeError(f"a new session sent {user} to {where}")
-        sessions[user] = int(found.group(1))
-        await client.aclose()
+    ports = {user: site.ports[i % len(site.ports)] for i, user in enumerate(warmups)}  # the rest: the first
+    cookies, sessions = await _new_sessions(
+        warmups + single + many, lambda i, user: ports.get(user, site.ports[0])
+    )
     timeout = args.stream_timeout
 
     def pairs(users: list[str]) -> list[tuple[str, int]]:
@@ -375,16 +389,7 @@ async def busy_scenario(site: Site, args) -> dict:
     """Learners one after another while a LoRA job trains in the worker: each learner's first token."""
     users = [f"learner{20 + i}" for i in range(args.busy_learners)]
     warmups = [f"learner{39 - 1 - i}" for i in range(len(site.ports))]
-    cookies: dict[str, str] = {}
-    sessions: dict[str, int] = {}
-    for i, user in enumerate(warmups + users):
-        client, cookies[user] = await _signed_in(site.ports[i % len(site.ports)], user)
-        where = await _post(client, f"/learn/courses/{COURSE}/sessions/new/", {})
-        found = re.search(r"/learn/sessions/(\d+)/", where)
-        if found is None:
-            raise RuntimeError(f"a new session sent {user} to {where}")
-        sessions[user] = int(found.group(1))
-        await client.aclose()
+    cookies, sessions = await _new_sessions(warmups + users, lambda i, user: site.ports[i % len(site.ports)])
     timeout = args.stream_timeout
     warm = await learner_streams(site.ports, [(u, sessions[u]) for u in warmups], cookies, timeout)
 
@@ -399,11 +404,7 @@ async def busy_scenario(site: Site, args) -> dict:
         "eval_fraction": "0",
         "checkpoint_every": "100000",
     }
-    where = await _post(staff, "/training/fine-tune/", settings)
-    found = re.search(r"/training/jobs/(\d+)/", where)
-    if found is None:
-        raise RuntimeError(f"the fine-tune form sent us to {where}, not to a job")
-    job_id = int(found.group(1))
+    job_id = await _start_job(staff, settings)
     watcher = JobWatcher()
     job_socket = await open_socket(site.ports[0], f"/ws/training/jobs/{job_id}/", cookie, watcher.receive)
     deadline = time.monotonic() + args.job_timeout

@@ -135,15 +135,15 @@ def _pieces_in_own_thread(request: GenerationRequest) -> Iterable[str]:
 def whole_reply(request: GenerationRequest, *, max_chars: int) -> str:
     """The whole reply at once, for synchronous code (a teacher's verdict on a learner's answer); where
     the settings say. Raises :class:`LLMError`."""
-    request = dataclasses.replace(request, whole=True)
     if not in_workers():
-        return "".join(generate_pieces(request))[:max_chars]
+        return "".join(generate_pieces(dataclasses.replace(request, whole=True)))[:max_chars]
+    return async_to_sync(whole)(request, max_chars=max_chars)
 
-    async def collect() -> str:
-        pieces = _remote(request, stop=threading.Event(), max_chars=max_chars)
-        return "".join([piece async for piece in pieces])
 
-    return async_to_sync(collect)()
+async def whole(request: GenerationRequest, *, max_chars: int) -> str:
+    """The whole reply at once (one ``generate`` call), for async code; where the settings say."""
+    pieces = stream(dataclasses.replace(request, whole=True), stop=threading.Event(), max_chars=max_chars)
+    return "".join([piece async for piece in pieces])
 
 
 def in_workers() -> bool:

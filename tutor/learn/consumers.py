@@ -120,14 +120,7 @@ class TutoringSessionConsumer(FormConsumer):
         await self._broadcast(plan.message_id)  # "The tutor is writing…"
         try:
             if plan.conversation is None:  # a mistake: decide first, and record the decision
-                text = "".join(
-                    [
-                        piece
-                        async for piece in generation.stream(
-                            plan.request(decision=True), stop=threading.Event(), max_chars=MAX_REPLY_CHARS
-                        )
-                    ]
-                )
+                text = await generation.whole(plan.request(decision=True), max_chars=MAX_REPLY_CHARS)
                 await database_sync_to_async(services.tutor_message_decide)(plan=plan, text=text)
             text, status, error = await self._stream(plan, stop_event)
         except LLMError as exc:
