@@ -205,6 +205,7 @@ def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
         max_steps=spec["steps"] or -1,
         num_epochs=1.0,
         seed=spec["seed"],
+        precision=spec["precision"],  # the engine's; the baseline arm computes in fp32 whatever it says
     )
     records = json.loads(Path(spec["records"]).read_text())
     meter = _Meter(cuda)
@@ -227,6 +228,10 @@ def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
         "steps": len(meter.marks),
         "total_tokens": meter.tokens,
     }
+    if spec["arm"] == "engine":
+        from training.core.trainer import computes_in_bf16
+
+        out["bf16"] = computes_in_bf16(config.precision, cuda=cuda)
     if cuda:
         out["cuda_peak_alloc_mb"] = torch.cuda.max_memory_allocated() / 2**20
         out["cuda_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
@@ -466,7 +471,8 @@ def report(args, results: dict[str, dict], stats, data_note: str, round_result: 
         f"({stats['min']}–{stats['max']}), "
         f"batch {args.batch_size}, {engine['steps']} steps; LoRA r={lora.lora_r} alpha={lora.lora_alpha} "
         f"dropout {lora.lora_dropout:g} on all projections, lr {lora.learning_rate:g} {lora.lr_scheduler}, "
-        f"warmup {lora.warmup_ratio:.0%} (TrainConfig defaults, both arms)",
+        f"warmup {lora.warmup_ratio:.0%} (TrainConfig defaults, both arms); engine precision "
+        f"{args.precision} ({'bf16' if engine.get('bf16') else 'fp32'} here), baseline fp32",
         "",
     ]
     header = "| arm | real tokens/s | ratio | wall (s) | peak RSS (MB) |"
@@ -558,6 +564,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="the engine arm's TrainConfig.precision (default auto: bf16 where the hardware has it); "
+        "the baseline arm is a plain Trainer in fp32",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -618,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "device": args.device,
             "threads": args.threads,
+            "precision": args.precision,
             "work": str(work),
         }
         runs: dict[str, list[dict]] = {"baseline": [], "engine": []}

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from training.core.config import LR_SCHEDULERS, PRESET_LABELS, PRESETS, SettingError, TrainConfig
+from training.core.config import LR_SCHEDULERS, PRECISIONS, PRESET_LABELS, PRESETS, SettingError, TrainConfig
 from training.core.fields import setting_default, setting_help
 from training.models import Adapter, LanguageModel, TrainingDataset
 
@@ -79,6 +79,13 @@ class FineTuneForm(forms.Form):
         label="Learning-rate schedule",
         help_text=_help("lr_scheduler"),
     )
+    precision = forms.ChoiceField(
+        choices=[(p, p) for p in PRECISIONS],
+        initial=_default("precision"),
+        required=False,
+        label="Precision",
+        help_text=_help("precision"),
+    )
     warmup_ratio = _number("warmup_ratio", label="Warm-up share")
     num_epochs = _number("num_epochs", label="Epochs")
     max_steps = _number("max_steps", forms.IntegerField)
@@ -113,6 +120,7 @@ class FineTuneForm(forms.Form):
         "eval_fraction",
         "checkpoint_every",
         "seed",
+        "precision",
     )
     LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_layers", "target_modules", "dpo_beta")
     SETTING_FIELDS = SCHEDULE_FIELDS + LORA_FIELDS

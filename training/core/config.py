@@ -23,6 +23,7 @@ CONFIG_FILENAME = "teachloop_train_config.json"
 
 METHODS = ("sft", "dpo", "kto")
 LR_SCHEDULERS = ("linear", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 # Experiment trackers TRL may report to, and the packages each needs (any one of them will do). They are
 # not dependencies of TeachLoop: a job that asks for a missing one fails before loading the model.
@@ -125,6 +126,12 @@ class TrainConfig:
         help="adapt only the model's last N transformer layers (0: every layer); the backward pass stops "
         "at the lowest adapted layer, so fewer layers train faster",
     )
+    precision: str = setting(
+        "auto",
+        help="auto: bfloat16 arithmetic where the hardware has it (a GPU with bf16, or a CPU with "
+        "AVX512-BF16 or AMX, the LoRA weights kept in float32 there), else float32; fp32: always "
+        "float32; bf16: bfloat16 or fail",
+    )
     learning_rate: float = setting(2e-4, help="peak learning rate")
     lr_scheduler: str = setting("linear", help="learning-rate schedule after warm-up: linear or cosine")
     warmup_ratio: float = setting(
@@ -194,6 +201,11 @@ class TrainConfig:
                 "target_modules",
                 "must be a non-empty list of module names, or None for the default",
             )
+        _require(
+            self.precision in PRECISIONS,
+            "precision",
+            f"must be one of {', '.join(PRECISIONS)}, not {self.precision!r}",
+        )
         _number(self, "learning_rate", above=0.0)
         _require(
             self.lr_scheduler in LR_SCHEDULERS,

@@ -56,6 +56,7 @@ def test_it_saves_and_loads_its_json_file(tmp_path):
         ("learning_rate", 0),
         ("learning_rate", float("nan")),
         ("lr_scheduler", "step"),
+        ("precision", "fp16"),
         ("warmup_ratio", 1.0),
         ("num_epochs", 0),
         ("max_steps", 0),

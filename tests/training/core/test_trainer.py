@@ -427,6 +427,49 @@ def test_it_fails_clearly_when_lora_layers_exceeds_the_model(tiny_model_dir, tmp
     assert "lora_layers is 3" in result.reason and "has 2 layers" in result.reason
 
 
+def _losses(config: TrainConfig, tmp_path: Path) -> tuple[list[float], Path]:
+    events: list[ProgressEvent] = []
+    result = train(config, chat_records(), tmp_path, progress=events.append)
+    assert result.status == "succeeded", result.reason
+    return [e.loss for e in events], result.adapter_dir
+
+
+def _no_cpu_bf16(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available() or not engine.computes_in_bf16("auto", cuda=False),
+    reason="needs a CPU with bf16 arithmetic",
+)
+def test_a_cpu_with_bf16_computes_in_bf16_and_keeps_the_lora_weights_in_fp32(tiny_model_dir, tmp_path):
+    fp32, _ = _losses(quick(tiny_model_dir, precision="fp32"), tmp_path / "fp32")
+    auto, adapter = _losses(quick(tiny_model_dir, precision="auto"), tmp_path / "auto")
+    # The arithmetic changed (autocast is on) but only by bf16 rounding, and the saved adapter is fp32.
+    assert auto != fp32
+    assert auto == pytest.approx(fp32, rel=0.05)
+    weights = load_file(str(adapter / "adapter_model.safetensors"))
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
+def test_auto_precision_stays_in_fp32_on_a_cpu_without_bf16(tiny_model_dir, tmp_path, monkeypatch):
+    _no_cpu_bf16(monkeypatch)
+    assert not engine.computes_in_bf16("auto", cuda=False)
+    fp32, _ = _losses(quick(tiny_model_dir, precision="fp32"), tmp_path / "fp32")
+    auto, _ = _losses(quick(tiny_model_dir, precision="auto"), tmp_path / "auto")
+    assert auto == fp32
+
+
+def test_bf16_precision_fails_clearly_where_the_cpu_has_none(tiny_model_dir, tmp_path, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU")
+    _no_cpu_bf16(monkeypatch)
+    result = train(quick(tiny_model_dir, precision="bf16"), chat_records(), tmp_path)
+    assert result.status == "failed"
+    assert "no bfloat16 arithmetic" in result.reason and "auto or fp32" in result.reason
+
+
 # --- the adapter folder ------------------------------------------------------------------
 
 
