@@ -91,6 +91,14 @@ class TeachingRunForm(forms.Form):
         label="Candidates per explanation",
         help_text=_help(RunConfig, "explain_samples"),
     )
+    teacher_min_pass = forms.FloatField(
+        initial=_run("teacher_min_pass"),
+        min_value=0.0,
+        max_value=1.0,
+        required=False,
+        label="Teacher's least pass rate",
+        help_text=_help(RunConfig, "teacher_min_pass"),
+    )
     keep_share = forms.FloatField(
         initial=_run("keep_share"),
         min_value=0.0,
@@ -157,7 +165,15 @@ class TeachingRunForm(forms.Form):
         "seed",
         "choice_scoring",
     )
-    RULE_FIELDS = ("expert", "explain_samples", "keep_share", "schedule", "acceptance", "round_tries")
+    RULE_FIELDS = (
+        "expert",
+        "explain_samples",
+        "teacher_min_pass",
+        "keep_share",
+        "schedule",
+        "acceptance",
+        "round_tries",
+    )
     RUN_FIELDS = BUDGET_FIELDS + RULE_FIELDS
     TRAIN_FIELDS = ("max_steps", "learning_rate", "lora_r", "batch_size")
 

@@ -51,6 +51,7 @@ OLD_RUN_DEFAULTS: dict[str, Any] = {
     "round_tries": 1,
     "teacher_generate_k": 1_000,  # the teacher wrote every item
     "exam_every_round": True,
+    "teacher_min_pass": 0.0,  # the teacher was asked in every round
 }
 
 
@@ -146,6 +147,12 @@ class RunConfig:
     explain_samples: int = setting(
         2, help="candidate explanations asked of the teacher per item; the first the checks pass is kept"
     )
+    teacher_min_pass: float = setting(
+        0.05,
+        help="from the second round on, a step (explain, generate) asks the teacher model only if its "
+        "drafts of that step passed the checks at least this often in the earlier rounds; below it the "
+        "course's expert writes the step, labelled, and the round says why (0: always ask the teacher)",
+    )
     keep_share: float = setting(
         0.25,
         help="share of each round's training records that replay the base student's own right answers "
@@ -215,6 +222,7 @@ class RunConfig:
             ("replay_share", True),
             ("keep_share", True),
             ("keep_threshold", False),
+            ("teacher_min_pass", False),
             ("stretch_share", False),
             ("hacking_agreement_rise", False),
             ("hacking_accuracy_stall", False),

@@ -361,6 +361,40 @@ def _helpful_before(ctx: Context, rnd: RoundState) -> dict[str, list[Explanation
     return by_skill
 
 
+# A step's teacher pass rate is judged once the earlier rounds tried at least this many of its drafts.
+TEACHER_PASS_SAMPLE = 8
+
+
+def teacher_skipped(ctx: Context, rnd: RoundState, step: str) -> str | None:
+    """Why the teacher model is not asked for ``step`` ("explain" or "generate") this round, or None.
+
+    It is not asked from the second round on when the course's expert can stand in and the teacher's
+    drafts of that step passed the checks less than ``teacher_min_pass`` of the time over at least
+    ``TEACHER_PASS_SAMPLE`` drafts of the earlier rounds (a weak teacher's time is spent where it
+    produces almost nothing). The reason becomes a warning of the round."""
+    floor = ctx.config.teacher_min_pass
+    if rnd.index == 0 or floor <= 0 or ctx.expert is None:
+        return None
+    earlier = ctx.state.rounds[: rnd.index]
+    if step == "explain":
+        tried = sum(x.candidates for r in earlier for x in r.explanations)
+        passed = sum(x.candidates_passed for r in earlier for x in r.explanations)
+        what, verb = "explanations", "explain"
+    else:
+        if not ctx.expert.can_generate:
+            return None
+        drafts = [g for r in earlier for g in r.generated if g.source == "model"]
+        tried, passed = len(drafts), sum(g.kept for g in drafts)
+        what, verb = "new items", "write new items"
+    if tried < TEACHER_PASS_SAMPLE or passed / tried >= floor:
+        return None
+    return (
+        f"The teacher model was not asked to {verb} this round: its {what} passed the checks {passed} of "
+        f"{tried} times in the earlier rounds ({passed / tried:.0%}, below teacher_min_pass {floor:.0%}); "
+        "the course's expert wrote them, labelled."
+    )
+
+
 def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     """The student practises the planned items (one batch); the teacher explains wrong ones, round-robin
     over skills from the lowest probe accuracy up, until ``explain_budget``. The teacher sees the
@@ -378,19 +412,26 @@ def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     chosen = candidates[: ctx.config.explain_budget]
     helpful = _helpful_before(ctx, rnd)
     shown = {e.key: helpful.get(e.skill, [])[:2] for e in chosen}
+    skipped = teacher_skipped(ctx, rnd, "explain")
+    if skipped:
+        rnd.warnings.append(skipped)
+    # Skipped, the teacher is still asked for any item the expert cannot write a solution of.
+    asked = [e for e in chosen if not skipped or ctx.expert.worked_solution(e) is None]  # type: ignore[union-attr]
     conversations = [
         prompts.explanation_prompt(
             e,
             rnd.answers[e.key].text,
             [(prompts.question_text(ctx.items[h.item]), h.final_text) for h in shown[e.key]],
         )
-        for e in chosen
+        for e in asked
     ]
     samples = _samples(ctx, conversations, ctx.config.explain_samples)
-    for i, e in enumerate(chosen):
-        written = [texts[i] for texts in samples]
+    written_for = {e.key: [texts[i] for texts in samples] for i, e in enumerate(asked)}
+    for e in chosen:
+        written = written_for.get(e.key, [])
         verdicts = [ctx.check(e, text) for text in written]
         passed = [text for text, verdict in zip(written, verdicts, strict=True) if verdict.ok]
+        first = written[0] if written else ""
         x = Explanation(
             id=f"r{rnd.index}-{e.key}",
             round=rnd.index,
@@ -398,19 +439,21 @@ def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
             skill=e.skill,
             split=e.split,
             student_answer=rnd.answers[e.key].text,
-            text=passed[0] if passed else written[0],
+            text=passed[0] if passed else first,
             teacher_answer=None,
             passed_gate=bool(passed),
-            gate_reason="" if passed else verdicts[0].reason,
-            quotes_exam=not passed and bool(ctx.guard.exam_copy(written[0])),
+            gate_reason=""
+            if passed
+            else (verdicts[0].reason if verdicts else "the teacher model was not asked"),
+            quotes_exam=not passed and bool(first and ctx.guard.exam_copy(first)),
             shown_helpful=[h.id for h in shown[e.key]],
             candidates=len(written),
             candidates_passed=len(passed),
         )
         worked = ctx.expert.worked_solution(e) if ctx.expert is not None and not passed else None
-        if worked:  # every candidate failed: the expert stands in, labelled as such
+        if worked:  # every candidate failed, or none was asked for: the expert stands in, labelled as such
             mistake = ctx.expert.mistake(e, rnd.answers[e.key].text)  # type: ignore[union-attr]
-            x.model_text, x.text, x.source = written[0], f"Mistake: {mistake}\nSolution: {worked}", "expert"
+            x.model_text, x.text, x.source = first, f"Mistake: {mistake}\nSolution: {worked}", "expert"
             x.passed_gate, x.quotes_exam = True, False
         x.teacher_answer = grade(e, x.text).extracted
         rnd.explanations.append(x)
@@ -425,6 +468,7 @@ def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         "dropped": dropped,
         "by_expert": sum(x.source == "expert" for x in mine),
         "pass_rate": round(sum(x.candidates_passed for x in mine) / tried, 4) if tried else None,
+        "teacher_asked": len(asked),
     }
 
 
@@ -522,7 +566,10 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     wrong = [e for e in planned if e.key in rnd.answers and not rnd.answers[e.key].correct]
     budget = config.generate_budget if config.generate_k else 0
     sources = list(training_safe(_by_need(ctx, rnd, wrong)[:budget]))
-    asked = min(config.generate_k, config.teacher_generate_k)
+    skipped = teacher_skipped(ctx, rnd, "generate") if sources else None
+    if skipped:
+        rnd.warnings.append(skipped)
+    asked = 0 if skipped else min(config.generate_k, config.teacher_generate_k)
     texts = ask(
         ctx.teacher,
         [prompts.generation_prompt(e, asked) for e in sources] if asked else [],
@@ -625,6 +672,7 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         "pass_rate": round(kept / len(drafted), 4) if drafted else None,
         "by_expert": sum(g.source == "expert" for g in rnd.generated),
         "misread": misread,
+        "teacher_asked": asked > 0 and bool(sources),
     }
 
 

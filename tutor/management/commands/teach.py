@@ -36,6 +36,7 @@ NEW_RUN_ONLY = (
     "seed",
     "choice_scoring",
     "explain_samples",
+    "teacher_min_pass",
     "keep_share",
     "schedule",
     "acceptance",
@@ -83,6 +84,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help=run_help("seed"))
         parser.add_argument("--choice-scoring", choices=CHOICE_SCORING, help=run_help("choice_scoring"))
         parser.add_argument("--explain-samples", type=int, metavar="N", help=run_help("explain_samples"))
+        parser.add_argument("--teacher-min-pass", type=float, metavar="F", help=run_help("teacher_min_pass"))
         parser.add_argument("--keep-share", type=float, metavar="F", help=run_help("keep_share"))
         parser.add_argument("--schedule", choices=SCHEDULES, help=run_help("schedule"))
         parser.add_argument("--acceptance", choices=ACCEPTANCE, help=run_help("acceptance"))
@@ -180,6 +182,7 @@ class Command(BaseCommand):
             "seed": opts["seed"],
             "choice_scoring": opts["choice_scoring"],
             "explain_samples": opts["explain_samples"],
+            "teacher_min_pass": opts["teacher_min_pass"],
             "keep_share": opts["keep_share"],
             "schedule": opts["schedule"],
             "acceptance": opts["acceptance"],

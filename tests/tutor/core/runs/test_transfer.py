@@ -89,6 +89,51 @@ def test_a_weak_teacher_still_teaches_with_the_expert_and_says_who_wrote_what(tm
     assert trainer.calls and state.adapter_name == "round0"
 
 
+@pytest.mark.parametrize("floor", [0.05, 0.0])
+def test_a_teacher_that_fails_every_check_is_not_asked_again_from_the_second_round(tmp_path, floor):
+    teacher = wrong_teacher()
+    state = run_teaching(
+        keep_course(),
+        teacher,
+        ScriptedLLM("student", student()),
+        RunConfig(
+            **{**SMALL, "rounds": 2, "plan_budget": 8, "explain_budget": 4, "generate_budget": 8},
+            acceptance="always",
+            teacher_min_pass=floor,
+        ),
+        tmp_path / "s.json",
+        train_fn=Trainer(),
+    )
+    first, second = state.rounds
+    tried = sum(x.candidates for x in first.explanations)
+    drafts = sum(g.source == "model" for g in first.generated)
+    assert tried >= 8 and drafts >= 8  # enough of both to judge the teacher's pass rate
+    asked_in_first = tried // 2  # two candidates per explanation, in one greedy and one sampled batch
+    if floor:
+        # Round 2: the expert writes every explanation and item; the round says why, with the figures.
+        assert len(teacher.seen("explain")) == asked_in_first * 2
+        assert len(teacher.seen("generate")) == drafts
+        assert second.explanations and all(
+            x.source == "expert" and x.passed_gate and x.candidates == 0 and x.model_text == ""
+            for x in second.explanations
+        )
+        assert second.generated and all(g.source == "expert" for g in second.generated)
+        assert any(
+            f"not asked to explain this round: its explanations passed the checks 0 of {tried}" in w
+            for w in second.warnings
+        )
+        assert any(
+            f"not asked to write new items this round: its new items passed the checks 0 of {drafts}" in w
+            for w in second.warnings
+        )
+    else:  # 0: the teacher is asked every round
+        assert len(teacher.seen("explain")) > asked_in_first * 2
+        assert len(teacher.seen("generate")) > drafts
+        assert all(x.candidates == 2 for x in second.explanations)
+        assert not any("not asked" in w for w in second.warnings)
+    assert not any("not asked" in w for w in first.warnings)
+
+
 def test_no_held_out_phrasing_or_exam_item_ever_reaches_training_data(tmp_path):
     course = keep_course()
     held_out = course.held_out_phrasings
@@ -274,7 +319,7 @@ def test_a_course_without_an_expert_says_what_it_cannot_verify_and_drops_nothing
         bare,
         wrong_teacher(),
         ScriptedLLM("student", student()),
-        RunConfig(**SMALL, acceptance="always"),
+        RunConfig(**{**SMALL, "rounds": 2}, acceptance="always"),
         tmp_path / "s.json",
         train_fn=Trainer(),
     )
@@ -282,6 +327,8 @@ def test_a_course_without_an_expert_says_what_it_cannot_verify_and_drops_nothing
     assert rnd.explanations and all(not x.passed_gate and x.source == "model" for x in rnd.explanations)
     assert all(x.gate_reason.startswith("final answer is wrong") for x in rnd.explanations)
     assert not any(g.source == "expert" for g in rnd.generated)
+    if len(state.rounds) > 1:  # nothing could stand in, so the failing teacher is still asked
+        assert all(x.source == "model" and x.candidates for x in state.rounds[1].explanations)
 
 
 def test_it_asks_the_exam_after_the_last_round_only_unless_told(tmp_path):
