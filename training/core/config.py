@@ -128,9 +128,8 @@ class TrainConfig:
     )
     precision: str = setting(
         "auto",
-        help="auto: bfloat16 arithmetic where the hardware has it (a GPU with bf16, or a CPU with "
-        "AVX512-BF16 or AMX, the LoRA weights kept in float32 there), else float32; fp32: always "
-        "float32; bf16: bfloat16 or fail",
+        help="auto: bfloat16 on a GPU that has it, float32 on a CPU; bf16: bfloat16 also on a CPU with "
+        "AVX512-BF16 or AMX (faster, but it taught less in our benchmark), or fail; fp32: always float32",
     )
     learning_rate: float = setting(2e-4, help="peak learning rate")
     lr_scheduler: str = setting("linear", help="learning-rate schedule after warm-up: linear or cosine")

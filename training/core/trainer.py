@@ -382,14 +382,17 @@ def _last_layers(model, config: TrainConfig) -> list[int] | None:
 def computes_in_bf16(precision: str, *, cuda: bool) -> bool:
     """Whether training computes in bfloat16 for ``TrainConfig.precision`` on this machine.
 
-    fp32 never does; auto and bf16 do where the hardware has bf16 arithmetic: a GPU that reports it, a
-    CPU with AVX512-BF16 or AMX tiles. Elsewhere (older x86, Arm) a CPU would emulate bf16, slower than
-    fp32, so auto stays in fp32 there and bf16 is refused by ``train()``.
+    fp32 never does. auto does on a GPU that reports bf16, and never on a CPU: there bf16 trained 1.4x
+    faster but taught less in the defaults' teaching benchmark (docs/decisions.md), so it is asked for
+    by name. bf16 does where the hardware has bf16 arithmetic: such a GPU, or a CPU with AVX512-BF16 or
+    AMX tiles; elsewhere (older x86, Arm) a CPU would only emulate it, and ``train()`` refuses it.
     """
     if precision == "fp32":
         return False
     if cuda:
         return bool(torch.cuda.is_bf16_supported())
+    if precision == "auto":
+        return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's, private but stable
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 

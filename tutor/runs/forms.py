@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from training.core.config import MAX_SEED, TrainConfig
+from training.core.config import MAX_SEED, PRECISIONS, TrainConfig
 from training.core.fields import setting_default, setting_help
 from training.models import LanguageModel
 from tutor.core.runs.state import ACCEPTANCE, CHOICE_SCORING, PLANS, ROUND_TRAINING, SCHEDULES, RunConfig
@@ -155,6 +155,13 @@ class TeachingRunForm(forms.Form):
         help_text=_help(TrainConfig, "batch_size"),
     )
 
+    precision = forms.ChoiceField(
+        choices=[(p, p) for p in PRECISIONS],
+        initial=setting_default(TrainConfig, "precision"),
+        required=False,
+        help_text=_help(TrainConfig, "precision"),
+    )
+
     BUDGET_FIELDS = (
         "rounds",
         "plan",
@@ -175,7 +182,7 @@ class TeachingRunForm(forms.Form):
         "round_tries",
     )
     RUN_FIELDS = BUDGET_FIELDS + RULE_FIELDS
-    TRAIN_FIELDS = ("max_steps", "learning_rate", "lora_r", "batch_size")
+    TRAIN_FIELDS = ("max_steps", "learning_rate", "lora_r", "batch_size", "precision")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -206,7 +213,7 @@ class TeachingRunForm(forms.Form):
             return {"disabled": True}
         given = {name: self.cleaned_data[name] for name in self.TRAIN_FIELDS}
         # No steps given: one pass over the round's records (the default), however many there are.
-        return {**ROUND_TRAINING, **{k: v for k, v in given.items() if v is not None}}
+        return {**ROUND_TRAINING, **{k: v for k, v in given.items() if v not in (None, "")}}
 
 
 class ResumeForm(forms.Form):

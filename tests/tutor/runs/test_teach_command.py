@@ -80,6 +80,8 @@ def test_it_teaches_headless_and_prints_the_table_and_adapter(setup):
         "2",
         "--lora-r",
         "4",
+        "--precision",
+        "fp32",
         "--acceptance",  # two steps on the tiny model need not gain: keep the adapter to inspect it
         "always",
     )
@@ -91,6 +93,9 @@ def test_it_teaches_headless_and_prints_the_table_and_adapter(setup):
     assert any(line.split()[:2] == ["0", "add_1d"] for line in lines)
     assert Path(lines[-1]).is_dir() and lines[-1] == run.adapter_path
     assert (Path(run.adapter_path) / "adapter_model.safetensors").is_file()
+    assert run.train_config["precision"] == "fp32"
+    saved = json.loads((Path(run.adapter_path) / "teachloop_train_config.json").read_text())
+    assert saved["precision"] == "fp32" and saved["lora_r"] == 4
     # Nothing from the exam split reached the training data.
     trained = json.dumps(list(TrainingDataset.objects.values_list("records", flat=True)))
     for prompt in Exercise.objects.filter(split="exam").values_list("prompt", flat=True):

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from training.core.config import TrainConfig
+from training.core.config import PRECISIONS, TrainConfig
 from training.core.fields import setting_default, setting_help
 from training.models import LanguageModel
 from tutor.core.runs.state import (
@@ -104,6 +104,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--lr", type=float, help=train_help("learning_rate"))
         parser.add_argument("--lora-r", type=int, help=train_help("lora_r"))
+        parser.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            help=f"each round's training: {setting_help(TrainConfig, 'precision')} (default auto)",
+        )
         parser.add_argument("--no-train", action="store_true", help="diagnose/explain/re-examine only")
         parser.add_argument(
             "--resume",
@@ -166,7 +171,12 @@ class Command(BaseCommand):
                 "`manage.py import_course --pack arithmetic`"
             )
         student, teacher = self._model(opts["student"], "student"), self._model(opts["teacher"], "teacher")
-        given = {"max_steps": opts["train_steps"], "learning_rate": opts["lr"], "lora_r": opts["lora_r"]}
+        given = {
+            "max_steps": opts["train_steps"],
+            "learning_rate": opts["lr"],
+            "lora_r": opts["lora_r"],
+            "precision": opts["precision"],
+        }
         train = (
             {"disabled": True}
             if opts["no_train"]
