@@ -402,7 +402,8 @@ def explain(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     and writes ``explain_samples`` candidates (the first greedy). The first candidate that passes
     :meth:`Context.check` is kept. When none does, the expert's worked solution and diagnosis stand
     in, labelled ``source="expert"``; without an expert the first candidate is kept for display with
-    ``passed_gate=False`` and a reason."""
+    ``passed_gate=False`` and a reason. Where :func:`teacher_skipped` says so, the teacher is asked only
+    for the items the expert cannot write (none, for the packs)."""
     planned = [ctx.items[k] for k in rnd.planned_items]
     _practise(ctx, rnd, planned)
     # Only practice (train-split) items, never probe items: what is explained may become training
@@ -560,7 +561,8 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     one, the packs' solver where it can read the question, else by a second, independent teacher
     answer that must agree. Exam copies, held-out phrasings, duplicates, malformed items and
     disagreements are dropped with a reason. Where the teacher's drafts fall short, an expert that
-    can write items completes each source's ``generate_k``, labelled ``source="expert"``."""
+    can write items completes each source's ``generate_k``, labelled ``source="expert"``; where
+    :func:`teacher_skipped` says so, the teacher is not asked and the expert writes them all."""
     config = ctx.config
     planned = [ctx.items[k] for k in rnd.planned_items]
     wrong = [e for e in planned if e.key in rnd.answers and not rnd.answers[e.key].correct]
