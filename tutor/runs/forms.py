@@ -184,6 +184,22 @@ class TeachingRunForm(forms.Form):
     RUN_FIELDS = BUDGET_FIELDS + RULE_FIELDS
     TRAIN_FIELDS = ("max_steps", "learning_rate", "lora_r", "batch_size", "precision")
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        courses = self.fields["course"].queryset  # type: ignore[attr-defined]
+        if not self.initial.get("course") and courses.count() == 1:
+            self.initial["course"] = courses.get().pk  # the only course, chosen already
+
+    def missing(self) -> list[tuple[str, str, str]]:
+        """What has to exist before a run can start: (what, the command that makes it, or else where),
+        empty when all is there."""
+        needs = []
+        if not self.fields["course"].queryset.exists():  # type: ignore[attr-defined]
+            needs.append(("a course", "manage.py import_course --pack arithmetic", "Admin → Courses"))
+        if not self.fields["student"].queryset.exists():  # type: ignore[attr-defined]
+            needs.append(("a local model", "manage.py bootstrap", "Models (the bundled one, or your own)"))
+        return needs
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         student = data.get("student")

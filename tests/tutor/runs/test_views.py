@@ -12,9 +12,9 @@ from django.urls import reverse
 
 from tests.base import BaseTestCase
 from tests.tutor.runs.helpers import form_data, make_models_and_course, scripted_models
-from training.models import Adapter, TrainingDataset, TrainingJob
+from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
 from tutor.core.runs.state import RunConfig
-from tutor.models import Exercise, Round, RunExplanation, TeachingRun
+from tutor.models import Course, Exercise, Round, RunExplanation, TeachingRun
 from tutor.runs import selectors
 from tutor.runs import services as teaching
 
@@ -107,6 +107,17 @@ class StartFormTestCase(RunsTestCase):
             return self.client.post(
                 reverse("runs:new"), form_data(self.course, self.student, self.teacher, **overrides)
             )
+
+    def test_it_chooses_the_only_course_and_says_what_is_missing_before_a_run_can_start(self):
+        response = self.client.get(reverse("runs:new"))
+        self.assertEqual(response.context["form"].initial["course"], self.course.pk)
+        self.assertNotContains(response, "Nothing to run yet")
+        Course.objects.all().delete()
+        LanguageModel.objects.all().delete()
+        response = self.client.get(reverse("runs:new"))
+        self.assertContains(response, "Nothing to run yet")
+        self.assertContains(response, "manage.py import_course --pack arithmetic")
+        self.assertContains(response, "manage.py bootstrap")
 
     def test_it_offers_the_default_models(self):
         self.student.is_default_student = True
