@@ -53,6 +53,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from bench.machine import describe as machine  # noqa: E402 (after the path is set)
+from training.core.config import PRECISIONS  # noqa: E402
 
 H100_PEAK_BF16_TFLOPS = 989.0  # H100 SXM, dense bf16, no sparsity (NVIDIA datasheet)
 ROUND_RECORDS, ROUND_BATCH = 200, 8
@@ -565,10 +566,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=PRECISIONS,
         default="auto",
-        help="the engine arm's TrainConfig.precision (default auto: bf16 where the hardware has it); "
-        "the baseline arm is a plain Trainer in fp32",
+        help="the engine arm's TrainConfig.precision (default auto: bf16 on a GPU that has it, fp32 on "
+        "a CPU; bf16 also on a CPU with AVX512-BF16 or AMX); the baseline arm is a plain Trainer in fp32",
     )
     parser.add_argument(
         "--repeat",

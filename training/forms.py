@@ -45,6 +45,18 @@ def _number(name: str, field: type[forms.Field] = forms.FloatField, **kwargs: An
     return field(initial=_default(name), required=False, help_text=_help(name), **kwargs)
 
 
+def precision_field() -> forms.ChoiceField:
+    """``TrainConfig.precision`` as a choice, its default shown, its help beside it (the fine-tune form
+    and the teaching-run form)."""
+    return forms.ChoiceField(
+        choices=[(p, p) for p in PRECISIONS],
+        initial=_default("precision"),
+        required=False,
+        label="Precision",
+        help_text=_help("precision"),
+    )
+
+
 def _modules(value: tuple[str, ...] | None) -> str:
     return ", ".join(value or ())
 
@@ -79,13 +91,7 @@ class FineTuneForm(forms.Form):
         label="Learning-rate schedule",
         help_text=_help("lr_scheduler"),
     )
-    precision = forms.ChoiceField(
-        choices=[(p, p) for p in PRECISIONS],
-        initial=_default("precision"),
-        required=False,
-        label="Precision",
-        help_text=_help("precision"),
-    )
+    precision = precision_field()
     warmup_ratio = _number("warmup_ratio", label="Warm-up share")
     num_epochs = _number("num_epochs", label="Epochs")
     max_steps = _number("max_steps", forms.IntegerField)

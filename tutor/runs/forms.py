@@ -6,8 +6,9 @@ from typing import Any
 
 from django import forms
 
-from training.core.config import MAX_SEED, PRECISIONS, TrainConfig
+from training.core.config import MAX_SEED, TrainConfig
 from training.core.fields import setting_default, setting_help
+from training.forms import precision_field
 from training.models import LanguageModel
 from tutor.core.runs.state import ACCEPTANCE, CHOICE_SCORING, PLANS, ROUND_TRAINING, SCHEDULES, RunConfig
 from tutor.models import Course
@@ -155,12 +156,7 @@ class TeachingRunForm(forms.Form):
         help_text=_help(TrainConfig, "batch_size"),
     )
 
-    precision = forms.ChoiceField(
-        choices=[(p, p) for p in PRECISIONS],
-        initial=setting_default(TrainConfig, "precision"),
-        required=False,
-        help_text=_help(TrainConfig, "precision"),
-    )
+    precision = precision_field()
 
     BUDGET_FIELDS = (
         "rounds",

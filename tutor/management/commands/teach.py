@@ -107,7 +107,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--precision",
             choices=PRECISIONS,
-            help=f"each round's training: {setting_help(TrainConfig, 'precision')} (default auto)",
+            help=f"each round's training: {setting_help(TrainConfig, 'precision')} "
+            f"(default {setting_default(TrainConfig, 'precision')})",
         )
         parser.add_argument("--no-train", action="store_true", help="diagnose/explain/re-examine only")
         parser.add_argument(
