@@ -37,3 +37,4 @@ urlpatterns = [
 
 admin.site.site_header = "TeachLoop administration"
 admin.site.site_title = "TeachLoop admin"
+handler500 = "teachloop.views.server_error"

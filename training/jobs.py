@@ -23,14 +23,15 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from training.core.config import TENSORBOARD_DIRNAME, TRACKING_FIELDS, TrainConfig
 from training.core.datasets import parse_jsonl, validate_records
+from training.core.errors import first_line
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob, TrainingMetric
-from training.recovery import claim, keep_alive, stale_cutoff
+from training.recovery import DATABASE_UNAVAILABLE, claim, keep_alive, stale_cutoff
 
 logger = logging.getLogger(__name__)
 
@@ -295,6 +296,16 @@ def training_job_run(*, job_id: int, on_event: Callable[[Any], None] | None = No
             )
         else:
             result = train(config, job.dataset.records, job_dir(job), **kwargs)
+    except DATABASE_UNAVAILABLE as exc:
+        # Not the job's fault: it stays running without a heartbeat, and recovery re-queues it to resume
+        # from its last checkpoint once the database answers again.
+        logger.warning(
+            "training job %s interrupted, the database is unavailable (%s); recovery will resume it",
+            job.pk,
+            first_line(exc),
+        )
+        close_old_connections()
+        return "interrupted"
     except Exception as exc:
         logger.exception("training job %s crashed", job.pk)
         _finish(job, lease, status=TrainingJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
@@ -338,6 +349,20 @@ class _Progress:
         self.first = True
 
     def on_event(self, event) -> None:
+        """Record one step and tell the job's page. The database out of reach for a moment (PostgreSQL
+        restarting) loses this step's row, not the training: the next step writes again."""
+        try:
+            self._record(event)
+        except DATABASE_UNAVAILABLE as exc:
+            logger.warning(
+                "training job %s: step %s not recorded, the database is unavailable: %s",
+                self.job.pk,
+                event.step,
+                first_line(exc),
+            )
+            close_old_connections()
+
+    def _record(self, event) -> None:
         data = asdict(event)
         updated = TrainingJob.objects.filter(pk=self.job.pk, lease=self.lease).update(
             step=event.step,
@@ -372,7 +397,15 @@ class _Progress:
             self.extra(event)
 
     def should_stop(self) -> bool:
-        row = TrainingJob.objects.filter(pk=self.job.pk).values("cancel_requested", "lease").first()
+        """Cancelled, or the lease lost to a recovery; the database out of reach reads as "go on"."""
+        try:
+            row = TrainingJob.objects.filter(pk=self.job.pk).values("cancel_requested", "lease").first()
+        except DATABASE_UNAVAILABLE as exc:
+            logger.warning(
+                "training job %s: cannot read its state (%s); going on", self.job.pk, first_line(exc)
+            )
+            close_old_connections()
+            return False
         if row is None or row["lease"] != self.lease:
             self.lost_lease = True
             return True

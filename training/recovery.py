@@ -14,7 +14,14 @@ import threading
 import uuid
 from collections.abc import Callable
 
+from django.db import InterfaceError, OperationalError
+
 logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+"""What a database restart or a dropped connection raises. Long work treats it as passing: a progress
+write that hits it is skipped (the next one tries again), and work it interrupts is left running
+without a heartbeat, for recovery to resume once the database answers."""
 
 Recoverer = Callable[[], list[int]]
 _recoverers: dict[str, Recoverer] = {}

@@ -6,9 +6,11 @@ import io
 import json
 import re
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
+from django.db import OperationalError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -286,6 +288,33 @@ class RecoverJobTestCase(JobTestCase):
         job.refresh_from_db()
         self.assertEqual(job.status, "failed")
         self.assertIn("stopped responding", job.last_error)
+
+    def test_a_database_outage_mid_job_loses_a_chart_point_not_the_job(self):
+        job = self.create_job()
+        record = jobs._Progress._record
+
+        def unavailable_at_step_2(progress, event):
+            if event.step == 2:
+                raise OperationalError("terminating connection due to administrator command")
+            record(progress, event)
+
+        with mock.patch.object(jobs._Progress, "_record", unavailable_at_step_2):
+            self.assertEqual(jobs.training_job_run(job_id=job.pk), "succeeded")
+        job.refresh_from_db()
+        self.assertEqual((job.status, job.attempts), ("succeeded", 1))
+        self.assertEqual(list(job.metrics.values_list("step", flat=True)), [1, 3, 4])
+
+    def test_a_job_the_database_interrupts_is_resumed_by_recovery_not_failed(self):
+        job = self.create_job()
+        lost = OperationalError("the connection is lost")
+        with mock.patch("training.core.trainer.train", side_effect=lost):
+            self.assertEqual(jobs.training_job_run(job_id=job.pk), "interrupted")
+        job.refresh_from_db()
+        self.assertEqual((job.status, job.last_error), ("running", ""))  # not failed for the database's fault
+        TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+        with self.captureOnCommitCallbacks(execute=True):
+            self.assertEqual(jobs.training_jobs_recover(), [job.pk])
+        self.assertEqual(jobs.training_job_run(job_id=job.pk), "succeeded")
 
     def test_it_leaves_live_jobs_alone(self):
         job = self.create_job()

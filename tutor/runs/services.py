@@ -32,7 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
@@ -40,9 +40,10 @@ from django.utils import timezone
 from training import jobs as training_jobs
 from training.core.config import TrainConfig
 from training.core.datasets import DatasetError
+from training.core.errors import first_line
 from training.core.fields import setting_default
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
-from training.recovery import claim, keep_alive, stale_cutoff, worker_id
+from training.recovery import DATABASE_UNAVAILABLE, claim, keep_alive, stale_cutoff, worker_id
 from training.services import language_model_llm
 from tutor.core.courses.course import ExamLeakError
 from tutor.core.runs.guard import ExamGuard
@@ -290,6 +291,15 @@ def teaching_run_execute(
     lost = threading.Event()
 
     def on_progress(step: str, round_index: int, info: dict[str, Any]) -> None:
+        try:
+            record_progress(step, round_index, info)
+        except DATABASE_UNAVAILABLE as exc:  # the page misses this step; the next one writes again
+            logger.warning("teaching run %s: progress not recorded (%s)", run.pk, first_line(exc))
+            close_old_connections()
+        if progress is not None:
+            progress(step, round_index, info)
+
+    def record_progress(step: str, round_index: int, info: dict[str, Any]) -> None:
         fields: dict[str, Any] = {"current_round": round_index, "current_step": step}
         if lease:
             fields["heartbeat_at"] = timezone.now()
@@ -302,11 +312,13 @@ def teaching_run_execute(
                 teaching_run_rounds_sync(run=run, state=state)
                 teaching_run_explanations_sync(run=run, state=state)
         teaching_run_broadcast(TeachingRun.objects.get(pk=run.pk))
-        if progress is not None:
-            progress(step, round_index, info)
 
     def should_stop() -> bool:
-        row = TeachingRun.objects.filter(pk=run.pk).values("cancel_requested", "lease").first()
+        try:
+            row = TeachingRun.objects.filter(pk=run.pk).values("cancel_requested", "lease").first()
+        except DATABASE_UNAVAILABLE:
+            close_old_connections()
+            return False  # cannot tell; the next step asks again
         if row is None or (lease and row["lease"] != lease):
             lost.set()
             return True
@@ -353,6 +365,17 @@ def teaching_run_execute(
         return None
     except KeyboardInterrupt:
         _finish(run, TeachingRun.Status.CANCELLED, error="interrupted; resume it to go on", lease=lease)
+        raise
+    except DATABASE_UNAVAILABLE as exc:
+        close_old_connections()
+        if lease:  # a worker's run: left running without a heartbeat, recovery resumes it
+            logger.warning(
+                "teaching run %s interrupted, the database is unavailable (%s); recovery will resume it",
+                run.pk,
+                first_line(exc),
+            )
+            return None
+        logger.exception("teaching run %s interrupted: the database is unavailable", run.pk)
         raise
     except Exception as exc:
         logger.exception("teaching run %s crashed", run.pk)

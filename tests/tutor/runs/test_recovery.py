@@ -138,6 +138,26 @@ def test_a_crash_fails_the_run_instead_of_leaving_it_running(run, models):
     assert run.last_error == "RuntimeError: CUDA out of memory"
 
 
+def test_a_database_outage_leaves_the_run_for_recovery_to_resume_not_failed(
+    run, models, dummy_tasks, django_capture_on_commit_callbacks
+):
+    from django.db import OperationalError
+
+    def outage(*args, **kwargs):
+        raise OperationalError("terminating connection due to administrator command")
+
+    real = models[0]["scripted-student"].generate
+    models[0]["scripted-student"].generate = outage
+    assert teaching.teaching_run_work(run_id=run.pk) == "running"  # not failed: the database's fault
+    run.refresh_from_db()
+    assert (run.status, run.last_error) == ("running", "")
+    TeachingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert teaching.teaching_runs_recover() == [run.pk]
+    models[0]["scripted-student"].generate = real
+    assert teaching.teaching_run_work(run_id=run.pk) == "succeeded"
+
+
 class FakeTraining:
     """Stands in for training_job_run: marks the job succeeded with an adapter."""
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django_tasks_db.management.commands.db_worker import Worker
 
-from training.management.commands.worker import make_worker, start_recovery_thread
+from training.management.commands.worker import make_worker, run_through_outages, start_recovery_thread
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def start_inprocess_worker(*, interval: float = 1.0, queues: str = "*") -> tuple
         from django.db import connections
 
         try:
-            worker.run()
+            run_through_outages(worker)
         finally:
             connections.close_all()  # this thread's connections; PostgreSQL would keep them open
 

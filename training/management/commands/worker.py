@@ -6,9 +6,12 @@ import logging
 import os
 import socket
 import threading
+import time
 
 from django.core.management.base import BaseCommand
 from django_tasks_db.management.commands.db_worker import Worker
+
+from training.core.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,28 @@ def start_recovery_thread(stop: threading.Event, *, every_s: float | None = None
     thread = threading.Thread(target=loop, name="teachloop-recovery", daemon=True)
     thread.start()
     return thread
+
+
+def run_through_outages(worker: Worker, *, first_wait_s: float = 1.0, longest_wait_s: float = 30.0) -> None:
+    """``worker.run()``, started again after the database stopped answering (a PostgreSQL restart, a
+    dropped connection), waiting 1, 2, 4 … 30 s between tries: a worker outlives the outage. Work that
+    was running then is resumed by recovery once its heartbeat is stale. Returns when the worker stops."""
+    from django.db import InterfaceError, OperationalError, close_old_connections
+
+    wait = first_wait_s
+    while True:
+        try:
+            worker.run()
+            return
+        except (OperationalError, InterfaceError) as exc:
+            if not worker.running:
+                raise
+            logger.warning(
+                "the database is unavailable (%s); taking tasks again in %.0f s", first_line(exc), wait
+            )
+            close_old_connections()
+            time.sleep(wait)
+            wait = min(wait * 2, longest_wait_s)
 
 
 def make_worker(*, interval: float = 1.0, queues: str = "*") -> Worker:
@@ -86,6 +111,6 @@ class Command(BaseCommand):
         worker.configure_signals()
         self.stdout.write(f"worker {worker.worker_id} taking tasks from queues {queues}")
         try:
-            worker.run()
+            run_through_outages(worker)
         finally:
             stop.set()
