@@ -203,6 +203,16 @@ if TEACHLOOP_GENERATION == "workers" and not REDIS_URL:
     raise ImproperlyConfigured(
         "TEACHLOOP_GENERATION=workers needs REDIS_URL: the workers answer through the Redis channel layer"
     )
+# A model behind an OpenAI-compatible server, asked by a page (learners' tutor, Try it, the Playground):
+# give up after this many seconds without a byte, retried this many times, so a person is told within
+# about a minute that the teacher is not answering. Teaching runs and evaluations keep the registry's
+# patient defaults (120 s, 3 retries): nobody is waiting on a page for them.
+TEACHLOOP_PAGE_TIMEOUT_S = float(os.environ.get("TEACHLOOP_PAGE_TIMEOUT_S", "30"))
+TEACHLOOP_PAGE_RETRIES = int(os.environ.get("TEACHLOOP_PAGE_RETRIES", "1"))
+if TEACHLOOP_PAGE_TIMEOUT_S <= 0 or TEACHLOOP_PAGE_RETRIES < 0:
+    raise ImproperlyConfigured(
+        "TEACHLOOP_PAGE_TIMEOUT_S must be above 0 and TEACHLOOP_PAGE_RETRIES 0 or more"
+    )
 # Training jobs send a heartbeat this often; one silent for TEACHLOOP_JOB_STALE_AFTER_S has lost
 # its worker and is re-queued (resuming from its checkpoint) or failed after max attempts.
 TEACHLOOP_JOB_HEARTBEAT_S = float(os.environ.get("TEACHLOOP_JOB_HEARTBEAT_S", "10"))

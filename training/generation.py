@@ -114,7 +114,7 @@ def generate_pieces(request: GenerationRequest) -> Iterable[str]:
     model = LanguageModel.objects.filter(pk=request.model_id, enabled=True).first()
     if model is None:
         raise GenerationError(f"model {request.model_id}", "this model was deleted or disabled")
-    llm = services.language_model_llm(model=model)
+    llm = services.language_model_llm(model=model, page=True)
     name = None
     if request.adapter is not None:
         name = services.language_model_adapter_on(llm=llm, name=request.adapter[0], path=request.adapter[1])

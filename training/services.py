@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import weakref
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from training.core.bundled import BUNDLED_MODEL_NAME, bundled_gguf_path
 from training.core.llm import LLM, LLMError
+from training.core.llm.base import ModelSpec
 from training.core.llm.registry import forget, get_llm
 from training.models import LanguageModel
 
@@ -24,9 +26,23 @@ TRY_MAX_NEW_TOKENS = 48
 MAX_STORED_OUTPUT = 4000  # model output is untrusted and unbounded: keep what we store sane
 
 
-def language_model_llm(*, model: LanguageModel, progress: Callable[[str], None] | None = None) -> LLM:
-    """The loaded (cached per process) backend for a registered model."""
-    return get_llm(model.to_spec(), cache_dir=Path(settings.TEACHLOOP_MODEL_CACHE_DIR), progress=progress)
+def language_model_llm(
+    *, model: LanguageModel, progress: Callable[[str], None] | None = None, page: bool = False
+) -> LLM:
+    """The loaded (cached per process) backend for a registered model. ``page``: someone waits on a
+    page for the reply, so a server model gives up sooner (``TEACHLOOP_PAGE_TIMEOUT_S``,
+    ``TEACHLOOP_PAGE_RETRIES``); a local model is the same loaded object either way."""
+    spec = _page_spec(model) if page else model.to_spec()
+    return get_llm(spec, cache_dir=Path(settings.TEACHLOOP_MODEL_CACHE_DIR), progress=progress)
+
+
+def _page_spec(model: LanguageModel) -> ModelSpec:
+    spec = model.to_spec()
+    if spec.backend != "openai":
+        return spec
+    return dataclasses.replace(
+        spec, timeout_s=settings.TEACHLOOP_PAGE_TIMEOUT_S, max_retries=settings.TEACHLOOP_PAGE_RETRIES
+    )
 
 
 # Per loaded LLM object (weakly: a model reloaded after an admin save is a new object, and an id()
@@ -70,6 +86,7 @@ def language_model_try(*, model: LanguageModel) -> LanguageModel:
 def language_model_forget(*, model: LanguageModel) -> None:
     """Drop the process's loaded copy (after an edit changes how the model loads)."""
     forget(model.to_spec())
+    forget(_page_spec(model))  # a server model's copy for pages, if one was made
 
 
 @transaction.atomic

@@ -185,3 +185,27 @@ async def test_a_request_whose_reader_gave_up_is_dropped(monkeypatch, model, ser
         received.append(await asyncio.wait_for(layer.receive(reply), 5))
     assert received[0] == {**received[0], "type": "generation.started", "id": "on-time"}
     assert llm.calls == [("stream", None)]  # only the request still awaited is generated
+
+
+@pytest.mark.django_db
+def test_a_page_gives_up_on_a_silent_teacher_server_soon_and_a_teaching_run_waits(settings):
+    from tests.fake_openai_server import FakeOpenAIServer
+
+    settings.TEACHLOOP_PAGE_TIMEOUT_S, settings.TEACHLOOP_PAGE_RETRIES = 0.5, 1
+    with FakeOpenAIServer(models={"fake-model"}) as server:
+        teacher = LanguageModel.objects.create(
+            name="remote", backend="openai", source="fake-model", base_url=server.base_url, is_teacher=True
+        )
+        server.sleep_next(3.0, times=2)  # silent longer than a page waits, twice
+        request = GenerationRequest.of(
+            model_id=teacher.pk,
+            conversation=[{"role": "user", "content": "hi"}],
+            params=GenerationParams(max_new_tokens=4),
+        )
+        started = time.monotonic()
+        with pytest.raises(GenerationError, match=r"within 0\.5 s"):
+            list(generation.generate_pieces(request))
+        assert time.monotonic() - started < 2.5  # two tries of 0.5 s and a backoff, not 2 x 3 s
+        assert len(server.chat_requests()) == 2  # one retry
+        patient = services.language_model_llm(model=teacher)  # what a teaching run uses
+        assert (patient.spec.timeout_s, patient.spec.max_retries) == (120.0, 3)
