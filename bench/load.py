@@ -36,7 +36,9 @@ Part 2 (``--scenarios``, default all three, run in this order on each shape):
   one after another, each alone with the job: the time to their first token (p50, p95), the issue's
   "a learner's reply starts within 2 s while a run trains". Then the job is cancelled.
 
-Not measured yet (issue 17): faults.
+Part 3, asked for by name (``--scenarios faults``, production shape only): faults, each caused while
+work is under way (bench/load_faults.py says which and what is measured). It restarts this machine's
+Redis and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.load_faults import FAULT_ENV, FAULTS, faults_report, run_faults  # noqa: E402
 from bench.load_live import (  # noqa: E402
     JobWatcher,
     Stream,
@@ -76,7 +79,13 @@ STAFF_PAGES = ["/", "/runs/", "/training/jobs/", "/training/models/", "/evaluati
 LEARNER_PAGES = ["/learn/", "/learn/courses/arithmetic/"]
 POSTGRES = "postgres://postgres@127.0.0.1:5432/"
 LOAD_DB = "teachloop_load"
-SCENARIOS = ("http", "sockets", "streams", "busy")
+SCENARIOS = ("http", "sockets", "streams", "busy", "faults")
+DEFAULT_SCENARIOS = (
+    "http",
+    "sockets",
+    "streams",
+    "busy",
+)  # faults restart this machine's Redis and PostgreSQL
 COURSE = "arithmetic"
 
 SEED = f"""
@@ -144,7 +153,14 @@ class Site:
     """A seeded database and the processes serving it (see the module docstring)."""
 
     def __init__(
-        self, shape: str, work: Path, web: int, *, stream_tokens: int = 64, stamped: bool = False
+        self,
+        shape: str,
+        work: Path,
+        web: int,
+        *,
+        stream_tokens: int = 64,
+        stamped: bool = False,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.shape, self.work, self.stream_tokens, self.stamped = shape, work, stream_tokens, stamped
         self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
@@ -164,6 +180,7 @@ class Site:
             )
             # Replies come from the one worker (TEACHLOOP_GENERATION defaults to workers with Redis):
             # the web processes load no model, and the worker keeps torch's thread per core.
+        self.env.update(extra_env or {})
         self.ports = [free_port() for _ in range(web if shape == "production" else 1)]
         self.processes: list[subprocess.Popen] = []
 
@@ -197,12 +214,30 @@ class Site:
                 ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teachloop.asgi:application"]
                 for port in self.ports
             ] + [[manage, "worker"]]
+        self.manage = manage
         for command in commands:
             self.processes.append(
                 subprocess.Popen([sys.executable, *command], cwd=ROOT, env=self.env, stdout=log, stderr=log)
             )
         for port in self.ports:
             _wait_for(port, self.processes, self.work / "server.log")
+
+    def kill_worker(self) -> None:
+        """SIGKILL the production shape's worker (the last process started)."""
+        from bench.load_faults import kill
+
+        if self.shape != "production":
+            raise RuntimeError("only the production shape has a worker of its own")
+        kill(self.processes.pop())
+
+    def start_worker(self) -> None:
+        """Start a new worker, as a supervisor restarts one that died."""
+        log = (self.work / "server.log").open("a")
+        self.processes.append(
+            subprocess.Popen(
+                [sys.executable, self.manage, "worker"], cwd=ROOT, env=self.env, stdout=log, stderr=log
+            )
+        )
 
     def stop(self) -> None:
         for process in self.processes:
@@ -460,6 +495,10 @@ async def _scenario(scenario: str, site: Site, args) -> dict:
         return await sockets_scenario(site, args)
     if scenario == "busy":
         return await busy_scenario(site, args)
+    if scenario == "faults":
+        if site.shape != "production":
+            return {"skipped": "faults are caused on the production shape only"}
+        return await run_faults(site, args)
     return await streams_scenario(site, args)
 
 
@@ -468,7 +507,14 @@ def measure(shape: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"load-{shape}-") as folder:
         work = Path(args.work) / shape if args.work else Path(folder)
         work.mkdir(parents=True, exist_ok=True)
-        site = Site(shape, work, args.web, stream_tokens=args.stream_tokens, stamped="sockets" in scenarios)
+        site = Site(
+            shape,
+            work,
+            args.web,
+            stream_tokens=args.stream_tokens,
+            stamped="sockets" in scenarios,
+            extra_env=FAULT_ENV if "faults" in scenarios else None,
+        )
         site.seed()
         site.start()
         results: dict = {}
@@ -641,6 +687,8 @@ def report(results: dict[str, dict], args) -> str:
             met = r["ttft_p95_s"] <= 2 and not r["no_token"] and throughout
             verdict = "met" if met else "not met"
             lines.append(f"- {shape}: p95 first token <= 2 s while a job trains: {verdict}.")
+    if "faults" in scenarios:
+        lines += faults_report(results, args)
     if failed:
         lines += ["", "## Scenarios that failed", ""]
         lines += [f"- {shape}, {sc}: {error}" for shape, sc, error in failed]
@@ -653,7 +701,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--shapes", default="embedded,production", help="embedded, production or both")
     parser.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help="any of http, sockets, streams, busy (default: all)"
+        "--scenarios",
+        default=",".join(DEFAULT_SCENARIOS),
+        help="any of http, sockets, streams, busy, faults (default: all but faults, which restarts this "
+        "machine's Redis and PostgreSQL and is asked for by name)",
+    )
+    parser.add_argument(
+        "--faults", default=",".join(FAULTS), help=f"with --scenarios faults: any of {', '.join(FAULTS)}"
+    )
+    parser.add_argument(
+        "--fault-job-steps", type=int, default=40, help="steps of the job the worker and server faults hit"
+    )
+    parser.add_argument("--fault-sockets", type=int, default=10, help="sockets following that job")
+    parser.add_argument(
+        "--teacher-slow-s", type=float, default=200.0, help="seconds the slow teacher server waits to answer"
     )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0, help="measured time per shape")
@@ -687,9 +748,20 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.scenario_list) - set(SCENARIOS)
     if unknown or not args.scenario_list:
         parser.error(
-            "--scenarios takes http, sockets, streams and/or busy, "
+            "--scenarios takes http, sockets, streams, busy and/or faults, "
             f"not {', '.join(sorted(unknown)) or 'nothing'}"
         )
+    args.fault_list = [f.strip() for f in args.faults.split(",") if f.strip()]
+    unknown = set(args.fault_list) - set(FAULTS)
+    if unknown or not args.fault_list:
+        parser.error(f"--faults takes {', '.join(FAULTS)}, not {', '.join(sorted(unknown)) or 'nothing'}")
+    args.fault_list = [f for f in FAULTS if f in args.fault_list]
+    if (
+        not 8 <= args.fault_job_steps <= 200
+        or not 0 <= args.fault_sockets <= 100
+        or not 1 <= args.teacher_slow_s <= 900
+    ):
+        parser.error("--fault-job-steps 8-200, --fault-sockets 0-100, --teacher-slow-s 1-900")
     args.scenario_list = [s for s in SCENARIOS if s in args.scenario_list]  # the order that keeps CPU apart
     if not 1 <= args.sockets <= 1000 or not 1 <= args.job_steps <= 200 or not 10 <= args.job_timeout <= 1800:
         parser.error("--sockets 1-1000, --job-steps 1-200, --job-timeout 10-1800")

@@ -9,6 +9,7 @@ import math
 import pytest
 
 from bench.load import Tally, main, percentile, sockets_verdict, streams_verdict
+from bench.load_faults import Follower, job_verdict, shown_text
 from bench.load_live import (
     JobMessage,
     JobWatcher,
@@ -222,8 +223,10 @@ def test_stamping_adds_a_send_time_to_each_chart_point_only():
 @pytest.mark.parametrize(
     "args",
     [
-        ["--scenarios", "faults"],
+        ["--scenarios", "chaos"],
         ["--scenarios", ","],
+        ["--scenarios", "faults", "--faults", "meteor"],
+        ["--scenarios", "faults", "--fault-job-steps", "2"],
         ["--streamers", "31"],
         ["--sockets", "0"],
         ["--job-steps", "0"],
@@ -235,3 +238,44 @@ def test_it_refuses_bad_scenario_settings_before_starting_anything(args, capsys)
         main(args)
     assert caught.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+# --- part 3: faults (the accounting, not the faults) -----------------------------------------------
+
+
+def _job_after(**changes) -> dict:
+    job = {
+        "final_status": "succeeded",
+        "last_error": "",
+        "stuck": False,
+        "steps_recorded": 40,
+        "steps_expected": 40,
+        "steps_doubled": 0,
+        "adapters": 1,
+    }
+    return {**job, **changes}
+
+
+def test_a_fault_verdict_names_what_was_lost_doubled_or_stuck():
+    assert job_verdict(_job_after()) == "not lost, doubled or stuck"
+    assert job_verdict(_job_after(stuck=True, final_status="running")) == "stuck (running at the deadline)"
+    lost = job_verdict(_job_after(final_status="failed", last_error="OperationalError: gone"))
+    assert lost == "lost (failed: OperationalError: gone)"
+    doubled = job_verdict(_job_after(steps_doubled=3, adapters=2))
+    assert doubled == "3 steps recorded twice; 2 adapters for one job"
+    assert job_verdict(_job_after(steps_recorded=38)) == "2 steps missing from its chart"
+
+
+def test_the_learner_sees_the_finished_message_as_words_not_markup():
+    follower = Follower(started=0.0)
+    follower.receive(1.0, '<article id="tmsg-3" data-status="running"><p>writing</p></article>')
+    assert follower.shown == []  # not finished yet
+    follower.receive(
+        2.0,
+        '<article id="tmsg-3" class="x" data-status="failed"><header>Explanation</header>'
+        "<p>The tutor could not answer: no reply from http://127.0.0.1:9/v1 &amp; gave up.</p></article>",
+    )
+    said = "Explanation The tutor could not answer: no reply from http://127.0.0.1:9/v1 & gave up."
+    assert follower.shown == [said]
+    assert follower.status == "failed"
+    assert shown_text("<b>a</b>\n  <i>b</i>") == "a b"
