@@ -84,7 +84,7 @@ async def test_it_streams_escaped_pieces(monkeypatch, staff, model):
     monkeypatch.setattr(
         services,
         "language_model_llm",
-        lambda model: ScriptedLLM(["Hello", " <script>alert(1)</script>", " world"]),
+        lambda model, **_: ScriptedLLM(["Hello", " <script>alert(1)</script>", " world"]),
     )
     communicator, connected, _ = await connect(model.pk, staff)
     assert connected
@@ -102,7 +102,7 @@ async def test_it_shows_a_model_error_without_a_traceback(monkeypatch, staff, mo
     monkeypatch.setattr(
         services,
         "language_model_llm",
-        lambda model: ScriptedLLM(["partial"], GenerationError("smol", "server said 503")),
+        lambda model, **_: ScriptedLLM(["partial"], GenerationError("smol", "server said 503")),
     )
     communicator, _, _ = await connect(model.pk, staff)
     await communicator.send_to(text_data=json.dumps({"prompt": "hi"}))
@@ -125,7 +125,7 @@ async def test_it_streams_a_real_local_model(staff, tiny_model_dir):
 
 
 async def test_it_ignores_messages_that_are_not_forms(monkeypatch, staff, model):
-    monkeypatch.setattr(services, "language_model_llm", lambda model: ScriptedLLM(["ok"]))
+    monkeypatch.setattr(services, "language_model_llm", lambda model, **_: ScriptedLLM(["ok"]))
     communicator, connected, _ = await connect(model.pk, staff)
     assert connected
     for raw in ("42", "[1]", "null", "{"):

@@ -80,7 +80,7 @@ async def server(workers):
 
 
 def use(monkeypatch, llm):
-    monkeypatch.setattr(services, "language_model_llm", lambda model: llm)
+    monkeypatch.setattr(services, "language_model_llm", lambda model, **_: llm)
 
 
 def request(model, **kwargs):

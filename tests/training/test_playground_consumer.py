@@ -68,7 +68,7 @@ def adapters(model, tmp_path):
 @pytest.fixture
 def use_llm(monkeypatch):
     def use(llm):
-        monkeypatch.setattr(services, "language_model_llm", lambda model: llm)
+        monkeypatch.setattr(services, "language_model_llm", lambda model, **_: llm)
         return llm
 
     return use

@@ -296,7 +296,7 @@ def teaching_run_execute(
         except DATABASE_UNAVAILABLE as exc:  # the page misses this step; the next one writes again
             logger.warning("teaching run %s: progress not recorded (%s)", run.pk, first_line(exc))
             close_old_connections()
-        if progress is not None:
+        if progress is not None and not lost.is_set():  # an attempt that lost the run says nothing more
             progress(step, round_index, info)
 
     def record_progress(step: str, round_index: int, info: dict[str, Any]) -> None:

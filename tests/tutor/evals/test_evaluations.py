@@ -53,7 +53,7 @@ class EvaluationsTestCase(BaseTestCase):
             return real(conversations, params, adapter=adapter)
 
         self.llm.generate = counted  # type: ignore[method-assign]
-        monkeypatch.setattr(services, "language_model_llm", lambda model: self.llm)
+        monkeypatch.setattr(services, "language_model_llm", lambda model, **_: self.llm)
         self.tmp_path, self.settings, self.bad_pk = tmp_path, settings, None
 
     def setUp(self) -> None:

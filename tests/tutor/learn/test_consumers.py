@@ -50,7 +50,7 @@ GOOD_EXPLANATION = ["Add", " the <script>alert(1)</script> ones:", " 4 + 4 = 8."
 @pytest.fixture
 def teacher(monkeypatch):
     llm = ScriptedLLM(pieces=GOOD_EXPLANATION)
-    monkeypatch.setattr(training_services, "language_model_llm", lambda model: llm)
+    monkeypatch.setattr(training_services, "language_model_llm", lambda model, **_: llm)
     return llm
 
 

@@ -33,7 +33,7 @@ class LearnerTestCase(BaseTestCase):
 
     def use_teacher(self, llm: ScriptedLLM) -> ScriptedLLM:
         original = training_services.language_model_llm
-        training_services.language_model_llm = lambda model: llm
+        training_services.language_model_llm = lambda model, **_: llm
         self.addCleanup(setattr, training_services, "language_model_llm", original)
         return llm
 

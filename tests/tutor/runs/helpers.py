@@ -24,7 +24,7 @@ def scripted_models(monkeypatch, *, real_student: str | None = None) -> dict[str
     monkeypatch.setattr(
         teaching,
         "language_model_llm",
-        lambda model: fakes[model.name] if model.name in fakes else real(model=model),
+        lambda model, **_: fakes[model.name] if model.name in fakes else real(model=model),
     )
     return fakes
 

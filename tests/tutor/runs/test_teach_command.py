@@ -43,7 +43,7 @@ def scripted_teacher(monkeypatch):
     monkeypatch.setattr(
         teaching,
         "language_model_llm",
-        lambda model: teacher if model.name == "scripted" else real(model=model),
+        lambda model, **_: teacher if model.name == "scripted" else real(model=model),
     )
     return teacher
 
