@@ -23,7 +23,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -31,7 +31,7 @@ from training.core.config import TENSORBOARD_DIRNAME, TRACKING_FIELDS, TrainConf
 from training.core.datasets import parse_jsonl, validate_records
 from training.core.errors import first_line
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob, TrainingMetric
-from training.recovery import DATABASE_UNAVAILABLE, claim, keep_alive, stale_cutoff
+from training.recovery import DATABASE_UNAVAILABLE, claim, drop_broken_connection, keep_alive, stale_cutoff
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def training_job_run(*, job_id: int, on_event: Callable[[Any], None] | None = No
             job.pk,
             first_line(exc),
         )
-        close_old_connections()
+        drop_broken_connection()
         return "interrupted"
     except Exception as exc:
         logger.exception("training job %s crashed", job.pk)
@@ -360,7 +360,7 @@ class _Progress:
                 event.step,
                 first_line(exc),
             )
-            close_old_connections()
+            drop_broken_connection()
 
     def _record(self, event) -> None:
         data = asdict(event)
@@ -404,7 +404,7 @@ class _Progress:
             logger.warning(
                 "training job %s: cannot read its state (%s); going on", self.job.pk, first_line(exc)
             )
-            close_old_connections()
+            drop_broken_connection()
             return False
         if row is None or row["lease"] != self.lease:
             self.lost_lease = True

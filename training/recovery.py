@@ -46,6 +46,15 @@ def recover_all() -> dict[str, list[int]]:
     return recovered
 
 
+def drop_broken_connection() -> None:
+    """After :data:`DATABASE_UNAVAILABLE`: close this thread's connection if it is broken, so that the
+    next query opens a new one. Never inside a transaction (``atomic``): its owner must see the error."""
+    from django.db import connection
+
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+
+
 def keep_alive(rows, *, every_s: float, stop: threading.Event, what: str) -> None:
     """Stamp ``heartbeat_at`` on ``rows`` (a queryset: the work, filtered by its lease) every ``every_s``
     until ``stop`` is set. Run it in a thread beside the work.

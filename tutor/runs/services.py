@@ -32,7 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
@@ -43,7 +43,14 @@ from training.core.datasets import DatasetError
 from training.core.errors import first_line
 from training.core.fields import setting_default
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob
-from training.recovery import DATABASE_UNAVAILABLE, claim, keep_alive, stale_cutoff, worker_id
+from training.recovery import (
+    DATABASE_UNAVAILABLE,
+    claim,
+    drop_broken_connection,
+    keep_alive,
+    stale_cutoff,
+    worker_id,
+)
 from training.services import language_model_llm
 from tutor.core.courses.course import ExamLeakError
 from tutor.core.runs.guard import ExamGuard
@@ -295,7 +302,7 @@ def teaching_run_execute(
             record_progress(step, round_index, info)
         except DATABASE_UNAVAILABLE as exc:  # the page misses this step; the next one writes again
             logger.warning("teaching run %s: progress not recorded (%s)", run.pk, first_line(exc))
-            close_old_connections()
+            drop_broken_connection()
         if progress is not None and not lost.is_set():  # an attempt that lost the run says nothing more
             progress(step, round_index, info)
 
@@ -317,7 +324,7 @@ def teaching_run_execute(
         try:
             row = TeachingRun.objects.filter(pk=run.pk).values("cancel_requested", "lease").first()
         except DATABASE_UNAVAILABLE:
-            close_old_connections()
+            drop_broken_connection()
             return False  # cannot tell; the next step asks again
         if row is None or (lease and row["lease"] != lease):
             lost.set()
@@ -367,7 +374,7 @@ def teaching_run_execute(
         _finish(run, TeachingRun.Status.CANCELLED, error="interrupted; resume it to go on", lease=lease)
         raise
     except DATABASE_UNAVAILABLE as exc:
-        close_old_connections()
+        drop_broken_connection()
         if lease:  # a worker's run: left running without a heartbeat, recovery resumes it
             logger.warning(
                 "teaching run %s interrupted, the database is unavailable (%s); recovery will resume it",
