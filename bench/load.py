@@ -345,6 +345,22 @@ async def _post(client, path: str, data: dict[str, str]) -> str:
     return reply.headers["location"]
 
 
+def job_settings(
+    site: Site, *, steps: int, checkpoint_every: int, batch_size: int = 1, max_seq_length: int = 64
+):
+    """The fine-tune form's fields for a LoRA job of the bundled model on the bench's dataset."""
+    return {
+        "base_model": str(site.ids["base_model"]),
+        "dataset": str(site.ids["dataset"]),
+        "max_steps": str(steps),
+        "batch_size": str(batch_size),
+        "grad_accum": "1",
+        "max_seq_length": str(max_seq_length),
+        "eval_fraction": "0",
+        "checkpoint_every": str(checkpoint_every),
+    }
+
+
 async def _start_job(client, settings: dict[str, str]) -> int:
     """Start a LoRA job through the fine-tune form, as a person does; its id."""
     where = await _post(client, "/training/fine-tune/", settings)
@@ -374,17 +390,8 @@ async def sockets_scenario(site: Site, args) -> dict:
     """A small job started through the fine-tune form, followed by ``args.sockets`` sockets."""
     staff = [await _signed_in(site.ports[i % len(site.ports)], f"staff{i}") for i in range(10)]
     client = staff[0][0]
-    settings = {
-        "base_model": str(site.ids["base_model"]),
-        "dataset": str(site.ids["dataset"]),
-        "max_steps": str(args.job_steps),
-        "batch_size": "1",
-        "grad_accum": "1",
-        "max_seq_length": "64",
-        "eval_fraction": "0",
-        "checkpoint_every": "1000",  # no checkpoint mid-job: the sockets, not the disk, are measured
-    }
-    job_id = await _start_job(client, settings)
+    # No checkpoint mid-job: the sockets, not the disk, are measured.
+    job_id = await _start_job(client, job_settings(site, steps=args.job_steps, checkpoint_every=1000))
     cookies = [cookie for _, cookie in staff]
     result = await job_sockets(site.ports, cookies, job_id, args.sockets, args.job_timeout)
     result["job_steps"] = args.job_steps
@@ -429,16 +436,8 @@ async def busy_scenario(site: Site, args) -> dict:
     warm = await learner_streams(site.ports, [(u, sessions[u]) for u in warmups], cookies, timeout)
 
     staff, cookie = await _signed_in(site.ports[0], "staff0")
-    settings = {
-        "base_model": str(site.ids["base_model"]),
-        "dataset": str(site.ids["dataset"]),
-        "max_steps": "100000",  # trains until the bench cancels it
-        "batch_size": "4",
-        "grad_accum": "1",
-        "max_seq_length": "256",
-        "eval_fraction": "0",
-        "checkpoint_every": "100000",
-    }
+    # It trains until the bench cancels it.
+    settings = job_settings(site, steps=100000, checkpoint_every=100000, batch_size=4, max_seq_length=256)
     job_id = await _start_job(staff, settings)
     watcher = JobWatcher()
     job_socket = await open_socket(site.ports[0], f"/ws/training/jobs/{job_id}/", cookie, watcher.receive)

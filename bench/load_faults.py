@@ -211,19 +211,9 @@ def restart_postgres() -> float:
 async def _job_under_way(site, args, client, min_step: int) -> tuple[int, JobWatcher, Any]:
     """A LoRA job started through the fine-tune form, followed by one socket until it reported
     ``min_step`` steps (it is training)."""
-    from bench.load import _start_job
+    from bench.load import _start_job, job_settings
 
-    settings = {
-        "base_model": str(site.ids["base_model"]),
-        "dataset": str(site.ids["dataset"]),
-        "max_steps": str(args.fault_job_steps),
-        "batch_size": "1",
-        "grad_accum": "1",
-        "max_seq_length": "64",
-        "eval_fraction": "0",
-        "checkpoint_every": "4",
-    }
-    job_id = await _start_job(client, settings)
+    job_id = await _start_job(client, job_settings(site, steps=args.fault_job_steps, checkpoint_every=4))
     watcher = JobWatcher()
     sock = await open_socket(
         site.ports[0], f"/ws/training/jobs/{job_id}/", client.cookie_header, watcher.receive
