@@ -87,7 +87,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into its page
+    "axes.middleware.AxesMiddleware",  # turns a locked-out sign-in into its page
+    "teachloop.middleware.SyncChain",  # last: the chain runs in one thread (teachloop/middleware.py)
 ]
 
 ROOT_URLCONF = "teachloop.urls"

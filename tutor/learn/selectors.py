@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from training.models import LanguageModel
@@ -63,6 +63,19 @@ def skill_bkt_params(skill: Skill) -> BKTParams:
         return DEFAULT_PARAMS
 
 
+def enrolment_with_progress(*, user, course_key: str) -> LearnerEnrolment | None:
+    """The user's enrolment in the course, with its course and its skill states (and their skills)
+    loaded, so that :func:`learner_mastery` and :func:`learner_reviews_due` read them without a query."""
+    return (
+        LearnerEnrolment.objects.filter(user=user, course__key=course_key)
+        .select_related("course")
+        .prefetch_related(
+            Prefetch("skill_states", queryset=LearnerSkillState.objects.select_related("skill"))
+        )
+        .first()
+    )
+
+
 def learner_mastery(*, enrolment: LearnerEnrolment) -> list[dict[str, Any]]:
     """One row per skill in course order: the skill, P(known) (the prior if never practised), and flags."""
     states = {s.skill_id: s for s in enrolment.skill_states.all()}
@@ -88,6 +101,9 @@ def learner_reviews_due(
 ) -> list[LearnerSkillState]:
     """Mastered skills whose spaced review is due, most overdue first."""
     now = now or timezone.now()
+    if "skill_states" in getattr(enrolment, "_prefetched_objects_cache", {}):
+        due = [s for s in enrolment.skill_states.all() if s.review_due is not None and s.review_due <= now]
+        return sorted(due, key=lambda s: s.review_due)
     return list(
         enrolment.skill_states.filter(review_due__lte=now).select_related("skill").order_by("review_due")
     )

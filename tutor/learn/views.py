@@ -68,8 +68,8 @@ def course_enrol(request: HttpRequest, course_key: str) -> HttpResponse:
 
 @login_required
 def course_detail(request: HttpRequest, course_key: str) -> HttpResponse:
-    course = get_object_or_404(Course, key=course_key)
-    enrolment = LearnerEnrolment.objects.filter(user=request.user, course=course).first()
+    enrolment = selectors.enrolment_with_progress(user=request.user, course_key=course_key)
+    course = enrolment.course if enrolment else get_object_or_404(Course, key=course_key)
     instructor = selectors.course_instructed_by(course=course, user=request.user)
     if enrolment is None and not instructor:
         return redirect("learn:courses")
