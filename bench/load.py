@@ -72,7 +72,7 @@ from bench.load_live import (  # noqa: E402
     streams_against_single,
     streams_summary,
 )
-from bench.machine import describe  # noqa: E402
+from bench.machine import describe, speed, speed_line  # noqa: E402
 
 PASSWORD = "load-bench-password-1"
 STAFF_PAGES = ["/", "/runs/", "/training/jobs/", "/training/models/", "/evaluations/"]
@@ -566,6 +566,7 @@ def report(results: dict[str, dict], args) -> str:
         f"Command: `python bench/load.py {' '.join(sys.argv[1:])}`".rstrip(),
         f"Date: {datetime.now(UTC).isoformat(timespec='seconds')}",
         f"Machine: {describe()}",
+        *([speed_line(args.speed)] if getattr(args, "speed", None) else []),
         f"Production shape: {args.web} daphne processes and one worker on PostgreSQL and Redis; embedded: "
         "`manage.py serve` on SQLite. Load average (1, 5, 15 min) is noted per scenario: the machine may "
         "have been running other work.",
@@ -772,6 +773,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--streamers 1-30 (40 seeded learners), --stream-tokens 8-512, --stream-timeout 10-1800")
     if not 1 <= args.busy_learners <= 17:
         parser.error("--busy-learners 1-17 (learner20 to learner36 of the seeded 40)")
+    args.speed = speed()  # before any server loads the machine
     results = {}
     for shape in shapes:
         print(f"{shape}: seeding, starting; {', '.join(args.scenario_list)}", flush=True)

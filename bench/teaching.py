@@ -98,6 +98,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from bench.machine import describe as machine  # noqa: E402 (after the path is set)
+from bench.machine import speed, speed_line  # noqa: E402
 
 ARMS = ("a_base", "b_answers", "c_worked", "c_untargeted", "d_loop", "e_defaults")
 BUDGETED = ("b_answers", "c_worked", "c_untargeted")  # trained once, filled to the loop's budget
@@ -818,6 +819,7 @@ def header(args, course, versions: str, estimate: dict[str, float]) -> list[str]
         f"Command: `python bench/teaching.py {' '.join(sys.argv[1:])}`",
         f"Date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"Machine: {machine()}; torch threads: {args.threads}",
+        *([speed_line(args.speed)] if getattr(args, "speed", None) else []),
         f"Versions: {versions}",
         f"Student: bundled SmolLM2-135M-Instruct (GGUF Q4_1 de-quantized to float32). Arms (b)-(d): LoRA "
         f"r={args.lora_r} alpha={2 * args.lora_r} on all projections, lr {args.lr} (× 0.5 per retry in (d)), "
@@ -1197,6 +1199,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="tl-teachbench-"))
     work.mkdir(parents=True, exist_ok=True)
     student, model_dir = load_student(args.cache, args.threads)
+    args.speed = speed()  # on the run's torch threads, before it loads the machine
     bench = Bench(
         args=args,
         student=student,
