@@ -216,9 +216,7 @@ class Site:
             ] + [[manage, "worker"]]
         self.manage = manage
         for command in commands:
-            self.processes.append(
-                subprocess.Popen([sys.executable, *command], cwd=ROOT, env=self.env, stdout=log, stderr=log)
-            )
+            self._spawn(command, log)
         for port in self.ports:
             _wait_for(port, self.processes, self.work / "server.log")
 
@@ -232,11 +230,11 @@ class Site:
 
     def start_worker(self) -> None:
         """Start a new worker, as a supervisor restarts one that died."""
-        log = (self.work / "server.log").open("a")
+        self._spawn([self.manage, "worker"], (self.work / "server.log").open("a"))
+
+    def _spawn(self, command: list[str], log) -> None:
         self.processes.append(
-            subprocess.Popen(
-                [sys.executable, self.manage, "worker"], cwd=ROOT, env=self.env, stdout=log, stderr=log
-            )
+            subprocess.Popen([sys.executable, *command], cwd=ROOT, env=self.env, stdout=log, stderr=log)
         )
 
     def stop(self) -> None:
