@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 FAULTS = (
     "worker_kill",
+    "reply_kill",
     "run_kill",
     "redis_restart",
     "postgres_restart",
@@ -143,6 +144,10 @@ Course.objects.filter(key="arithmetic").update(teacher=teacher)
 _ARTICLE_TEXT = re.compile(
     r'<article id="tmsg-\d+"[^>]*data-status="(?:failed|done|stopped)"[^>]*>(.*?)</article>', re.S
 )
+_ARTICLE_FULL = re.compile(
+    r'<article id="tmsg-(\d+)"[^>]*data-status="(failed|done|stopped)"[^>]*>(.*?)</article>', re.S
+)
+_PROGRESS = re.compile(r'id="tmsg-(\d+)-progress"[^>]*data-chars="(\d+)"')
 _TAGS = re.compile(r"<[^>]+>")
 
 
@@ -271,6 +276,71 @@ async def worker_kill(site, args) -> dict[str, Any]:
     sock.close()
     await client.aclose()
     return {"killed_after_step": seen, **_job_summary(state, watcher, fault_at)}
+
+
+@dataclass
+class Timeline:
+    """Everything one learner's socket showed, in order: progress counts and finished messages."""
+
+    started: float
+    counts: list[tuple[float, int]] = field(default_factory=list)
+    ends: list[tuple[float, str, str, str]] = field(default_factory=list)  # (at, message id, status, text)
+
+    def receive(self, at: float, text: str) -> None:
+        self.counts += [(at, int(chars)) for _, chars in _PROGRESS.findall(text) if int(chars) > 0]
+        for match in _ARTICLE_FULL.finditer(text):
+            self.ends.append((at, match.group(1), match.group(2), shown_text(match.group(3))))
+
+    async def until(self, check, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+async def reply_kill(site, args) -> dict[str, Any]:
+    """A learner's explanation is being written when the worker is SIGKILLed (a new worker is started at
+    once, as a supervisor would): what the learner is shown and when; then the learner presses "Try
+    again", as the page offers, and the new worker's reply arrives."""
+    from bench.load import _new_sessions
+
+    user = "learner35"
+    cookies, sessions = await _new_sessions([user], lambda i, u: site.ports[0])
+    line = Timeline(started=time.time())
+    sock = await open_socket(
+        site.ports[0], f"/ws/learn/sessions/{sessions[user]}/", cookies[user], line.receive
+    )
+    try:
+        if not await line.until(lambda: line.counts or line.ends, args.stream_timeout):
+            return {"error": "the reply never started"}
+        fault_at, chars_at_kill = time.time(), max((c for _, c in line.counts), default=0)
+        site.kill_worker()
+        site.start_worker()
+        if not await line.until(lambda: any(at > fault_at for at, *_ in line.ends), args.stream_timeout):
+            return {"error": "the learner was shown nothing after the kill", "chars_at_kill": chars_at_kill}
+        shown_at, message_id, status, text = next(e for e in line.ends if e[0] > fault_at)
+        retry_at = time.time()
+        sock.protocol.sendMessage(json.dumps({"retry": message_id, "HEADERS": {}}).encode())
+        answered = await line.until(
+            lambda: any(at > retry_at and st in ("done", "failed") for at, _, st, _ in line.ends),
+            args.stream_timeout,
+        )
+        after = [e for e in line.ends if e[0] > retry_at and e[2] in ("done", "failed")]
+        session = await asyncio.to_thread(site_query, site, SESSION_STATE.format(session=sessions[user]))
+        return {
+            "chars_at_kill": chars_at_kill,
+            "shown_status": status,
+            "shown_after_s": shown_at - fault_at,
+            "shown": text[:400],
+            "retry_status": after[0][2] if answered else "unfinished",
+            "retry_after_s": (after[0][0] if answered else time.time()) - retry_at,
+            "retry_shown": after[0][3][:400] if answered else "",
+            "messages": session["messages"],
+        }
+    finally:
+        sock.close()
 
 
 async def run_kill(site, args) -> dict[str, Any]:
@@ -508,6 +578,8 @@ async def run_faults(site, args) -> dict[str, Any]:
         try:
             if fault == "worker_kill":
                 results[fault] = await worker_kill(site, args)
+            elif fault == "reply_kill":
+                results[fault] = await reply_kill(site, args)
             elif fault == "run_kill":
                 results[fault] = await run_kill(site, args)
             elif fault == "redis_restart":
@@ -627,6 +699,17 @@ def faults_report(results: dict[str, dict], args) -> list[str]:
             f"and {run['after_s']:.0f} s more; the steps it showed afterwards: "
             f"{' → '.join(run['steps_after'])}; "
             f"training jobs made: {run['training_jobs']}; {verdict}."
+        )
+    reply = r.get("reply_kill")
+    if reply and "error" in reply:
+        lines.append(f"- reply_kill: failed to run: {reply['error'][:300]}")
+    elif reply:
+        lines.append(
+            f"- reply_kill (a learner's explanation {reply['chars_at_kill']} characters in when the worker "
+            f"was SIGKILLed; a new worker started at once): shown {reply['shown_status']} "
+            f'{reply["shown_after_s"]:.1f} s later ("{reply["shown"][:200]}"); the learner pressed '
+            f"Try again: {reply['retry_status']} {reply['retry_after_s']:.1f} s later "
+            f'("{reply["retry_shown"][:160]}").'
         )
     teacher = [fault for fault in ("teacher_down", "teacher_slow", "teacher_garbage") if fault in r]
     if teacher:

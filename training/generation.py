@@ -51,8 +51,8 @@ logger = logging.getLogger(__name__)
 
 GENERATION_CHANNEL = "teachloop.generation"
 START_TIMEOUT_S = 15.0
-IDLE_TIMEOUT_S = 30.0
 HEARTBEAT_S = 5.0
+IDLE_TIMEOUT_S = 3 * HEARTBEAT_S  # three heartbeats missed: the worker is gone
 FLUSH_S = 0.05
 POLL_S = 0.25  # how often the web side looks at its stop event while it waits
 

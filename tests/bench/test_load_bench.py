@@ -9,7 +9,7 @@ import math
 import pytest
 
 from bench.load import Tally, main, percentile, sockets_verdict, streams_verdict
-from bench.load_faults import Follower, job_verdict, shown_text
+from bench.load_faults import Follower, Timeline, job_verdict, shown_text
 from bench.load_live import (
     JobMessage,
     JobWatcher,
@@ -279,3 +279,17 @@ def test_the_learner_sees_the_finished_message_as_words_not_markup():
     assert follower.shown == [said]
     assert follower.status == "failed"
     assert shown_text("<b>a</b>\n  <i>b</i>") == "a b"
+
+
+def test_a_timeline_keeps_every_count_and_every_finished_message_in_order():
+    line = Timeline(started=0.0)
+    line.receive(1.0, '<span id="tmsg-7-progress" data-chars="0"></span>')
+    line.receive(1.5, '<span id="tmsg-7-progress" class="p" data-chars="42"></span>')
+    line.receive(9.0, '<article id="tmsg-7" data-status="failed"><p>The tutor could not answer.</p></article>')
+    line.receive(12.0, '<article id="tmsg-7" data-status="running"><p>writing</p></article>')
+    line.receive(15.0, '<article id="tmsg-7" data-status="done"><p>7 + 5 = 12</p></article>')
+    assert line.counts == [(1.5, 42)]  # a zero count is not a token shown
+    assert line.ends == [
+        (9.0, "7", "failed", "The tutor could not answer."),
+        (15.0, "7", "done", "7 + 5 = 12"),
+    ]
