@@ -285,7 +285,8 @@ def test_a_timeline_keeps_every_count_and_every_finished_message_in_order():
     line = Timeline(started=0.0)
     line.receive(1.0, '<span id="tmsg-7-progress" data-chars="0"></span>')
     line.receive(1.5, '<span id="tmsg-7-progress" class="p" data-chars="42"></span>')
-    line.receive(9.0, '<article id="tmsg-7" data-status="failed"><p>The tutor could not answer.</p></article>')
+    failed = '<article id="tmsg-7" data-status="failed"><p>The tutor could not answer.</p></article>'
+    line.receive(9.0, failed)
     line.receive(12.0, '<article id="tmsg-7" data-status="running"><p>writing</p></article>')
     line.receive(15.0, '<article id="tmsg-7" data-status="done"><p>7 + 5 = 12</p></article>')
     assert line.counts == [(1.5, 42)]  # a zero count is not a token shown
