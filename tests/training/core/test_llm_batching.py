@@ -285,3 +285,53 @@ def test_greedy_generate_shares_a_long_prompt_start_and_gives_the_same_answers(l
     alone = [llm.generate([c], PARAMS)[0] for c in conversations]
 
     assert together == alone
+
+
+def _reused(monkeypatch) -> list[int]:
+    """The prompt tokens each prefill took from the kept prefix (batching._KeptPrefix.reusable)."""
+    taken: list[int] = []
+    reusable = batching._KeptPrefix.reusable
+
+    def spy(self, rows, version):
+        taken.append(reusable(self, rows, version))
+        return taken[-1]
+
+    monkeypatch.setattr(batching._KeptPrefix, "reusable", spy)
+    return taken
+
+
+def _lesson(question: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": LESSON}, {"role": "user", "content": question}]
+
+
+def test_a_stream_after_another_reuses_their_shared_start_and_reads_what_generate_gives(llm, monkeypatch):
+    # Learners one after another: the second's prompt starts with the first's instructions, which the
+    # streams' batch kept; it computes only its own question and reads the same text as alone.
+    questions = ("What is 2+3?", "Explain 7 times 6.", "hi")
+    expected = [llm.generate([_lesson(q)], PARAMS)[0].text for q in questions]
+    taken = _reused(monkeypatch)
+
+    got = ["".join(llm.stream(_lesson(q), PARAMS)) for q in questions]
+
+    assert got == expected
+    assert max(taken) >= batching.MIN_SHARED_PREFIX  # the kept start was reused
+
+
+def test_a_kept_start_is_not_reused_under_another_adapter_or_after_an_adapter_load(
+    tiny_model_dir, tiny_lora_dir, monkeypatch
+):
+    llm = LocalLLM(tiny_spec(tiny_model_dir))
+    llm.load_adapter("kind", str(tiny_lora_dir))
+    conversation = _lesson("What is 2+3?")
+    base, adapted = (llm.generate([conversation], PARAMS, adapter=a)[0].text for a in (None, "kind"))
+    taken = _reused(monkeypatch)
+
+    assert "".join(llm.stream(conversation, PARAMS)) == base
+    assert "".join(llm.stream(conversation, PARAMS, adapter="kind")) == adapted  # another adapter
+    assert taken == [0]
+    assert "".join(llm.stream(conversation, PARAMS, adapter="kind")) == adapted  # same adapter: reused
+    assert taken[-1] >= batching.MIN_SHARED_PREFIX
+    llm.load_adapter("kind", str(tiny_lora_dir))  # the same name loaded again (it could be new weights)
+    assert "".join(llm.stream(conversation, PARAMS, adapter="kind")) == adapted
+    assert taken[-1] == 0
+    llm.close()

@@ -140,6 +140,7 @@ class _Batch:
         self.next: list[int] = []
         self._cache: Any = None
         self._mask: Any = None  # [rows, cache length]: 1 for real tokens, 0 for left padding
+        self._kept: _KeptPrefix | None = None  # the last prefix computed (see prefill)
 
     def prefill(self, model: Any, new: Sequence[_Row]) -> Any:
         """Run the prompts of ``new``, append them to the batch; the logits of their next tokens.
@@ -147,26 +148,44 @@ class _Batch:
         A prefix that every prompt of ``new`` starts with (:data:`MIN_SHARED_PREFIX` tokens or more,
         one adapter for all) is computed once and copied to each row; the rest of each prompt
         follows it, left-padded, so the padding sits between the prefix and the rest (masked out).
+
+        A batch whose rows name their adapters (the streams' batch) also keeps the last prefix it
+        computed (a lone prompt whole, or a group's shared start), with the adapter and the owner's
+        adapter version it was computed under: a later prompt that starts with
+        :data:`MIN_SHARED_PREFIX` or more of its tokens, under the same adapter, reuses them instead of
+        computing them again (learners of one course share the tutor's long instructions, so a
+        learner's first token waits for their own few tokens, not the whole prompt).
         """
         import torch
         from transformers import DynamicCache
 
         prompts = [row.prompt for row in new]
-        shared = _shared_prefix(prompts) if len({row.adapter for row in new}) == 1 else 0
+        one_adapter = len({row.adapter for row in new}) == 1
+        shared = _shared_prefix(prompts) if one_adapter else 0
         if len(new) < 2 or shared < MIN_SHARED_PREFIX:
             shared = 0
         cache: Any = DynamicCache()  # its layers are plain DynamicLayers here (can_batch)
         device = self.owner.device
-        if shared:
+        reused = self._kept.reusable(new, self._adapters_version()) if self._kept and one_adapter else 0
+        if reused >= MIN_SHARED_PREFIX:
+            for index, (keys, values) in enumerate(self._kept.layers):  # type: ignore[union-attr]
+                cache.update(keys[:, :, :reused], values[:, :, :reused], index)
+            shared = max(shared, reused)
+        else:
+            reused = 0
+        if shared > reused:
             model(
-                input_ids=torch.tensor([prompts[0][:shared]], dtype=torch.long, device=device),
+                input_ids=torch.tensor([prompts[0][reused:shared]], dtype=torch.long, device=device),
                 attention_mask=torch.ones((1, shared), dtype=torch.long, device=device),
-                position_ids=torch.arange(shared, device=device).view(1, shared),
+                position_ids=torch.arange(reused, shared, device=device).view(1, shared - reused),
                 past_key_values=cache,
+                cache_position=torch.arange(reused, shared, device=device),
                 use_cache=True,
                 logits_to_keep=1,
                 **self._adapter_kwargs(new[:1]),
             )
+        if shared and len(new) > 1:
+            self._keep_prefix(new[0], shared, cache)
             for layer in cache.layers:
                 layer.keys = layer.keys.expand(len(new), -1, -1, -1)
                 layer.values = layer.values.expand(len(new), -1, -1, -1)
@@ -185,8 +204,27 @@ class _Batch:
         )
         for row in new:
             row.position = len(row.prompt)
+        if len(new) == 1:  # one row, no padding: its cache is its whole prompt
+            self._keep_prefix(new[0], len(prompts[0]), cache)
         self._join(new, cache, mask)
         return output.logits[:, -1, :]
+
+    def _adapters_version(self) -> int:
+        return int(getattr(self.owner, "adapters_version", 0))
+
+    def _keep_prefix(self, row: _Row, length: int, cache: Any) -> None:
+        """Keep the first ``length`` tokens of ``row``'s prompt and their cache (one row of it)."""
+        if not self.by_name:
+            return  # a batch for one call: nothing comes after it
+        self._kept = _KeptPrefix(
+            adapter=row.adapter,
+            version=self._adapters_version(),
+            tokens=list(row.prompt[:length]),
+            layers=[
+                (layer.keys[:1, :, :length].clone(), layer.values[:1, :, :length].clone())
+                for layer in cache.layers
+            ],
+        )
 
     def decode(self, model: Any) -> Any:
         """Feed every row its next token; the logits of the token after it."""
@@ -330,6 +368,7 @@ class StreamBatcher:
             self._wake.notify_all()
         self._fail(self._rows() + waiting, GenerationError(self.owner.name, "the model was closed"))
         self._batch.reset()
+        self._batch._kept = None
 
     # -- reading one stream ---------------------------------------------------------------------
 
@@ -559,6 +598,23 @@ def find_stop(text: str, stops: Sequence[str]) -> int:
     """Index of the earliest stop string in ``text``, or -1."""
     hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
     return min(hits) if hits else -1
+
+
+@dataclass
+class _KeptPrefix:
+    """A prompt start and its computed keys and values (one row), for :meth:`_Batch.prefill` to reuse."""
+
+    adapter: str | None
+    version: int  # the owner's adapters_version when it was computed: a reloaded adapter changes it
+    tokens: list[int]
+    layers: list[tuple[Any, Any]]  # per layer: keys and values, [1, heads, len(tokens), head dim]
+
+    def reusable(self, rows: Sequence[_Row], version: int) -> int:
+        """Tokens of this prefix that every row's prompt starts with, leaving each at least one of its own;
+        0 when a row uses another adapter or an adapter was loaded since."""
+        if version != self.version or any(row.adapter != self.adapter for row in rows):
+            return 0
+        return _shared_prefix([[*self.tokens, -1], *[row.prompt for row in rows]])
 
 
 def _shared_prefix(prompts: list[list[int]]) -> int:

@@ -290,6 +290,7 @@ class LocalLLM(LLM):
         self._lock = batching.ModelLock()
         self._progress = progress or _noop
         self._adapters: list[str] = []
+        self.adapters_version = 0  # counts adapter loads: a computed prompt prefix is only reused within one
         self._adapters_off = False  # inside _adapter_context(None) with adapters loaded
         self._batcher: batching.StreamBatcher | None = None  # set by _prepare where the model allows
         self.device, self.dtype = _pick_device()
@@ -779,6 +780,7 @@ class LocalLLM(LLM):
                 ) from exc
             self.model.eval()
             self._adapters.append(name)
+            self.adapters_version += 1
             self._progress(f"Loaded adapter {name!r} from {path}")
 
     # -- lifecycle ----------------------------------------------------------------------------
