@@ -21,11 +21,12 @@ on the way):
   answer; the answer tokens apart) and wall time (training, and in all).
 
 Arms (a)-(d) and (c') share one budget per seed, an **equal training-token budget** that the loop
-decides: the tokens of every try the loop trained, accepted or rejected (a rejected try retrains from
-the base with more keep replay and half the learning rate; each round trains from the base on every
-record so far). The baselines take records in their seeded order while they fit the budget, cycling
-when their pool runs out (:func:`fill_to_budget`: within half a record of the budget), and train once
-from the base with the same settings (LoRA r, lr, batch, one epoch over what they took).
+decides: the tokens of every try the loop trained, accepted or rejected (a rejected try trains again
+with more keep replay and half the learning rate; each round continues the last adapter on its new
+records and a replay share, ``RunConfig.schedule``). The baselines take records in their seeded
+order while they fit the budget, cycling when their pool runs out (:func:`fill_to_budget`: within
+half a record of the budget), and train once from the base with the same settings (LoRA r, lr,
+batch, one epoch over what they took).
 
 - ``a_base``: the student as shipped.
 - ``b_answers``: question -> ``Answer: <gold>`` on train items of the taught skills, interleaved
@@ -39,7 +40,7 @@ from the base with the same settings (LoRA r, lr, batch, one epoch over what the
   loop's keep pool), filled to the budget. Against (d) it isolates *targeting*: the same kind and
   amount of material, made from the student's mistakes or from random items.
 - ``d_loop``: the full loop, ``tutor.core.runs.run_teaching``, with the loop's default rules
-  (expert, keep set, acceptance on the held-out probe with retries, from-the-base schedule) and the
+  (expert, keep set, acceptance on the held-out probe with retries, the default schedule) and the
   budgets given on the command line. Its teacher is ``bench/scripted_teacher.py``, an **oracle**: it
   writes the packs' gold worked solutions and generates pack items, so it never fails a check. It
   stands in for a strong teacher a 2-core CPU cannot run; the results measure what the loop does with
