@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.load_live import TERMINAL_JOB, JobWatcher, Stream, open_socket
+from bench.load_live import _PROGRESS, TERMINAL_JOB, JobWatcher, Stream, open_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,13 +141,9 @@ if {url!r}:
 Course.objects.filter(key="arithmetic").update(teacher=teacher)
 """
 
-_ARTICLE_TEXT = re.compile(
-    r'<article id="tmsg-\d+"[^>]*data-status="(?:failed|done|stopped)"[^>]*>(.*?)</article>', re.S
-)
-_ARTICLE_FULL = re.compile(
+_FINISHED = re.compile(  # a finished message: its id, status and content
     r'<article id="tmsg-(\d+)"[^>]*data-status="(failed|done|stopped)"[^>]*>(.*?)</article>', re.S
 )
-_PROGRESS = re.compile(r'id="tmsg-(\d+)-progress"[^>]*data-chars="(\d+)"')
 _TAGS = re.compile(r"<[^>]+>")
 
 
@@ -164,7 +160,7 @@ class Follower(Stream):
 
     def receive(self, at: float, text: str) -> None:
         super().receive(at, text)
-        self.shown += [shown_text(m) for m in _ARTICLE_TEXT.findall(text)]
+        self.shown += [shown_text(m.group(3)) for m in _FINISHED.finditer(text)]
 
 
 def site_query(site, code: str) -> dict[str, Any]:
@@ -288,7 +284,7 @@ class Timeline:
 
     def receive(self, at: float, text: str) -> None:
         self.counts += [(at, int(chars)) for _, chars in _PROGRESS.findall(text) if int(chars) > 0]
-        for match in _ARTICLE_FULL.finditer(text):
+        for match in _FINISHED.finditer(text):
             self.ends.append((at, match.group(1), match.group(2), shown_text(match.group(3))))
 
     async def until(self, check, seconds: float) -> bool:
