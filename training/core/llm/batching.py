@@ -185,7 +185,8 @@ class _Batch:
                 **self._adapter_kwargs(new[:1]),
             )
         if shared and len(new) > 1:
-            self._keep_prefix(new[0], shared, cache)
+            if shared > reused:  # something new was computed (else the kept prefix already holds it)
+                self._keep_prefix(new[0], shared, cache)
             for layer in cache.layers:
                 layer.keys = layer.keys.expand(len(new), -1, -1, -1)
                 layer.values = layer.values.expand(len(new), -1, -1, -1)
