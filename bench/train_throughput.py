@@ -11,10 +11,11 @@ subprocess so peak memory and warm caches don't mix:
   labels = input ids with padding masked (loss on every real token).
 
 Reported per arm:
-- real tokens/s: non-padding tokens the model was fed, counted by a forward pre-hook on the causal-LM module
-  (attention_mask sum, or every token of a padding-free row), over the training loop from the end of step 1
-  to the end of the last step (step 1 is warm-up; data loading between steps counts, model loading and
-  saving don't);
+- real tokens/s: non-padding tokens of the records the model was fed, counted by a forward pre-hook on
+  the causal-LM module (attention_mask sum, or every token of a padding-free row plus, where the row
+  holds a prefix its records share once, that prefix for every other record), over the training loop
+  from the end of step 1 to the end of the last step (step 1 is warm-up; data loading between steps
+  counts, model loading and saving don't);
 - wall: the whole arm from the call of ``train()`` / model loading to the saved adapter (imports excluded);
 - peak RSS: the arm process's VmHWM (read from /proc, not ru_maxrss, which a vfork-spawned child can inherit
   from its parent); peak CUDA memory allocated/reserved on a GPU;
@@ -163,9 +164,13 @@ class _Meter:
     def hook(self, module, args, kwargs):
         if not module.training:
             return
+        from training.core.cpu_paths import shared_prefix_tokens_saved
+
         mask = kwargs.get("attention_mask")
         ids = kwargs.get("input_ids", args[0] if args else None)
-        self.tokens += int(mask.sum()) if mask is not None else int(ids.numel())
+        # A prefix the batch's records share is fed once and stands for that many tokens of each record.
+        fed = int(mask.sum()) if mask is not None else int(ids.numel())
+        self.tokens += fed + shared_prefix_tokens_saved(kwargs)
 
     def callback(self):
         from transformers import TrainerCallback

@@ -22,7 +22,10 @@ How each method trains (TRL 1.16):
   Batches are padding-free: examples are concatenated into one row with restarting ``position_ids``,
   which transformers 5 turns into a block-diagonal mask for sdpa/eager attention, so it is exact
   without flash-attention (test_it_trains_padding_free_with_the_same_loss_as_padding; speed and
-  memory in docs/decisions.md).
+  memory in docs/decisions.md). On a CPU the tokens a batch's examples begin with in common (a chat
+  template's system prompt) are in the row once and every example attends to them
+  (``cpu_paths.SharedPrefixCollator``; same loss and gradients); ``tokens`` and tokens/s still count
+  every example's own tokens.
 - dpo, kto: TRL's trainers; the reference is the base with the adapter switched off (continuing a
   parent adapter, a frozen copy of it), so no second model is loaded. Both pad: DPOTrainer turns
   ``padding_free`` off in 1.16 and KTOTrainer has none. Plain-string records become one user and one
@@ -63,7 +66,12 @@ from training.core.config import (
     default_target_modules,
     missing_reporter_package,
 )
-from training.core.cpu_paths import attend_within_each_sequence, dense_lm_head_on_labelled_positions
+from training.core.cpu_paths import (
+    SharedPrefixCollator,
+    attend_within_each_sequence,
+    dense_lm_head_on_labelled_positions,
+    shared_prefix_tokens_saved,
+)
 from training.core.datasets import DatasetError, split_for_training, validate_records
 from training.core.errors import first_line, size_mismatch_summary
 from training.core.merge import same_model
@@ -183,8 +191,7 @@ def train(
                 checkpoints,
             )
         model = _load_model(config, torch.bfloat16 if bf16 else torch.float32)
-        if not cuda:
-            attend_within_each_sequence(model)
+        per_sequence = not cuda and attend_within_each_sequence(model)
         model, peft_config, note = _attach_lora(model, config)
     except AdapterMismatch as exc:
         return _failed(str(exc), checkpoints)
@@ -210,6 +217,7 @@ def train(
             watcher,
             cuda=cuda,
             bf16=bf16,
+            share_prefixes=per_sequence,
         )
     except TemplateError as exc:  # e.g. a template that refuses a system message
         return _failed(f"the chat template could not format a record: {exc}", checkpoints)
@@ -460,6 +468,7 @@ def _build_trainer(
     *,
     cuda: bool,
     bf16: bool,
+    share_prefixes: bool = False,
 ):
     common = trainer_args(config, checkpoints, evaluate=eval_dataset is not None, cuda=cuda, bf16=bf16)
     inputs = {
@@ -475,8 +484,12 @@ def _build_trainer(
         args = SFTConfig(
             **common, completion_only_loss=True, padding_free=True, packing=False, max_length=None
         )
-        trainer: transformers.Trainer = SFTTrainer(args=args, **inputs)
-        trainer.train_dataset = _truncate(trainer.train_dataset, config.max_seq_length)
+        sft = _SFTTrainer(args=args, **inputs)
+        sft.train_dataset = _truncate(sft.train_dataset, config.max_seq_length)
+        if share_prefixes:  # the model attends per sequence, so a row may hold a shared prefix once
+            sft.data_collator = SharedPrefixCollator(sft.data_collator)
+        watcher.more_tokens = lambda: sft.shared_prefix_tokens
+        trainer: transformers.Trainer = sft
         if trainer.eval_dataset is not None:
             trainer.eval_dataset = _truncate(trainer.eval_dataset, config.max_seq_length)
     elif config.method == "dpo":
@@ -490,6 +503,21 @@ def _build_trainer(
         if isinstance(callback, TensorBoardCallback):  # it reads its folder when training begins
             callback.logging_dir = str(tensorboard_dir(checkpoints))
     return trainer
+
+
+class _SFTTrainer(SFTTrainer):
+    """TRL's SFTTrainer; it also counts the tokens that shared prefixes stood for in training batches.
+
+    TRL counts a padding-free batch's positions; a prefix shared by n examples is one position for n
+    tokens of data, and tokens/s and ``tokens`` stay about the data, whatever the layout.
+    """
+
+    shared_prefix_tokens = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            self.shared_prefix_tokens += shared_prefix_tokens_saved(inputs)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
 
 def _truncate(dataset, max_length: int):
@@ -518,6 +546,7 @@ class _ProgressCallback(TrainerCallback):
         self.is_main = True
         self.tokens_before = tokens_before  # from earlier runs of this job (TRL's counter restarts at 0)
         self.session_tokens = 0
+        self.more_tokens: Callable[[], int] = lambda: 0  # training tokens TRL's count leaves out
         self.first_loss: float | None = None
         self.last_event: ProgressEvent | None = None
         self.last_eval_loss: float | None = None
@@ -552,7 +581,10 @@ class _ProgressCallback(TrainerCallback):
                 control.should_save = control.should_evaluate = False  # don't checkpoint poisoned weights
                 return
             now = time.monotonic()
-            tokens = int(logs.get("num_tokens", self.session_tokens))  # TRL's count of non-pad tokens so far
+            # TRL's count of the positions trained so far, plus what shared prefixes stood for
+            tokens = self.session_tokens
+            if "num_tokens" in logs:
+                tokens = int(logs["num_tokens"]) + self.more_tokens()
             # This step's own time: checkpoint saves and evaluations between steps don't count.
             per_s = (tokens - self.session_tokens) / max(now - self.step_began, 1e-9)
             self.session_tokens = tokens
