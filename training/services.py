@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from training.core.bundled import BUNDLED_MODEL_NAME, bundled_gguf_path
@@ -139,3 +140,19 @@ def language_model_register_bundled(*, make_default: bool = True) -> tuple[Langu
 def default_model(*, role: str) -> LanguageModel | None:
     field = {"teacher": "is_default_teacher", "student": "is_default_student"}[role]
     return LanguageModel.objects.filter(**{field: True, "enabled": True}).first()
+
+
+def default_models(*, models: list[LanguageModel] | None = None) -> dict[str, LanguageModel | None]:
+    """The default teacher and student, as :func:`default_model` picks each, in one query; or, from
+    ``models`` (every registered model, in the model's ordering, read anyway), in none."""
+    if models is None:
+        models = list(
+            LanguageModel.objects.filter(
+                Q(is_default_teacher=True) | Q(is_default_student=True), enabled=True
+            )
+        )
+    enabled = [m for m in models if m.enabled]
+    return {
+        "teacher": next((m for m in enabled if m.is_default_teacher), None),
+        "student": next((m for m in enabled if m.is_default_student), None),
+    }

@@ -6,17 +6,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from training.models import LanguageModel
-from training.services import default_model
+from training.services import default_models
 
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    ctx: dict[str, object] = {
-        "default_teacher": default_model(role="teacher"),
-        "default_student": default_model(role="student"),
-    }
-    if request.user.is_staff:
-        ctx["models"] = LanguageModel.objects.all()
+    # Staff see every model: the defaults are picked from that list (one query either way).
+    models = list(LanguageModel.objects.all()) if request.user.is_staff else None
+    defaults = default_models(models=models)
+    ctx: dict[str, object] = {"default_teacher": defaults["teacher"], "default_student": defaults["student"]}
+    if models is not None:
+        ctx["models"] = models
     return render(request, "tutor/dashboard.html", ctx)
 
 

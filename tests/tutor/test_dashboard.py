@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from tests.base import PASSWORD, BaseTestCase
@@ -52,6 +54,20 @@ class DashboardTestCase(BaseTestCase):
         self.client.force_login(self.alice)
         response = self.client.get(reverse("training:models"))
         self.assertContains(response, 'ws-connect="/ws/training/models/')
+
+    def test_it_reads_the_models_once_and_shows_only_enabled_defaults(self):
+        LanguageModel.objects.create(
+            name="off", is_student=True, is_default_student=True, source="x", enabled=False
+        )
+        for user in (self.alice, self.bob):  # staff (every model listed) and a learner
+            self.client.force_login(user)
+            with CaptureQueriesContext(connection) as queries:
+                response = self.client.get(reverse("dashboard"))
+            reads = [q["sql"] for q in queries if "training_languagemodel" in q["sql"]]
+            self.assertEqual(len(reads), 1, reads)
+            self.assertEqual(response.context["default_teacher"].name, "smol")
+            self.assertIsNone(response.context["default_student"])  # a disabled default is no default
+            self.assertContains(response, "none yet")
 
     def test_it_reports_health(self):
         response = self.client.get(reverse("healthz"))

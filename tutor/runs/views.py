@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from teachloop.auth import staff_required
-from training.services import default_model
+from training.services import default_models
 from tutor.models import RunExplanation, TeachingRun
 from tutor.runs import live, selectors, services
 from tutor.runs.forms import ExplanationEditForm, ResumeForm, TeachingRunForm
@@ -36,7 +36,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def run_new(request: HttpRequest) -> HttpResponse:
-    initial = {"student": default_model(role="student"), "teacher": default_model(role="teacher")}
+    initial = default_models()  # the form's fields are named "student" and "teacher" too
     form = TeachingRunForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
