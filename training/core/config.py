@@ -188,7 +188,7 @@ class TrainConfig:
             "chat_template",
             "must be a Jinja template string or None",
         )
-        _int(self, "lora_r", minimum=1)
+        _int(self, "lora_r", minimum=1, maximum=MAX_LORA_RANK)
         _int(self, "lora_alpha", minimum=1)
         _int(self, "lora_layers", minimum=0)
         _number(self, "lora_dropout", minimum=0.0, below=1.0)
@@ -297,6 +297,7 @@ def _require(ok: bool, field_name: str, message: str) -> None:
 
 MAX_SEED = 2**32 - 1  # numpy's and the trainer's seeds; torch refuses larger ones
 MAX_STEPS = 10_000_000
+MAX_LORA_RANK = 1024  # above any model's useful rank; peft would allocate (and a worker run out of memory)
 
 
 def _int(config: TrainConfig, name: str, *, minimum: int, maximum: int | None = None) -> None:

@@ -48,6 +48,7 @@ def test_it_saves_and_loads_its_json_file(tmp_path):
         ("base_model", ""),
         ("method", "ppo"),
         ("lora_r", 0),
+        ("lora_r", 10**6),  # two 10**6 x hidden matrices per projection: a worker killed for memory
         ("lora_alpha", 1.5),
         ("lora_dropout", 1.0),
         ("lora_layers", -1),
