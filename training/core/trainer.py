@@ -515,8 +515,9 @@ class _SFTTrainer(SFTTrainer):
     shared_prefix_tokens = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training:
-            self.shared_prefix_tokens += shared_prefix_tokens_saved(inputs)
+        if model.training:  # summed over processes, as TRL sums its own count (launch.py runs several)
+            saved = torch.tensor(shared_prefix_tokens_saved(inputs), device=inputs["input_ids"].device)
+            self.shared_prefix_tokens += int(self.accelerator.gather_for_metrics(saved).sum().item())
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
 

@@ -29,7 +29,7 @@ from training.core.launch import (
     num_gpus,
     run_distributed,
 )
-from training.core.trainer import ProgressEvent, TrainResult
+from training.core.trainer import ProgressEvent, TrainResult, train
 
 DEADLINE_S = 240.0
 
@@ -223,6 +223,22 @@ def test_it_trains_in_two_processes_and_relays_progress(tiny_model_dir, tmp_path
     assert json.loads((adapter / "metrics.json").read_text())["status"] == "succeeded"
     assert "Traceback" not in (tmp_path / LAUNCH_DIRNAME / "stderr.log").read_text()
     assert wait_until_gone(tmp_path) == []
+
+
+@needs_cpu
+@pytest.mark.slow
+def test_two_processes_count_every_records_tokens_when_their_batches_share_a_prefix(tiny_model_dir, tmp_path):
+    system = {"role": "system", "content": "You are a patient tutor. Answer with the number, then stop."}
+    records = [{"messages": [system, *r["messages"]]} for r in chat_records()]
+    two = run_distributed(
+        quick(tiny_model_dir), records, tmp_path / "two", num_processes=2, should_stop=Deadline()
+    )
+    assert two.status == "succeeded", two.reason
+    alone = train(quick(tiny_model_dir, batch_size=4), records, tmp_path / "one")
+    assert alone.status == "succeeded", alone.reason
+    # Every record twice either way (4 steps of 4 records): the same tokens, each process's shared
+    # prefixes counted for every record they stand for.
+    assert two.metrics["tokens"] == alone.metrics["tokens"] > 0
 
 
 @needs_cpu
