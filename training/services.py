@@ -138,13 +138,13 @@ def language_model_register_bundled(*, make_default: bool = True) -> tuple[Langu
 
 
 def default_model(*, role: str) -> LanguageModel | None:
-    field = {"teacher": "is_default_teacher", "student": "is_default_student"}[role]
-    return LanguageModel.objects.filter(**{field: True, "enabled": True}).first()
+    """The enabled default model for ``role`` ("teacher" or "student"), or None."""
+    return default_models()[role]
 
 
 def default_models(*, models: list[LanguageModel] | None = None) -> dict[str, LanguageModel | None]:
-    """The default teacher and student, as :func:`default_model` picks each, in one query; or, from
-    ``models`` (every registered model, in the model's ordering, read anyway), in none."""
+    """The enabled default teacher and student (the first in the model's ordering), in one query; or,
+    from ``models`` (every registered model, in that ordering, read anyway), in none."""
     if models is None:
         models = list(
             LanguageModel.objects.filter(

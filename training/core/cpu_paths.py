@@ -24,6 +24,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from training.core.llm.batching import shared_prefix
+
 PER_SEQUENCE_SDPA = "teachloop_per_sequence_sdpa"
 
 SHARED_PREFIX = "teachloop_shared_prefix"
@@ -133,18 +135,13 @@ def _per_token(value: Any, example: dict[str, Any]) -> bool:
 
 def shared_prefix_length(examples: list[dict[str, Any]]) -> int:
     """Leading tokens every example has in common, ending before the earliest labelled token of any."""
-    first = examples[0]["input_ids"]
-    limit = min(len(example["input_ids"]) for example in examples)
-    for example in examples:
-        labels = example.get("labels")
-        if labels is None:  # every token is labelled: nothing may be shared
-            return 0
-        labelled = next((i for i, label in enumerate(labels) if label != -100), len(labels))
-        limit = min(limit, labelled - 1)
-    length = 0
-    while length < limit and all(example["input_ids"][length] == first[length] for example in examples):
-        length += 1
-    return max(length, 0)
+    if any(example.get("labels") is None for example in examples):  # every token labelled: share none
+        return 0
+    labelled = min(
+        next((i for i, label in enumerate(example["labels"]) if label != -100), len(example["labels"]))
+        for example in examples
+    )
+    return max(0, min(shared_prefix([example["input_ids"] for example in examples]), labelled - 1))
 
 
 def shared_prefix_tokens_saved(batch: dict[str, Any]) -> int:

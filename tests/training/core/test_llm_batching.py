@@ -252,7 +252,7 @@ def test_streams_that_share_a_long_prompt_start_read_what_generate_gives_alone(l
         for question in ("What is 2+3?", "hi", "Explain 7 times 6.", "The capital of France is", "Why?")
     ]
     assert (
-        batching._shared_prefix([llm._encode_prompt(c) for c in conversations]) >= batching.MIN_SHARED_PREFIX
+        batching.shared_prefix([llm._encode_prompt(c) for c in conversations]) >= batching.MIN_SHARED_PREFIX
     )
     expected = [llm.generate([c], PARAMS)[0].text for c in conversations]
 
@@ -269,13 +269,13 @@ def test_streams_that_share_a_long_prompt_start_read_what_generate_gives_alone(l
 
 def test_greedy_generate_shares_a_long_prompt_start_and_gives_the_same_answers(llm, monkeypatch):
     calls: list[int] = []
-    shared_prefix = batching._shared_prefix
+    shared_prefix = batching.shared_prefix
 
     def spy(prompts):
         calls.append(shared_prefix(prompts))
         return calls[-1]
 
-    monkeypatch.setattr(batching, "_shared_prefix", spy)
+    monkeypatch.setattr(batching, "shared_prefix", spy)
     conversations = [
         [{"role": "system", "content": LESSON}, {"role": "user", "content": f"What is {a} + {a + 1}?"}]
         for a in range(6)

@@ -161,7 +161,7 @@ class _Batch:
 
         prompts = [row.prompt for row in new]
         one_adapter = len({row.adapter for row in new}) == 1
-        shared = _shared_prefix(prompts) if one_adapter else 0
+        shared = shared_prefix(prompts) if one_adapter else 0
         if len(new) < 2 or shared < MIN_SHARED_PREFIX:
             shared = 0
         cache: Any = DynamicCache()  # its layers are plain DynamicLayers here (can_batch)
@@ -615,10 +615,10 @@ class _KeptPrefix:
         0 when a row uses another adapter or an adapter was loaded since."""
         if version != self.version or any(row.adapter != self.adapter for row in rows):
             return 0
-        return _shared_prefix([[*self.tokens, -1], *[row.prompt for row in rows]])
+        return shared_prefix([[*self.tokens, -1], *[row.prompt for row in rows]])
 
 
-def _shared_prefix(prompts: list[list[int]]) -> int:
+def shared_prefix(prompts: list[list[int]]) -> int:
     """Tokens every prompt starts with, leaving each at least one of its own (it gives the logits)."""
     first, limit = prompts[0], min(len(p) for p in prompts) - 1
     n = 0
