@@ -298,8 +298,9 @@ class Timeline:
 
 async def reply_kill(site, args) -> dict[str, Any]:
     """A learner's explanation is being written when the worker is SIGKILLed (a new worker is started at
-    once, as a supervisor would): what the learner is shown and when; then the learner presses "Try
-    again", as the page offers, and the new worker's reply arrives."""
+    once, as a supervisor would): what the learner is shown and when (the web side asks a worker again
+    by itself, ``training.generation.WORKER_LOST_RETRIES``); where that ends failed, the learner presses
+    "Try again", as the page offers, and the new worker's reply arrives."""
     from bench.load import _new_sessions
 
     user = "learner35"
@@ -317,6 +318,15 @@ async def reply_kill(site, args) -> dict[str, Any]:
         if not await line.until(lambda: any(at > fault_at for at, *_ in line.ends), args.stream_timeout):
             return {"error": "the learner was shown nothing after the kill", "chars_at_kill": chars_at_kill}
         shown_at, message_id, status, text = next(e for e in line.ends if e[0] > fault_at)
+        shown = {
+            "chars_at_kill": chars_at_kill,
+            "shown_status": status,
+            "shown_after_s": shown_at - fault_at,
+            "shown": text[:400],
+        }
+        if status == "done":  # asked again unseen: nothing for the learner to do
+            session = await asyncio.to_thread(site_query, site, SESSION_STATE.format(session=sessions[user]))
+            return {**shown, "retry_status": "not needed", "messages": session["messages"]}
         retry_at = time.time()
         sock.protocol.sendMessage(json.dumps({"retry": message_id, "HEADERS": {}}).encode())
         answered = await line.until(
@@ -326,10 +336,7 @@ async def reply_kill(site, args) -> dict[str, Any]:
         after = [e for e in line.ends if e[0] > retry_at and e[2] in ("done", "failed")]
         session = await asyncio.to_thread(site_query, site, SESSION_STATE.format(session=sessions[user]))
         return {
-            "chars_at_kill": chars_at_kill,
-            "shown_status": status,
-            "shown_after_s": shown_at - fault_at,
-            "shown": text[:400],
+            **shown,
             "retry_status": after[0][2] if answered else "unfinished",
             "retry_after_s": (after[0][0] if answered else time.time()) - retry_at,
             "retry_shown": after[0][3][:400] if answered else "",
@@ -700,12 +707,16 @@ def faults_report(results: dict[str, dict], args) -> list[str]:
     if reply and "error" in reply:
         lines.append(f"- reply_kill: failed to run: {reply['error'][:300]}")
     elif reply:
+        then = (
+            "nothing for the learner to do"
+            if reply["retry_status"] == "not needed"
+            else f"the learner pressed Try again: {reply['retry_status']} "
+            f'{reply["retry_after_s"]:.1f} s later ("{reply["retry_shown"][:160]}")'
+        )
         lines.append(
             f"- reply_kill (a learner's explanation {reply['chars_at_kill']} characters in when the worker "
             f"was SIGKILLed; a new worker started at once): shown {reply['shown_status']} "
-            f'{reply["shown_after_s"]:.1f} s later ("{reply["shown"][:200]}"); the learner pressed '
-            f"Try again: {reply['retry_status']} {reply['retry_after_s']:.1f} s later "
-            f'("{reply["retry_shown"][:160]}").'
+            f'{reply["shown_after_s"]:.1f} s later ("{reply["shown"][:200]}"); {then}.'
         )
     teacher = [fault for fault in ("teacher_down", "teacher_slow", "teacher_garbage") if fault in r]
     if teacher:

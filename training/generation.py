@@ -20,8 +20,12 @@ Rules of the ``workers`` protocol:
   last ``generation.end`` or one ``generation.error`` line.
 - Nobody answers within :data:`START_TIMEOUT_S`: :class:`NoGenerationWorker`, a message saying to
   start a worker. Silence for :data:`IDLE_TIMEOUT_S` after that (a killed worker):
-  :class:`GenerationError`. A request a worker receives after its start deadline is dropped (its
+  :class:`WorkerLost`. A request a worker receives after its start deadline is dropped (its
   reader has given up).
+- A reader that can start over (``on_restart``: it has shown nobody the pieces so far, as the
+  learners' tutor, which shows a reply only once it is checked, and :func:`whole`) asks again, once
+  (:data:`WORKER_LOST_RETRIES`), when its worker is lost: ``on_restart()`` is called, and the pieces
+  then come from the start of a new reply. Readers that show pieces as they come get the error.
 - Stopping (the ``stop`` event, or the page closing) sends ``generation.stop``; the worker ends the
   generation within a token and answers ``generation.end``.
 """
@@ -34,7 +38,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,12 +57,17 @@ GENERATION_CHANNEL = "teachloop.generation"
 START_TIMEOUT_S = 15.0
 HEARTBEAT_S = 5.0
 IDLE_TIMEOUT_S = 3 * HEARTBEAT_S  # three heartbeats missed: the worker is gone
+WORKER_LOST_RETRIES = 1  # a reader that can start over asks again this many times
 FLUSH_S = 0.05
 POLL_S = 0.25  # how often the web side looks at its stop event while it waits
 
 
 class NoGenerationWorker(GenerationError):
     """No worker took the request: none is running, or all are gone."""
+
+
+class WorkerLost(GenerationError):
+    """The worker that took the request stopped answering mid-reply (killed, or its machine gone)."""
 
 
 @dataclass(frozen=True)
@@ -142,24 +151,48 @@ def whole_reply(request: GenerationRequest, *, max_chars: int) -> str:
 
 async def whole(request: GenerationRequest, *, max_chars: int) -> str:
     """The whole reply at once (one ``generate`` call), for async code; where the settings say."""
-    pieces = stream(dataclasses.replace(request, whole=True), stop=threading.Event(), max_chars=max_chars)
-    return "".join([piece async for piece in pieces])
+    parts: list[str] = []
+    pieces = stream(
+        dataclasses.replace(request, whole=True),
+        stop=threading.Event(),
+        max_chars=max_chars,
+        on_restart=parts.clear,
+    )
+    async for piece in pieces:
+        parts.append(piece)
+    return "".join(parts)
 
 
 def in_workers() -> bool:
     return settings.TEACHLOOP_GENERATION == "workers"
 
 
-async def stream(request: GenerationRequest, *, stop: threading.Event, max_chars: int) -> AsyncIterator[str]:
+async def stream(
+    request: GenerationRequest,
+    *,
+    stop: threading.Event,
+    max_chars: int,
+    on_restart: Callable[[], None] | None = None,
+) -> AsyncIterator[str]:
     """The reply's pieces, wherever the settings generate them (module docstring). Raises
-    :class:`LLMError` (with a line for the person) when the model or the worker fails."""
+    :class:`LLMError` (with a line for the person) when the model or the worker fails. With
+    ``on_restart``, a lost worker's reply is asked again (module docstring)."""
     if not in_workers():
         pieces = stream_in_thread(lambda: _pieces_in_own_thread(request), stop=stop, max_chars=max_chars)
         async for piece in pieces:
             yield piece
         return
-    async for piece in _remote(request, stop=stop, max_chars=max_chars):
-        yield piece
+    retries = WORKER_LOST_RETRIES if on_restart is not None else 0
+    for attempt in range(retries + 1):
+        try:
+            async for piece in _remote(request, stop=stop, max_chars=max_chars):
+                yield piece
+            return
+        except WorkerLost:
+            if on_restart is None or attempt == retries or stop.is_set():
+                raise
+            logger.warning("generation: the worker stopped answering mid-reply; asking again")
+            on_restart()
 
 
 async def _remote(request: GenerationRequest, *, stop: threading.Event, max_chars: int) -> AsyncIterator[str]:
@@ -200,7 +233,7 @@ async def _remote(request: GenerationRequest, *, stop: threading.Event, max_char
                         "generation", "no worker took the request: start one with `python manage.py worker`"
                     )
                 if started and waited >= IDLE_TIMEOUT_S:
-                    raise GenerationError("generation", "the worker stopped answering (was it stopped?)")
+                    raise WorkerLost("generation", "the worker stopped answering (was it stopped?)")
                 if stop.is_set() and not started and waited >= POLL_S * 4:
                     return  # stopped before any worker answered: nothing to wait for
                 continue

@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 
 from training import generation, services
 from training.core.llm import Generation, GenerationError, GenerationParams
-from training.generation import GenerationRequest, GenerationServer, NoGenerationWorker
+from training.generation import GenerationRequest, GenerationServer, NoGenerationWorker, WorkerLost
 from training.models import LanguageModel
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -159,9 +159,54 @@ async def test_a_worker_that_goes_silent_is_reported(monkeypatch, model, workers
         await layer.send(message["reply_to"], {"type": "generation.started", "control": "nobody"})
 
     dying = asyncio.ensure_future(answers_then_dies())
-    with pytest.raises(GenerationError, match="stopped answering"):
+    with pytest.raises(WorkerLost, match="stopped answering"):
         await read(request(model))
     await dying
+
+
+async def workers_that_die(replies):
+    """One fake worker per entry of ``replies``, each taking the next request: ``None`` says it started,
+    writes "half a" and dies (SIGKILL); a string is a whole reply, then the end."""
+    layer = get_channel_layer()
+    for reply in replies:
+        message = await layer.receive(generation.GENERATION_CHANNEL)
+        to = message["reply_to"]
+        await layer.send(to, {"type": "generation.started", "control": "nobody"})
+        await layer.send(to, {"type": "generation.piece", "text": "half a" if reply is None else reply})
+        if reply is not None:
+            await layer.send(to, {"type": "generation.end"})
+
+
+async def test_a_reader_that_can_start_over_gets_a_new_reply_when_its_worker_is_lost(
+    monkeypatch, model, workers
+):
+    monkeypatch.setattr(generation, "IDLE_TIMEOUT_S", 0.5)
+    takers = asyncio.ensure_future(workers_that_die([None, "Four plus four is 8."]))
+    parts: list[str] = []
+    restarts: list[int] = []
+
+    def restart():
+        restarts.append(len(parts))
+        parts.clear()
+
+    async for piece in generation.stream(
+        request(model), stop=threading.Event(), max_chars=100, on_restart=restart
+    ):
+        parts.append(piece)
+    await takers
+    assert restarts == [1]  # the lost worker's "half a" was thrown away
+    assert "".join(parts) == "Four plus four is 8."
+
+
+async def test_a_whole_reply_is_asked_again_once_and_then_fails(monkeypatch, model, workers):
+    monkeypatch.setattr(generation, "IDLE_TIMEOUT_S", 0.5)
+    takers = asyncio.ensure_future(workers_that_die([None, "the verdict"]))
+    assert await generation.whole(request(model), max_chars=100) == "the verdict"
+    await takers
+    takers = asyncio.ensure_future(workers_that_die([None, None]))
+    with pytest.raises(WorkerLost):
+        await generation.whole(request(model), max_chars=100)
+    await takers
 
 
 async def test_a_request_whose_reader_gave_up_is_dropped(monkeypatch, model, server):

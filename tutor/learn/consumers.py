@@ -150,22 +150,29 @@ class TutoringSessionConsumer(FormConsumer):
         await self._broadcast(plan.message_id, partner=True)
 
     async def _stream(self, plan: services.TutorPlan, stop_event: threading.Event) -> tuple[str, str, str]:
-        """The whole reply, buffered: the page sees how much is written, never what, until it is checked."""
+        """The whole reply, buffered: the page sees how much is written, never what, until it is checked.
+        So a reply whose worker was lost mid-way can start over unseen (``generation.stream``)."""
 
         loop = asyncio.get_running_loop()
-        text, shown_at = "", None
+        parts: list[str] = []
+        shown_at = None
+        pieces = generation.stream(
+            plan.request(), stop=stop_event, max_chars=MAX_REPLY_CHARS, on_restart=parts.clear
+        )
         try:
-            async for piece in generation.stream(plan.request(), stop=stop_event, max_chars=MAX_REPLY_CHARS):
-                text += piece
+            async for piece in pieces:
+                parts.append(piece)
                 if shown_at is None or loop.time() - shown_at >= PROGRESS_EVERY_S:
                     shown_at = loop.time()
-                    html = live.tutor_message_progress_html(message_id=plan.message_id, chars=len(text))
+                    chars = sum(len(p) for p in parts)
+                    html = live.tutor_message_progress_html(message_id=plan.message_id, chars=chars)
                     await self.channel_layer.group_send(self.group, {"type": "tutor.html", "html": html})
         except LLMError as exc:
-            return text, TutorMessage.Status.FAILED, str(exc)
+            return "".join(parts), TutorMessage.Status.FAILED, str(exc)
         except Exception as exc:  # never a traceback in the browser
             logger.exception("tutor stream failed")
-            return text, TutorMessage.Status.FAILED, f"{type(exc).__name__}: {exc}"
+            return "".join(parts), TutorMessage.Status.FAILED, f"{type(exc).__name__}: {exc}"
+        text = "".join(parts)
         if stop_event.is_set():
             return text, TutorMessage.Status.STOPPED, ""
         return text, TutorMessage.Status.DONE, ""

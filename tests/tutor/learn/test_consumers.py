@@ -339,3 +339,35 @@ async def test_with_generation_in_workers_and_none_running_the_learner_is_told(
     assert teacher.calls == []  # nothing was generated in the web process
     await communicator.disconnect()
     await get_channel_layer().flush()  # the request nobody took
+
+
+async def test_a_reply_whose_worker_is_killed_mid_way_is_written_again_unseen(
+    session, bob, teacher, settings, monkeypatch
+):
+    """The learner sees the checked reply of a second worker, not an error to retry by hand, and
+    nothing of the lost half."""
+    from training import generation
+    from training.generation import GenerationServer
+
+    settings.TEACHLOOP_GENERATION = "workers"
+    monkeypatch.setattr(generation, "IDLE_TIMEOUT_S", 0.5)
+    layer = get_channel_layer()
+
+    async def killed_then_replaced():
+        message = await layer.receive(generation.GENERATION_CHANNEL)
+        await layer.send(message["reply_to"], {"type": "generation.started", "control": "nobody"})
+        await layer.send(message["reply_to"], {"type": "generation.piece", "text": "LOST HALF"})
+        finished = asyncio.Event()  # the replacement worker starts once the first is dead
+        return finished, asyncio.ensure_future(GenerationServer(layer).serve(finished))
+
+    replacing = asyncio.ensure_future(killed_then_replaced())
+    communicator, _, _ = await connect(session.pk, bob)
+    explanation = await TutorMessage.objects.aget(session=session)
+    seen = await until_status(communicator, explanation.pk)
+    await explanation.arefresh_from_db()
+    assert explanation.status == "done" and explanation.text == "".join(GOOD_EXPLANATION)
+    assert "LOST HALF" not in "".join(seen) and len(teacher.calls) == 1
+    await communicator.disconnect()
+    finished, serving = await replacing
+    finished.set()
+    await asyncio.wait_for(serving, 5)
