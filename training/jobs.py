@@ -31,7 +31,7 @@ from training.core.config import TENSORBOARD_DIRNAME, TRACKING_FIELDS, TrainConf
 from training.core.datasets import parse_jsonl, validate_records
 from training.core.errors import first_line
 from training.models import Adapter, LanguageModel, TrainingDataset, TrainingJob, TrainingMetric
-from training.recovery import DATABASE_UNAVAILABLE, claim, drop_broken_connection, keep_alive, stale_cutoff
+from training.recovery import DATABASE_UNAVAILABLE, claim, drop_broken_connection, keep_alive, recover_stale
 
 logger = logging.getLogger(__name__)
 
@@ -206,32 +206,22 @@ def training_job_retry(*, job: TrainingJob) -> TrainingJob:
 
 def training_jobs_recover(*, stale_after_s: float | None = None) -> list[int]:
     """Re-queue (or fail) running jobs whose worker stopped sending heartbeats."""
-    cutoff = stale_cutoff(stale_after_s)
-    recovered = []
-    for job_id in TrainingJob.objects.filter(
-        status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff
-    ).values_list("pk", flat=True):
-        with transaction.atomic():
-            job = TrainingJob.objects.select_for_update().get(pk=job_id)
-            if job.status != TrainingJob.Status.RUNNING or job.heartbeat_at >= cutoff:
-                continue
-            lost = f"worker {job.worker} stopped responding (no heartbeat since {job.heartbeat_at:%H:%M:%S})"
-            if job.cancel_requested:
-                job.status, job.finished_at = TrainingJob.Status.CANCELLED, timezone.now()
-                _log(job, f"{lost}; it was being cancelled")
-            elif job.attempts >= job.max_attempts:
-                job.status, job.finished_at = TrainingJob.Status.FAILED, timezone.now()
-                job.last_error = f"{lost}; gave up after {job.attempts} attempts"
-                _log(job, job.last_error)
-            else:
-                job.status = TrainingJob.Status.QUEUED
-                _log(job, f"{lost}; re-queued to resume from its last checkpoint")
-                transaction.on_commit(lambda job=job: training_job_enqueue(job=job))
-            job.lease = ""
-            job.save()
-            recovered.append(job.pk)
-        broadcast_state(job)
-    return recovered
+
+    def settle(job: TrainingJob, since: str) -> None:
+        lost = f"worker {job.worker} stopped responding ({since})"
+        if job.cancel_requested:
+            job.status, job.finished_at = TrainingJob.Status.CANCELLED, timezone.now()
+            _log(job, f"{lost}; it was being cancelled")
+        elif job.attempts >= job.max_attempts:
+            job.status, job.finished_at = TrainingJob.Status.FAILED, timezone.now()
+            job.last_error = f"{lost}; gave up after {job.attempts} attempts"
+            _log(job, job.last_error)
+        else:
+            job.status = TrainingJob.Status.QUEUED
+            _log(job, f"{lost}; re-queued to resume from its last checkpoint")
+            transaction.on_commit(lambda: training_job_enqueue(job=job))
+
+    return recover_stale(TrainingJob, stale_after_s=stale_after_s, settle=settle, broadcast=broadcast_state)
 
 
 # --- running (called by the worker's task) ----------------------------------------------

@@ -90,6 +90,30 @@ def stale_cutoff(stale_after_s: float | None = None):
     return timezone.now() - timedelta(seconds=stale_after_s)
 
 
+def recover_stale(model, *, stale_after_s: float | None, settle, broadcast) -> list[int]:
+    """Recover every RUNNING row of ``model`` (rows as :func:`claim` describes) whose heartbeat is older
+    than :func:`stale_cutoff`: each is locked and looked at again (its worker may have written since),
+    ``settle(row, since)`` decides what becomes of it (cancelled, failed or re-queued: it sets the
+    fields; ``since`` says "no heartbeat since HH:MM:SS"), then its lease is cleared, it is saved, and
+    ``broadcast(row)`` tells its pages. Returns the ids recovered."""
+    from django.db import transaction
+
+    cutoff = stale_cutoff(stale_after_s)
+    running = model.objects.filter(status=model.Status.RUNNING, heartbeat_at__lt=cutoff)
+    recovered = []
+    for pk in running.values_list("pk", flat=True):
+        with transaction.atomic():
+            row = model.objects.select_for_update().get(pk=pk)
+            if row.status != model.Status.RUNNING or row.heartbeat_at >= cutoff:
+                continue
+            settle(row, f"no heartbeat since {row.heartbeat_at:%H:%M:%S}")
+            row.lease = ""
+            row.save()
+            recovered.append(row.pk)
+        broadcast(row)
+    return recovered
+
+
 def worker_id() -> str:
     """This worker process, as recorded on the work it runs: ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from training.core.llm import LLMError
 from training.models import Adapter, LanguageModel
-from training.recovery import claim, keep_alive, stale_cutoff
+from training.recovery import claim, keep_alive, recover_stale
 from training.services import language_model_llm
 from tutor.core.courses.course import Exercise
 from tutor.core.courses.formats import CourseImportError, parse_items_jsonl
@@ -178,29 +178,21 @@ def evaluation_cancel(*, evaluation: Evaluation) -> Evaluation:
 
 def evaluations_recover(*, stale_after_s: float | None = None) -> list[int]:
     """Re-queue (or fail) running evaluations whose worker stopped sending heartbeats."""
-    cutoff = stale_cutoff(stale_after_s)
-    recovered = []
-    for pk in Evaluation.objects.filter(
-        status=Evaluation.Status.RUNNING, heartbeat_at__lt=cutoff
-    ).values_list("pk", flat=True):
-        with transaction.atomic():
-            row = Evaluation.objects.select_for_update().get(pk=pk)
-            if row.status != Evaluation.Status.RUNNING or row.heartbeat_at >= cutoff:
-                continue
-            lost = f"worker {row.worker} stopped responding (no heartbeat since {row.heartbeat_at:%H:%M:%S})"
-            if row.cancel_requested:
-                row.status, row.finished_at = Evaluation.Status.CANCELLED, timezone.now()
-            elif row.attempts >= row.max_attempts:
-                row.status, row.finished_at = Evaluation.Status.FAILED, timezone.now()
-                row.last_error = f"{lost}; gave up after {row.attempts} attempts"
-            else:
-                row.status, row.last_error = Evaluation.Status.QUEUED, f"{lost}; re-queued"
-                transaction.on_commit(lambda row=row: evaluation_enqueue(evaluation=row))
-            row.lease = ""
-            row.save()
-            recovered.append(row.pk)
-        evaluation_broadcast(row)
-    return recovered
+
+    def settle(row: Evaluation, since: str) -> None:
+        lost = f"worker {row.worker} stopped responding ({since})"
+        if row.cancel_requested:
+            row.status, row.finished_at = Evaluation.Status.CANCELLED, timezone.now()
+        elif row.attempts >= row.max_attempts:
+            row.status, row.finished_at = Evaluation.Status.FAILED, timezone.now()
+            row.last_error = f"{lost}; gave up after {row.attempts} attempts"
+        else:
+            row.status, row.last_error = Evaluation.Status.QUEUED, f"{lost}; re-queued"
+            transaction.on_commit(lambda: evaluation_enqueue(evaluation=row))
+
+    return recover_stale(
+        Evaluation, stale_after_s=stale_after_s, settle=settle, broadcast=evaluation_broadcast
+    )
 
 
 # --- running --------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from training.recovery import (
     claim,
     drop_broken_connection,
     keep_alive,
+    recover_stale,
     stale_cutoff,
     worker_id,
 )
@@ -221,39 +222,31 @@ def teaching_runs_recover(*, stale_after_s: float | None = None) -> list[int]:
     its own), and the resumed run resumes it from its checkpoint. A run without a lease was run by
     ``manage.py teach``, not a worker: it is failed (resume it), never given to a worker.
     """
-    cutoff = stale_cutoff(stale_after_s)
-    recovered = []
-    for run_id in TeachingRun.objects.filter(
-        status=TeachingRun.Status.RUNNING, heartbeat_at__lt=cutoff
-    ).values_list("pk", flat=True):
-        with transaction.atomic():
-            run = TeachingRun.objects.select_for_update().get(pk=run_id)
-            if run.status != TeachingRun.Status.RUNNING or run.heartbeat_at >= cutoff:
-                continue
-            who = f"worker {run.worker}" if run.lease else "the process running it (manage.py teach?)"
-            lost = f"{who} stopped responding (no heartbeat since {run.heartbeat_at:%H:%M:%S})"
-            TrainingJob.objects.filter(teaching_rounds__run=run, status=TrainingJob.Status.RUNNING).update(
-                status=TrainingJob.Status.FAILED,
-                lease="",
-                finished_at=timezone.now(),
-                last_error=f"{lost}; its teaching run {run.pk} resumes it",
-            )
-            if run.cancel_requested:
-                run.status, run.finished_at = TeachingRun.Status.CANCELLED, timezone.now()
-            elif not run.lease:
-                run.status, run.finished_at = TeachingRun.Status.FAILED, timezone.now()
-                run.last_error = f"{lost}; resume it to go on"
-            elif run.attempts >= run.max_attempts:
-                run.status, run.finished_at = TeachingRun.Status.FAILED, timezone.now()
-                run.last_error = f"{lost}; gave up after {run.attempts} attempts (resume it to try again)"
-            else:
-                run.status, run.last_error = TeachingRun.Status.QUEUED, f"{lost}; re-queued to resume"
-                transaction.on_commit(lambda run=run: teaching_run_enqueue(run=run))
-            run.lease = ""
-            run.save()
-            recovered.append(run.pk)
-        teaching_run_broadcast(run)
-    return recovered
+
+    def settle(run: TeachingRun, since: str) -> None:
+        who = f"worker {run.worker}" if run.lease else "the process running it (manage.py teach?)"
+        lost = f"{who} stopped responding ({since})"
+        TrainingJob.objects.filter(teaching_rounds__run=run, status=TrainingJob.Status.RUNNING).update(
+            status=TrainingJob.Status.FAILED,
+            lease="",
+            finished_at=timezone.now(),
+            last_error=f"{lost}; its teaching run {run.pk} resumes it",
+        )
+        if run.cancel_requested:
+            run.status, run.finished_at = TeachingRun.Status.CANCELLED, timezone.now()
+        elif not run.lease:
+            run.status, run.finished_at = TeachingRun.Status.FAILED, timezone.now()
+            run.last_error = f"{lost}; resume it to go on"
+        elif run.attempts >= run.max_attempts:
+            run.status, run.finished_at = TeachingRun.Status.FAILED, timezone.now()
+            run.last_error = f"{lost}; gave up after {run.attempts} attempts (resume it to try again)"
+        else:
+            run.status, run.last_error = TeachingRun.Status.QUEUED, f"{lost}; re-queued to resume"
+            transaction.on_commit(lambda: teaching_run_enqueue(run=run))
+
+    return recover_stale(
+        TeachingRun, stale_after_s=stale_after_s, settle=settle, broadcast=teaching_run_broadcast
+    )
 
 
 # --- running ------------------------------------------------------------------------------
