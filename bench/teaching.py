@@ -184,6 +184,17 @@ def keep_share_of(tries: Sequence[Mapping[str, Any]]) -> float:
     return sum(t["keep_records"] for t in tries) / total if total else 0.0
 
 
+def keep_replay_arms(option: str) -> set[str]:
+    """The arms ``--keep-replay`` names (c_worked, c_untargeted; "none" for neither)."""
+    named = {a.strip() for a in option.split(",") if a.strip()} - {"none"}
+    unknown = named - {"c_worked", "c_untargeted"}
+    if unknown:
+        raise SystemExit(
+            f"--keep-replay: not an arm that can replay the keep set: {', '.join(sorted(unknown))}"
+        )
+    return named
+
+
 def _share(values: Sequence[bool]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -588,14 +599,17 @@ class Bench:
 
     # -- the baseline arms --------------------------------------------------------------------
 
-    def baseline_pool(self, course, arm: str, seed: int) -> list[dict[str, Any]]:
+    def baseline_pool(
+        self, course, arm: str, seed: int, keep: tuple[float, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """Arms (b) and (c): every train item of the taught skills, in :func:`interleave_by_skill` order
-        (the same order for both: only the answer differs)."""
+        (the same order for both: only the answer differs). With ``keep`` (the loop's keep share and
+        its state), that share of keep-set records too, each at a seeded place in the order."""
         from tutor.core.courses.course import training_safe
 
         taught = {s.key for s in course.taught_skills}
         items = training_safe(e for e in course.split("train") if e.skill in taught)
-        return [
+        records = [
             sft_record(
                 e,
                 f"Answer: {e.answer}" if arm == "b_answers" else e.solution,
@@ -603,15 +617,25 @@ class Bench:
             )
             for e in interleave_by_skill(items, f"{seed}:baseline")  # (b) and (c): the same items, same order
         ]
+        if keep is None:
+            return records
+        share, state = keep
+        rng = random.Random(f"{seed}:{arm}:keep-places")
+        for record in self.loop_keep_records(course, seed, arm, len(records), share, state):
+            records.insert(rng.randint(0, len(records)), record)
+        return records
 
-    def untargeted_pool(self, course, seed: int, loop: dict[str, Any], state) -> tuple[list[dict], dict]:
+    def untargeted_pool(
+        self, course, seed: int, loop: dict[str, Any], state, *, with_keep: bool = True
+    ) -> tuple[list[dict], dict]:
         """Arm (c'): new items from random train items, made and verified by the loop's own generate step
-        (with the same teacher and settings), plus the loop's share of keep-set records, shuffled."""
+        (with the same teacher and settings), plus (``with_keep``) the loop's share of keep-set records,
+        shuffled."""
         from bench.scripted_teacher import ScriptedTeacher
         from tutor.core.courses.course import training_safe
         from tutor.core.runs import RunState
         from tutor.core.runs.state import Answer
-        from tutor.core.runs.steps import Context, generate, generated_exercise, own_words, replay_count
+        from tutor.core.runs.steps import Context, generate, generated_exercise
 
         taught = {s.key for s in course.taught_skills}
         items = training_safe(e for e in course.split("train") if e.skill in taught)
@@ -636,21 +660,9 @@ class Bench:
             if g.kept
         ]
         share = keep_share_of(loop["tries"])
-        pool = state.keep_pool
-        keys = random.Random(f"{seed}:c_untargeted:keep").sample(
-            sorted(pool), replay_count(len(made), len(pool), share)
+        keep = (
+            self.loop_keep_records(course, seed, "c_untargeted", len(made), share, state) if with_keep else []
         )
-        # The loop's keep pool holds course items and the expert's extra keep items alike.
-        by_key = {e.key: e for e in course.exercises}
-        by_key.update({g.key: generated_exercise(g) for g in state.keep_items})
-        keep = [
-            sft_record(
-                by_key[k],
-                own_words(pool[k].text) or pool[k].text,
-                {"source": "keep", "item": k, "skill": by_key[k].skill},
-            )
-            for k in keys
-        ]
         records = made + keep
         random.Random(f"{seed}:c_untargeted:shuffle").shuffle(records)
         ctx.guard.check_records(records)
@@ -658,8 +670,29 @@ class Bench:
             "sources": len(sources),
             "generated": len(made),
             "keep": len(keep),
-            "keep_share": share,
+            "keep_share": share if with_keep else 0.0,
         }
+
+    def loop_keep_records(self, course, seed: int, arm: str, n_task: int, share: float, state) -> list[dict]:
+        """Keep-set self-distillation records drawn from the loop's keep pool (the base student's own
+        right answers), as many as ``share`` of the records make beside ``n_task`` task records."""
+        from tutor.core.runs.steps import generated_exercise, own_words, replay_count
+
+        pool = state.keep_pool
+        keys = random.Random(f"{seed}:{arm}:keep").sample(
+            sorted(pool), replay_count(n_task, len(pool), share)
+        )
+        # The loop's keep pool holds course items and the expert's extra keep items alike.
+        by_key = {e.key: e for e in course.exercises}
+        by_key.update({g.key: generated_exercise(g) for g in state.keep_items})
+        return [
+            sft_record(
+                by_key[k],
+                own_words(pool[k].text) or pool[k].text,
+                {"source": "keep", "item": k, "skill": by_key[k].skill},
+            )
+            for k in keys
+        ]
 
     def budgeted_arm(self, course, arm: str, seed: int, pool: list[dict], budget: int) -> dict[str, Any]:
         """Train once from the base on ``pool`` filled to ``budget`` tokens; examine."""
@@ -925,6 +958,18 @@ def report(args, course, results: dict[str, Any], versions: str, estimate: dict[
             "",
         ]
 
+    replaying = [
+        ARM_LABELS[a].split(" ")[0]
+        for a in ("c_worked", "c_untargeted")
+        if any(runs.get(a, {}).get(s, {}).get("keep_replay", a == "c_untargeted") for s in seeds)
+    ]
+    if runs.get("c_worked") or runs.get("c_untargeted"):
+        lines += [
+            "Keep-set replay (the loop's share of the base student's own right answers) in the baselines: "
+            f"{', '.join(replaying) or 'none'} (`--keep-replay`; (d) always replays).",
+            "",
+        ]
+
     # -- the keep set
     keep_skills = list(base["keep"])
     dropped_d: list[str] = []
@@ -1096,6 +1141,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "budget comes from d_loop); e_defaults alone runs only (e)",
     )
     p.add_argument(
+        "--keep-replay",
+        default="c_untargeted",
+        help="which of c_worked and c_untargeted also train on the loop's share of keep-set replay "
+        "(comma-separated, or none; default c_untargeted, as (d) does): an ablation of what the keep "
+        "records do to the held-out exam",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="a few-minute smoke run: tiny sizes, 1 seed, 1 round, answers cut at 64 tokens, 2 training "
@@ -1245,11 +1297,15 @@ def run_all(args, bench: Bench, course) -> dict[str, Any]:
     # A rerun with the same --json and --work reuses the baselines it measured for the same loop.
     previous = json.loads(args.json.read_text()) if args.json and args.json.exists() else {}
 
+    replayed = keep_replay_arms(args.keep_replay)
+
     def measured(arm: str, seed: int, budget: int) -> dict[str, Any] | None:
         arms = previous.get("arms", {})
         same_loop = arms.get("d_loop", {}).get(str(seed), {}).get("tokens") == budget
         run = arms.get(arm, {}).get(str(seed))
-        return run if same_loop and run and "metrics" in run else None
+        # Runs from before the option replayed keep records in (c') only, as its default does.
+        same_keep = run and run.get("keep_replay", arm == "c_untargeted") == (arm in replayed)
+        return run if same_loop and same_keep and "metrics" in run else None
 
     def checkpoint() -> None:  # the raw results so far, so a later failure keeps what was measured
         if args.json:
@@ -1304,12 +1360,15 @@ def run_all(args, bench: Bench, course) -> dict[str, Any]:
             started = time.perf_counter()
             made = None
             if arm == "c_untargeted":
-                pool, made = bench.untargeted_pool(course, s, loop, state)
+                pool, made = bench.untargeted_pool(course, s, loop, state, with_keep=arm in replayed)
             else:
-                pool = bench.baseline_pool(course, arm, s)
+                share = keep_share_of(loop["tries"])
+                pool = bench.baseline_pool(course, arm, s, (share, state) if arm in replayed else None)
             run = bench.budgeted_arm(course, arm, s, pool, budget)
             run["wall_s"] = time.perf_counter() - started
             run["made"] = made
+            run["keep_replay"] = arm in replayed
+            run["keep_records"] = sum(r["meta"]["source"] == "keep" for r in pool)
             run["metrics"] = exam_metrics(exam_items, run.pop("correct"), taught, keep)
             results["arms"][arm][s] = run
             checkpoint()

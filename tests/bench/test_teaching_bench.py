@@ -28,6 +28,7 @@ from bench.teaching import (
     interleave_by_skill,
     keep_beyond_noise,
     keep_change,
+    keep_replay_arms,
     keep_share_of,
     main_targets,
     mean_spread,
@@ -323,6 +324,46 @@ def test_its_untargeted_arm_replays_the_experts_keep_items_too(tmp_path):
     assert made["keep"] == len(keep) > 0
     assert {r["meta"]["item"] for r in keep} <= {g.key for g in items}
     assert all(r["meta"]["skill"] == "half" for r in keep)
+
+
+def _keep_state(course):
+    keep_items = [e for e in course.split("train") if e.skill in {s.key for s in course.keep_skills}]
+    return RunState(
+        config=RunConfig(generate_k=2, teacher_generate_k=2),
+        course=course.key,
+        teacher="scripted-teacher",
+        student="student",
+        keep_pool={e.key: Answer(e.key, f"Answer: {e.answer}", e.answer, True) for e in keep_items},
+    )
+
+
+def test_its_keep_replay_ablation_adds_the_loops_share_to_worked_solutions_or_takes_it_from_c_prime(tmp_path):
+    course = arithmetic_pack(0, per_skill_per_split={"train": 8, "probe": 2, "exam": 2})
+    state = _keep_state(course)
+    bench = Bench(
+        args=SimpleNamespace(),
+        student=ScriptedLLM("student", student_reply()),
+        model_dir=Path("."),
+        work=tmp_path,
+    )
+
+    plain = bench.baseline_pool(course, "c_worked", 3)
+    replayed = bench.baseline_pool(course, "c_worked", 3, (0.25, state))
+
+    keep = [r for r in replayed if r["meta"]["source"] == "keep"]
+    assert len(keep) == replay_count(len(plain), len(state.keep_pool), 0.25) > 0
+    assert {r["meta"]["item"] for r in keep} <= set(state.keep_pool)
+    assert [r for r in replayed if r["meta"]["source"] != "keep"] == plain  # every item, same order
+    assert replayed != plain[: len(plain)] + keep  # spread through the order, not appended
+    records, made = bench.untargeted_pool(
+        course, 5, {"sources": 8, "tries": [{"records": 100, "keep_records": 25}]}, state, with_keep=False
+    )
+    assert made["keep"] == 0 and not [r for r in records if r["meta"]["source"] == "keep"]
+    assert keep_replay_arms("c_untargeted") == {"c_untargeted"} and keep_replay_arms("none") == set()
+    assert keep_replay_arms("c_worked,c_untargeted") == {"c_worked", "c_untargeted"}
+    with pytest.raises(SystemExit, match="d_loop"):
+        keep_replay_arms("d_loop")
+    assert parse_args([]).keep_replay == "c_untargeted"  # the default compares as before
 
 
 def test_it_checks_writes_and_explains_bracket_sequences():
