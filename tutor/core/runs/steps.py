@@ -1220,9 +1220,13 @@ def reexamine(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     for skill in untaught:  # probe items answered in this round's diagnose, before training
         answered = [e for e in probe_items(ctx) if e.skill == skill and e.key in rnd.answers]
         forgetting_items.extend(answered[: config.forgetting_probe_per_skill])
-    asked = exam + forgetting_items
+    # The accepted try answered the whole probe with this very adapter: its forgetting items are not
+    # asked again (the same greedy answers; diagnose reuses them the same way).
+    known = rnd.probe_after if rnd.train.get("adapter_name") == state.adapter_name else {}
+    asked = exam + [e for e in forgetting_items if e.key not in known]
     texts = answer_plainly(ctx, asked, adapter=state.adapter_name)
     answers = {e.key: graded(e, t) for e, t in zip(asked, texts, strict=True)}
+    answers.update({e.key: known[e.key] for e in forgetting_items if e.key in known})
     if not state.base_exam:  # the base model's exam answers, once per run
         if state.adapter_name is None:  # still the base model: these are its answers
             state.base_exam = {e.key: answers[e.key] for e in exam}

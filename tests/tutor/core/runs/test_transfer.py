@@ -289,6 +289,34 @@ def test_it_never_decides_on_the_exam(tmp_path):
     assert sum(q in exam for q in asked) == len(exam)  # each exam item once, after the decision
 
 
+def test_the_re_examination_reuses_the_accepted_tries_probe_answers_for_forgetting(tmp_path):
+    """The forgetting check reads probe items of untaught skills with the kept adapter; the acceptance
+    check has just answered every probe item with it, so none is asked twice."""
+    asked: list[str] = []
+    reply = student(learns_with=lambda a: True)
+
+    def recording(kind, question, conversation, adapter):
+        if adapter == "round0" and kind == "answer":
+            asked.append(question)
+        return reply(kind, question, conversation, adapter)
+
+    course = keep_course()
+    state = run_teaching(
+        course,
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", recording),
+        RunConfig(**SMALL),
+        tmp_path / "s.json",
+        train_fn=Trainer(),
+    )
+    rnd = state.rounds[0]
+    assert rnd.tries[0]["accepted"] and rnd.exam["forgetting"]  # there was something to reuse
+    probe = [e.prompt for e in course.split("probe")]
+    assert all(asked.count(q) == 1 for q in probe)  # by the acceptance check, not again
+    # The answers reused are the same ones: compare's probe items, right before and after.
+    assert rnd.exam["forgetting"]["compare"] == {"before": 1.0, "after": 1.0}
+
+
 def test_from_the_base_each_round_trains_every_verified_record_so_far(tmp_path):
     trainer = Trainer()
     run_teaching(
