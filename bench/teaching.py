@@ -516,16 +516,18 @@ class Bench:
         training: dict[str, Any],
         *,
         base_exam: dict[str, Any] | None = None,
-        keep_pool: dict[str, Any] | None = None,
+        keep_from: Any | None = None,
     ):
         """One ``run_teaching`` run; returns (results, state). Every try's training is recorded (the
-        budget), in ``tries.json`` beside the state too, so a resumed run keeps its count."""
+        budget), in ``tries.json`` beside the state too, so a resumed run keeps its count. ``keep_from``,
+        an earlier seed's state, gives its keep pool (the base student's answers) and the expert's keep
+        items those answers are to, so the base is not asked them again."""
         from tutor.core.runs import RunState, run_teaching
         from tutor.core.runs.state import Answer
 
         state_path = self.work / tag / "state.json"
         tries_path = self.work / tag / "tries.json"
-        if not state_path.exists() and (base_exam or keep_pool):
+        if not state_path.exists() and (base_exam or keep_from):
             # Base-model measurements made already at the same settings: the run does not repeat them.
             RunState(
                 config=config,
@@ -533,7 +535,8 @@ class Bench:
                 teacher=teacher.name,
                 student=self.student.name,
                 base_exam={k: Answer(**v) for k, v in (base_exam or {}).items()},
-                keep_pool=dict(keep_pool or {}),
+                keep_pool=dict(keep_from.keep_pool) if keep_from else {},
+                keep_items=list(keep_from.keep_items) if keep_from else [],
             ).save(state_path)
         tries: list[dict[str, Any]] = json.loads(tries_path.read_text()) if tries_path.exists() else []
         marks: dict[tuple[int, str], float] = {}
@@ -1326,7 +1329,7 @@ def run_all(args, bench: Bench, course) -> dict[str, Any]:
     for s in seeds:
         results["arms"]["a_base"][s] = {"metrics": base_metrics, "wall_s": base["exam_s"], "train_s": 0.0}
 
-    keep_pool = None
+    first_state = None
     for s in seeds:
         teacher = ScriptedTeacher(course, seed=s)
         loop, state = bench.run_loop(
@@ -1336,9 +1339,9 @@ def run_all(args, bench: Bench, course) -> dict[str, Any]:
             f"loop-s{s}",
             bench.main_training(s),
             base_exam=base["answers"],
-            keep_pool=keep_pool,
+            keep_from=first_state,
         )
-        keep_pool = keep_pool or dict(state.keep_pool)
+        first_state = first_state or state
         correct = {k: a["correct"] for k, a in state.rounds[-1].exam["answers"].items()}
         loop["metrics"] = exam_metrics(exam_items, correct, taught, keep)
         loop["teacher_calls"] = dict(teacher.calls)

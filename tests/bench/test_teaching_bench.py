@@ -201,6 +201,49 @@ def _trained(question: str, adapter: str | None) -> bool:
     return (adapter or "").startswith("round0") and reading is not None and reading.phrasing.held_out
 
 
+def test_a_later_seed_replays_the_first_seeds_keep_pool_with_the_expert_items_it_answers(tmp_path):
+    # Seed 1 once stopped with a KeyError: it got seed 0's keep pool, whose expert-written keep items
+    # ("keep-half-<n>") it did not have.
+    course = _course()
+
+    def knows(question, adapter):  # the base knows the keep skill (half), nothing taught
+        reading = read(question)
+        return reading is not None and reading.phrasing.op == "half"
+
+    bench = Bench(
+        args=SimpleNamespace(),
+        student=ScriptedLLM("student", student_reply(knows)),
+        model_dir=Path("."),
+        work=tmp_path,
+    )
+    trained: list[list[dict]] = []
+
+    def train(records, out, settings, *, parent=None, lr_scale=1.0):
+        trained.append(records)
+        keep = sum(r["meta"]["source"] == "keep" for r in records)
+        return {
+            "adapter": str(out), "train_s": 0.0, "records": len(records), "keep_records": keep, "tokens": 10,
+            "answer_tokens": 5, "engine_tokens": 10, "steps": 1, "final_loss": 0.1,
+        }  # fmt: skip
+
+    bench.train = train
+
+    def config(seed):
+        return RunConfig(
+            rounds=1, plan_budget=4, explain_budget=2, generate_budget=2, generate_k=3, teacher_generate_k=3,
+            seed=seed, acceptance="always",
+        )  # fmt: skip
+
+    _, first = bench.run_loop(course, ScriptedTeacher(course, seed=0), config(0), "loop-s0", {})
+    assert [k for k in first.keep_pool if k.startswith("keep-")]  # the expert's keep items were answered
+    _, second = bench.run_loop(
+        course, ScriptedTeacher(course, seed=1), config(1), "loop-s1", {}, keep_from=first
+    )
+    assert second.keep_pool == first.keep_pool and second.keep_items == first.keep_items
+    replayed = {r["meta"]["item"] for r in trained[-1] if r["meta"]["source"] == "keep"}
+    assert replayed and replayed <= set(first.keep_pool)
+
+
 def test_its_explanations_pass_the_checks_and_its_new_items_are_verified_and_new(tmp_path):
     course = _course()
     teacher = ScriptedTeacher(course, seed=0)
