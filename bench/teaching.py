@@ -1358,6 +1358,7 @@ def run_all(args, bench: Bench, course) -> dict[str, Any]:
             run = measured(arm, s, budget)
             if run is not None:
                 results["arms"][arm][s] = run
+                checkpoint()  # a later failure must not lose what was reused either
                 bench.say(f"{arm} seed {s}: measured before (same loop, same budget), reused")
                 continue
             started = time.perf_counter()
