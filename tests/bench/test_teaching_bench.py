@@ -295,17 +295,21 @@ def test_its_explanations_pass_the_checks_and_its_new_items_are_verified_and_new
     assert rows[1]["exam_held_out"] == 1.0 and rows[1]["exam_trained_phrasing"] == 0.0
 
 
-def test_its_untargeted_arm_makes_verified_items_from_random_sources_and_the_loops_keep_share(tmp_path):
-    course = arithmetic_pack(0, per_skill_per_split={"train": 8, "probe": 2, "exam": 2})
-    taught = {s.key for s in course.taught_skills}
+def _keep_state(course):
     keep_items = [e for e in course.split("train") if e.skill in {s.key for s in course.keep_skills}]
-    state = RunState(
+    return RunState(
         config=RunConfig(generate_k=2, teacher_generate_k=2),
         course=course.key,
         teacher="scripted-teacher",
         student="student",
         keep_pool={e.key: Answer(e.key, f"Answer: {e.answer}", e.answer, True) for e in keep_items},
     )
+
+
+def test_its_untargeted_arm_makes_verified_items_from_random_sources_and_the_loops_keep_share(tmp_path):
+    course = arithmetic_pack(0, per_skill_per_split={"train": 8, "probe": 2, "exam": 2})
+    taught = {s.key for s in course.taught_skills}
+    state = _keep_state(course)
     bench = Bench(
         args=SimpleNamespace(),
         student=ScriptedLLM("student", student_reply()),
@@ -321,7 +325,7 @@ def test_its_untargeted_arm_makes_verified_items_from_random_sources_and_the_loo
     generated = [r for r in records if r["meta"]["source"] == "generated"]
     assert made["sources"] == 8 and made["generated"] == len(generated) == 16  # k = 2 from each source
     assert Counter(r["meta"]["source_item"] for r in generated) == dict.fromkeys(chosen, 2)
-    assert made["keep"] == replay_count(16, len(keep_items), 0.25) == 5 and made["keep_share"] == 0.25
+    assert made["keep"] == replay_count(16, len(state.keep_pool), 0.25) == 5 and made["keep_share"] == 0.25
     questions = [r["messages"][0]["content"].rsplit("\n", 1)[0] for r in generated]
     assert len(set(questions)) == 16 and not set(questions) & {e.prompt for e in course.exercises}
     assert all(read(q) is not None and not read(q).phrasing.held_out for q in questions)
@@ -367,17 +371,6 @@ def test_its_untargeted_arm_replays_the_experts_keep_items_too(tmp_path):
     assert made["keep"] == len(keep) > 0
     assert {r["meta"]["item"] for r in keep} <= {g.key for g in items}
     assert all(r["meta"]["skill"] == "half" for r in keep)
-
-
-def _keep_state(course):
-    keep_items = [e for e in course.split("train") if e.skill in {s.key for s in course.keep_skills}]
-    return RunState(
-        config=RunConfig(generate_k=2, teacher_generate_k=2),
-        course=course.key,
-        teacher="scripted-teacher",
-        student="student",
-        keep_pool={e.key: Answer(e.key, f"Answer: {e.answer}", e.answer, True) for e in keep_items},
-    )
 
 
 def test_its_keep_replay_ablation_adds_the_loops_share_to_worked_solutions_or_takes_it_from_c_prime(tmp_path):

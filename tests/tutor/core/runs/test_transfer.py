@@ -61,6 +61,19 @@ def student(learns_with=lambda adapter: False, forgets_with=lambda adapter: Fals
     return student_reply(knows)
 
 
+def answers_recorded(asked: list[str], with_adapter):
+    """A student that learns with any adapter, noting in ``asked`` each question it answers plainly
+    with an adapter ``with_adapter`` accepts."""
+    reply = student(learns_with=lambda a: True)
+
+    def recording(kind, question, conversation, adapter):
+        if with_adapter(adapter) and kind == "answer":
+            asked.append(question)
+        return reply(kind, question, conversation, adapter)
+
+    return recording
+
+
 def wrong_teacher():
     """A teacher whose explanations and items are always wrong: the bundled 135M model's level."""
     return ScriptedLLM(
@@ -269,12 +282,7 @@ def test_it_rolls_back_a_round_that_gains_nothing_on_held_out_phrasings(tmp_path
 def test_it_never_decides_on_the_exam(tmp_path):
     """The acceptance check asks the student the probe only: exam answers come once, at re-examination."""
     asked: list[str] = []
-    reply = student(learns_with=lambda a: True)
-
-    def recording(kind, question, conversation, adapter):
-        if adapter and adapter.startswith("round") and kind == "answer":
-            asked.append(question)
-        return reply(kind, question, conversation, adapter)
+    recording = answers_recorded(asked, lambda adapter: bool(adapter and adapter.startswith("round")))
 
     course = keep_course()
     run_teaching(
@@ -293,12 +301,7 @@ def test_the_re_examination_reuses_the_accepted_tries_probe_answers_for_forgetti
     """The forgetting check reads probe items of untaught skills with the kept adapter; the acceptance
     check has just answered every probe item with it, so none is asked twice."""
     asked: list[str] = []
-    reply = student(learns_with=lambda a: True)
-
-    def recording(kind, question, conversation, adapter):
-        if adapter == "round0" and kind == "answer":
-            asked.append(question)
-        return reply(kind, question, conversation, adapter)
+    recording = answers_recorded(asked, lambda adapter: adapter == "round0")
 
     course = keep_course()
     state = run_teaching(
