@@ -9,6 +9,8 @@ Each fault is caused on purpose, on loopback, while work is under way:
   :data:`FAULT_ENV`; the default is 90 s) and it resumes from its last checkpoint.
 - ``redis_restart``: Redis (the channel layer) is shut down and started again while a job trains with
   sockets following it; then a learner asks for an explanation (generation goes through Redis).
+- ``reply_redis``: Redis is restarted while a learner's explanation is being written; the page's
+  socket reconnects as htmx's ws extension does (:func:`reply_redis`).
 - ``postgres_restart``: PostgreSQL is restarted while a job trains and a staff client keeps loading a
   page; then a learner asks for an explanation.
 - ``teacher_down`` / ``teacher_slow`` / ``teacher_garbage``: the course's teacher is an
@@ -48,6 +50,7 @@ FAULTS = (
     "reply_kill",
     "run_kill",
     "redis_restart",
+    "reply_redis",
     "postgres_restart",
     "teacher_down",
     "teacher_slow",
@@ -55,6 +58,7 @@ FAULTS = (
 )
 
 RECONNECTED_CODES = {1006, 1011, 1012, 1013}  # static/vendor/htmx-ext-ws-2.0.4.js, its onclose
+RECONNECT_S = 1.0  # htmx's ws extension waits up to 1 s (random) before its first reconnect
 
 FAULT_ENV = {
     # Recovery within seconds instead of the production 90 s + 30 s: the bench measures that it
@@ -346,6 +350,62 @@ async def reply_kill(site, args) -> dict[str, Any]:
         sock.close()
 
 
+async def reply_redis(site, args) -> dict[str, Any]:
+    """A learner's explanation is being written when Redis (the channel layer between the web processes
+    and the worker) is restarted. The page's socket closes with the layer; like htmx's ws extension, the
+    bench opens it again (after ``RECONNECT_S``, and again while it is refused). What the learner is
+    shown, and when; the session's messages afterwards."""
+    from bench.load import _new_sessions
+
+    user = "learner36"
+    cookies, sessions = await _new_sessions([user], lambda i, u: site.ports[0])
+    path = f"/ws/learn/sessions/{sessions[user]}/"
+    line = Timeline(started=time.time())
+    socks = [await open_socket(site.ports[0], path, cookies[user], line.receive)]
+    try:
+        if not await line.until(lambda: line.counts or line.ends, args.stream_timeout):
+            return {"error": "the reply never started"}
+        fault_at, chars_at_fault = time.time(), max((c for _, c in line.counts), default=0)
+        redis_back_s = await asyncio.to_thread(restart_redis)
+        closed_with, reconnects = None, 0
+        deadline = time.monotonic() + args.stream_timeout
+        while not any(at > fault_at for at, *_ in line.ends) and time.monotonic() < deadline:
+            current = socks[-1]
+            if current.closed is not None:
+                closed_with = closed_with or current.closed[0]
+                if current.closed[0] not in RECONNECTED_CODES:
+                    break  # the page would not reconnect
+                await asyncio.sleep(RECONNECT_S)
+                try:
+                    socks.append(await open_socket(site.ports[0], path, cookies[user], line.receive))
+                    reconnects += 1
+                except (TimeoutError, ConnectionError, OSError):
+                    continue
+            await asyncio.sleep(0.05)
+        session = await asyncio.to_thread(site_query, site, SESSION_STATE.format(session=sessions[user]))
+        ends = [e for e in line.ends if e[0] > fault_at]
+        if not ends:
+            return {
+                "error": "the learner was shown nothing after the restart",
+                "chars_at_fault": chars_at_fault,
+                "messages": session["messages"],
+            }
+        shown_at, _, status, text = ends[0]
+        return {
+            "chars_at_fault": chars_at_fault,
+            "redis_back_s": redis_back_s,
+            "socket_closed_with": closed_with,
+            "reconnects": reconnects,
+            "shown_status": status,
+            "shown_after_s": shown_at - fault_at,
+            "shown": text[:400],
+            "messages": session["messages"],
+        }
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 async def run_kill(site, args) -> dict[str, Any]:
     """A small teaching run started through the run form; the worker SIGKILLed once the run has
     finished its first steps; a new worker started. Where does the run go on from?"""
@@ -587,6 +647,8 @@ async def run_faults(site, args) -> dict[str, Any]:
                 results[fault] = await run_kill(site, args)
             elif fault == "redis_restart":
                 results[fault] = await redis_restart(site, args)
+            elif fault == "reply_redis":
+                results[fault] = await reply_redis(site, args)
             elif fault == "postgres_restart":
                 results[fault] = await postgres_restart(site, args)
             else:
@@ -640,13 +702,17 @@ def faults_report(results: dict[str, dict], args) -> list[str]:
         "",
         "## Faults (production shape)",
         "",
-        f"A LoRA job of {args.fault_job_steps} steps (checkpoint every 4) from the fine-tune form; "
-        f"recovery settings for the run: {', '.join(f'{k}={v}' for k, v in FAULT_ENV.items())}.",
-        "",
-        "| fault | job after it | attempts | steps recorded / doubled | adapters | progress again after s "
-        "| verdict | wall s |",
-        "|---|---|---:|---|---:|---:|---|---:|",
+        f"Recovery settings for the run: {', '.join(f'{k}={v}' for k, v in FAULT_ENV.items())}.",
     ]
+    if any(fault in r for fault in ("worker_kill", "redis_restart", "postgres_restart")):
+        lines += [
+            "",
+            f"A LoRA job of {args.fault_job_steps} steps (checkpoint every 4) from the fine-tune form.",
+            "",
+            "| fault | job after it | attempts | steps recorded / doubled | adapters "
+            "| progress again after s | verdict | wall s |",
+            "|---|---|---:|---|---:|---:|---|---:|",
+        ]
     for fault in ("worker_kill", "redis_restart", "postgres_restart"):
         f = r.get(fault)
         if not f:
@@ -717,6 +783,17 @@ def faults_report(results: dict[str, dict], args) -> list[str]:
             f"- reply_kill (a learner's explanation {reply['chars_at_kill']} characters in when the worker "
             f"was SIGKILLed; a new worker started at once): shown {reply['shown_status']} "
             f'{reply["shown_after_s"]:.1f} s later ("{reply["shown"][:200]}"); {then}.'
+        )
+    cut = r.get("reply_redis")
+    if cut and "error" in cut:
+        lines.append(f"- reply_redis: failed to run: {cut['error'][:300]}")
+    elif cut:
+        lines.append(
+            f"- reply_redis (Redis restarted {cut['chars_at_fault']} characters into a learner's "
+            f"explanation; it answered again {cut['redis_back_s']:.1f} s later): the socket closed with "
+            f"{cut['socket_closed_with']}, the page reconnected {cut['reconnects']} time(s); shown "
+            f"{cut['shown_status']} {cut['shown_after_s']:.1f} s after the restart began "
+            f'("{cut["shown"][:200]}"); the messages of the session afterwards: {cut["messages"]}.'
         )
     teacher = [fault for fault in ("teacher_down", "teacher_slow", "teacher_garbage") if fault in r]
     if teacher:

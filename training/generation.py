@@ -28,6 +28,10 @@ Rules of the ``workers`` protocol:
   then come from the start of a new reply. Readers that show pieces as they come get the error.
 - Stopping (the ``stop`` event, or the page closing) sends ``generation.stop``; the worker ends the
   generation within a token and answers ``generation.end``.
+- The channel layer failing mid-request (Redis restarting) raises :class:`ChannelLayerDown`: nothing
+  is known of the reply's fate, and the worker stops writing it at its next send. A reader that can
+  start over queues the reply again for when the layer is back (:func:`layer_down` tells such
+  failures from the model's).
 """
 
 from __future__ import annotations
@@ -68,6 +72,24 @@ class NoGenerationWorker(GenerationError):
 
 class WorkerLost(GenerationError):
     """The worker that took the request stopped answering mid-reply (killed, or its machine gone)."""
+
+
+class ChannelLayerDown(GenerationError):
+    """The channel layer between this process and the workers failed (Redis down or restarting)."""
+
+
+def _layer_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # no Redis client installed: only the in-memory layer, which does not fail so
+        return (ChannelLayerDown, OSError)
+    return (ChannelLayerDown, OSError, RedisConnectionError, RedisTimeoutError)
+
+
+def layer_down(exc: BaseException) -> bool:
+    """Whether ``exc`` is the channel layer failing (its server unreachable), not the model."""
+    return isinstance(exc, _layer_errors())
 
 
 @dataclass(frozen=True)
@@ -196,6 +218,20 @@ async def stream(
 
 
 async def _remote(request: GenerationRequest, *, stop: threading.Event, max_chars: int) -> AsyncIterator[str]:
+    try:
+        async for piece in _remote_pieces(request, stop=stop, max_chars=max_chars):
+            yield piece
+    except Exception as exc:
+        if layer_down(exc) and not isinstance(exc, ChannelLayerDown):
+            raise ChannelLayerDown(
+                "generation", "the connection to the generation workers was lost (is Redis running?)"
+            ) from exc
+        raise
+
+
+async def _remote_pieces(
+    request: GenerationRequest, *, stop: threading.Event, max_chars: int
+) -> AsyncIterator[str]:
     layer = get_channel_layer()
     # The default prefix, as the consumers' own channels: channels_redis serves every process-local
     # channel of one prefix from one Redis list behind one lock, and a receive on a second prefix
@@ -251,7 +287,11 @@ async def _remote(request: GenerationRequest, *, stop: threading.Event, max_char
         if receiving is not None and not receiving.done():
             receiving.cancel()
         if control is not None and not stop_sent and (stop.is_set() or not started):
-            await layer.send(control, {"type": "generation.stop", "id": request_id})
+            try:
+                await layer.send(control, {"type": "generation.stop", "id": request_id})
+            except Exception as exc:  # the layer is down: the worker's next send fails and it stops anyway
+                if not layer_down(exc):
+                    raise
 
 
 class GenerationServer:

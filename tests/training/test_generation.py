@@ -209,6 +209,28 @@ async def test_a_whole_reply_is_asked_again_once_and_then_fails(monkeypatch, mod
     await takers
 
 
+async def test_a_channel_layer_outage_is_one_line_and_told_apart_from_the_models_failure(
+    monkeypatch, model, workers
+):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    class Down:
+        async def new_channel(self):
+            return "reply!x"
+
+        async def send(self, channel, message):
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(generation, "get_channel_layer", Down)
+    with pytest.raises(
+        generation.ChannelLayerDown, match="connection to the generation workers was lost"
+    ) as err:
+        await read(request(model))
+    assert generation.layer_down(err.value) and generation.layer_down(RedisConnectionError("x"))
+    assert not generation.layer_down(GenerationError("teach", "out of memory on the GPU"))
+    assert not generation.layer_down(WorkerLost("generation", "gone"))
+
+
 async def test_a_request_whose_reader_gave_up_is_dropped(monkeypatch, model, server):
     llm = SlowLLM(["late"])
     use(monkeypatch, llm)

@@ -10,6 +10,11 @@ its progress (a character count). The whole reply is then checked (``services.tu
 and the page gets the finished message: the reply, or the course's labelled text in its place. A
 stopped or failed reply shows none of its partial text.
 
+**A channel-layer outage is not the tutor's failure.** When the layer (Redis) fails mid-reply, the
+reply is queued again, not failed: the page's socket closes with the layer, the page reconnects, and
+the next connect writes it afresh (the learner sees no error line). Once the layer answers again, the
+session's group is told there is pending work, for a page whose socket outlived the outage.
+
 Messages from htmx's ws extension are JSON form values: ``question`` (a free question; saved
 before the teacher is called), ``stop``, ``retry`` (a message id). Replies are HTML fragments
 (escaped by the templates) swapped in by ``id``.
@@ -35,6 +40,8 @@ from tutor.models import TutoringSession, TutorMessage
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.25  # at most this often a "writing… N characters" update
+OUTAGE_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # waits before telling the group again after an outage
+OUTAGE_RESTARTS = 2  # a reply cut by this many outages in a row waits for the next page to connect
 
 
 class TutoringSessionConsumer(FormConsumer):
@@ -99,6 +106,7 @@ class TutoringSessionConsumer(FormConsumer):
             self.pump = asyncio.create_task(self._run_pending())
 
     async def _run_pending(self) -> None:
+        outages = 0
         try:
             while not self.gone:
                 self.kicked = False
@@ -110,10 +118,36 @@ class TutoringSessionConsumer(FormConsumer):
                 self.generating = plan.message_id
                 try:
                     await self._generate(plan)
+                    outages = 0
+                except Exception as exc:
+                    if not generation.layer_down(exc):
+                        raise
+                    outages += 1
+                    if await self._after_outage(plan.message_id, exc, wait=outages <= OUTAGE_RESTARTS):
+                        continue  # the layer is back: write it again (claimed afresh, by whichever page)
+                    return
                 finally:
                     self.generating = None
         except Exception:  # a bug must not leave the page silent: log it; the message shows failed
             logger.exception("tutoring session %s: generation crashed", self.session_id)
+
+    async def _after_outage(self, message_id: int, exc: BaseException, *, wait: bool) -> bool:
+        """The channel layer failed mid-reply: queue the reply again and, with ``wait``, once the layer
+        answers, tell the session's pages (a reconnected page also finds it pending when it connects).
+        Whether the layer answered again within the waits of :data:`OUTAGE_RETRY_S`."""
+        logger.warning(
+            "tutoring session %s: the channel layer failed mid-reply (%s); queued again", self.session_id, exc
+        )
+        await database_sync_to_async(services.tutor_message_requeue)(message_id=message_id)
+        for delay in OUTAGE_RETRY_S if wait else ():
+            await asyncio.sleep(delay)
+            try:
+                await self.channel_layer.group_send(self.group, {"type": "tutor.pending"})
+                return True
+            except Exception as again:
+                if not generation.layer_down(again):
+                    raise
+        return False
 
     async def _generate(self, plan: services.TutorPlan) -> None:
         self.stop_event = stop_event = threading.Event()
@@ -123,12 +157,15 @@ class TutoringSessionConsumer(FormConsumer):
                 text = await generation.whole(plan.request(decision=True), max_chars=MAX_REPLY_CHARS)
                 await database_sync_to_async(services.tutor_message_decide)(plan=plan, text=text)
             text, status, error = await self._stream(plan, stop_event)
-        except LLMError as exc:
-            logger.warning("tutoring session %s: teacher failed: %s", self.session_id, exc)
-            text, status, error = "", TutorMessage.Status.FAILED, str(exc)
         except Exception as exc:
-            logger.exception("tutoring session %s: teacher crashed", self.session_id)
-            text, status, error = "", TutorMessage.Status.FAILED, f"{type(exc).__name__}: {exc}"
+            if generation.layer_down(exc):
+                raise  # not the tutor's failure: queued again (_after_outage)
+            if isinstance(exc, LLMError):
+                logger.warning("tutoring session %s: teacher failed: %s", self.session_id, exc)
+                text, status, error = "", TutorMessage.Status.FAILED, str(exc)
+            else:
+                logger.exception("tutoring session %s: teacher crashed", self.session_id)
+                text, status, error = "", TutorMessage.Status.FAILED, f"{type(exc).__name__}: {exc}"
         if self.gone and status != TutorMessage.Status.DONE:
             # The page went away mid-reply: queue it again for the next page (or another open tab).
             await database_sync_to_async(services.tutor_message_requeue)(message_id=plan.message_id)
@@ -167,10 +204,12 @@ class TutoringSessionConsumer(FormConsumer):
                     chars = sum(len(p) for p in parts)
                     html = live.tutor_message_progress_html(message_id=plan.message_id, chars=chars)
                     await self.channel_layer.group_send(self.group, {"type": "tutor.html", "html": html})
-        except LLMError as exc:
-            return "".join(parts), TutorMessage.Status.FAILED, str(exc)
-        except Exception as exc:  # never a traceback in the browser
-            logger.exception("tutor stream failed")
+        except Exception as exc:
+            if generation.layer_down(exc):
+                raise  # not the tutor's failure: queued again (_after_outage)
+            if isinstance(exc, LLMError):
+                return "".join(parts), TutorMessage.Status.FAILED, str(exc)
+            logger.exception("tutor stream failed")  # never a traceback in the browser
             return "".join(parts), TutorMessage.Status.FAILED, f"{type(exc).__name__}: {exc}"
         text = "".join(parts)
         if stop_event.is_set():

@@ -371,3 +371,56 @@ async def test_a_reply_whose_worker_is_killed_mid_way_is_written_again_unseen(
     finished, serving = await replacing
     finished.set()
     await asyncio.wait_for(serving, 5)
+
+
+async def test_a_reply_cut_by_a_channel_layer_outage_is_queued_again_and_written_when_it_is_back(
+    session, bob, teacher, settings, monkeypatch
+):
+    """Redis restarting mid-reply is not the tutor's failure: the learner gets no error line, nothing
+    of the half written before the outage, and the whole checked reply once the layer answers."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from training import generation
+    from training.generation import GenerationServer
+
+    settings.TEACHLOOP_GENERATION = "workers"
+    layer = get_channel_layer()
+
+    class FailsOnce:
+        """The web side's view of the layer: the reply channel's connection drops after one piece."""
+
+        failed = False
+
+        def __getattr__(self, name):
+            return getattr(layer, name)
+
+        async def receive(self, channel):
+            message = await layer.receive(channel)
+            if message.get("type") == "generation.piece" and not self.failed:
+                self.failed = True
+                raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+            return message
+
+    web_side = FailsOnce()
+    monkeypatch.setattr(generation, "get_channel_layer", lambda: web_side)
+
+    async def cut_then_back():
+        message = await layer.receive(generation.GENERATION_CHANNEL)
+        await layer.send(message["reply_to"], {"type": "generation.started", "control": "nobody"})
+        await layer.send(message["reply_to"], {"type": "generation.piece", "text": "LOST HALF"})
+        finished = asyncio.Event()  # a worker serves the request asked again
+        return finished, asyncio.ensure_future(GenerationServer(layer).serve(finished))
+
+    serving_soon = asyncio.ensure_future(cut_then_back())
+    communicator, _, _ = await connect(session.pk, bob)
+    explanation = await TutorMessage.objects.aget(session=session)
+    seen = await until_status(communicator, explanation.pk)
+    await explanation.arefresh_from_db()
+    assert explanation.status == "done" and explanation.text == "".join(GOOD_EXPLANATION)
+    assert explanation.error == ""
+    shown = "".join(seen)
+    assert "LOST HALF" not in shown and "6379" not in shown and 'data-status="failed"' not in shown
+    await communicator.disconnect()
+    finished, serving = await serving_soon
+    finished.set()
+    await asyncio.wait_for(serving, 5)
