@@ -13,6 +13,8 @@ Each fault is caused on purpose, on loopback, while work is under way:
   socket reconnects as htmx's ws extension does (:func:`reply_redis`).
 - ``postgres_restart``: PostgreSQL is restarted while a job trains and a staff client keeps loading a
   page; then a learner asks for an explanation.
+- ``postgres_outage``: the same, but PostgreSQL stays down for :data:`OUTAGE_S`, longer than the stale
+  time: recovery may re-queue a job whose worker is still alive (its lease check stops the old attempt).
 - ``teacher_down`` / ``teacher_slow`` / ``teacher_garbage``: the course's teacher is an
   OpenAI-compatible server (tests/fake_openai_server.py) that refuses connections, answers after
   ``--teacher-slow-s``, or answers 200 with a body that is not JSON. A learner starts a session; what
@@ -52,6 +54,7 @@ FAULTS = (
     "redis_restart",
     "reply_redis",
     "postgres_restart",
+    "postgres_outage",
     "teacher_down",
     "teacher_slow",
     "teacher_garbage",
@@ -67,6 +70,10 @@ FAULT_ENV = {
     "TEACHLOOP_JOB_STALE_AFTER_S": "10",
     "TEACHLOOP_RECOVER_EVERY_S": "2",
 }
+
+OUTAGE_S = (
+    25.0  # postgres_outage: longer than TEACHLOOP_JOB_STALE_AFTER_S above, with room for a recovery pass
+)
 
 REDIS_START = [
     "redis-server",
@@ -207,6 +214,14 @@ def restart_redis() -> float:
 
 def restart_postgres() -> float:
     subprocess.run([*_postgres_cluster(), "restart"], check=True, capture_output=True, timeout=120)
+    return _wait_ready(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"])
+
+
+def postgres_down_for_a_while() -> float:
+    """PostgreSQL stopped for :data:`OUTAGE_S`, then started; seconds from the start until it answers."""
+    subprocess.run([*_postgres_cluster(), "stop"], check=True, capture_output=True, timeout=120)
+    time.sleep(OUTAGE_S)
+    subprocess.run([*_postgres_cluster(), "start"], check=True, capture_output=True, timeout=120)
     return _wait_ready(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"])
 
 
@@ -586,6 +601,10 @@ async def postgres_restart(site, args) -> dict[str, Any]:
     return await _restart_during_job(site, args, restart_postgres, ("learner31",))
 
 
+async def postgres_outage(site, args) -> dict[str, Any]:
+    return await _restart_during_job(site, args, postgres_down_for_a_while, ("learner32",))
+
+
 async def teacher_fault(site, args, mode: str) -> dict[str, Any]:
     from tests.fake_openai_server import Canned, FakeOpenAIServer
 
@@ -651,6 +670,8 @@ async def run_faults(site, args) -> dict[str, Any]:
                 results[fault] = await reply_redis(site, args)
             elif fault == "postgres_restart":
                 results[fault] = await postgres_restart(site, args)
+            elif fault == "postgres_outage":
+                results[fault] = await postgres_outage(site, args)
             else:
                 results[fault] = await teacher_fault(site, args, fault)
         except Exception as exc:
@@ -704,7 +725,7 @@ def faults_report(results: dict[str, dict], args) -> list[str]:
         "",
         f"Recovery settings for the run: {', '.join(f'{k}={v}' for k, v in FAULT_ENV.items())}.",
     ]
-    if any(fault in r for fault in ("worker_kill", "redis_restart", "postgres_restart")):
+    if any(fault in r for fault in ("worker_kill", "redis_restart", "postgres_restart", "postgres_outage")):
         lines += [
             "",
             f"A LoRA job of {args.fault_job_steps} steps (checkpoint every 4) from the fine-tune form.",
@@ -713,7 +734,7 @@ def faults_report(results: dict[str, dict], args) -> list[str]:
             "| progress again after s | verdict | wall s |",
             "|---|---|---:|---|---:|---:|---|---:|",
         ]
-    for fault in ("worker_kill", "redis_restart", "postgres_restart"):
+    for fault in ("worker_kill", "redis_restart", "postgres_restart", "postgres_outage"):
         f = r.get(fault)
         if not f:
             continue
@@ -725,7 +746,7 @@ def faults_report(results: dict[str, dict], args) -> list[str]:
             f"{f['steps_recorded']} of {f['steps_expected']} / {f['steps_doubled']} | {f['adapters']} | "
             f"{_secs(f['progress_again_after_s'])} | {job_verdict(f)} | {f['wall_s']:.0f} |"
         )
-    for fault in ("redis_restart", "postgres_restart"):
+    for fault in ("redis_restart", "postgres_restart", "postgres_outage"):
         f = r.get(fault)
         if not f or "error" in f:
             continue
@@ -745,7 +766,7 @@ def faults_report(results: dict[str, dict], args) -> list[str]:
             f"{_secs(f['page_ok_again_after_s'])} s; a learner afterwards: {learner['status']} in "
             f'{learner["seconds"]:.1f} s ("{learner["shown"][:160]}").'
         )
-    for fault in ("worker_kill", "redis_restart", "postgres_restart"):
+    for fault in ("worker_kill", "redis_restart", "postgres_restart", "postgres_outage"):
         f = r.get(fault)
         if f and "events" in f:
             lines.append(f"- {fault}, the job's log (last lines): {' / '.join(f['events'])[:600]}")
