@@ -83,12 +83,13 @@ def _layer_errors() -> tuple[type[BaseException], ...]:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
     except ImportError:  # no Redis client installed: only the in-memory layer, which does not fail so
-        return (ChannelLayerDown, OSError)
-    return (ChannelLayerDown, OSError, RedisConnectionError, RedisTimeoutError)
+        return (ChannelLayerDown,)
+    return (ChannelLayerDown, RedisConnectionError, RedisTimeoutError)
 
 
 def layer_down(exc: BaseException) -> bool:
-    """Whether ``exc`` is the channel layer failing (its server unreachable), not the model."""
+    """Whether ``exc`` is the channel layer failing (Redis unreachable), not the model. Only Redis's own
+    connection errors count: an ``OSError`` may be a model's (a missing file, a teacher server down)."""
     return isinstance(exc, _layer_errors())
 
 

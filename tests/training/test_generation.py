@@ -229,6 +229,8 @@ async def test_a_channel_layer_outage_is_one_line_and_told_apart_from_the_models
     assert generation.layer_down(err.value) and generation.layer_down(RedisConnectionError("x"))
     assert not generation.layer_down(GenerationError("teach", "out of memory on the GPU"))
     assert not generation.layer_down(WorkerLost("generation", "gone"))
+    assert not generation.layer_down(FileNotFoundError("model.safetensors"))  # a model's, in this process
+    assert not generation.layer_down(ConnectionRefusedError("the teacher server"))
 
 
 async def test_a_request_whose_reader_gave_up_is_dropped(monkeypatch, model, server):

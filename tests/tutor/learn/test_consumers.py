@@ -165,6 +165,19 @@ async def test_it_shows_a_friendly_error_and_retries_on_request(session, bob, te
     await communicator.disconnect()
 
 
+async def test_a_models_own_connection_or_file_error_fails_the_reply_it_is_not_an_outage(
+    session, bob, teacher
+):
+    teacher.error = ConnectionRefusedError("the teacher server at 127.0.0.1:9")  # not the channel layer's
+    communicator, _, _ = await connect(session.pk, bob)
+    explanation = await TutorMessage.objects.aget(session=session)
+    seen = await until_status(communicator, explanation.pk)
+    assert "The tutor could not answer just now" in seen[-1]
+    await explanation.arefresh_from_db()
+    assert explanation.status == "failed" and "ConnectionRefusedError" in explanation.error
+    await communicator.disconnect()
+
+
 async def test_it_saves_a_free_question_before_calling_the_teacher(session, bob, teacher):
     await TutorMessage.objects.filter(session=session).aupdate(status="done", text="explained")
     teacher.error = GenerationError("teach", "timed out")
