@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from abc import ABCMeta, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
@@ -17,7 +16,7 @@ from teachloop.consumers import FORBIDDEN, NOT_FOUND, FormConsumer, FormMessage,
 from training import generation
 from training.core.llm import GenerationParams, LLMError
 from training.generation import GenerationRequest
-from training.jobs import job_group
+from training.jobs import job_group, with_points
 from training.models import Adapter, LanguageModel
 
 MAX_PROMPT_CHARS = 4000
@@ -261,19 +260,17 @@ class TrainingJobConsumer(FormConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         html, points = snapshot
-        await self.send(text_data=_with_points(html, points))
+        await self.send(text_data=with_points(html, points))
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def job_update(self, event: dict) -> None:
-        await self.send(text_data=_with_points(event["html"], event.get("points", [])))
-
-
-def _with_points(html: str, points: list[dict]) -> str:
-    """The state fragment plus the new chart points as escaped JSON in a data attribute."""
-    return html + render_to_string("training/partials/job_points.html", {"points": json.dumps(points)})
+        html = event["html"]
+        if "points" in event:  # sent by a worker from before updates were rendered once, by the sender
+            html = with_points(html, event["points"])
+        await self.send(text_data=html)
 
 
 @database_sync_to_async

@@ -454,10 +454,19 @@ def job_state_html(job: TrainingJob) -> str:
     return render_to_string("training/partials/job_state.html", {"job": job})
 
 
+def with_points(html: str, points: list[dict]) -> str:
+    """A job's state fragment plus new chart points as escaped JSON in a data attribute: what a job's
+    socket is sent."""
+    return html + render_to_string("training/partials/job_points.html", {"points": json.dumps(points)})
+
+
 def _send(job_id: int, message: dict[str, Any]) -> None:
+    """Broadcast a ``job.update`` (its state ``html`` and new ``points``) to the job's sockets, rendered
+    here once rather than by each socket's consumer."""
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": message["type"], "html": with_points(message["html"], message.get("points", []))}
     try:
         async_to_sync(layer.group_send)(job_group(job_id), message)
     except Exception:  # a broken channel layer must never fail the training itself

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
@@ -90,4 +92,30 @@ async def test_it_sends_each_update_to_every_open_browser(job, django_user_model
     for communicator in (first, second):
         html = await communicator.receive_from(timeout=10)
         assert "step 4" in html
+        await communicator.disconnect()
+
+
+async def test_a_chart_point_reaches_every_browser_rendered_once_by_the_sender(
+    job, django_user_model, monkeypatch
+):
+    staff = await django_user_model.objects.acreate(username="alice", is_staff=True)
+    browsers = [(await connect(job.pk, staff))[0] for _ in range(3)]
+    for communicator in browsers:
+        await communicator.receive_from(timeout=10)
+    renders = []
+    render = jobs.render_to_string
+    monkeypatch.setattr(jobs, "render_to_string", lambda *a, **k: renders.append(a[0]) or render(*a, **k))
+    fresh = await TrainingJob.objects.aget(pk=job.pk)
+    event = SimpleNamespace(step=5, loss=0.5, eval_loss=None)
+    await sync_to_async(jobs.broadcast_step)(fresh, event)
+    for communicator in browsers:
+        assert [p["step"] for p in points(await communicator.receive_from(timeout=10))] == [5]
+    assert renders.count("training/partials/job_points.html") == 1  # not once per browser
+    # An update from a worker of the version before (points not rendered yet) still shows its points.
+    await get_channel_layer().group_send(
+        jobs.job_group(job.pk),
+        {"type": "job.update", "html": "<p>state</p>", "points": [{"step": 6, "loss": 0.4}]},
+    )
+    for communicator in browsers:
+        assert [p["step"] for p in points(await communicator.receive_from(timeout=10))] == [6]
         await communicator.disconnect()
