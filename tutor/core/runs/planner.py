@@ -7,9 +7,7 @@ Rules (``acc`` is a skill's latest probe accuracy; thresholds are settings):
    ``probe_sizes`` given, a prerequisite keeps its dependants locked only while the Wilson upper
    bound (``confidence_z``) of its accuracy is below the threshold: only evidence closes the gate.
 2. **Mastered skills get review only**: ``acc >= 0.8`` shares ``review_share`` of the budget with
-   the other mastered skills (all of it when every skill is mastered). Where the accuracy on the
-   probe's *held-out phrasings* is given, it must reach 0.8 too: a skill answered in the wordings it
-   trained on but not in others has learned the template, not the skill, and is taught on.
+   the other mastered skills (all of it when every skill is mastered).
 3. **Learning progress for the rest**: each unlocked, unmastered skill is drawn with probability
    ``(1 - epsilon) * LP / sum(LP) + epsilon / K``, ``LP = |acc_t - acc_(t-1)|`` over the rounds since
    it unlocked, read as its upper confidence bound when ``probe_sizes`` are given. A skill with one
@@ -158,7 +156,6 @@ class Planner:
         seed: int,
         difficulty: Mapping[str, int] | None = None,
         probe_sizes: Mapping[str, int] | None = None,
-        held_out: Mapping[str, float] | None = None,
     ) -> Plan:
         """The plan for the next round.
 
@@ -167,25 +164,14 @@ class Planner:
         ``difficulty_per_skill`` (level 1 where missing). ``probe_sizes`` maps skill key to the
         number of items each of its accuracies was measured on; where given, the gate and learning
         progress allow for the probe's noise (module docstring); where missing, accuracies are
-        taken as exact. ``held_out`` maps skill key to its latest accuracy on held-out-phrasing probe
-        items: a skill missing from it is mastered on ``history`` alone.
+        taken as exact.
         """
         _check_budget(budget)
         sizes = self._check_sizes(probe_sizes)
         latest = self._latest(history)
         best = {key: max(history[key]) for key in latest}
         threshold = self.mastery_threshold
-        transfer = dict(held_out or {})
-        for key, accuracy in transfer.items():
-            _check_fraction(accuracy, f"held-out accuracy of {key}")
-        template_only = {
-            s.key
-            for s in self.skills
-            if latest.get(s.key, -1.0) >= threshold and transfer.get(s.key, threshold) < threshold
-        }
-        mastered = [
-            s.key for s in self.skills if latest.get(s.key, -1.0) >= threshold and s.key not in template_only
-        ]
+        mastered = [s.key for s in self.skills if latest.get(s.key, -1.0) >= threshold]
         reasons: dict[str, str] = {}
         active: list[str] = []
         taught: dict[str, list[float]] = {}  # each active skill's accuracies since it was unlocked
@@ -211,11 +197,6 @@ class Planner:
         if active:
             weights = self._active_weights(active, taught, reasons, sizes)
             counts.update(allocate(active, weights, budget - n_review, rng))
-            for key in template_only & set(active):
-                reasons[key] = (
-                    f"not mastered: {latest[key]:.2f} >= {threshold} overall, but {transfer[key]:.2f} on "
-                    f"held-out phrasings; {reasons[key]}"
-                )
             for skill in self.skills:
                 if skill.key in active:
                     self._note_uncertain_gate(skill, best, sizes, reasons)

@@ -33,7 +33,7 @@ from tutor.core.runs import prompts
 from tutor.core.runs.acceptance import judge, retry_settings
 from tutor.core.runs.general_probe import general_items
 from tutor.core.runs.guard import ExamGuard
-from tutor.core.runs.planner import Planner, allocate, random_plan
+from tutor.core.runs.planner import Planner, random_plan
 from tutor.core.runs.state import Answer, Explanation, GeneratedItem, RoundState, RunConfig, RunState
 
 
@@ -259,16 +259,8 @@ def plan(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         previous = state.rounds[rnd.index - 1].plan.get("difficulty_per_skill") if rnd.index else None
         # The same probe items every round: the gate and learning progress allow for their number.
         taught_keys = {s.key for s in taught}
-        probe = [e for e in probe_items(ctx) if e.skill in taught_keys]
-        sizes = Counter(e.skill for e in probe)
-        chosen = planner.plan(
-            history,
-            config.plan_budget,
-            seed=seed,
-            difficulty=previous,
-            probe_sizes=sizes,
-            held_out=_per_skill([e for e in probe if e.held_out and e.key in rnd.answers], rnd.answers),
-        )
+        sizes = Counter(e.skill for e in probe_items(ctx) if e.skill in taught_keys)
+        chosen = planner.plan(history, config.plan_budget, seed=seed, difficulty=previous, probe_sizes=sizes)
     else:
         chosen = random_plan(taught, config.plan_budget, seed=seed, max_levels=planner.max_levels)
     rnd.plan = {
@@ -573,8 +565,9 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     :func:`teacher_skipped` says so, the teacher is not asked and the expert writes them all."""
     config = ctx.config
     planned = [ctx.items[k] for k in rnd.planned_items]
+    wrong = [e for e in planned if e.key in rnd.answers and not rnd.answers[e.key].correct]
     budget = config.generate_budget if config.generate_k else 0
-    sources = generation_sources(ctx, rnd, planned, budget)
+    sources = list(training_safe(_by_need(ctx, rnd, wrong)[:budget]))
     skipped = teacher_skipped(ctx, rnd, "generate") if sources else None
     if skipped:
         rnd.warnings.append(skipped)
@@ -683,36 +676,6 @@ def generate(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         "misread": misread,
         "teacher_asked": asked > 0 and bool(sources),
     }
-
-
-def generation_sources(
-    ctx: Context, rnd: RoundState, planned: Sequence[Exercise], budget: int
-) -> list[Exercise]:
-    """Up to ``budget`` practised items to write new items from. Each planned skill gets its share of
-    the budget in proportion to its planned items (the plan says where the student needs practice,
-    judged on held-out phrasings too); within a skill, the items the student got wrong first, then
-    the ones it got right (a skill it answers in the trained wordings but not in others has few
-    wrong practice items). A share a skill cannot fill goes to the others' remaining items, wrong
-    ones first by need. Ordered round-robin by need (:func:`_by_need`)."""
-    items = list(training_safe(planned))
-    if budget <= 0 or not items:
-        return []
-    answered = [e for e in items if e.key in rnd.answers]
-    wrong = [e for e in answered if not rnd.answers[e.key].correct]
-    right = [e for e in answered if rnd.answers[e.key].correct]
-    planned_per_skill = Counter(e.skill for e in answered)
-    skills = sorted(planned_per_skill)
-    rng = random.Random(ctx.round_seed(rnd.index, "generation-sources"))
-    shares = allocate(skills, [planned_per_skill[k] for k in skills], min(budget, len(answered)), rng)
-    chosen: list[Exercise] = []
-    for skill in skills:
-        own = [e for e in wrong if e.skill == skill] + [e for e in right if e.skill == skill]
-        chosen += own[: shares[skill]]
-    taken = {e.key for e in chosen}
-    rest = _by_need(ctx, rnd, [e for e in wrong if e.key not in taken])
-    rest += _by_need(ctx, rnd, [e for e in right if e.key not in taken])
-    chosen += rest[: budget - len(chosen)]
-    return _by_need(ctx, rnd, chosen)
 
 
 def _expert_items(
