@@ -354,26 +354,29 @@ async def test_with_generation_in_workers_and_none_running_the_learner_is_told(
     await get_channel_layer().flush()  # the request nobody took
 
 
+async def half_a_reply_then_a_real_worker(layer):
+    """A first worker takes the reply's request and writes "LOST HALF" of it (then is killed, or the
+    layer fails); a real worker then serves whatever is asked next. Returns what stops the second."""
+    from training import generation
+    from training.generation import GenerationServer
+
+    message = await layer.receive(generation.GENERATION_CHANNEL)
+    await layer.send(message["reply_to"], {"type": "generation.started", "control": "nobody"})
+    await layer.send(message["reply_to"], {"type": "generation.piece", "text": "LOST HALF"})
+    finished = asyncio.Event()
+    return finished, asyncio.ensure_future(GenerationServer(layer).serve(finished))
+
+
 async def test_a_reply_whose_worker_is_killed_mid_way_is_written_again_unseen(
     session, bob, teacher, settings, monkeypatch
 ):
     """The learner sees the checked reply of a second worker, not an error to retry by hand, and
     nothing of the lost half."""
     from training import generation
-    from training.generation import GenerationServer
 
     settings.TEACHLOOP_GENERATION = "workers"
     monkeypatch.setattr(generation, "IDLE_TIMEOUT_S", 0.5)
-    layer = get_channel_layer()
-
-    async def killed_then_replaced():
-        message = await layer.receive(generation.GENERATION_CHANNEL)
-        await layer.send(message["reply_to"], {"type": "generation.started", "control": "nobody"})
-        await layer.send(message["reply_to"], {"type": "generation.piece", "text": "LOST HALF"})
-        finished = asyncio.Event()  # the replacement worker starts once the first is dead
-        return finished, asyncio.ensure_future(GenerationServer(layer).serve(finished))
-
-    replacing = asyncio.ensure_future(killed_then_replaced())
+    replacing = asyncio.ensure_future(half_a_reply_then_a_real_worker(get_channel_layer()))
     communicator, _, _ = await connect(session.pk, bob)
     explanation = await TutorMessage.objects.aget(session=session)
     seen = await until_status(communicator, explanation.pk)
@@ -394,7 +397,6 @@ async def test_a_reply_cut_by_a_channel_layer_outage_is_queued_again_and_written
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from training import generation
-    from training.generation import GenerationServer
 
     settings.TEACHLOOP_GENERATION = "workers"
     layer = get_channel_layer()
@@ -417,14 +419,7 @@ async def test_a_reply_cut_by_a_channel_layer_outage_is_queued_again_and_written
     web_side = FailsOnce()
     monkeypatch.setattr(generation, "get_channel_layer", lambda: web_side)
 
-    async def cut_then_back():
-        message = await layer.receive(generation.GENERATION_CHANNEL)
-        await layer.send(message["reply_to"], {"type": "generation.started", "control": "nobody"})
-        await layer.send(message["reply_to"], {"type": "generation.piece", "text": "LOST HALF"})
-        finished = asyncio.Event()  # a worker serves the request asked again
-        return finished, asyncio.ensure_future(GenerationServer(layer).serve(finished))
-
-    serving_soon = asyncio.ensure_future(cut_then_back())
+    serving_soon = asyncio.ensure_future(half_a_reply_then_a_real_worker(layer))
     communicator, _, _ = await connect(session.pk, bob)
     explanation = await TutorMessage.objects.aget(session=session)
     seen = await until_status(communicator, explanation.pk)
