@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.conftest import sign_in
 from tests.e2e.live import LiveSite
-from tutor.core.courses.checks import echoed
+from tutor.core.courses.checks import echoed, repeated, unfinished
 from tutor.core.courses.course import Exercise
 from tutor.core.courses.expert import PACK_EXPERTS
 from tutor.core.courses.grading import grade
@@ -74,6 +74,7 @@ def test_it_shows_a_new_learner_only_a_checked_first_explanation(page, site):
     if explanation.get_attribute("data-source") == "model":  # it passed: it states the example's answer
         example = explanation.locator(".tmsg-example").inner_text().removeprefix("Worked example:").strip()
         assert grade({"answer": solved(example), "answer_type": "number"}, text).correct, text
+        assert not unfinished(text) and repeated(text) is None, text  # shown whole, not looping
     else:  # it failed: the course's worked example, labelled as the course's
         assert explanation.get_attribute("data-source") == "expert"
         expect(explanation.locator("header")).to_contain_text("Worked example from the course")

@@ -2,7 +2,8 @@
 
 Model output is untrusted. A worked solution, explanation or hint is shown to a learner or trained
 on only when it passes: every arithmetic step it writes is right (:func:`wrong_steps`), and it does
-not repeat the instructions or decisions it was given (:func:`echoed`). A model student's answer is
+not repeat the instructions or decisions it was given (:func:`echoed`), itself (:func:`repeated`), or
+stop mid-sentence (:func:`unfinished`: a reply cut at its length limit). A model student's answer is
 right only when its final answer is and nothing it claims on the way is false
 (:func:`grade_model_answer`).
 """
@@ -140,4 +141,48 @@ def echoed(text: str, instructions: Iterable[str], *, run: int = 6) -> str | Non
             gram = tuple(heard[i : i + run])
             if gram in grams:
                 return " ".join(gram)
+    return None
+
+
+# Words no sentence ends on: a reply that stops on one was cut off ("... the question \"What is the").
+_DANGLING_WORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "a an the and or but nor of to in on at for with by from into than as if so because that which who "
+        "whose is are was were be been will would can could should must we you they it its their our your "
+        "my his her this these those then",
+    )
+)
+_DANGLING_MARKS = frozenset(",:;…(-–—“‘")
+_LAST_WORD_RE = re.compile(r"([A-Za-z']+)\W*$")
+_SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE_WORD_RE = re.compile(r"[a-z']+|\d+(?:[.,]\d+)*")
+
+
+def unfinished(text: str) -> bool:
+    """Whether ``text`` stops mid-sentence, as a reply cut at its token limit does: it ends on a mark
+    that something must follow (``, : ; … ( -`` or an opening quote), leaves a double quote open, or
+    ends on a word no sentence ends on ("the", "and", "is", ...). A reply that simply lacks its last
+    full stop ("Carry the one and you get eighty-five") is finished."""
+    stripped = text.rstrip()
+    if not stripped:
+        return False
+    if stripped[-1] in _DANGLING_MARKS or stripped.count('"') % 2:
+        return True
+    last = _LAST_WORD_RE.search(stripped)
+    return bool(last) and stripped[-1].isalpha() and last.group(1).lower() in _DANGLING_WORDS
+
+
+def repeated(text: str, *, words: int = 4) -> str | None:
+    """The first sentence (or line) of ``words`` or more words, numbers counted, that ``text`` writes a
+    second time, or None: a weak model looping ("The answer is 3. The answer is 3."). Lines of a worked
+    solution differ in their numbers or column names, so they never repeat."""
+    seen: set[tuple[str, ...]] = set()
+    for sentence in _SENTENCE_SPLIT_RE.split(text):
+        key = tuple(_SENTENCE_WORD_RE.findall(sentence.lower()))
+        if len(key) < words:
+            continue
+        if key in seen:
+            return sentence.strip()
+        seen.add(key)
     return None

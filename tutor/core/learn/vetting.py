@@ -26,10 +26,12 @@ Rules, per kind of reply (``mode``):
   or ``solution``; with no exercise on the screen a note.
 
 Every mode: a reply that repeats a run of six words of its instructions (the system prompt, the
-level, the decision on a mistake, the strategy and error descriptions) or carries the decision's
-labelled lines is not shown. Nothing the course shows is passed off as the model's: ``source`` says
-who wrote what is shown, ``label`` says so to the learner, and ``failure`` keeps why the model's text
-was not shown (for instructors and the logs, never the learner).
+level, the decision on a mistake, the strategy and error descriptions), carries the decision's
+labelled lines, writes one of its own sentences twice, or stops mid-sentence (a reply cut at its
+length limit, or at :data:`MAX_REPLY_CHARS`) is not shown, whatever its final answer. Nothing the
+course shows is passed off as the model's: ``source`` says who wrote what is shown, ``label`` says so
+to the learner, and ``failure`` keeps why the model's text was not shown (for instructors and the
+logs, never the learner).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from itertools import pairwise
 
-from tutor.core.courses.checks import echoed, wrong_steps
+from tutor.core.courses.checks import echoed, repeated, unfinished, wrong_steps
 from tutor.core.courses.course import Exercise
 from tutor.core.courses.expert import Expert, Verdict
 from tutor.core.courses.grading import grade, normalize_text, parse_number
@@ -143,6 +145,11 @@ def check_reply(
         return Verdict(False, f"it repeats its instructions: “{copied}”")
     if reads_back_decision(text):
         return Verdict(False, "it reads the tutor's decision back")
+    if unfinished(text):
+        return Verdict(False, "it stops mid-sentence (cut off at its length limit)")
+    again = repeated(text)
+    if again:
+        return Verdict(False, f"it repeats itself: “{again}”")
     checker = expert or Expert()  # no expert: final answers against the gold answer, steps by arithmetic
     if mode in ("explanation", "example"):
         if example is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from training.core.llm.base import LLM, GenerationParams, UnsupportedOperation
-from tutor.core.courses.checks import echoed, grade_model_answer
+from tutor.core.courses.checks import echoed, grade_model_answer, repeated, unfinished
 from tutor.core.courses.course import Course, CourseError, Exercise, training_safe
 from tutor.core.courses.expert import Expert, Verdict, expert_for
 from tutor.core.courses.grading import (
@@ -77,13 +77,19 @@ class Context:
 
     def check(self, exercise: Exercise, text: str) -> Verdict:
         """Whether a teacher's text may teach ``exercise``: its final answer, and with an expert
-        every written step; never a copy of a held-out question or of its instructions."""
+        every written step; never a copy of a held-out question or of its instructions, never a text
+        that loops or stops mid-sentence."""
         copy = self.guard.exam_copy(text)
         if copy:
             return Verdict(False, f"quotes the held-out question {copy!r}")
         echo = echoed(text, prompts.INSTRUCTIONS)
         if echo:
             return Verdict(False, f"repeats its instructions ({echo!r})")
+        if unfinished(text):
+            return Verdict(False, "stops mid-sentence (cut off at its length limit)")
+        again = repeated(text)
+        if again:
+            return Verdict(False, f"repeats itself ({again!r})")
         if self.expert is not None:
             return self.expert.check(exercise, text)
         result = grade(exercise, text)

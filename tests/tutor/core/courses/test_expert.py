@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tutor.core.courses.checks import echoed, wrong_steps
+from tutor.core.courses.checks import echoed, repeated, unfinished, wrong_steps
 from tutor.core.courses.course import Course, Exercise, Skill
 from tutor.core.courses.expert import (
     NO_EXPERT,
@@ -15,7 +15,7 @@ from tutor.core.courses.expert import (
     expert_for,
     expert_summary,
 )
-from tutor.core.courses.packs import arithmetic_pack
+from tutor.core.courses.packs import arithmetic_pack, solution_of
 from tutor.core.courses.phrasings import PHRASINGS, read
 
 COURSE = arithmetic_pack()
@@ -66,6 +66,37 @@ def test_it_notices_echoed_instructions_but_not_the_question():
     echo = "The learner is a beginner: use plain words, small steps and no jargon. The answer is: 120."
     assert echoed(echo, told) == "the learner is a beginner use"
     assert echoed("Add the ones first: 2 + 2 = 4.\nAnswer: 4", told) is None
+
+
+@pytest.mark.parametrize(
+    "text, cut",
+    [
+        ('Start at 2 and count on one: 2 + 1 = 3. The answer to the question "What is the', True),
+        ("So we add the ones, and", True),
+        ("Here is how:", True),
+        ("It goes on like this…", True),
+        ("We carry the 1 into the tens, so", True),
+        ("Carry the one and you get eighty-five", False),
+        ("2 + 1 = 3.\nAnswer: 3", False),
+        ("So 2 + 1 = 3", False),
+        ("The capital is Paris.", False),
+        ("Answer: Paris", False),
+        ("**Answer: 3**", False),
+        ("", False),
+    ],
+)
+def test_it_tells_a_reply_cut_mid_sentence(text, cut):
+    assert unfinished(text) is cut
+
+
+def test_it_finds_a_sentence_written_twice_but_not_the_lines_of_a_worked_solution():
+    looping = 'The answer to "What is 2 + 1?" is 3. The answer to "What is 2 + 1?" is 3. The answer'
+    assert repeated(looping) == 'The answer to "What is 2 + 1?" is 3.'
+    assert repeated("The answer is 3.\nThe answer is 3.") == "The answer is 3."
+    assert repeated("Yes. Yes. Good. Good.") is None  # too short to be a loop
+    for a, b in [(47, 38), (100, 100), (909, 90)]:
+        assert repeated(solution_of("+", a, b)) is None
+    assert repeated(solution_of("*", 47, 36)) is None
 
 
 def test_the_pack_expert_checks_answer_and_steps():

@@ -61,6 +61,27 @@ def test_it_checks_an_explanation_against_its_worked_example(text, reason):
     assert shown.source == "expert" and reason in shown.failure
 
 
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        # the shape seen in a browser: right steps and answer, then the sentence again, cut at the limit
+        (
+            'Start at 3 and count on five: 3 + 5 = 8. The answer to "What is 3 + 5?" is 8. '
+            'The answer to "What is 3 + 5?" is 8. The answer to the question "What is the',
+            "stops mid-sentence",
+        ),
+        ("3 + 5 = 8. The answer is 8. The answer is 8.", "repeats itself"),
+        ("Count on: 4, 5, 6, 7, 8. " + "Each step adds one more, " * 150 + "so 3 + 5 = 8.", "mid-sentence"),
+    ],
+)
+def test_it_never_shows_a_reply_that_loops_or_is_cut_off_whatever_its_answer(text, reason):
+    shown = explain(text)
+    assert (shown.source, shown.label) == ("expert", "Worked example from the course")
+    assert reason in shown.failure
+    scaffold = hint("Look at the ones: 7 + 8 = 15. Look at the ones: 7 + 8 = 15.")
+    assert scaffold.source == "expert" and "repeats itself" in scaffold.failure
+
+
 def test_it_shows_an_explanation_that_passes_as_the_models_own():
     shown = explain("Start at 3 and count on five: 3 + 5 = 8.\nAnswer: 8")
     assert shown == vetting.Shown("Start at 3 and count on five: 3 + 5 = 8.\nAnswer: 8", "model")

@@ -45,6 +45,18 @@ def test_it_drops_explanations_whose_final_answer_is_wrong_and_counts_them():
     assert trained_on and not trained_on & {x.id for x in dropped}
 
 
+def test_the_gate_never_trains_on_a_text_that_loops_or_is_cut_off():
+    course = mini_course()
+    ctx = context(course, ScriptedLLM("teacher", teacher_reply()), ScriptedLLM("student", student_reply()))
+    item = course.exercises_for("add_1d", "train")[0]
+    right = f"{item.solution}" if item.solution else f"Answer: {item.answer}"
+    assert ctx.check(item, right).ok
+    looping = ctx.check(item, f"{right}\nThe answer is {item.answer}. The answer is {item.answer}.")
+    assert not looping.ok and "repeats itself" in looping.reason
+    cut = ctx.check(item, f"{right}\nAnd that is why we")
+    assert not cut.ok and "mid-sentence" in cut.reason
+
+
 def test_it_scores_an_explanation_by_the_change_in_correctness(monkeypatch):
     course = mini_course()
     item, known, unknown = course.exercises_for("add_1d", "train")[:3]
