@@ -171,7 +171,10 @@ def read(prompt: str) -> Reading | None:
         if phrasing.op == "count":
             items = tuple(i.strip() for i in values["items"].split(","))
             return Reading(phrasing, target=values["target"], items=items)
-        return Reading(phrasing, a=_int(values["a"]), b=_int(values["b"]) if values.get("b") else 0)
+        a, b = _int(values["a"]), _int(values["b"]) if values.get("b") else 0
+        if phrasing.key == "sub.difference" and b > a:
+            a, b = b, a  # "the difference between 16 and 91" is 91 - 16
+        return Reading(phrasing, a=a, b=b)
     return None
 
 

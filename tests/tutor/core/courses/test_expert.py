@@ -111,6 +111,10 @@ def test_the_pack_expert_checks_answer_and_steps():
 def test_the_pack_expert_writes_a_worked_solution_for_any_phrasing():
     solution = EXPERT.worked_solution(item("Take 29 away from 83. What is left?", "54", "sub_2d"))
     assert solution.startswith("83 - 29:") and solution.endswith("Answer: 54")
+    # "the difference between" names its numbers in either order (a teacher's new item may)
+    difference = item("What is the difference between 29 and 83?", "54", "sub_2d")
+    assert EXPERT.answer(difference) == "54" and EXPERT.worked_solution(difference) == solution
+    assert EXPERT.check(difference, solution).ok
     assert EXPERT.first_step(item("What is 47 + 38?", "85")) == "Ones: 7 + 8 = 15, write 5, carry 1."
 
 
