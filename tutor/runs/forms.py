@@ -128,6 +128,14 @@ class TeachingRunForm(forms.Form):
         label="Tries per round",
         help_text=_help(RunConfig, "round_tries"),
     )
+    continue_lr = forms.FloatField(
+        initial=_run("continue_lr"),
+        min_value=0.01,
+        max_value=1.0,
+        required=False,
+        label="Learning-rate scale of a continued round",
+        help_text=_help(RunConfig, "continue_lr"),
+    )
     train = forms.BooleanField(initial=True, required=False, label="Fine-tune the student each round")
     max_steps = forms.IntegerField(
         required=False,
@@ -176,6 +184,7 @@ class TeachingRunForm(forms.Form):
         "schedule",
         "acceptance",
         "round_tries",
+        "continue_lr",
     )
     RUN_FIELDS = BUDGET_FIELDS + RULE_FIELDS
     TRAIN_FIELDS = ("max_steps", "learning_rate", "lora_r", "batch_size", "precision")

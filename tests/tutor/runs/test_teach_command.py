@@ -200,9 +200,12 @@ def test_it_passes_the_plan_seed_and_budgets_to_the_run(scripted):
         "2",
         "--generate-k",
         "1",
+        "--continue-lr",
+        "0.5",
     )
     run = TeachingRun.objects.get()
     assert run.status == "succeeded", run.last_error
+    assert run.config["continue_lr"] == 0.5
     assert {
         k: run.config[k]
         for k in ("rounds", "plan", "seed", "explain_budget", "plan_budget", "generate_budget", "generate_k")
@@ -325,3 +328,5 @@ def test_its_help_and_the_web_form_read_the_settings_own_help():
     form = TeachingRunForm()
     assert setting_help(RunConfig, "plan_budget") in form.fields["plan_budget"].help_text.lower()
     assert form.fields["rounds"].initial == RunConfig().rounds
+    assert form.fields["continue_lr"].initial == RunConfig().continue_lr
+    assert setting_help(RunConfig, "continue_lr") in flat

@@ -52,6 +52,7 @@ OLD_RUN_DEFAULTS: dict[str, Any] = {
     "teacher_generate_k": 1_000,  # the teacher wrote every item
     "exam_every_round": True,
     "teacher_min_pass": 0.0,  # the teacher was asked in every round
+    "continue_lr": 1.0,  # a continued round trained at the full learning rate
 }
 
 
@@ -175,6 +176,11 @@ class RunConfig:
     round_tries: int = setting(
         2, help="training tries per round (each retry replays more and halves the learning rate)"
     )
+    continue_lr: float = setting(
+        1.0,
+        help="learning-rate scale of a round that continues the last adapter (schedule continue; "
+        "round 0 trains from the base at the full rate), in (0, 1]",
+    )
 
     def __post_init__(self) -> None:
         for name, minimum in (
@@ -239,6 +245,10 @@ class RunConfig:
             ):
                 interval = "[0, 1)" if upper_open else "[0, 1]"
                 raise ValueError(f"{name} must be a fraction in {interval}, not {value!r}")
+        lr = self.continue_lr
+        number = isinstance(lr, (int, float)) and not isinstance(lr, bool)
+        if not (number and math.isfinite(lr) and 0 < lr <= 1):
+            raise ValueError(f"continue_lr must be a number in (0, 1], not {lr!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

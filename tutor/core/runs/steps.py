@@ -1066,7 +1066,8 @@ def train(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     ``acceptance="probe"`` the new adapter is kept only when :func:`~.acceptance.judge` accepts it on
     the probe; a rejected try is retried (up to ``round_tries``) with more keep replay and a lower
     learning rate (:func:`~.acceptance.retry_settings`), and when every try is rejected the round is
-    rolled back: the adapter stays the previous one. No records, or training disabled (None), leave the
+    rolled back: the adapter stays the previous one. A round that continues an adapter trains at
+    ``continue_lr`` times the rate. No records, or training disabled (None), leave the
     adapter as it was. The parent is the current adapter, or the base with ``schedule="from_base"``."""
     state, config, records = ctx.state, ctx.config, rnd.sft_records
     parent = None if config.schedule == "from_base" else state.adapter_path
@@ -1081,6 +1082,8 @@ def train(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     accepted = None
     for attempt in range(tries):
         share, lr_scale = retry_settings(attempt, config.keep_share)
+        if parent is not None:
+            lr_scale *= config.continue_lr
         task = [r for r in records if r["meta"].get("source") != "keep"]
         these = records if attempt == 0 else task + keep_records(ctx, rnd, len(task), share)
         ctx.guard.check_records(these)

@@ -41,6 +41,7 @@ NEW_RUN_ONLY = (
     "schedule",
     "acceptance",
     "round_tries",
+    "continue_lr",
     "expert",
     "train_steps",
     "lr",
@@ -89,6 +90,7 @@ class Command(BaseCommand):
         parser.add_argument("--schedule", choices=SCHEDULES, help=run_help("schedule"))
         parser.add_argument("--acceptance", choices=ACCEPTANCE, help=run_help("acceptance"))
         parser.add_argument("--round-tries", type=int, metavar="N", help=run_help("round_tries"))
+        parser.add_argument("--continue-lr", type=float, metavar="F", help=run_help("continue_lr"))
         parser.add_argument(
             "--no-expert",
             dest="expert",
@@ -198,6 +200,7 @@ class Command(BaseCommand):
             "schedule": opts["schedule"],
             "acceptance": opts["acceptance"],
             "round_tries": opts["round_tries"],
+            "continue_lr": opts["continue_lr"],
             "expert": opts["expert"],
         }
         try:

@@ -262,6 +262,23 @@ def test_it_retries_a_try_that_loses_a_keep_skill_then_accepts_the_next(tmp_path
     assert rnd.probe_after and set(rnd.probe_after) == {e.key for e in keep_course().split("probe")}
 
 
+def test_a_round_that_continues_an_adapter_trains_at_the_continue_learning_rate(tmp_path):
+    trainer = Trainer()
+    run_teaching(
+        keep_course(),
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", student(learns_with=lambda a: False)),  # mistakes to teach in round 1 too
+        RunConfig(**{**SMALL, "rounds": 2}, continue_lr=0.5, acceptance="always"),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
+    # round 0 from the base at the full rate; round 1 continues round 0's adapter at half of it
+    assert [(c["round"], c["parent"], c["lr_scale"]) for c in trainer.calls] == [
+        (0, None, 1.0),
+        (1, "/adapters/r0-t0", 0.5),
+    ]
+
+
 def test_it_rolls_back_a_round_that_gains_nothing_on_held_out_phrasings(tmp_path):
     trainer = Trainer()
     state = run_teaching(
