@@ -117,6 +117,8 @@ def test_it_shows_an_explanation_that_passed_its_checks_as_the_tutors(page, site
     explanation.get_by_role("button", name="👍 Helpful").click()
     expect(explanation.locator(".saved")).to_have_text("Thanks, saved.")
     explanation.get_by_role("button", name="Too hard").click()
+    # saved (the answer swaps in the pressed button) before the reload: else the reload can win the race
+    expect(explanation.get_by_role("button", name="Too hard")).to_have_attribute("aria-pressed", "true")
     page.reload()
     explanation = last_message(page, "explanation")
     expect(explanation.get_by_role("button", name="👍 Helpful")).to_have_attribute("aria-pressed", "true")
