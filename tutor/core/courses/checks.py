@@ -145,12 +145,12 @@ def echoed(text: str, instructions: Iterable[str], *, run: int = 6) -> str | Non
 
 
 # Words no sentence ends on: a reply that stops on one was cut off ("... the question \"What is the").
+# Pronouns are left out: "You got it" ends a sentence, with or without its full stop.
 _DANGLING_WORDS = frozenset(
     re.findall(
         r"\w+",
         "a an the and or but nor of to in on at for with by from into than as if so because that which who "
-        "whose is are was were be been will would can could should must we you they it its their our your "
-        "my his her this these those then",
+        "whose is are was were be been will would can could should must its their our your my",
     )
 )
 _DANGLING_MARKS = frozenset(",:;…(-–—“‘")

@@ -77,6 +77,7 @@ def test_it_notices_echoed_instructions_but_not_the_question():
         ("It goes on like this…", True),
         ("We carry the 1 into the tens, so", True),
         ("Carry the one and you get eighty-five", False),
+        ("Now you try it", False),
         ("2 + 1 = 3.\nAnswer: 3", False),
         ("So 2 + 1 = 3", False),
         ("The capital is Paris.", False),

@@ -53,7 +53,7 @@ def test_the_gate_never_trains_on_a_text_that_loops_or_is_cut_off():
     assert ctx.check(item, right).ok
     looping = ctx.check(item, f"{right}\nThe answer is {item.answer}. The answer is {item.answer}.")
     assert not looping.ok and "repeats itself" in looping.reason
-    cut = ctx.check(item, f"{right}\nAnd that is why we")
+    cut = ctx.check(item, f"{right}\nAnd that is why we carry the")
     assert not cut.ok and "mid-sentence" in cut.reason
 
 
