@@ -170,7 +170,7 @@ def unfinished(text: str) -> bool:
     if stripped[-1] in _DANGLING_MARKS or stripped.count('"') % 2:
         return True
     last = _LAST_WORD_RE.search(stripped)
-    return bool(last) and stripped[-1].isalpha() and last.group(1).lower() in _DANGLING_WORDS
+    return last is not None and stripped[-1].isalpha() and last.group(1).lower() in _DANGLING_WORDS
 
 
 def repeated(text: str, *, words: int = 4) -> str | None:
