@@ -3,7 +3,8 @@
 Model output is untrusted. A worked solution, explanation or hint is shown to a learner or trained
 on only when it passes: every arithmetic step it writes is right (:func:`wrong_steps`), and it does
 not repeat the instructions or decisions it was given (:func:`echoed`), itself (:func:`repeated`), or
-stop mid-sentence (:func:`unfinished`: a reply cut at its length limit). A model student's answer is
+stop mid-sentence (:func:`unfinished`: a reply cut at its length limit; both read by
+:func:`loops_or_stops`). A model student's answer is
 right only when its final answer is and nothing it claims on the way is false
 (:func:`grade_model_answer`).
 """
@@ -186,3 +187,13 @@ def repeated(text: str, *, words: int = 4) -> str | None:
             return sentence.strip()
         seen.add(key)
     return None
+
+
+def loops_or_stops(text: str) -> str | None:
+    """Why ``text`` may not teach as written: it stops mid-sentence (:func:`unfinished`) or writes a
+    sentence twice (:func:`repeated`); None when it does neither. The one rule for a learner's reply
+    and a teaching run's explanation."""
+    if unfinished(text):
+        return "stops mid-sentence (cut off at its length limit)"
+    again = repeated(text)
+    return f"repeats itself: “{again}”" if again else None

@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from itertools import pairwise
 
-from tutor.core.courses.checks import echoed, repeated, unfinished, wrong_steps
+from tutor.core.courses.checks import echoed, loops_or_stops, wrong_steps
 from tutor.core.courses.course import Exercise
 from tutor.core.courses.expert import Expert, Verdict
 from tutor.core.courses.grading import grade, normalize_text, parse_number
@@ -145,11 +145,9 @@ def check_reply(
         return Verdict(False, f"it repeats its instructions: “{copied}”")
     if reads_back_decision(text):
         return Verdict(False, "it reads the tutor's decision back")
-    if unfinished(text):
-        return Verdict(False, "it stops mid-sentence (cut off at its length limit)")
-    again = repeated(text)
-    if again:
-        return Verdict(False, f"it repeats itself: “{again}”")
+    fault = loops_or_stops(text)
+    if fault:
+        return Verdict(False, f"it {fault}")
     checker = expert or Expert()  # no expert: final answers against the gold answer, steps by arithmetic
     if mode in ("explanation", "example"):
         if example is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from training.core.llm.base import LLM, GenerationParams, UnsupportedOperation
-from tutor.core.courses.checks import echoed, grade_model_answer, repeated, unfinished
+from tutor.core.courses.checks import echoed, grade_model_answer, loops_or_stops
 from tutor.core.courses.course import Course, CourseError, Exercise, training_safe
 from tutor.core.courses.expert import Expert, Verdict, expert_for
 from tutor.core.courses.grading import (
@@ -85,11 +85,9 @@ class Context:
         echo = echoed(text, prompts.INSTRUCTIONS)
         if echo:
             return Verdict(False, f"repeats its instructions ({echo!r})")
-        if unfinished(text):
-            return Verdict(False, "stops mid-sentence (cut off at its length limit)")
-        again = repeated(text)
-        if again:
-            return Verdict(False, f"repeats itself ({again!r})")
+        fault = loops_or_stops(text)
+        if fault:
+            return Verdict(False, fault)
         if self.expert is not None:
             return self.expert.check(exercise, text)
         result = grade(exercise, text)
