@@ -10,7 +10,12 @@ A round's new adapter is accepted only when, on the probe items asked in held-ou
    of both (a paired, McNemar-style test on the same items);
 
 and (3) no keep skill has dropped below the base model's accuracy beyond its noise: the Wilson upper
-bound (``z``) of its accuracy now is below the base model's accuracy on the same items. The
+bound (``z``) of its accuracy now is below the base model's accuracy on the same items; and (4) the
+*learned* skills (after the first round: the taught skills the adapter before answers at least as
+well as the keep threshold) have not fallen behind the adapter before beyond noise, each on its own:
+rule 2's paired test on the skill's probe items (both phrasings; the caller picks the items). Rule 2
+nets gains against losses over all skills; rule 4 keeps a round's gains on new skills from paying
+for what the student had learned. The
 decision reads the probe, never the exam, so the exam stays a clean report. A rejected try is rolled
 back and retried with more replay and a lower learning rate (:func:`retry_settings`).
 
@@ -42,6 +47,7 @@ class Judgement:
     held_out_after: float | None
     keep: dict[str, dict[str, float]] = field(default_factory=dict)  # skill -> base, now, upper, n
     held_out_base: float | None = None
+    learned: dict[str, dict[str, float]] = field(default_factory=dict)  # skill -> before, now, n
 
 
 def judge(
@@ -52,9 +58,13 @@ def judge(
     *,
     z: float = 1.96,
     held_out_base: Sequence[bool] | None = None,
+    learned_before: Mapping[str, Sequence[bool]] | None = None,
+    learned_now: Mapping[str, Sequence[bool]] | None = None,
 ) -> Judgement:
     """Judge a try from per-item correctness (the same items before, after and, where given, for the
-    base model, in the same order). Without ``held_out_base`` the adapter before the round is the base."""
+    base model, in the same order). Without ``held_out_base`` the adapter before the round is the base.
+    ``learned_before``/``learned_now``: rule 4's skills, their probe items answered by the adapter
+    before and by this try (the caller picks the skills)."""
     if len(held_out_before) != len(held_out_after):
         raise ValueError("held-out probe answers before and after must be of the same items")
     if held_out_base is not None and len(held_out_base) != len(held_out_after):
@@ -79,13 +89,49 @@ def judge(
         if upper < base_acc:
             dropped.append(f"{skill} {base_acc:.2f} -> {now_acc:.2f}")
     gain_ok, gain = _held_out_verdict(held_out_before, held_out_after, before, after, base, z)
+    learned, forgot = _learned_verdict(learned_before or {}, learned_now or {}, z)
     if dropped:
         reason = f"a keep skill dropped beyond noise ({'; '.join(dropped)}); {gain}"
+    elif forgot:
+        reason = f"{forgot}; {gain}"
     elif not gain_ok:
         reason = gain
     else:
         reason = f"{gain}; no keep skill dropped beyond noise"
-    return Judgement(not dropped and gain_ok, reason, before, after, keep, before if base is None else base)
+        if learned:
+            reason += ", no learned skill fell behind"
+    return Judgement(
+        not dropped and not forgot and gain_ok,
+        reason,
+        before,
+        after,
+        keep,
+        before if base is None else base,
+        learned,
+    )
+
+
+def _learned_verdict(
+    before: Mapping[str, Sequence[bool]], now: Mapping[str, Sequence[bool]], z: float
+) -> tuple[dict[str, dict[str, float]], str | None]:
+    """Rule 4: (per-skill figures, why the try fails or None). Each learned skill on its own, like a
+    keep skill: pooled, one skill undone on one wording is lost among the others' churn (seen: a
+    round read 20 one-digit-sum probe items' "If you put 6 and 1 together" as 6 × 1, 4 of them lost, while
+    three-digit sums lost 6 and won 6)."""
+    figures: dict[str, dict[str, float]] = {}
+    fell = []
+    for skill, was in before.items():
+        is_ = now.get(skill, ())
+        if not was or len(is_) != len(was):
+            continue
+        figures[skill] = {"before": round(_mean(was), 4), "now": round(_mean(is_), 4), "n": len(was)}
+        lost = sum(a and not b for a, b in zip(was, is_, strict=True))
+        won = sum(b and not a for a, b in zip(was, is_, strict=True))
+        if lost - won > z * math.sqrt(lost + won):
+            fell.append(f"{skill} {_mean(was):.2f} -> {_mean(is_):.2f}: {lost} probe items lost, {won} won")
+    if fell:
+        return figures, f"a learned skill fell behind the adapter before beyond noise ({'; '.join(fell)})"
+    return figures, None
 
 
 def _held_out_verdict(

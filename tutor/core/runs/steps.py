@@ -1134,8 +1134,14 @@ def _judge(ctx: Context, rnd: RoundState, adapter: str) -> dict[str, Any]:
     if ctx.config.acceptance == "always":
         return {"accepted": True, "reason": "accepted without a probe check (acceptance=always)"}
     items = probe_items(ctx)
-    texts = answer_plainly(ctx, items, adapter=adapter)
-    answers = {e.key: graded(e, t) for e, t in zip(items, texts, strict=True)}
+    learned = learned_skills(ctx, rnd, items)
+    # A learned skill is judged on every probe item it has, asked of the adapter before once a round.
+    extra = [e for es in learned.values() for e in es if e not in items]
+    unasked = [e for e in extra if e.key not in rnd.answers]
+    for e, text in zip(unasked, answer_plainly(ctx, unasked, adapter=rnd.adapter_before), strict=True):
+        rnd.answers[e.key] = graded(e, text)
+    texts = answer_plainly(ctx, [*items, *extra], adapter=adapter)
+    answers = {e.key: graded(e, t) for e, t in zip([*items, *extra], texts, strict=True)}
     taught = {s.key for s in ctx.course.taught_skills}
     held = [e for e in items if e.held_out and e.skill in taught]
     groups = keep_groups(ctx)
@@ -1150,6 +1156,8 @@ def _judge(ctx: Context, rnd: RoundState, adapter: str) -> dict[str, Any]:
         {g: [answers[e.key].correct for e in items if e.skill == g and e.key in base] for g in groups},
         z=ctx.config.confidence_z or 1.96,
         held_out_base=[base[e.key].correct for e in held] if against_base else None,
+        learned_before={s: [rnd.answers[e.key].correct for e in es] for s, es in learned.items()},
+        learned_now={s: [answers[e.key].correct for e in es] for s, es in learned.items()},
     )
     if judgement.accepted:
         rnd.probe_after = answers
@@ -1160,8 +1168,24 @@ def _judge(ctx: Context, rnd: RoundState, adapter: str) -> dict[str, Any]:
         "held_out_after": judgement.held_out_after,
         "held_out_base": judgement.held_out_base,
         "keep": judgement.keep,
+        "learned": judgement.learned,
         "probe": _per_skill(items, answers),
     }
+
+
+def learned_skills(ctx: Context, rnd: RoundState, items: Sequence[Exercise]) -> dict[str, list[Exercise]]:
+    """The acceptance rule's learned skills (rule 4 of :mod:`.acceptance`), with *all* their probe items
+    (not only the ``probe_per_skill`` the diagnosis asks: a few items a skill cannot see a skill
+    undone on one wording): after the first round, each taught skill the adapter before the round
+    answers at least ``keep_threshold`` of on the diagnosed ``items``, 4 of them or more."""
+    if rnd.adapter_before is None:
+        return {}
+    learned = {}
+    for skill in ctx.course.taught_skills:
+        mine = [e for e in items if e.skill == skill.key and e.key in rnd.answers]
+        if len(mine) >= 4 and _mean([rnd.answers[e.key].correct for e in mine]) >= ctx.config.keep_threshold:
+            learned[skill.key] = list(ctx.course.exercises_for(skill.key, "probe"))
+    return learned
 
 
 # ---------------------------------------------------------------- 8. re-examine

@@ -70,3 +70,54 @@ def test_each_retry_replays_more_and_learns_more_gently():
     assert retry_settings(0, 0.2) == (0.2, 1.0)
     assert retry_settings(1, 0.2) == (0.35, 0.5)
     assert retry_settings(3, 0.2) == (0.6, 0.125)
+
+
+def test_gains_on_new_skills_do_not_pay_for_a_learned_skill_lost():
+    """Measured on the bundled defaults' seed 2: round 1 trained multiplication and read the held-out
+    "If you put 6 and 1 together" as 6 × 1. On all 20 probe items a skill: one-digit sums 20 -> 16
+    (4 lost), three-digit sums 10 -> 10 (6 lost, 6 won), two-digit sums 14 -> 15; the held-out probe
+    held level. Pooled, the three skills read 10 lost against 7 won, within noise; alone, the
+    one-digit sums' 4 lost and none won is beyond it."""
+    base, before = _items(5, 27), _items(10, 22)
+    after = _items(8, 24)
+    after[10:12] = [True, True]  # the held-out probe holds level: 2 lost, 2 won
+    learned_before = {"add_1d": _items(20, 0), "add_2d": _items(14, 6), "add_3d": _items(10, 10)}
+    learned_now = {
+        "add_1d": _items(16, 4),
+        "add_2d": [*_items(14, 6)[:-1], True],
+        "add_3d": _items(4, 6) + _items(6, 4),
+    }
+    assert judge(before, after, BASE_KEEP, BASE_KEEP, held_out_base=base).accepted  # rules 1-3 alone
+    verdict = judge(
+        before,
+        after,
+        BASE_KEEP,
+        BASE_KEEP,
+        held_out_base=base,
+        learned_before=learned_before,
+        learned_now=learned_now,
+    )
+    assert not verdict.accepted
+    assert (
+        "a learned skill fell behind the adapter before beyond noise "
+        "(add_1d 1.00 -> 0.80: 4 probe items lost, 0 won)" in verdict.reason
+    )
+    assert verdict.learned["add_3d"] == {"before": 0.5, "now": 0.5, "n": 20}
+    assert "add_2d" not in verdict.reason and "add_3d 0.50" not in verdict.reason
+
+
+def test_a_learned_skill_within_noise_of_the_adapter_before_is_kept():
+    learned_before = {"add_3d": _items(7, 1), "add_2d": _items(6, 2)}
+    # add_3d loses two and wins its missing one, add_2d loses one: 3 lost, 1 won, within noise.
+    learned_now = {"add_3d": [*_items(5, 2), True], "add_2d": _items(5, 3)}
+    verdict = judge(
+        [False] * 4,
+        [True] * 2 + [False] * 2,
+        BASE_KEEP,
+        BASE_KEEP,
+        held_out_base=[False] * 4,
+        learned_before=learned_before,
+        learned_now=learned_now,
+    )
+    assert verdict.accepted, verdict.reason
+    assert verdict.reason.endswith("no keep skill dropped beyond noise, no learned skill fell behind")

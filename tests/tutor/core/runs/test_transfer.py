@@ -262,6 +262,80 @@ def test_it_retries_a_try_that_loses_a_keep_skill_then_accepts_the_next(tmp_path
     assert rnd.probe_after and set(rnd.probe_after) == {e.key for e in keep_course().split("probe")}
 
 
+def test_a_round_that_trades_a_learned_skill_for_a_new_one_is_retried(tmp_path):
+    """Round 0 teaches one-digit sums. Round 1's first try learns two-digit sums and forgets one-digit
+    ones: the held-out probe nets to level (4 items lost, 4 won), and only the learned-skill rule sees
+    the loss. The retry keeps both and is accepted."""
+
+    def knows(question: str, adapter: str | None) -> bool:
+        reading = read(question)
+        if reading is None or reading.phrasing.op == "max":
+            return reading is not None  # compare, the keep skill: always known
+        one_digit = max(reading.a, reading.b) < 10
+        if adapter == "round0":
+            return one_digit
+        if adapter == "round1":
+            return not one_digit
+        return adapter == "round1-try1"
+
+    trainer = Trainer()
+    state = run_teaching(
+        keep_course(),
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", student_reply(knows)),
+        RunConfig(**{**SMALL, "rounds": 2}),
+        tmp_path / "s.json",
+        train_fn=trainer,
+    )
+    first, retry = state.rounds[1].tries
+    assert not first["accepted"]
+    assert "learned skill fell behind the adapter before beyond noise (add_1d 1.00 -> 0.00" in first["reason"]
+    assert first["learned"]["add_1d"] == {"before": 1.0, "now": 0.0, "n": 8}
+    assert "add_2d" not in first["learned"]  # not learned before the round: nothing to lose
+    assert retry["accepted"] and retry["lr_scale"] == 0.5
+    assert state.adapter_name == "round1-try1"
+    # Round 0 had nothing learned to lose: the base is the adapter before it.
+    assert state.rounds[0].tries[0]["learned"] == {}
+
+
+def test_a_learned_skill_is_judged_on_all_its_probe_items_asked_of_the_adapter_before_once(tmp_path):
+    """The diagnosis asks 4 probe items a skill; the learned-skill rule reads all 8 of add_1d's, and the
+    adapter before the round answers the 4 it had not been asked once, not once per try."""
+    asked: list[tuple[str, str | None]] = []
+    course = keep_course()
+    later = {e.prompt for e in course.split("probe") if e.skill == "add_1d"} - {
+        e.prompt for e in course.exercises_for("add_1d", "probe")[:4]
+    }
+
+    def knows(question: str, adapter: str | None) -> bool:
+        reading = read(question)
+        if reading is None or reading.phrasing.op == "max":
+            return reading is not None
+        if question in later:
+            asked.append((question, adapter))
+        one_digit = max(reading.a, reading.b) < 10
+        if adapter is None:
+            return False
+        if adapter == "round0":
+            return one_digit
+        # Round 1's first try forgets one-digit sums on the items the diagnosis does not ask only.
+        return not (adapter == "round1" and question in later)
+
+    state = run_teaching(
+        course,
+        ScriptedLLM("teacher", teacher_reply(generate=add_items)),
+        ScriptedLLM("student", student_reply(knows)),
+        RunConfig(**{**SMALL, "rounds": 2}, probe_per_skill=4),
+        tmp_path / "s.json",
+        train_fn=Trainer(),
+    )
+    first = state.rounds[1].tries[0]
+    assert first["learned"]["add_1d"] == {"before": 1.0, "now": 0.5, "n": 8}
+    assert not first["accepted"] and "add_1d 1.00 -> 0.50" in first["reason"]
+    by_round0 = [q for q, adapter in asked if adapter == "round0"]
+    assert sorted(by_round0) == sorted(later)  # each once, for both tries of round 1
+
+
 def test_a_round_that_continues_an_adapter_trains_at_the_continue_learning_rate(tmp_path):
     trainer = Trainer()
     run_teaching(
