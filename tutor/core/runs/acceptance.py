@@ -125,13 +125,20 @@ def _learned_verdict(
         if not was or len(is_) != len(was):
             continue
         figures[skill] = {"before": round(_mean(was), 4), "now": round(_mean(is_), 4), "n": len(was)}
-        lost = sum(a and not b for a, b in zip(was, is_, strict=True))
-        won = sum(b and not a for a, b in zip(was, is_, strict=True))
-        if lost - won > z * math.sqrt(lost + won):
+        lost, won, behind = _paired(was, is_, z)
+        if behind:
             fell.append(f"{skill} {_mean(was):.2f} -> {_mean(is_):.2f}: {lost} probe items lost, {won} won")
     if fell:
         return figures, f"a learned skill fell behind the adapter before beyond noise ({'; '.join(fell)})"
     return figures, None
+
+
+def _paired(before: Sequence[bool], after: Sequence[bool], z: float) -> tuple[int, int, bool]:
+    """(items lost, items won, fell behind beyond noise) on the same items answered twice: lost minus
+    won above ``z`` times the square root of both (rules 2 and 4)."""
+    lost = sum(was and not now for was, now in zip(before, after, strict=True))
+    won = sum(now and not was for was, now in zip(before, after, strict=True))
+    return lost, won, lost - won > z * math.sqrt(lost + won)
 
 
 def _held_out_verdict(
@@ -154,9 +161,8 @@ def _held_out_verdict(
     figures += f", base {base:.2f}"
     if after <= base:
         return False, f"no gain over the base on held-out phrasings ({figures})"
-    lost = sum(was and not now for was, now in zip(before_items, after_items, strict=True))
-    won = sum(now and not was for was, now in zip(before_items, after_items, strict=True))
-    if lost - won > z * math.sqrt(lost + won):
+    lost, won, behind = _paired(before_items, after_items, z)
+    if behind:
         return (
             False,
             f"fell behind the adapter it replaces beyond noise ({figures}: {lost} items lost, {won} won)",

@@ -1136,7 +1136,8 @@ def _judge(ctx: Context, rnd: RoundState, adapter: str) -> dict[str, Any]:
     items = probe_items(ctx)
     learned = learned_skills(ctx, rnd, items)
     # A learned skill is judged on every probe item it has, asked of the adapter before once a round.
-    extra = [e for es in learned.values() for e in es if e not in items]
+    diagnosed = {e.key for e in items}
+    extra = [e for es in learned.values() for e in es if e.key not in diagnosed]
     unasked = [e for e in extra if e.key not in rnd.answers]
     for e, text in zip(unasked, answer_plainly(ctx, unasked, adapter=rnd.adapter_before), strict=True):
         rnd.answers[e.key] = graded(e, text)
