@@ -38,6 +38,7 @@ LEVEL_MODES: tuple[str, ...] = ("window", "stretch")
 CHOICE_SCORING: tuple[str, ...] = ("generate", "likelihood")
 SCHEDULES: tuple[str, ...] = ("from_base", "continue")
 ACCEPTANCE: tuple[str, ...] = ("probe", "always")
+REPLAY_MIXES: tuple[str, ...] = ("random", "least_trained")
 # Settings added after runs were saved without them: a resumed old run keeps the rule it started with.
 OLD_RUN_DEFAULTS: dict[str, Any] = {
     "levels": "stretch",
@@ -95,6 +96,12 @@ class RunConfig:
     siblings: int = setting(1, help="other items of the skill re-answered when scoring an explanation (1-3)")
     replay_share: float = setting(
         0.3, help="share of each round's training records replayed from earlier rounds, in [0, 1)"
+    )
+    replay_mix: str = setting(
+        "random",
+        help="random: replayed records drawn at random, in proportion to the earlier rounds; "
+        "least_trained: they go to the skills this round trains least (measured worse on the arithmetic "
+        "pack: docs/benchmarks/teaching.md)",
     )
     levels: str = setting(
         "window",
@@ -214,7 +221,11 @@ class RunConfig:
         for name in ("expert", "exam_every_round"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
-        for name, allowed in (("schedule", SCHEDULES), ("acceptance", ACCEPTANCE)):
+        for name, allowed in (
+            ("schedule", SCHEDULES),
+            ("acceptance", ACCEPTANCE),
+            ("replay_mix", REPLAY_MIXES),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if self.choice_scoring not in CHOICE_SCORING:

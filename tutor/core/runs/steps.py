@@ -778,6 +778,31 @@ def replay_count(new: int, available: int, share: float) -> int:
     return min(available, round(new * share / (1 - share))) if share > 0 else 0
 
 
+def least_trained_first(
+    pool: Sequence[dict[str, Any]], trained: Counter[str | None], count: int, rng: random.Random
+) -> list[dict[str, Any]]:
+    """``count`` records of ``pool``, one at a time from the skill with the fewest records so far
+    (``trained``: this round's new records per skill, then each pick counts), a seeded random record
+    of that skill; ties go to the skill first in name order.
+
+    A round that trains one skill hard (multiplication) and another not at all (a one-digit sum the
+    student had learned) would otherwise replay the earlier rounds in their own proportions, and the
+    skill without new records would get a few: the replay goes where this round is thinnest.
+    """
+    by_skill: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for record in pool:
+        by_skill[record["meta"].get("skill")].append(record)
+    for records in by_skill.values():
+        rng.shuffle(records)
+    counts = {skill: trained.get(skill, 0) for skill in by_skill}
+    chosen: list[dict[str, Any]] = []
+    while len(chosen) < count and any(by_skill.values()):
+        skill = min((s for s, rs in by_skill.items() if rs), key=lambda s: (counts[s], str(s)))
+        chosen.append(by_skill[skill].pop())
+        counts[skill] += 1
+    return chosen
+
+
 def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
     """SFT records (the student prompt, the worked solution) from explanations that helped (through the
     gate with score > 0, or approved by a person; a person's edit replaces the text) and from kept
@@ -854,7 +879,11 @@ def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
         replayed = pool
     else:
         rng = random.Random(ctx.round_seed(rnd.index, "replay"))
-        replayed = rng.sample(pool, replay_count(new, len(pool), ctx.config.replay_share))
+        count = replay_count(new, len(pool), ctx.config.replay_share)
+        if ctx.config.replay_mix == "least_trained":
+            replayed = least_trained_first(pool, Counter(r["meta"].get("skill") for r in sft), count, rng)
+        else:
+            replayed = rng.sample(pool, count)
     sft += [
         {**r, "meta": {**r["meta"], "replayed_from": r["meta"]["round"], "round": rnd.index}}
         for r in replayed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -18,7 +19,7 @@ from tutor.core.courses.course import Course, ExamLeakError, Exercise, Skill
 from tutor.core.runs import steps
 from tutor.core.runs.prompts import parse_generated, solution_part
 from tutor.core.runs.state import Answer, Explanation, GeneratedItem, RoundState, RunConfig, RunState
-from tutor.core.runs.steps import feedback_records, replay_count, teacher_hacking_warning
+from tutor.core.runs.steps import feedback_records, least_trained_first, replay_count, teacher_hacking_warning
 
 
 def run_steps(ctx, rnd, *names):
@@ -233,6 +234,81 @@ def test_it_mixes_in_the_replay_share_of_earlier_rounds():
     assert all(r["meta"]["item"].startswith("old-") for r in replayed)
 
 
+def _record(skill: str, i: int, round_index: int = 0) -> dict:
+    return {
+        "messages": [
+            {"role": "user", "content": f"{skill} question {i}"},
+            {"role": "assistant", "content": f"Answer: {i}"},
+        ],
+        "meta": {"source": "generated", "item": f"{skill}-{i}", "skill": skill, "round": round_index},
+    }
+
+
+def _mul_round(ctx, sources: int) -> RoundState:
+    """A round whose new records are all products: the shape of the defaults' round 1 on seed 0."""
+    second = ctx.state.round(1)
+    second.generated = [
+        GeneratedItem(
+            key=f"gen-{i}",
+            skill="mul_1d",
+            prompt=f"What is {i} x 3?",
+            answer=str(3 * i),
+            answer_type="number",
+            solution=f"Answer: {3 * i}",
+            difficulty=1,
+            source_item="mul-src",
+            round=1,
+            teacher="t",
+            kept=True,
+        )
+        for i in range(20, 20 + sources)
+    ]
+    return second
+
+
+@pytest.mark.parametrize("mix", ["least_trained", "random"])
+def test_replay_goes_to_the_skill_this_round_does_not_train(mix):
+    """Round 0 trained sums and (more) products; round 1 trains products only. With the default mix the
+    replay is all sums (the skill left without practice); a random draw (the old rule) replays mostly
+    products, which this round has plenty of."""
+    ctx = context(
+        mini_course(),
+        ScriptedLLM("teacher", teacher_reply()),
+        ScriptedLLM("student", student_reply()),
+        replay_share=0.3,
+        replay_mix=mix,
+    )
+    ctx.state.round(0).sft_records = [_record("add_1d", i) for i in range(10)] + [
+        _record("mul_1d", i) for i in range(40)
+    ]
+    second = _mul_round(ctx, 14)
+    info = steps.build_data(ctx, second)
+
+    assert info["replayed"] == 6  # round(14 * 0.3 / 0.7)
+    replayed = [r for r in second.sft_records if "replayed_from" in r["meta"]]
+    sums = sum(r["meta"]["skill"] == "add_1d" for r in replayed)
+    assert sums == 6 if mix == "least_trained" else sums < 6
+
+
+def test_least_trained_first_levels_the_skills_and_stops_where_the_pool_ends():
+    import random
+
+    pool = (
+        [_record("a", i) for i in range(10)]
+        + [_record("b", i) for i in range(10)]
+        + [_record("c", i) for i in range(2)]
+    )
+    chosen = least_trained_first(pool, Counter({"a": 0, "b": 2, "c": 0}), 8, random.Random(0))
+    taken = Counter(r["meta"]["skill"] for r in chosen)
+    # c has only 2; then a and b are filled to the same level (a 0 -> 4, b 2 -> 4): 2 + 4 + 2 = 8
+    assert taken == {"a": 4, "b": 2, "c": 2}
+    assert len({id(r) for r in chosen}) == 8  # no record twice
+    everything = least_trained_first(pool, Counter(), 50, random.Random(0))
+    assert len(everything) == len(pool) == len({id(r) for r in everything})  # asked for more: all, once
+    same = least_trained_first(pool, Counter({"b": 2}), 8, random.Random(0))
+    assert [r["meta"]["item"] for r in same] == [r["meta"]["item"] for r in chosen]  # seeded
+
+
 @pytest.mark.parametrize(
     ("new", "available", "share", "expected"),
     [
@@ -400,6 +476,7 @@ def test_a_state_saved_before_the_levels_setting_resumes_with_the_old_rule():
         {"stretch_share": 1.5},
         {"stretch_share": -0.1},
         {"levels": "all"},
+        {"replay_mix": "proportional"},
     ],
 )
 def test_it_rejects_bad_settings(bad):
