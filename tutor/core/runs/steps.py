@@ -939,15 +939,20 @@ def build_data(ctx: Context, rnd: RoundState) -> dict[str, Any]:
 
 def keep_groups(ctx: Context) -> list[str]:
     """The skills a run must not lose: the course's keep skills, and every taught skill the base
-    student already answers at least ``keep_threshold`` of on the probe (4 probe items or more)."""
+    student already answers (:func:`answers_well`) on the probe."""
     base = ctx.state.base_probe
     groups = [s.key for s in ctx.course.keep_skills]
     for s in ctx.course.taught_skills:
         answered = [base[e.key].correct for e in probe_items(ctx) if e.skill == s.key and e.key in base]
-        # On fewer than 4 probe items one lucky answer would make a skill to keep (and veto rounds).
-        if len(answered) >= 4 and _mean(answered) >= ctx.config.keep_threshold:
+        if answers_well(ctx, answered):
             groups.append(s.key)
     return groups
+
+
+def answers_well(ctx: Context, answered: Sequence[bool]) -> bool:
+    """At least ``keep_threshold`` right of 4 answers or more: on fewer, one lucky answer would make a
+    skill to keep or a learned one (and veto rounds)."""
+    return len(answered) >= 4 and _mean(answered) >= ctx.config.keep_threshold
 
 
 def own_words(text: str) -> str | None:
@@ -1207,13 +1212,15 @@ def learned_skills(ctx: Context, rnd: RoundState, items: Sequence[Exercise]) -> 
     """The acceptance rule's learned skills (rule 4 of :mod:`.acceptance`), with *all* their probe items
     (not only the ``probe_per_skill`` the diagnosis asks: a few items a skill cannot see a skill
     undone on one wording): after the first round, each taught skill the adapter before the round
-    answers at least ``keep_threshold`` of on the diagnosed ``items``, 4 of them or more."""
+    answers well (:func:`answers_well`) on the diagnosed ``items``."""
     if rnd.adapter_before is None:
         return {}
     learned = {}
     for skill in ctx.course.taught_skills:
-        mine = [e for e in items if e.skill == skill.key and e.key in rnd.answers]
-        if len(mine) >= 4 and _mean([rnd.answers[e.key].correct for e in mine]) >= ctx.config.keep_threshold:
+        answered = [
+            rnd.answers[e.key].correct for e in items if e.skill == skill.key and e.key in rnd.answers
+        ]
+        if answers_well(ctx, answered):
             learned[skill.key] = list(ctx.course.exercises_for(skill.key, "probe"))
     return learned
 

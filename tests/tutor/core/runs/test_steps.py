@@ -209,22 +209,7 @@ def test_it_mixes_in_the_replay_share_of_earlier_rounds():
         for i in range(100, 110)
     ]
     second = ctx.state.round(1)
-    second.generated = [
-        GeneratedItem(
-            key=f"gen-{i}",
-            skill="add_2d",
-            prompt=f"What is {i} + 1?",
-            answer=str(i + 1),
-            answer_type="number",
-            solution=f"Answer: {i + 1}",
-            difficulty=1,
-            source_item="add_2d-train-000",
-            round=1,
-            teacher="t",
-            kept=True,
-        )
-        for i in range(200, 207)
-    ]
+    second.generated = _kept_items("add_2d", [(f"What is {i} + 1?", i + 1) for i in range(200, 207)])
     info = steps.build_data(ctx, second)
 
     assert info == {"sft": 10, "new": 7, "replayed": 3, "keep": 0, "dpo": 0}  # round(7 * 0.3 / 0.7) = 3
@@ -244,26 +229,24 @@ def _record(skill: str, i: int, round_index: int = 0) -> dict:
     }
 
 
-def _mul_round(ctx, sources: int) -> RoundState:
-    """A round whose new records are all products: the shape of the defaults' round 1 on seed 0."""
-    second = ctx.state.round(1)
-    second.generated = [
+def _kept_items(skill: str, asked: list[tuple[str, int]]) -> list[GeneratedItem]:
+    """Round 1's kept new items of ``skill``: (question, answer) each."""
+    return [
         GeneratedItem(
             key=f"gen-{i}",
-            skill="mul_1d",
-            prompt=f"What is {i} x 3?",
-            answer=str(3 * i),
+            skill=skill,
+            prompt=question,
+            answer=str(answer),
             answer_type="number",
-            solution=f"Answer: {3 * i}",
+            solution=f"Answer: {answer}",
             difficulty=1,
-            source_item="mul-src",
+            source_item=f"{skill}-train-000",
             round=1,
             teacher="t",
             kept=True,
         )
-        for i in range(20, 20 + sources)
+        for i, (question, answer) in enumerate(asked)
     ]
-    return second
 
 
 @pytest.mark.parametrize("mix", ["least_trained", "random"])
@@ -281,7 +264,8 @@ def test_replay_goes_to_the_skill_this_round_does_not_train(mix):
     ctx.state.round(0).sft_records = [_record("add_1d", i) for i in range(10)] + [
         _record("mul_1d", i) for i in range(40)
     ]
-    second = _mul_round(ctx, 14)
+    second = ctx.state.round(1)  # all products: the shape of the defaults' round 1 on seed 0
+    second.generated = _kept_items("mul_1d", [(f"What is {i} x 3?", 3 * i) for i in range(20, 34)])
     info = steps.build_data(ctx, second)
 
     assert info["replayed"] == 6  # round(14 * 0.3 / 0.7)
