@@ -16,7 +16,7 @@ connection each) and share the machine's cores with the server: on 2 cores the f
 Both shapes run with ``DEBUG=1`` (plain HTTP on loopback; the secure-cookie settings of ``DEBUG=0``
 need HTTPS).
 
-Part 2 (``--scenarios``, default all three, run in this order on each shape):
+Part 2 (``--scenarios``, default all four, run in this order on each shape):
 
 - ``sockets``: a staff client starts a small LoRA job through the fine-tune form (``--job-steps``
   steps of batch 1 over 16 short records, on the bundled model), ``--sockets`` sockets (signed in as
@@ -34,7 +34,13 @@ Part 2 (``--scenarios``, default all three, run in this order on each shape):
 - ``busy``: a staff client starts a long LoRA job (batch 4, 256 tokens) through the fine-tune form;
   once it reports its first optimizer step, ``--busy-learners`` learners open a new session's socket
   one after another, each alone with the job: the time to their first token (p50, p95), the issue's
-  "a learner's reply starts within 2 s while a run trains". Then the job is cancelled.
+  "a learner's reply starts within 2 s while a run trains". Then the job is cancelled;
+- ``busy_run``: the same beside a one-round *teaching run* started through the run form, which also
+  generates with the model the learners' tutor uses: learners one after another until the run ends,
+  each first token counted under the step the run was in (bench/load_busy_run.py).
+
+Each scenario that needs learners' first explanations makes learners of its own (``learner40`` on;
+a learner is explained a skill once); the seeded 40 are the HTTP clients' and the faults'.
 
 Part 3, asked for by name (``--scenarios faults``, production shape only): faults, each caused while
 work is under way (bench/load_faults.py says which and what is measured). It restarts this machine's
@@ -61,7 +67,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.load_faults import FAULT_ENV, FAULTS, faults_report, run_faults  # noqa: E402
+from bench.load_busy_run import busy_run_report, busy_run_scenario  # noqa: E402
+from bench.load_faults import FAULT_ENV, FAULTS, faults_report, run_faults, site_query  # noqa: E402
 from bench.load_live import (  # noqa: E402
     JobWatcher,
     Stream,
@@ -79,13 +86,15 @@ STAFF_PAGES = ["/", "/runs/", "/training/jobs/", "/training/models/", "/evaluati
 LEARNER_PAGES = ["/learn/", "/learn/courses/arithmetic/"]
 POSTGRES = "postgres://postgres@127.0.0.1:5432/"
 LOAD_DB = "teachloop_load"
-SCENARIOS = ("http", "sockets", "streams", "busy", "faults")
+SCENARIOS = ("http", "sockets", "streams", "busy", "busy_run", "faults")
 DEFAULT_SCENARIOS = (
     "http",
     "sockets",
     "streams",
     "busy",
+    "busy_run",
 )  # faults restart this machine's Redis and PostgreSQL
+SEEDED_LEARNERS = 40  # learner0-39: the HTTP clients' accounts, and the faults' (learner30-36)
 COURSE = "arithmetic"
 
 SEED = f"""
@@ -100,8 +109,21 @@ for i in range(10):
 from tutor.learn.services import learner_enrol
 from tutor.models import Course
 course = Course.objects.get(key="arithmetic")
-for i in range(40):
+for i in range({SEEDED_LEARNERS}):
     learner_enrol(user=User.objects.create_user(f"learner{{i}}", password={PASSWORD!r}), course=course)
+"""
+
+# Learners made for one scenario each (:meth:`Site.take_learners`): a learner is explained a skill once,
+# so a scenario that needs first explanations needs learners no other scenario has used.
+MORE_LEARNERS = """
+from django.contrib.auth import get_user_model
+from tutor.learn.services import learner_enrol
+from tutor.models import Course
+course = Course.objects.get(key="arithmetic")
+User = get_user_model()
+for name in {names!r}:
+    learner_enrol(user=User.objects.create_user(name, password={password!r}), course=course)
+print("{{}}")
 """
 
 # For part 2: a tiny dataset for the job the sockets follow, the teacher's reply capped, the ids saved.
@@ -183,6 +205,15 @@ class Site:
         self.env.update(extra_env or {})
         self.ports = [free_port() for _ in range(web if shape == "production" else 1)]
         self.processes: list[subprocess.Popen] = []
+        self.learners_made = 0
+
+    def take_learners(self, count: int) -> list[str]:
+        """``count`` new enrolled learners (learner40, learner41, …) that no scenario has used yet."""
+        first = SEEDED_LEARNERS + self.learners_made
+        names = [f"learner{first + i}" for i in range(count)]
+        site_query(self, MORE_LEARNERS.format(names=names, password=PASSWORD))
+        self.learners_made += count
+        return names
 
     def seed(self) -> None:
         if self.shape == "production":
@@ -400,8 +431,9 @@ async def sockets_scenario(site: Site, args) -> dict:
 
 async def streams_scenario(site: Site, args) -> dict:
     """Warm-up per web process, one stream alone, then ``args.streamers`` at once (each a new session)."""
-    warmups = [f"learner{39 - 1 - i}" for i in range(len(site.ports))]
-    single, many = ["learner39"], [f"learner{i}" for i in range(args.streamers)]
+    warmups = await asyncio.to_thread(site.take_learners, len(site.ports))
+    single = await asyncio.to_thread(site.take_learners, 1)
+    many = await asyncio.to_thread(site.take_learners, args.streamers)
     ports = {user: site.ports[i % len(site.ports)] for i, user in enumerate(warmups)}  # the rest: the first
     cookies, sessions = await _new_sessions(
         warmups + single + many, lambda i, user: ports.get(user, site.ports[0])
@@ -427,8 +459,8 @@ async def streams_scenario(site: Site, args) -> dict:
 
 async def busy_scenario(site: Site, args) -> dict:
     """Learners one after another while a LoRA job trains in the worker: each learner's first token."""
-    users = [f"learner{20 + i}" for i in range(args.busy_learners)]
-    warmups = [f"learner{39 - 1 - i}" for i in range(len(site.ports))]
+    users = await asyncio.to_thread(site.take_learners, args.busy_learners)
+    warmups = await asyncio.to_thread(site.take_learners, len(site.ports))
     cookies, sessions = await _new_sessions(warmups + users, lambda i, user: site.ports[i % len(site.ports)])
     timeout = args.stream_timeout
     warm = await learner_streams(site.ports, [(u, sessions[u]) for u in warmups], cookies, timeout)
@@ -492,6 +524,8 @@ async def _scenario(scenario: str, site: Site, args) -> dict:
         return await sockets_scenario(site, args)
     if scenario == "busy":
         return await busy_scenario(site, args)
+    if scenario == "busy_run":
+        return await busy_run_scenario(site, args)
     if scenario == "faults":
         if site.shape != "production":
             return {"skipped": "faults are caused on the production shape only"}
@@ -685,6 +719,8 @@ def report(results: dict[str, dict], args) -> str:
             met = r["ttft_p95_s"] <= 2 and not r["no_token"] and throughout
             verdict = "met" if met else "not met"
             lines.append(f"- {shape}: p95 first token <= 2 s while a job trains: {verdict}.")
+    if "busy_run" in scenarios:
+        lines += busy_run_report(results, args)
     if "faults" in scenarios:
         lines += faults_report(results, args)
     if failed:
@@ -701,8 +737,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenarios",
         default=",".join(DEFAULT_SCENARIOS),
-        help="any of http, sockets, streams, busy, faults (default: all but faults, which restarts this "
-        "machine's Redis and PostgreSQL and is asked for by name)",
+        help="any of http, sockets, streams, busy, busy_run, faults (default: all but faults, which restarts "
+        "this machine's Redis and PostgreSQL and is asked for by name)",
     )
     parser.add_argument(
         "--faults", default=",".join(FAULTS), help=f"with --scenarios faults: any of {', '.join(FAULTS)}"
@@ -728,6 +764,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--busy-learners", type=int, default=10, help="learners one after another while a job trains (busy)"
     )
+    parser.add_argument(
+        "--busy-run-learners",
+        type=int,
+        default=30,
+        help="at most this many learners one after another while a teaching run works (busy_run)",
+    )
+    parser.add_argument(
+        "--busy-run-gap", type=float, default=4.0, help="seconds between two learners' sockets (busy_run)"
+    )
+    parser.add_argument(
+        "--run-timeout", type=float, default=1200.0, help="seconds to wait for the teaching run (busy_run)"
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "load-report.md"))
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument(
@@ -746,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.scenario_list) - set(SCENARIOS)
     if unknown or not args.scenario_list:
         parser.error(
-            "--scenarios takes http, sockets, streams, busy and/or faults, "
+            "--scenarios takes http, sockets, streams, busy, busy_run and/or faults, "
             f"not {', '.join(sorted(unknown)) or 'nothing'}"
         )
     args.fault_list = [f.strip() for f in args.faults.split(",") if f.strip()]
@@ -768,9 +816,13 @@ def main(argv: list[str] | None = None) -> int:
         or not 8 <= args.stream_tokens <= 512
         or not 10 <= args.stream_timeout <= 1800
     ):
-        parser.error("--streamers 1-30 (40 seeded learners), --stream-tokens 8-512, --stream-timeout 10-1800")
-    if not 1 <= args.busy_learners <= 17:
-        parser.error("--busy-learners 1-17 (learner20 to learner36 of the seeded 40)")
+        parser.error("--streamers 1-30, --stream-tokens 8-512, --stream-timeout 10-1800")
+    if not 1 <= args.busy_learners <= 50:
+        parser.error("--busy-learners 1-50")
+    if not 1 <= args.busy_run_learners <= 100 or not 0 <= args.busy_run_gap <= 60:
+        parser.error("--busy-run-learners 1-100, --busy-run-gap 0-60")
+    if not 60 <= args.run_timeout <= 3600:
+        parser.error("--run-timeout 60-3600")
     args.speed = speed()  # before any server loads the machine
     results = {}
     for shape in shapes:

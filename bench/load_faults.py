@@ -424,41 +424,24 @@ async def reply_redis(site, args) -> dict[str, Any]:
 async def run_kill(site, args) -> dict[str, Any]:
     """A small teaching run started through the run form; the worker SIGKILLed once the run has
     finished its first steps; a new worker started. Where does the run go on from?"""
-    from bench.load import _post
+    from bench.load_busy_run import BUSY_RUN_FORM, start_run
 
     client = await _staff(site)
     ids = await asyncio.to_thread(site_query, site, RUN_IDS)
-    form = {
+    form = {  # the busy_run scenario's run, smaller and always accepted: the fault, not the run, is measured
+        **BUSY_RUN_FORM,
         "course": ids["course"],
         "student": ids["student"],
         "teacher": ids["teacher"],
-        "rounds": 1,
-        "plan": "adaptive",
         "plan_budget": 8,
         "explain_budget": 2,
         "generate_budget": 4,
         "generate_k": 2,
-        "seed": 0,
-        "choice_scoring": "generate",
-        "expert": "on",
-        "explain_samples": 1,
-        "teacher_min_pass": 0.05,
-        "keep_share": 0.25,
-        "schedule": "continue",
         "acceptance": "always",
-        "round_tries": 1,
-        "train": "on",
         "max_steps": 4,
-        "learning_rate": 0.002,
-        "lora_r": 8,
         "batch_size": 2,
-        "precision": "auto",
     }
-    where = await _post(client, "/runs/new/", {k: str(v) for k, v in form.items()})
-    found = re.search(r"/runs/(\d+)/", where)
-    if found is None:
-        raise RuntimeError(f"the run form sent us to {where}, not to a run")
-    run_id = int(found.group(1))
+    run_id = await start_run(client, form)
     query = RUN_STATE.format(run=run_id)
     deadline = time.monotonic() + args.job_timeout
     state = await asyncio.to_thread(site_query, site, query)

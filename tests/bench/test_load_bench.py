@@ -9,6 +9,7 @@ import math
 import pytest
 
 from bench.load import Tally, main, percentile, sockets_verdict, streams_verdict
+from bench.load_busy_run import RunWatcher, busy_run_verdict, by_step
 from bench.load_faults import Follower, Timeline, job_verdict, shown_text
 from bench.load_live import (
     JobMessage,
@@ -230,7 +231,9 @@ def test_stamping_adds_a_send_time_to_each_chart_point_only():
         ["--streamers", "31"],
         ["--sockets", "0"],
         ["--job-steps", "0"],
-        ["--busy-learners", "18"],
+        ["--busy-learners", "51"],
+        ["--scenarios", "busy_run", "--busy-run-learners", "0"],
+        ["--scenarios", "busy_run", "--run-timeout", "5"],
     ],
 )
 def test_it_refuses_bad_scenario_settings_before_starting_anything(args, capsys):
@@ -294,3 +297,89 @@ def test_a_timeline_keeps_every_count_and_every_finished_message_in_order():
         (9.0, "7", "failed", "The tutor could not answer."),
         (15.0, "7", "done", "7 + 5 = 12"),
     ]
+
+
+# --- part 2: learners beside a teaching run ------------------------------------------------------------
+
+
+def _run_fragment(status: str, step: str = "") -> str:
+    """The run page's live part as the run's socket sends it (the template the site renders)."""
+    from django.template.loader import render_to_string
+
+    from tutor.models import TeachingRun
+
+    run = TeachingRun(pk=7, status=status, current_step=step, current_round=0, config={"rounds": 1})
+    return render_to_string("tutor/runs/partials/run_state.html", {"run": run, "timeline": []})
+
+
+def test_a_run_watcher_reads_the_step_and_the_end_from_the_run_page_socket():
+    watcher = RunWatcher()
+    assert watcher.step == "" and not watcher.finished
+    watcher.receive(1.0, _run_fragment("queued"))
+    assert watcher.step == "" and watcher.status == "queued"
+    watcher.receive(2.0, _run_fragment("running", "diagnose"))
+    watcher.receive(2.5, _run_fragment("running", "diagnose"))  # the same state again: not a change
+    watcher.receive(3.0, '<tr id="run-row-7">another part of the page</tr>')
+    watcher.receive(4.0, _run_fragment("running", "train"))
+    assert watcher.step == "train" and not watcher.finished
+    watcher.receive(9.0, _run_fragment("succeeded"))
+    assert watcher.finished and watcher.step == ""
+    assert [(at, step) for at, _, step in watcher.seen] == [
+        (1.0, ""),
+        (2.0, "diagnose"),
+        (4.0, "train"),
+        (9.0, ""),
+    ]
+
+
+def _streams(*ttfts: float | None) -> list[Stream]:
+    streams = []
+    for ttft in ttfts:
+        stream = Stream(started=10.0)
+        if ttft is not None:
+            stream.first = 10.0 + ttft
+        streams.append(stream)
+    return streams
+
+
+def test_learners_beside_a_run_are_summed_per_step_and_over_the_whole_run():
+    a, b, c, d = _streams(0.5, 1.5, 3.0, None)
+    rows = by_step([("explain", a), ("train", b), ("train", c), ("train", d)])
+    assert [r["step"] for r in rows] == ["explain", "train", "all"]
+    train, everyone = rows[1], rows[2]
+    assert train["learners"] == 3 and train["no_token"] == 1 and train["ttft_max_s"] == 3.0
+    assert everyone["learners"] == 4 and everyone["ttft_p50_s"] == pytest.approx(1.5)
+    # A learner with no first token fails the target whatever the others' times.
+    assert busy_run_verdict(rows) == (
+        "p95 first token <= 2 s while it trained: not met; p95 first token <= 2 s over the whole run: not met"
+    )
+    quick = by_step([("train", s) for s in _streams(0.4, 0.6)] + [("reexamine", s) for s in _streams(0.9)])
+    assert busy_run_verdict(quick) == (
+        "p95 first token <= 2 s while it trained: met; p95 first token <= 2 s over the whole run: met"
+    )
+    untrained = by_step([("diagnose", s) for s in _streams(0.4)])
+    assert busy_run_verdict(untrained).startswith("no learner came while it trained; ")
+
+
+def test_the_busy_run_report_shows_each_step_and_the_verdict_per_shape():
+    from types import SimpleNamespace
+
+    from bench.load_busy_run import busy_run_report
+
+    rows = by_step([("explain", s) for s in _streams(0.5)] + [("train", s) for s in _streams(0.7, 1.1)])
+    results = {
+        "embedded": {
+            "busy_run": {
+                "run_status": "succeeded",
+                "run_s": 300.0,
+                "by_step": rows,
+                "load_average": "2 before",
+            }
+        },
+        "production": {"busy_run": {"error": "RuntimeError: no run"}},
+    }
+    text = "\n".join(busy_run_report(results, SimpleNamespace(busy_run_gap=4.0, busy_run_learners=30)))
+    assert "| embedded | succeeded in 5.0 min | explain | 1 | 0 | 0.5 / 0.5 / 0.5 | 2 before |" in text
+    assert "| embedded |  | train | 2 | 0 |" in text and "| embedded |  | all | 3 | 0 |" in text
+    assert "- embedded: p95 first token <= 2 s while it trained: met;" in text
+    assert "production" not in text  # a failed scenario is listed with the failures, not here
