@@ -804,6 +804,7 @@ def run_config(args, seed: int):
         teacher_generate_k=args.generate_k,
         seed=seed,
         student_max_new_tokens=args.student_tokens,
+        **args.loop_set,
     )
 
 
@@ -850,6 +851,7 @@ def header(args, course, versions: str, estimate: dict[str, float]) -> list[str]
     from tutor.core.runs.state import ROUND_TRAINING
 
     c = run_config(args, 0)
+    loop_rules = f"rules, changed for this run: {args.loop_set};" if args.loop_set else "default rules"
     keep = ", ".join(s.key for s in course.keep_skills)
     taught = ", ".join(s.key for s in course.taught_skills)
     return [
@@ -869,7 +871,7 @@ def header(args, course, versions: str, estimate: dict[str, float]) -> list[str]
         f"skill {args.train_per_skill} train, {args.probe_per_skill} probe, {args.exam_per_skill} exam "
         f"items (half of probe and exam in held-out phrasings); exam = {len(course.split('exam'))} items, "
         f"greedy, {args.student_tokens} new tokens at most.",
-        f"Loop (d): the loop's default rules (expert {c.expert}, keep_share {c.keep_share}, acceptance "
+        f"Loop (d): the loop's {loop_rules} (expert {c.expert}, keep_share {c.keep_share}, acceptance "
         f"{c.acceptance}, round_tries {c.round_tries}, schedule {c.schedule}, explain_samples "
         f"{c.explain_samples}, siblings {c.siblings}, general_probe {c.general_probe}); rounds {c.rounds}, "
         f"plan_budget {c.plan_budget}, explain_budget {c.explain_budget}, generate_budget "
@@ -1188,6 +1190,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "default before making it one; the report's settings line shows it",
     )
     p.add_argument(
+        "--loop-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="(d) only: run the loop with this RunConfig field changed (repeatable); (c') follows the "
+        "keep share the loop then trains on",
+    )
+    p.add_argument(
         "--defaults-train",
         action="append",
         default=[],
@@ -1198,6 +1208,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:
         args.defaults_set = _overrides(args.defaults_set)
         args.defaults_train = _overrides(args.defaults_train)
+        args.loop_set = _overrides(args.loop_set)
     except ValueError as exc:
         p.error(str(exc))
     if args.quick:
@@ -1205,6 +1216,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.train_per_skill, args.probe_per_skill, args.exam_per_skill = 4, 2, 2
         args.plan_budget, args.explain_budget, args.generate_budget, args.generate_k = 6, 2, 2, 2
         args.student_tokens = min(args.student_tokens, 64)  # cut answers: a smoke run measures nothing
+    try:
+        run_config(args, 0)  # a --loop-set field the loop does not have, or a bad value, fails here
+    except (TypeError, ValueError) as exc:
+        p.error(f"--loop-set: {exc}")
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = sorted(set(arms) - set(ARMS))
     if unknown:

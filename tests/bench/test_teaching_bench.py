@@ -532,3 +532,16 @@ def test_it_renders_the_report_with_every_arm_and_the_targets():
     assert "| (e) wall time under 15 min on 2 cores (seed 0) | 10.0 min | yes |" in text
     assert "1 ✓ 11 rec, lr×1: held-out probe 0.25 -> 0.50" in text
     assert "oracle" in text and "smoke run" in text
+
+
+def test_the_loop_arm_runs_with_the_rules_it_is_given_and_refuses_unknown_ones(capsys):
+    from bench.teaching import run_config
+
+    args = parse_args(["--arms", "d_loop", "--loop-set", "keep_share=0.08", "--loop-set", "round_tries=1"])
+    config = run_config(args, 3)
+    assert (config.keep_share, config.round_tries, config.seed) == (0.08, 1, 3)
+    assert run_config(parse_args(["--arms", "d_loop"]), 0).keep_share == 0.25  # the loop's default
+    for bad in ("keep_shares=0.1", "keep_share=1.5"):
+        with pytest.raises(SystemExit):
+            parse_args(["--arms", "d_loop", "--loop-set", bad])
+        assert "--loop-set" in capsys.readouterr().err
