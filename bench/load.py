@@ -767,11 +767,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--busy-run-learners",
         type=int,
-        default=30,
+        default=80,
         help="at most this many learners one after another while a teaching run works (busy_run)",
     )
     parser.add_argument(
-        "--busy-run-gap", type=float, default=4.0, help="seconds between two learners' sockets (busy_run)"
+        "--busy-run-gap", type=float, default=5.0, help="seconds between two learners' sockets (busy_run)"
     )
     parser.add_argument(
         "--run-timeout", type=float, default=1200.0, help="seconds to wait for the teaching run (busy_run)"

@@ -335,3 +335,27 @@ def test_a_kept_start_is_not_reused_under_another_adapter_or_after_an_adapter_lo
     assert "".join(llm.stream(conversation, PARAMS, adapter="kind")) == adapted
     assert taken[-1] == 0
     llm.close()
+
+
+def test_a_long_generate_prefills_its_prompts_a_budget_at_a_time_and_answers_the_same(llm, monkeypatch):
+    # A learner's stream waits for one step of a teaching run's generate call: a step may prefill
+    # at most PREFILL_TOKENS prompt tokens (a longer prompt alone), with the streams' turn between.
+    conversations = [CONVERSATIONS[i % len(CONVERSATIONS)] for i in range(12)]
+    whole = llm.generate(conversations, PARAMS)  # the default budget holds all twelve prompts at once
+    groups: list[list[int]] = []
+    prefill = batching._Batch.prefill
+
+    def spy(self, model, new):
+        groups.append([len(row.prompt) for row in new])
+        return prefill(self, model, new)
+
+    monkeypatch.setattr(batching._Batch, "prefill", spy)
+    monkeypatch.setattr(batching, "PREFILL_TOKENS", 60)
+    turns: list[int] = []
+    streams_first = llm._streams_first
+    monkeypatch.setattr(llm, "_streams_first", lambda: (turns.append(len(groups)), streams_first()))
+
+    assert llm.generate(conversations, PARAMS) == whole
+    assert sum(len(g) for g in groups) == 12 and len(groups) > 2
+    assert all(sum(g) <= 60 or len(g) == 1 for g in groups)
+    assert all(n in turns for n in range(1, len(groups) + 1))  # the streams' turn after every prefill

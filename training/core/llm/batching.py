@@ -15,7 +15,8 @@ itself (a finished row's place goes to the next prompt). Rules:
 - **Streams come before background work.** A long ``generate`` or scoring call of the same model
   (a teaching run's micro-batch of 64 rows) calls :meth:`StreamBatcher.give_way` at every token: it
   runs the streams' steps itself until no stream is left, then goes on where it stopped. A learner's
-  first token waits for one step of that work, not for the whole call.
+  first token waits for one step of that work, not for the whole call; and that step is short: the
+  call prefills its prompts :data:`PREFILL_TOKENS` at a time.
 - **Rows may use different adapters** (peft's mixed-batch forward, ``adapter_names``); ``None`` is
   the untouched base model, as everywhere in :mod:`.local`.
 - **Greedy rows give what ``generate`` gives** for the same conversation: left padding with an
@@ -41,6 +42,12 @@ from .base import GenerationError, GenerationParams, without_nul
 
 MAX_ROWS = 32
 """Streams generated together; more wait (in arrival order) until a row leaves."""
+
+PREFILL_TOKENS = 1024
+"""Prompt tokens :func:`generate_greedy` prefills in one step, at most (a longer prompt goes alone).
+A teaching run's micro-batch of 64 prompts prefilled at once was one step of several seconds on 2
+cores, and a learner's stream waited for it (docs/benchmarks/load.md, "Learners while a teaching
+run works"); in groups, the streams go first between two of them."""
 
 MIN_SHARED_PREFIX = 16
 """Prompts prefilled together that begin with at least this many identical tokens (and use the same
@@ -554,6 +561,7 @@ def generate_greedy(
     waiting = list(range(len(prompts)))
     waiting.reverse()  # pop() takes them in the order given
     refill = max(1, rows // 4)  # prefill joiners in groups: one at a time would cost a step each
+    cut = False
 
     def done(row: _AnswerRow, *, stopped: bool = False) -> None:
         results[row.index] = Finished(list(row.tokens), stopped)
@@ -562,10 +570,13 @@ def generate_greedy(
         room = rows - len(batch.rows)
         logits_new = None
         joined: list[_Row] = []
-        if waiting and (room >= refill or not batch.rows or len(waiting) <= room):
-            for _ in range(min(room, len(waiting))):
+        if waiting and room and (cut or room >= refill or not batch.rows or len(waiting) <= room):
+            budget = PREFILL_TOKENS
+            while waiting and len(joined) < room and (not joined or len(prompts[waiting[-1]]) <= budget):
                 i = waiting.pop()
+                budget -= len(prompts[i])
                 joined.append(_AnswerRow(prompt=prompts[i], adapter=None, index=i))
+            cut = bool(waiting) and len(joined) < room  # the budget ended the group: the next step goes on
             logits_new = batch.prefill(model, joined)
         else:
             logits = batch.decode(model)
