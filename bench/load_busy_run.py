@@ -207,7 +207,7 @@ def busy_run_report(results: dict[str, dict], args) -> list[str]:
             lines.append(
                 f"| {shape} | {run} | {row['step']} | {row['learners']} | {row['no_token']} | "
                 f"{_s(row['ttft_p50_s'])} / {_s(row['ttft_p95_s'])} / {_s(row['ttft_max_s'])} | "
-                f"{r['load_average']} |"
+                f"{r['load_average'] if run else ''} |"
             )
             run = ""
         verdicts.append(f"- {shape}: {busy_run_verdict(r['by_step'])}.")
