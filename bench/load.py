@@ -431,9 +431,9 @@ async def sockets_scenario(site: Site, args) -> dict:
 
 async def streams_scenario(site: Site, args) -> dict:
     """Warm-up per web process, one stream alone, then ``args.streamers`` at once (each a new session)."""
-    warmups = await asyncio.to_thread(site.take_learners, len(site.ports))
-    single = await asyncio.to_thread(site.take_learners, 1)
-    many = await asyncio.to_thread(site.take_learners, args.streamers)
+    web = len(site.ports)
+    learners = await asyncio.to_thread(site.take_learners, web + 1 + args.streamers)  # one manage.py shell
+    warmups, single, many = learners[:web], learners[web : web + 1], learners[web + 1 :]
     ports = {user: site.ports[i % len(site.ports)] for i, user in enumerate(warmups)}  # the rest: the first
     cookies, sessions = await _new_sessions(
         warmups + single + many, lambda i, user: ports.get(user, site.ports[0])
@@ -459,8 +459,8 @@ async def streams_scenario(site: Site, args) -> dict:
 
 async def busy_scenario(site: Site, args) -> dict:
     """Learners one after another while a LoRA job trains in the worker: each learner's first token."""
-    users = await asyncio.to_thread(site.take_learners, args.busy_learners)
-    warmups = await asyncio.to_thread(site.take_learners, len(site.ports))
+    learners = await asyncio.to_thread(site.take_learners, len(site.ports) + args.busy_learners)
+    warmups, users = learners[: len(site.ports)], learners[len(site.ports) :]
     cookies, sessions = await _new_sessions(warmups + users, lambda i, user: site.ports[i % len(site.ports)])
     timeout = args.stream_timeout
     warm = await learner_streams(site.ports, [(u, sessions[u]) for u in warmups], cookies, timeout)

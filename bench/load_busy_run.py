@@ -140,8 +140,8 @@ async def busy_run_scenario(site, args) -> dict[str, Any]:
     from bench.load_faults import RUN_IDS, _staff, site_query
 
     ports = site.ports
-    warmups = await asyncio.to_thread(site.take_learners, len(ports))
-    users = await asyncio.to_thread(site.take_learners, args.busy_run_learners)
+    learners = await asyncio.to_thread(site.take_learners, len(ports) + args.busy_run_learners)
+    warmups, users = learners[: len(ports)], learners[len(ports) :]
     cookies, sessions = await _new_sessions(warmups + users, lambda i, user: ports[i % len(ports)])
     timeout = args.stream_timeout
     await learner_streams(ports, [(u, sessions[u]) for u in warmups], cookies, timeout)  # models loaded
@@ -182,6 +182,8 @@ async def busy_run_scenario(site, args) -> dict[str, Any]:
 
 def busy_run_report(results: dict[str, dict], args) -> list[str]:
     """The report's section for ``busy_run``."""
+    from bench.load import _s
+
     lines = [
         "",
         "## Learners while a teaching run works",
@@ -212,7 +214,3 @@ def busy_run_report(results: dict[str, dict], args) -> list[str]:
             run = ""
         verdicts.append(f"- {shape}: {busy_run_verdict(r['by_step'])}.")
     return [*lines, "", *verdicts]
-
-
-def _s(value: float) -> str:
-    return "—" if value != value else f"{value:.1f}"
